@@ -1,0 +1,339 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Enforcement is what happens to a resource that fails a rule.
+// +kubebuilder:validation:Enum=Deny;Warn;Audit
+type Enforcement string
+
+const (
+	// Deny rejects the request with the rule's message.
+	Deny Enforcement = "Deny"
+	// Warn admits the request and returns the message as a warning.
+	Warn Enforcement = "Warn"
+	// Audit admits the request and records the result (the dry-run mode).
+	Audit Enforcement = "Audit"
+)
+
+// FailurePolicy says what an evaluation error (a CEL runtime error, an unreachable registry) means.
+// +kubebuilder:validation:Enum=Fail;Ignore
+type FailurePolicy string
+
+const (
+	// Fail treats an evaluation error as a failed rule.
+	Fail FailurePolicy = "Fail"
+	// Ignore treats an evaluation error as a passed rule, reported as an error result.
+	Ignore FailurePolicy = "Ignore"
+)
+
+// Operation is an admission operation.
+// +kubebuilder:validation:Enum=CREATE;UPDATE;DELETE;CONNECT
+type Operation string
+
+// The admission operations.
+const (
+	Create  Operation = "CREATE"
+	Update  Operation = "UPDATE"
+	Delete  Operation = "DELETE"
+	Connect Operation = "CONNECT"
+)
+
+// PolicySpec is the specification shared by ClusterPolicy and Policy.
+type PolicySpec struct {
+	// Enforcement is the action taken when a rule fails: Deny, Warn or Audit (dry-run).
+	// +kubebuilder:default=Audit
+	// +optional
+	Enforcement Enforcement `json:"enforcement,omitempty"`
+
+	// EnforcementOverrides change the enforcement for the namespaces they select; the first
+	// override that selects a resource's namespace wins.
+	// +optional
+	// +listType=atomic
+	EnforcementOverrides []EnforcementOverride `json:"enforcementOverrides,omitempty"`
+
+	// FailurePolicy says what an evaluation error means: Fail (the rule fails) or Ignore
+	// (the rule is reported as an error and does not block).
+	// +kubebuilder:default=Fail
+	// +optional
+	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
+
+	// Match selects the resources the policy applies to.
+	// +optional
+	Match MatchResources `json:"match,omitempty"`
+
+	// Exclude removes resources from the match; same shape as match. A resource is excluded
+	// when every field set in exclude selects it.
+	// +optional
+	Exclude *MatchResources `json:"exclude,omitempty"`
+
+	// PodControllers extends every rule written for Pods to the pod templates of Deployment,
+	// StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job and CronJob. Default true.
+	// +optional
+	PodControllers *bool `json:"podControllers,omitempty"`
+
+	// Rules are evaluated in order; each has a name and exactly one rule type.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=map
+	// +listMapKey=name
+	Rules []Rule `json:"rules"`
+}
+
+// EnforcementOverride sets a different enforcement for some namespaces.
+// +kubebuilder:validation:XValidation:rule="has(self.namespaces) || has(self.namespaceSelector)",message="an override needs namespaces or namespaceSelector"
+type EnforcementOverride struct {
+	// Namespaces are names or globs ("dev-*").
+	// +optional
+	// +listType=atomic
+	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespaceSelector selects namespaces by label.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// Enforcement in force for the selected namespaces.
+	Enforcement Enforcement `json:"enforcement"`
+}
+
+// MatchResources selects resources. Every field that is set must select the resource; an empty
+// MatchResources selects everything.
+type MatchResources struct {
+	// Kinds are "Kind" (any group), "group/Kind" ("apps/Deployment"; "core/Pod" for the core group) or "*".
+	// +optional
+	// +listType=atomic
+	Kinds []string `json:"kinds,omitempty"`
+	// Operations the policy applies to. Default: CREATE and UPDATE.
+	// +optional
+	// +listType=atomic
+	Operations []Operation `json:"operations,omitempty"`
+	// Namespaces are names or globs. Cluster-scoped resources never match a non-empty list.
+	// +optional
+	// +listType=atomic
+	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespaceSelector selects by the labels of the resource's namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// ObjectSelector selects by the labels of the resource itself.
+	// +optional
+	ObjectSelector *metav1.LabelSelector `json:"objectSelector,omitempty"`
+}
+
+// Rule is one named check. Exactly one rule type is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.podSecurity), has(self.resources), has(self.labels), has(self.cel)].filter(x, x).size() == 1",message="exactly one of podSecurity, resources, labels or cel must be set"
+type Rule struct {
+	// Name identifies the rule in messages, results and metrics.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// PodSecurity enforces a Pod Security Standards level.
+	// +optional
+	PodSecurity *PodSecurityRule `json:"podSecurity,omitempty"`
+	// Resources requires resource requests and limits on every container.
+	// +optional
+	Resources *ResourcesRule `json:"resources,omitempty"`
+	// Labels requires labels and constrains their values.
+	// +optional
+	Labels *LabelsRule `json:"labels,omitempty"`
+	// CEL is a ValidatingAdmissionPolicy-style expression.
+	// +optional
+	CEL *CELRule `json:"cel,omitempty"`
+}
+
+// PodSecurityLevel is a Pod Security Standards level that can be enforced.
+// +kubebuilder:validation:Enum=baseline;restricted
+type PodSecurityLevel string
+
+// PodSecurityRule enforces a Pod Security Standards level with the upstream checks.
+type PodSecurityRule struct {
+	// Level is baseline or restricted.
+	Level PodSecurityLevel `json:"level"`
+	// Version of the standard: "latest" or "v1.NN" (v1.0 or later).
+	// +kubebuilder:validation:Pattern=`^(latest|v1\.(0|[1-9][0-9]*))$`
+	// +kubebuilder:default=latest
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Exclude skips a control, for all containers or only for containers whose image matches.
+	// +optional
+	// +listType=atomic
+	Exclude []PodSecurityExclusion `json:"exclude,omitempty"`
+}
+
+// PodSecurityExclusion skips one control of the standard.
+type PodSecurityExclusion struct {
+	// Control is the upstream check ID, e.g. runAsNonRoot, capabilities_restricted, hostPorts.
+	// +kubebuilder:validation:MinLength=1
+	Control string `json:"control"`
+	// Images are image globs; when set, the control still applies to the pod-level fields and to
+	// every container whose image matches none of them.
+	// +optional
+	// +listType=atomic
+	Images []string `json:"images,omitempty"`
+}
+
+// ResourcesRule requires resource requests and limits on every container and init container.
+// +kubebuilder:validation:XValidation:rule="has(self.requests) || has(self.limits)",message="list at least one of requests or limits"
+type ResourcesRule struct {
+	// Requests that must be set, e.g. cpu, memory.
+	// +optional
+	// +listType=set
+	Requests []string `json:"requests,omitempty"`
+	// Limits that must be set, e.g. memory.
+	// +optional
+	// +listType=set
+	Limits []string `json:"limits,omitempty"`
+}
+
+// LabelsRule requires label keys and constrains label values. It applies to the object's metadata
+// and, for pod controllers, to the pod template's metadata.
+// +kubebuilder:validation:XValidation:rule="has(self.required) || has(self.patterns)",message="list at least one of required or patterns"
+type LabelsRule struct {
+	// Required label keys.
+	// +optional
+	// +listType=set
+	Required []string `json:"required,omitempty"`
+	// Patterns are regular expressions (RE2) that a label's value must match when the label is set.
+	// +optional
+	Patterns map[string]string `json:"patterns,omitempty"`
+}
+
+// CELRule is a boolean CEL expression with ValidatingAdmissionPolicy's variables (object,
+// oldObject, request, namespaceObject) plus podSpec and podMeta for every pod-bearing kind.
+type CELRule struct {
+	// Expression must evaluate to true for the resource to pass.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=5000
+	Expression string `json:"expression"`
+	// Message is returned when the expression is false.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// MessageExpression is a CEL expression that returns the message as a string; it wins over
+	// message when it evaluates without error.
+	// +optional
+	MessageExpression string `json:"messageExpression,omitempty"`
+}
+
+// PolicyStatus is the observed state of a policy.
+type PolicyStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready is True when the policy compiled and is enforced.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Errors are the compile errors, each with its field path.
+	// +optional
+	// +listType=atomic
+	Errors []string `json:"errors,omitempty"`
+}
+
+// ClusterPolicy applies to resources in every namespace and to cluster-scoped resources.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=cpol,categories=portcullis
+// +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClusterPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PolicySpec   `json:"spec"`
+	Status PolicyStatus `json:"status,omitempty"`
+}
+
+// ClusterPolicyList is a list of ClusterPolicy.
+// +kubebuilder:object:root=true
+type ClusterPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterPolicy `json:"items"`
+}
+
+// Policy applies only to resources in its own namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=pol,categories=portcullis
+// +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Policy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PolicySpec   `json:"spec"`
+	Status PolicyStatus `json:"status,omitempty"`
+}
+
+// PolicyList is a list of Policy.
+// +kubebuilder:object:root=true
+type PolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Policy `json:"items"`
+}
+
+// PolicyExceptionSpec exempts matching resources in the exception's namespace from some rules.
+type PolicyExceptionSpec struct {
+	// Exceptions name the policies and rules exempted.
+	// +kubebuilder:validation:MinItems=1
+	// +listType=atomic
+	Exceptions []ExceptionTarget `json:"exceptions"`
+	// Match selects the resources exempted, within the exception's namespace.
+	// +optional
+	Match MatchResources `json:"match,omitempty"`
+	// Owner is the team or person accountable for the exception.
+	// +kubebuilder:validation:MinLength=1
+	Owner string `json:"owner"`
+	// Reason says why the exception exists.
+	// +kubebuilder:validation:MinLength=1
+	Reason string `json:"reason"`
+	// Expires is mandatory: after it the exception no longer applies.
+	Expires metav1.Time `json:"expires"`
+}
+
+// ExceptionTarget names a policy and, optionally, some of its rules (all rules when empty).
+type ExceptionTarget struct {
+	// PolicyName is a ClusterPolicy name, or a Policy name in the exception's namespace.
+	// +kubebuilder:validation:MinLength=1
+	PolicyName string `json:"policyName"`
+	// RuleNames are the rules exempted; empty means every rule of the policy.
+	// +optional
+	// +listType=set
+	RuleNames []string `json:"ruleNames,omitempty"`
+}
+
+// PolicyExceptionStatus is the observed state of an exception.
+type PolicyExceptionStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PolicyException exempts resources from rules, with an owner, a reason and an expiry.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=polex,categories=portcullis
+// +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.expires`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type PolicyException struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PolicyExceptionSpec   `json:"spec"`
+	Status PolicyExceptionStatus `json:"status,omitempty"`
+}
+
+// PolicyExceptionList is a list of PolicyException.
+// +kubebuilder:object:root=true
+type PolicyExceptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PolicyException `json:"items"`
+}
