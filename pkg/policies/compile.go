@@ -1,0 +1,261 @@
+package policies
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// Compiler compiles policies. It holds what is costly to build (the CEL environment, the Pod
+// Security registry) and is safe for concurrent use.
+type Compiler struct {
+	env *cel.Env
+	pss *pssRegistry
+}
+
+// NewCompiler builds a compiler.
+func NewCompiler() (*Compiler, error) {
+	env, err := newCELEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &Compiler{env: env, pss: newPSSRegistry()}, nil
+}
+
+// CompileError lists every problem found in one policy or exception, each with its field path.
+type CompileError struct {
+	// Object is `ClusterPolicy "name"`, `Policy "ns/name"` or `PolicyException "ns/name"`.
+	Object string
+	Errs   field.ErrorList
+}
+
+func (e *CompileError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, fe := range e.Errs {
+		msgs[i] = fe.Error()
+	}
+	return e.Object + ": " + strings.Join(msgs, "; ")
+}
+
+// evaluator is a compiled rule type.
+type evaluator interface {
+	evaluate(in *input) verdict
+}
+
+type compiledRule struct {
+	name string
+	eval evaluator
+}
+
+// CompiledPolicy is a ClusterPolicy or Policy ready to evaluate.
+type CompiledPolicy struct {
+	// Name is the name for a ClusterPolicy and "namespace/name" for a Policy.
+	Name string
+	// Namespace is empty for a ClusterPolicy; a Policy applies only in its namespace.
+	Namespace     string
+	enforcement   v1alpha1.Enforcement
+	overrides     []enforcementOverride
+	failurePolicy v1alpha1.FailurePolicy
+	match         *matcher
+	exclude       *matcher // nil when not set
+	rules         []compiledRule
+}
+
+type enforcementOverride struct {
+	match       *matcher
+	enforcement v1alpha1.Enforcement
+}
+
+// CompileClusterPolicy compiles a ClusterPolicy.
+func (c *Compiler) CompileClusterPolicy(p *v1alpha1.ClusterPolicy) (*CompiledPolicy, error) {
+	return c.compile(fmt.Sprintf("ClusterPolicy %q", p.Name), p.Name, "", &p.Spec)
+}
+
+// CompilePolicy compiles a namespaced Policy.
+func (c *Compiler) CompilePolicy(p *v1alpha1.Policy) (*CompiledPolicy, error) {
+	if p.Namespace == "" {
+		return nil, &CompileError{Object: fmt.Sprintf("Policy %q", p.Name), Errs: field.ErrorList{field.Required(field.NewPath("metadata", "namespace"), "a Policy is namespaced")}}
+	}
+	name := p.Namespace + "/" + p.Name
+	return c.compile(fmt.Sprintf("Policy %q", name), name, p.Namespace, &p.Spec)
+}
+
+func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.PolicySpec) (*CompiledPolicy, error) {
+	var errs field.ErrorList
+	path := field.NewPath("spec")
+	if name == "" || strings.HasSuffix(name, "/") {
+		errs = append(errs, field.Required(field.NewPath("metadata", "name"), ""))
+	}
+	cp := &CompiledPolicy{Name: name, Namespace: namespace}
+
+	var e field.ErrorList
+	cp.enforcement, e = compileEnforcement(spec.Enforcement, v1alpha1.Audit, path.Child("enforcement"))
+	errs = append(errs, e...)
+	for i := range spec.EnforcementOverrides {
+		o := &spec.EnforcementOverrides[i]
+		p := path.Child("enforcementOverrides").Index(i)
+		if len(o.Namespaces) == 0 && o.NamespaceSelector == nil {
+			errs = append(errs, field.Required(p, "an override needs namespaces or namespaceSelector"))
+		}
+		m, e := compileMatch(&v1alpha1.MatchResources{Namespaces: o.Namespaces, NamespaceSelector: o.NamespaceSelector}, false, nil, p)
+		errs = append(errs, e...)
+		enf, e := compileEnforcement(o.Enforcement, "", p.Child("enforcement"))
+		errs = append(errs, e...)
+		cp.overrides = append(cp.overrides, enforcementOverride{match: m, enforcement: enf})
+	}
+	switch spec.FailurePolicy {
+	case "":
+		cp.failurePolicy = v1alpha1.Fail
+	case v1alpha1.Fail, v1alpha1.Ignore:
+		cp.failurePolicy = spec.FailurePolicy
+	default:
+		errs = append(errs, field.NotSupported(path.Child("failurePolicy"), spec.FailurePolicy, []string{"Fail", "Ignore"}))
+	}
+	podControllers := spec.PodControllers == nil || *spec.PodControllers
+	cp.match, e = compileMatch(&spec.Match, podControllers, []v1alpha1.Operation{v1alpha1.Create, v1alpha1.Update}, path.Child("match"))
+	errs = append(errs, e...)
+	if spec.Exclude != nil {
+		cp.exclude, e = compileMatch(spec.Exclude, podControllers, nil, path.Child("exclude"))
+		errs = append(errs, e...)
+		if cp.exclude.empty {
+			cp.exclude = nil
+		}
+	}
+	if len(spec.Rules) == 0 {
+		errs = append(errs, field.Required(path.Child("rules"), "a policy needs at least one rule"))
+	}
+	seen := sets.New[string]()
+	for i := range spec.Rules {
+		r, e := c.compileRule(&spec.Rules[i], path.Child("rules").Index(i), seen)
+		errs = append(errs, e...)
+		if r != nil {
+			cp.rules = append(cp.rules, *r)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &CompileError{Object: object, Errs: errs}
+	}
+	return cp, nil
+}
+
+func compileEnforcement(e, def v1alpha1.Enforcement, path *field.Path) (v1alpha1.Enforcement, field.ErrorList) {
+	switch e {
+	case "":
+		if def == "" {
+			return "", field.ErrorList{field.Required(path, "Deny, Warn or Audit")}
+		}
+		return def, nil
+	case v1alpha1.Deny, v1alpha1.Warn, v1alpha1.Audit:
+		return e, nil
+	}
+	return "", field.ErrorList{field.NotSupported(path, e, []string{"Deny", "Warn", "Audit"})}
+}
+
+func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set[string]) (*compiledRule, field.ErrorList) {
+	var errs field.ErrorList
+	switch {
+	case r.Name == "":
+		errs = append(errs, field.Required(path.Child("name"), ""))
+	case seen.Has(r.Name):
+		errs = append(errs, field.Duplicate(path.Child("name"), r.Name))
+	}
+	seen.Insert(r.Name)
+
+	var set []string
+	var eval evaluator
+	var e field.ErrorList
+	if r.PodSecurity != nil {
+		set = append(set, "podSecurity")
+		eval, e = compilePodSecurity(r.PodSecurity, c.pss, path.Child("podSecurity"))
+		errs = append(errs, e...)
+	}
+	if r.Resources != nil {
+		set = append(set, "resources")
+		eval, e = compileResources(r.Resources, path.Child("resources"))
+		errs = append(errs, e...)
+	}
+	if r.Labels != nil {
+		set = append(set, "labels")
+		eval, e = compileLabels(r.Labels, path.Child("labels"))
+		errs = append(errs, e...)
+	}
+	if r.CEL != nil {
+		set = append(set, "cel")
+		eval, e = compileCEL(r.CEL, c.env, path.Child("cel"))
+		errs = append(errs, e...)
+	}
+	if len(set) != 1 {
+		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), "exactly one of podSecurity, resources, labels or cel must be set"))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &compiledRule{name: r.Name, eval: eval}, nil
+}
+
+// CompiledException is a PolicyException ready to apply.
+type CompiledException struct {
+	Name      string // namespace/name
+	Namespace string
+	owner     string
+	reason    string
+	expires   time.Time
+	targets   map[string]sets.Set[string] // policy name -> rules (empty: all)
+	match     *matcher
+}
+
+// CompileException compiles a PolicyException.
+func (c *Compiler) CompileException(x *v1alpha1.PolicyException) (*CompiledException, error) {
+	name := x.Namespace + "/" + x.Name
+	var errs field.ErrorList
+	path := field.NewPath("spec")
+	if x.Namespace == "" {
+		errs = append(errs, field.Required(field.NewPath("metadata", "namespace"), "a PolicyException is namespaced"))
+	}
+	if strings.TrimSpace(x.Spec.Owner) == "" {
+		errs = append(errs, field.Required(path.Child("owner"), "who is accountable for the exception"))
+	}
+	if strings.TrimSpace(x.Spec.Reason) == "" {
+		errs = append(errs, field.Required(path.Child("reason"), "why the exception exists"))
+	}
+	if x.Spec.Expires.IsZero() {
+		errs = append(errs, field.Required(path.Child("expires"), "every exception expires"))
+	}
+	if len(x.Spec.Exceptions) == 0 {
+		errs = append(errs, field.Required(path.Child("exceptions"), "name at least one policy"))
+	}
+	ce := &CompiledException{Name: name, Namespace: x.Namespace, owner: x.Spec.Owner, reason: x.Spec.Reason, expires: x.Spec.Expires.Time, targets: map[string]sets.Set[string]{}}
+	for i, t := range x.Spec.Exceptions {
+		if t.PolicyName == "" {
+			errs = append(errs, field.Required(path.Child("exceptions").Index(i).Child("policyName"), ""))
+			continue
+		}
+		ce.targets[t.PolicyName] = sets.New(t.RuleNames...)
+	}
+	var e field.ErrorList
+	ce.match, e = compileMatch(&x.Spec.Match, true, nil, path.Child("match"))
+	errs = append(errs, e...)
+	if len(errs) > 0 {
+		return nil, &CompileError{Object: fmt.Sprintf("PolicyException %q", name), Errs: errs}
+	}
+	return ce, nil
+}
+
+// covers reports whether the exception exempts the rule of the policy.
+func (x *CompiledException) covers(p *CompiledPolicy, rule string) bool {
+	name := p.Name
+	if p.Namespace != "" {
+		if p.Namespace != x.Namespace {
+			return false
+		}
+		name = strings.TrimPrefix(name, p.Namespace+"/")
+	}
+	rules, ok := x.targets[name]
+	return ok && (rules.Len() == 0 || rules.Has(rule))
+}

@@ -1,0 +1,188 @@
+package policies
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apiserver/pkg/cel/common"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// Engine evaluates requests against a set of compiled policies and exceptions. It is immutable
+// and safe for concurrent use; a policy change builds a new Engine.
+type Engine struct {
+	policies   []*CompiledPolicy
+	exceptions []*CompiledException
+	now        func() time.Time
+}
+
+// NewEngine returns an engine over the compiled policies and exceptions. now tells the time for
+// exception expiry; nil means time.Now.
+func NewEngine(policies []*CompiledPolicy, exceptions []*CompiledException, now func() time.Time) *Engine {
+	if now == nil {
+		now = time.Now
+	}
+	return &Engine{policies: policies, exceptions: exceptions, now: now}
+}
+
+// Request is one admission request, or one manifest seen as a CREATE.
+type Request struct {
+	Operation v1alpha1.Operation
+	// Object is the new object; nil on DELETE.
+	Object *Resource
+	// OldObject is the existing object on UPDATE and DELETE.
+	OldObject *Resource
+	// Namespace is the namespace of the object when known; offline, its labels are taken to be
+	// the kubernetes.io/metadata.name label alone.
+	Namespace *corev1.Namespace
+	// Resource, SubResource, UserInfo, DryRun and Options are what CEL's request variable shows.
+	Resource    metav1.GroupVersionResource
+	SubResource string
+	UserInfo    authenticationv1.UserInfo
+	DryRun      bool
+}
+
+// subject is the object the request is about.
+func (r *Request) subject() *Resource {
+	if r.Object != nil {
+		return r.Object
+	}
+	return r.OldObject
+}
+
+// input is what a rule evaluates: one request, with lazily built CEL values.
+type input struct {
+	ctx      context.Context
+	req      *Request
+	res      *Resource
+	reqVal   ref.Val
+	nsVal    ref.Val
+	nsLabels labels.Set
+}
+
+func (in *input) activation() activation { return activation{in: in} }
+
+func (in *input) requestValue() ref.Val {
+	if in.reqVal == nil {
+		in.reqVal = common.SchemalessTypedToVal(in.req.admissionRequest(in.res))
+	}
+	return in.reqVal
+}
+
+func (in *input) namespaceValue() ref.Val {
+	if in.nsVal == nil {
+		switch {
+		case in.req.Namespace != nil:
+			in.nsVal = common.SchemalessTypedToVal(in.req.Namespace)
+		case in.res.Meta.GetNamespace() != "":
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: in.res.Meta.GetNamespace(), Labels: in.nsLabels}}
+			in.nsVal = common.SchemalessTypedToVal(ns)
+		default:
+			in.nsVal = types.NullValue
+		}
+	}
+	return in.nsVal
+}
+
+// admissionRequest is the request as ValidatingAdmissionPolicy's request variable shows it.
+func (r *Request) admissionRequest(res *Resource) *admissionv1.AdmissionRequest {
+	gvk := metav1.GroupVersionKind{Group: res.GVK.Group, Version: res.GVK.Version, Kind: res.GVK.Kind}
+	gvr := r.Resource
+	if gvr.Resource == "" {
+		plural, _ := meta.UnsafeGuessKindToResource(res.GVK)
+		gvr = metav1.GroupVersionResource{Group: plural.Group, Version: plural.Version, Resource: plural.Resource}
+	}
+	dryRun := r.DryRun
+	return &admissionv1.AdmissionRequest{
+		Kind: gvk, Resource: gvr, SubResource: r.SubResource,
+		RequestKind: &gvk, RequestResource: &gvr, RequestSubResource: r.SubResource,
+		Name: res.Meta.GetName(), Namespace: res.Meta.GetNamespace(),
+		Operation: admissionv1.Operation(r.Operation), UserInfo: r.UserInfo, DryRun: &dryRun,
+	}
+}
+
+// Evaluate returns one result for every rule of every policy that matches the request, in
+// policy order. A request no policy matches has no results.
+func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
+	res := req.subject()
+	if res == nil {
+		return nil
+	}
+	ns := res.Meta.GetNamespace()
+	in := &input{ctx: ctx, req: req, res: res, nsLabels: namespaceLabels(req.Namespace, ns)}
+	ref := res.Ref()
+	var results []Result
+	for _, p := range e.policies {
+		if !p.applies(req, res, in.nsLabels) {
+			continue
+		}
+		action := p.enforcementFor(req, res, in.nsLabels)
+		for _, r := range p.rules {
+			result := Result{Policy: p.Name, Rule: r.name, Resource: ref, Action: action}
+			if x := e.exceptionFor(p, r.name, req, res, in.nsLabels); x != nil {
+				result.Result = Skip
+				result.Message = fmt.Sprintf("exempted by PolicyException %s (owner %s, expires %s): %s",
+					x.Name, x.owner, x.expires.UTC().Format(time.RFC3339), x.reason)
+				results = append(results, result)
+				continue
+			}
+			v := r.eval.evaluate(in)
+			result.Result, result.Message = v.outcome, v.message
+			if v.outcome == Error && p.failurePolicy == v1alpha1.Fail {
+				// failurePolicy Fail: an evaluation error fails the rule, as the webhook rejects.
+				result.Result = Fail
+				result.Message = "evaluation error (failurePolicy Fail): " + v.message
+			}
+			results = append(results, result)
+		}
+	}
+	return results
+}
+
+func (p *CompiledPolicy) applies(req *Request, res *Resource, nsLabels labels.Set) bool {
+	if p.Namespace != "" && res.Meta.GetNamespace() != p.Namespace {
+		return false
+	}
+	if !p.match.matches(req, res, nsLabels) {
+		return false
+	}
+	return p.exclude == nil || !p.exclude.matches(req, res, nsLabels)
+}
+
+func (p *CompiledPolicy) enforcementFor(req *Request, res *Resource, nsLabels labels.Set) v1alpha1.Enforcement {
+	for _, o := range p.overrides {
+		if res.Meta.GetNamespace() != "" && o.match.matches(req, res, nsLabels) {
+			return o.enforcement
+		}
+	}
+	return p.enforcement
+}
+
+func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res *Resource, nsLabels labels.Set) *CompiledException {
+	if len(e.exceptions) == 0 {
+		return nil
+	}
+	now := e.now()
+	for _, x := range e.exceptions {
+		if x.Namespace != res.Meta.GetNamespace() || !now.Before(x.expires) || !x.covers(p, rule) {
+			continue
+		}
+		if x.match.matches(req, res, nsLabels) {
+			return x
+		}
+	}
+	return nil
+}
+
+// Policies returns the compiled policies of the engine.
+func (e *Engine) Policies() []*CompiledPolicy { return e.policies }

@@ -1,0 +1,260 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/cel/common"
+	sigsjson "sigs.k8s.io/json"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// Resource is an object decoded once, defaulted as the API server defaults it on CREATE, with its
+// pod template located when it has one.
+type Resource struct {
+	GVK schema.GroupVersionKind
+	// Object is a typed object for the built-in kinds Portcullis knows (core/v1, apps/v1,
+	// batch/v1) and *unstructured.Unstructured for every other kind.
+	Object runtime.Object
+	Meta   metav1.Object
+	// Pod is the pod spec and metadata for Pods and pod controllers, nil for other kinds.
+	Pod *PodTemplate
+
+	celObject ref.Val
+	celPod    [2]ref.Val
+}
+
+// PodTemplate is the pod a pod-bearing object creates, with the real field paths of its parts.
+type PodTemplate struct {
+	Meta     *metav1.ObjectMeta
+	Spec     *corev1.PodSpec
+	MetaPath *field.Path
+	SpecPath *field.Path
+}
+
+// Ref identifies a resource in results.
+type Ref struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+}
+
+// Ref returns the reference of the resource.
+func (r *Resource) Ref() Ref {
+	return Ref{APIVersion: r.GVK.GroupVersion().String(), Kind: r.GVK.Kind, Namespace: r.Meta.GetNamespace(), Name: r.Meta.GetName()}
+}
+
+// String is "apiVersion Kind namespace/name".
+func (r Ref) String() string {
+	name := r.Name
+	if r.Namespace != "" {
+		name = r.Namespace + "/" + r.Name
+	}
+	return r.APIVersion + " " + r.Kind + " " + name
+}
+
+// celValue is the object as CEL sees it, built lazily once per resource. The value is not safe
+// for concurrent use: a resource is evaluated by one goroutine.
+func (r *Resource) celValue() ref.Val {
+	if r == nil {
+		return types.NullValue
+	}
+	if r.celObject == nil {
+		r.celObject = toCELValue(r.Object)
+	}
+	return r.celObject
+}
+
+func (r *Resource) celPodValues() (spec, meta ref.Val) {
+	if r == nil || r.Pod == nil {
+		return types.NullValue, types.NullValue
+	}
+	if r.celPod[0] == nil {
+		r.celPod = [2]ref.Val{common.SchemalessTypedToVal(r.Pod.Spec), common.SchemalessTypedToVal(r.Pod.Meta)}
+	}
+	return r.celPod[0], r.celPod[1]
+}
+
+func toCELValue(obj runtime.Object) ref.Val {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		return types.DefaultTypeAdapter.NativeToValue(u.Object)
+	}
+	return common.SchemalessTypedToVal(obj)
+}
+
+// Decoder turns JSON into Resources. It is safe for concurrent use.
+type Decoder struct {
+	scheme *runtime.Scheme
+	strict bool
+}
+
+// NewDecoder returns a decoder for the built-in kinds that carry pods and for the Portcullis API.
+// A strict decoder rejects unknown and duplicate fields, as the API server does with
+// fieldValidation=Strict (kubectl's default); the webhook decodes objects the API server has
+// already validated and uses a lenient one.
+func NewDecoder(strict bool) *Decoder {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(fmt.Sprintf("building the scheme: %v", err)) // static registration; cannot fail
+		}
+	}
+	return &Decoder{scheme: s, strict: strict}
+}
+
+// ErrNotObject is returned for JSON that is not a Kubernetes object.
+var ErrNotObject = errors.New("not a Kubernetes object")
+
+// TypeMeta reads apiVersion and kind from a JSON object.
+func TypeMeta(data []byte) (schema.GroupVersionKind, error) {
+	var tm metav1.TypeMeta
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("%w: %w", ErrNotObject, err)
+	}
+	if tm.APIVersion == "" || tm.Kind == "" {
+		return schema.GroupVersionKind{}, fmt.Errorf("%w: apiVersion and kind must be set", ErrNotObject)
+	}
+	gv, err := schema.ParseGroupVersion(tm.APIVersion)
+	if err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("%w: apiVersion: %w", ErrNotObject, err)
+	}
+	return gv.WithKind(tm.Kind), nil
+}
+
+// Decode decodes one JSON object of the given kind (read from the data when gvk is nil) and
+// applies API defaulting.
+func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, error) {
+	var kind schema.GroupVersionKind
+	if gvk != nil {
+		kind = *gvk
+	} else {
+		var err error
+		if kind, err = TypeMeta(data); err != nil {
+			return nil, err
+		}
+	}
+	var obj runtime.Object
+	if d.scheme.Recognizes(kind) {
+		typed, err := d.scheme.New(kind)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kind, err)
+		}
+		obj = typed
+	} else {
+		obj = &unstructured.Unstructured{}
+	}
+	if err := d.unmarshal(data, obj); err != nil {
+		return nil, err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(kind)
+	applyDefaults(obj)
+	return newResource(kind, obj)
+}
+
+func (d *Decoder) unmarshal(data []byte, obj runtime.Object) error {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		var m map[string]any
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &m); err != nil {
+			return err
+		}
+		if m == nil {
+			return ErrNotObject
+		}
+		u.Object = m
+		return nil
+	}
+	if !d.strict {
+		return sigsjson.UnmarshalCaseSensitivePreserveInts(data, obj)
+	}
+	strictErrs, err := sigsjson.UnmarshalStrict(data, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	if len(strictErrs) > 0 {
+		msgs := make([]string, len(strictErrs))
+		for i, e := range strictErrs {
+			msgs[i] = e.Error()
+		}
+		return fmt.Errorf("strict decoding: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// Into decodes data strictly into a typed object, e.g. a policy.
+func (d *Decoder) Into(data []byte, obj runtime.Object) error {
+	return d.unmarshal(data, obj)
+}
+
+func newResource(gvk schema.GroupVersionKind, obj runtime.Object) (*Resource, error) {
+	meta, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s has no object metadata", gvk)
+	}
+	return &Resource{GVK: gvk, Object: obj, Meta: meta, Pod: podTemplateOf(obj)}, nil
+}
+
+// NewResource wraps an object decoded elsewhere (e.g. listed from the API).
+func NewResource(obj runtime.Object) (*Resource, error) {
+	return newResource(obj.GetObjectKind().GroupVersionKind(), obj)
+}
+
+var (
+	specPath     = field.NewPath("spec")
+	metadataPath = field.NewPath("metadata")
+	templatePath = specPath.Child("template")
+	jobTmplPath  = specPath.Child("jobTemplate", "spec", "template")
+)
+
+func template(t *corev1.PodTemplateSpec, at *field.Path) *PodTemplate {
+	return &PodTemplate{Meta: &t.ObjectMeta, Spec: &t.Spec, MetaPath: at.Child("metadata"), SpecPath: at.Child("spec")}
+}
+
+// podTemplateOf locates the pod of the pod-bearing kinds: Pod and the pod controllers.
+func podTemplateOf(obj runtime.Object) *PodTemplate {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return &PodTemplate{Meta: &o.ObjectMeta, Spec: &o.Spec, MetaPath: metadataPath, SpecPath: specPath}
+	case *appsv1.Deployment:
+		return template(&o.Spec.Template, templatePath)
+	case *appsv1.StatefulSet:
+		return template(&o.Spec.Template, templatePath)
+	case *appsv1.DaemonSet:
+		return template(&o.Spec.Template, templatePath)
+	case *appsv1.ReplicaSet:
+		return template(&o.Spec.Template, templatePath)
+	case *corev1.ReplicationController:
+		if o.Spec.Template == nil {
+			return nil
+		}
+		return template(o.Spec.Template, templatePath)
+	case *batchv1.Job:
+		return template(&o.Spec.Template, templatePath)
+	case *batchv1.CronJob:
+		return template(&o.Spec.JobTemplate.Spec.Template, jobTmplPath)
+	}
+	return nil
+}
+
+// podControllerKinds are the kinds whose pod template inherits rules written for Pods.
+var podControllerKinds = map[schema.GroupKind]bool{
+	{Group: "apps", Kind: "Deployment"}:        true,
+	{Group: "apps", Kind: "StatefulSet"}:       true,
+	{Group: "apps", Kind: "DaemonSet"}:         true,
+	{Group: "apps", Kind: "ReplicaSet"}:        true,
+	{Group: "", Kind: "ReplicationController"}: true,
+	{Group: "batch", Kind: "Job"}:              true,
+	{Group: "batch", Kind: "CronJob"}:          true,
+}

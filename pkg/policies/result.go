@@ -1,0 +1,48 @@
+package policies
+
+import (
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// Outcome is the result of one rule on one resource.
+type Outcome string
+
+// The outcomes.
+const (
+	Pass  Outcome = "pass"
+	Fail  Outcome = "fail"
+	Error Outcome = "error"
+	Skip  Outcome = "skip"
+)
+
+// Result is the verdict of one rule of one policy on one resource. The same message reaches
+// kubectl, audit annotations and the CLI.
+type Result struct {
+	Policy   string               `json:"policy"`
+	Rule     string               `json:"rule"`
+	Resource Ref                  `json:"resource"`
+	Result   Outcome              `json:"result"`
+	Action   v1alpha1.Enforcement `json:"action"`
+	Message  string               `json:"message,omitempty"`
+}
+
+// String is the message as users see it: "[policy/rule] message".
+func (r Result) String() string {
+	return "[" + r.Policy + "/" + r.Rule + "] " + r.Message
+}
+
+// Blocks reports whether the result makes the API server reject the request.
+func (r Result) Blocks() bool {
+	return r.Result == Fail && r.Action == v1alpha1.Deny
+}
+
+// verdict is what a rule evaluator returns; the engine adds policy, rule, resource and action.
+type verdict struct {
+	outcome Outcome
+	message string
+}
+
+func pass() verdict               { return verdict{outcome: Pass} }
+func fail(msg string) verdict     { return verdict{outcome: Fail, message: msg} }
+func skip(msg string) verdict     { return verdict{outcome: Skip, message: msg} }
+func evalError(err error) verdict { return verdict{outcome: Error, message: err.Error()} }
