@@ -105,6 +105,18 @@ func defaultPodSpec(s *corev1.PodSpec) {
 	if s.SchedulerName == "" {
 		s.SchedulerName = corev1.DefaultSchedulerName
 	}
+	for i := range s.Volumes {
+		// A volume with no source is an emptyDir (the restricted volumes check depends on it).
+		if v := &s.Volumes[i]; ptr.AllPtrFieldsNil(&v.VolumeSource) {
+			v.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		}
+		if img := s.Volumes[i].Image; img != nil && img.PullPolicy == "" {
+			img.PullPolicy = corev1.PullIfNotPresent
+			if imageTag(img.Reference) == "latest" {
+				img.PullPolicy = corev1.PullAlways
+			}
+		}
+	}
 	for i := range s.Containers {
 		defaultContainer(&s.Containers[i])
 	}
