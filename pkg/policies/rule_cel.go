@@ -161,4 +161,3 @@ func (a activation) ResolveName(name string) (any, bool) {
 }
 
 func (a activation) Parent() interpreter.Activation { return nil }
-

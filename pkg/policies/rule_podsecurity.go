@@ -225,4 +225,3 @@ func filterContainers(cs []corev1.Container, keep func(string) bool) []corev1.Co
 	}
 	return out
 }
-

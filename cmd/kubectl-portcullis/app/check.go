@@ -1,0 +1,203 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/manifest"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+type checkOptions struct {
+	files     []string
+	policies  []string
+	output    string
+	namespace string
+}
+
+func newCheckCommand(s streams) *cobra.Command {
+	o := &checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check -f PATH [-f PATH]... --policies PATH [--policies PATH]... [-o text|json]",
+		Short: "Evaluate manifests against policies as the cluster would on CREATE",
+		Long: `Evaluate manifests against ClusterPolicy, Policy and PolicyException objects, exactly as the
+Portcullis webhook evaluates them on CREATE (after the API server's defaulting).
+
+-f takes files, directories (recursive: *.yaml, *.yml, *.json) or - for stdin; multi-document YAML
+and List objects are expanded. --policies takes files or directories of policies.
+
+Exit status: 0 when no failed rule has the action Deny, 1 when at least one has, 2 for a usage
+error, unreadable or invalid input, or an invalid policy.`,
+		Example: `  # Check a folder of manifests against the policy library
+  kubectl portcullis check -f deploy/ --policies manifests/library
+
+  # Check rendered Helm output, with results as JSON
+  helm template ./chart | kubectl portcullis check -f - --policies policies/ -o json
+
+  # Several inputs and policy folders
+  kubectl-portcullis check -f app.yaml -f jobs/ --policies platform/ --policies team/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			rep, err := o.run(cmd.Context(), s)
+			if err != nil {
+				return err
+			}
+			if err := rep.print(s.out, o.output); err != nil {
+				return err
+			}
+			if rep.blocks() {
+				return errViolation
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
+	f.StringArrayVar(&o.policies, "policies", nil, "policy file or directory (repeatable)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of namespaced objects that do not set one")
+	return cmd
+}
+
+func (o *checkOptions) validate() error {
+	var errs []error
+	if len(o.files) == 0 {
+		errs = append(errs, errors.New("-f is required: a manifest file, directory or - for stdin"))
+	}
+	if len(o.policies) == 0 {
+		errs = append(errs, errors.New("--policies is required: a policy file or directory"))
+	}
+	if o.output != "text" && o.output != "json" {
+		errs = append(errs, fmt.Errorf("-o %q: want text or json", o.output))
+	}
+	stdin := 0
+	for _, f := range append(append([]string{}, o.files...), o.policies...) {
+		if f == "-" {
+			stdin++
+		}
+	}
+	if stdin > 1 {
+		errs = append(errs, errors.New("- (stdin) may be given once"))
+	}
+	return errors.Join(errs...)
+}
+
+// input is one resource read from a file.
+type input struct {
+	doc manifest.Document
+	res *policies.Resource
+}
+
+func (o *checkOptions) run(ctx context.Context, s streams) (*report, error) {
+	engine, err := loadEngine(o.policies, s)
+	if err != nil {
+		return nil, err
+	}
+	inputs, err := readResources(o.files, o.namespace, s)
+	if err != nil {
+		return nil, err
+	}
+	namespaces := map[string]*corev1.Namespace{}
+	for _, in := range inputs {
+		if ns, ok := in.res.Object.(*corev1.Namespace); ok {
+			namespaces[ns.Name] = ns
+		}
+	}
+	rep := &report{}
+	for _, in := range inputs {
+		req := &policies.Request{Operation: v1alpha1.Create, Object: in.res, Namespace: namespaces[in.res.Meta.GetNamespace()]}
+		results := engine.Evaluate(ctx, req)
+		if len(results) == 0 {
+			results = []policies.Result{{Resource: in.res.Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
+		}
+		rep.add(in.doc.File, in.res.Ref(), results)
+	}
+	return rep, nil
+}
+
+func loadEngine(paths []string, s streams) (*policies.Engine, error) {
+	docs, err := manifest.Read(paths, s.in)
+	if err != nil {
+		return nil, fmt.Errorf("reading policies:\n%w", indent(err))
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("no policies found in %s", strings.Join(paths, ", "))
+	}
+	compiler, err := policies.NewCompiler()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now
+	if now == nil {
+		now = time.Now
+	}
+	engine, err := manifest.CompilePolicies(compiler, docs, now)
+	if err != nil {
+		return nil, fmt.Errorf("invalid policies:\n%w", indent(err))
+	}
+	return engine, nil
+}
+
+func readResources(paths []string, namespace string, s streams) ([]input, error) {
+	docs, err := manifest.Read(paths, s.in)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifests:\n%w", indent(err))
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("no Kubernetes objects found in %s", strings.Join(paths, ", "))
+	}
+	d := policies.NewDecoder(true)
+	var inputs []input
+	var errs []error
+	for _, doc := range docs {
+		res, err := d.Decode(doc.JSON, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", doc.Where(), err))
+			continue
+		}
+		if res.Meta.GetNamespace() == "" && !clusterScoped(res) {
+			res.Meta.SetNamespace(namespace)
+		}
+		inputs = append(inputs, input{doc: doc, res: res})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid manifests:\n%w", indent(err))
+	}
+	return inputs, nil
+}
+
+// indent puts each line of a joined error on its own indented line.
+func indent(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// clusterScopedKinds are the common cluster-scoped kinds; every other kind is taken to be
+// namespaced and placed in --namespace when it sets none, as kubectl does.
+var clusterScopedKinds = map[string]bool{
+	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true,
+	"ClusterRoleBinding": true, "StorageClass": true, "CustomResourceDefinition": true,
+	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true,
+	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
+	"MutatingAdmissionPolicy": true, "MutatingAdmissionPolicyBinding": true,
+	"PriorityClass": true, "IngressClass": true, "RuntimeClass": true, "APIService": true,
+	"CSIDriver": true, "CSINode": true, "VolumeAttachment": true, "ClusterPolicy": true,
+	"CertificateSigningRequest": true, "FlowSchema": true, "PriorityLevelConfiguration": true,
+}
+
+func clusterScoped(res *policies.Resource) bool {
+	return clusterScopedKinds[res.GVK.Kind]
+}

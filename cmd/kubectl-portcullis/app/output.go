@@ -1,0 +1,138 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// jsonResult is one result of the -o json schema (DESIGN.md, CLI contract).
+type jsonResult struct {
+	Policy   string               `json:"policy"`
+	Rule     string               `json:"rule"`
+	Resource policies.Ref         `json:"resource"`
+	File     string               `json:"file"`
+	Result   policies.Outcome     `json:"result"`
+	Action   v1alpha1.Enforcement `json:"action,omitempty"`
+	Message  string               `json:"message,omitempty"`
+}
+
+type summary struct {
+	Pass  int `json:"pass"`
+	Fail  int `json:"fail"`
+	Warn  int `json:"warn"`
+	Error int `json:"error"`
+	Skip  int `json:"skip"`
+}
+
+// report holds the results of a run, grouped by resource in input order.
+type report struct {
+	Results []jsonResult `json:"results"`
+	Summary summary      `json:"summary"`
+
+	groups []group
+}
+
+type group struct {
+	file    string
+	ref     policies.Ref
+	results []jsonResult
+}
+
+func (r *report) add(file string, ref policies.Ref, results []policies.Result) {
+	g := group{file: file, ref: ref}
+	for _, res := range results {
+		jr := jsonResult{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Result: res.Result, Action: res.Action, Message: res.Message}
+		g.results = append(g.results, jr)
+		r.Results = append(r.Results, jr)
+		switch res.Result {
+		case policies.Pass:
+			r.Summary.Pass++
+		case policies.Fail:
+			r.Summary.Fail++
+			// warn counts the failures that only warn: what kubectl shows as warnings.
+			if res.Action == v1alpha1.Warn {
+				r.Summary.Warn++
+			}
+		case policies.Error:
+			r.Summary.Error++
+		case policies.Skip:
+			r.Summary.Skip++
+		}
+	}
+	r.groups = append(r.groups, g)
+}
+
+func (r *report) blocks() bool {
+	for _, res := range r.Results {
+		if res.Result == policies.Fail && res.Action == v1alpha1.Deny {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *report) print(w io.Writer, format string) error {
+	if format == "json" {
+		if r.Results == nil {
+			r.Results = []jsonResult{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	return r.printText(w)
+}
+
+// printText prints one block per resource: a header with the file, the resource and its verdict,
+// then each failure, error and skipped rule with its result, action, [policy/rule] and message;
+// passes are counted, not listed. A summary line ends the output.
+func (r *report) printText(w io.Writer) error {
+	denied := 0
+	var b strings.Builder
+	for _, g := range r.groups {
+		verdict, counts := "PASS", map[policies.Outcome]int{}
+		var lines []string
+		for _, res := range g.results {
+			counts[res.Result]++
+			if res.Result == policies.Pass {
+				continue
+			}
+			if res.Result == policies.Fail {
+				switch {
+				case res.Action == v1alpha1.Deny:
+					verdict = "DENY"
+				case res.Action == v1alpha1.Warn && verdict != "DENY":
+					verdict = "WARN"
+				case verdict == "PASS":
+					verdict = "AUDIT"
+				}
+			}
+			action, name := string(res.Action), "["+res.Policy+"/"+res.Rule+"] "
+			if res.Policy == "" {
+				action, name = "-", ""
+			}
+			lines = append(lines, fmt.Sprintf("  %-5s %-5s %s%s", strings.ToUpper(string(res.Result)), action, name, res.Message))
+		}
+		if counts[policies.Skip] == len(g.results) {
+			verdict = "SKIP"
+		}
+		if verdict == "DENY" {
+			denied++
+		}
+		fmt.Fprintf(&b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, g.ref, verdict,
+			counts[policies.Pass], counts[policies.Fail], counts[policies.Error], counts[policies.Skip])
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	s := r.Summary
+	fmt.Fprintf(&b, "\n%d resources, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
+		len(r.groups), denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
+	_, err := io.WriteString(w, b.String())
+	return err
+}

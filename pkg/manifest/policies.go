@@ -1,0 +1,88 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// CompilePolicies compiles every ClusterPolicy, Policy and PolicyException in docs into an
+// engine. Every problem is returned, each naming the file, the object and the field; a document
+// of any other kind is an error.
+func CompilePolicies(c *policies.Compiler, docs []Document, now func() time.Time) (*policies.Engine, error) {
+	d := policies.NewDecoder(true)
+	var (
+		compiled   []*policies.CompiledPolicy
+		exceptions []*policies.CompiledException
+		errs       []error
+	)
+	seen := map[string]string{}
+	for _, doc := range docs {
+		gvk, err := policies.TypeMeta(doc.JSON)
+		if err != nil {
+			errs = append(errs, &InputError{Where: doc.Where(), Err: err})
+			continue
+		}
+		if gvk.GroupVersion() != v1alpha1.GroupVersion {
+			errs = append(errs, &InputError{Where: doc.Where(), Err: fmt.Errorf("%s %s is not a policy: want %s ClusterPolicy, Policy or PolicyException", gvk.GroupVersion(), gvk.Kind, v1alpha1.GroupVersion)})
+			continue
+		}
+		key, err := compileOne(c, d, gvk, doc, &compiled, &exceptions)
+		if err != nil {
+			errs = append(errs, &InputError{Where: doc.Where(), Err: err})
+			continue
+		}
+		if prev, dup := seen[key]; dup {
+			errs = append(errs, &InputError{Where: doc.Where(), Err: fmt.Errorf("%s is also defined in %s", key, prev)})
+		}
+		seen[key] = doc.Where()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return policies.NewEngine(compiled, exceptions, now), nil
+}
+
+func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersionKind, doc Document, compiled *[]*policies.CompiledPolicy, exceptions *[]*policies.CompiledException) (string, error) {
+	switch gvk.Kind {
+	case "ClusterPolicy":
+		var p v1alpha1.ClusterPolicy
+		if err := d.Into(doc.JSON, &p); err != nil {
+			return "", fmt.Errorf("ClusterPolicy %q: %w", p.Name, err)
+		}
+		cp, err := c.CompileClusterPolicy(&p)
+		if err != nil {
+			return "", err
+		}
+		*compiled = append(*compiled, cp)
+		return fmt.Sprintf("ClusterPolicy %q", p.Name), nil
+	case "Policy":
+		var p v1alpha1.Policy
+		if err := d.Into(doc.JSON, &p); err != nil {
+			return "", fmt.Errorf("Policy %q: %w", p.Name, err)
+		}
+		cp, err := c.CompilePolicy(&p)
+		if err != nil {
+			return "", err
+		}
+		*compiled = append(*compiled, cp)
+		return fmt.Sprintf("Policy %q", cp.Name), nil
+	case "PolicyException":
+		var x v1alpha1.PolicyException
+		if err := d.Into(doc.JSON, &x); err != nil {
+			return "", fmt.Errorf("PolicyException %q: %w", x.Name, err)
+		}
+		ce, err := c.CompileException(&x)
+		if err != nil {
+			return "", err
+		}
+		*exceptions = append(*exceptions, ce)
+		return fmt.Sprintf("PolicyException %q", ce.Name), nil
+	}
+	return "", fmt.Errorf("kind %s is not a policy: want ClusterPolicy, Policy or PolicyException", gvk.Kind)
+}

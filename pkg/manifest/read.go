@@ -1,0 +1,224 @@
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"encoding/json"
+
+	"k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
+	sigsyaml "sigs.k8s.io/yaml"
+)
+
+// Document is one Kubernetes object read from a file.
+type Document struct {
+	// File is the path as given (a file inside a given directory is joined to it); "-" is stdin.
+	File string
+	// Index is the position of the document in its file, from 1; items of a List are numbered
+	// after it as Index.Item ("3.2").
+	Index string
+	// JSON is the object as JSON.
+	JSON []byte
+}
+
+// Where names the document in messages: "deploy/web.yaml" or "deploy/all.yaml (document 3)".
+func (d Document) Where() string {
+	if d.Index == "1" {
+		return d.File
+	}
+	return fmt.Sprintf("%s (document %s)", d.File, d.Index)
+}
+
+// InputError is bad input: an unreadable file or a document that is not a Kubernetes object.
+type InputError struct {
+	Where string
+	Err   error
+}
+
+func (e *InputError) Error() string { return e.Where + ": " + e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Read reads every path: a file, a directory (recursively, *.yaml, *.yml and *.json, in lexical
+// order, kustomization files skipped) or "-" for stdin. Empty documents are skipped. It returns
+// all the problems it finds, not only the first.
+func Read(paths []string, stdin io.Reader) ([]Document, error) {
+	var docs []Document
+	var errs []error
+	for _, p := range paths {
+		files, err := expand(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range files {
+			var data []byte
+			if f == "-" {
+				data, err = io.ReadAll(stdin)
+			} else {
+				data, err = os.ReadFile(f)
+			}
+			if err != nil {
+				errs = append(errs, &InputError{Where: f, Err: err})
+				continue
+			}
+			d, err := Split(f, data)
+			docs = append(docs, d...)
+			errs = append(errs, err)
+		}
+	}
+	return docs, errors.Join(errs...)
+}
+
+func expand(p string) ([]string, error) {
+	if p == "-" {
+		return []string{p}, nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, &InputError{Where: p, Err: unwrapPathError(err)}
+	}
+	if !st.IsDir() {
+		return []string{p}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return &InputError{Where: path, Err: unwrapPathError(err)}
+		}
+		if d.IsDir() || isKustomization(d.Name()) {
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".yaml", ".yml", ".json":
+			files = append(files, path)
+		}
+		return nil
+	})
+	slices.Sort(files)
+	return files, err
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func isKustomization(name string) bool {
+	switch name {
+	case "kustomization.yaml", "kustomization.yml", "Kustomization":
+		return true
+	}
+	return false
+}
+
+// Split splits a file's content into documents, expanding List objects.
+func Split(file string, data []byte) ([]Document, error) {
+	var docs []Document
+	var errs []error
+	r := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for n := 1; ; n++ {
+		raw, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			errs = append(errs, &InputError{Where: fmt.Sprintf("%s (document %d)", file, n), Err: err})
+			break
+		}
+		where := Document{File: file, Index: fmt.Sprint(n)}.Where()
+		if isEmptyDocument(raw) {
+			continue
+		}
+		js, err := sigsyaml.YAMLToJSONStrict(raw)
+		if err != nil {
+			errs = append(errs, &InputError{Where: where, Err: fmt.Errorf("invalid YAML: %w", err)})
+			continue
+		}
+		d, err := objects(file, fmt.Sprint(n), js)
+		if err != nil {
+			errs = append(errs, &InputError{Where: where, Err: err})
+			continue
+		}
+		docs = append(docs, d...)
+	}
+	return docs, errors.Join(errs...)
+}
+
+func isEmptyDocument(raw []byte) bool {
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != '#' && !bytes.Equal(line, []byte("---")) {
+			return false
+		}
+	}
+	return true
+}
+
+// objects checks that js is an object with apiVersion and kind and expands a List.
+func objects(file, index string, js []byte) ([]Document, error) {
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return nil, nil
+	}
+	var head struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
+		if s := bytes.TrimSpace(js); len(s) > 0 && s[0] == '{' {
+			return nil, fmt.Errorf("not a Kubernetes object: %w", err)
+		}
+		return nil, fmt.Errorf("not a Kubernetes object: %s", describeJSON(js))
+	}
+	if head.APIVersion == "" || head.Kind == "" {
+		var missing []string
+		if head.APIVersion == "" {
+			missing = append(missing, "apiVersion")
+		}
+		if head.Kind == "" {
+			missing = append(missing, "kind")
+		}
+		return nil, fmt.Errorf("not a Kubernetes object: %s not set", strings.Join(missing, " and "))
+	}
+	if strings.HasSuffix(head.Kind, "List") && head.Items != nil {
+		var docs []Document
+		var errs []error
+		for i, item := range head.Items {
+			idx := fmt.Sprintf("%s.%d", index, i+1)
+			d, err := objects(file, idx, item)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("items[%d]: %w", i, err))
+				continue
+			}
+			docs = append(docs, d...)
+		}
+		return docs, errors.Join(errs...)
+	}
+	return []Document{{File: file, Index: index, JSON: js}}, nil
+}
+
+func describeJSON(js []byte) string {
+	s := bytes.TrimSpace(js)
+	if len(s) == 0 {
+		return "empty"
+	}
+	switch s[0] {
+	case '[':
+		return "a list, want an object"
+	case '"':
+		return "a string, want an object"
+	}
+	return "a scalar, want an object"
+}
