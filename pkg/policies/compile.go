@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -35,12 +36,14 @@ type CompileError struct {
 	Errs   field.ErrorList
 }
 
+// Error puts the object on the first line and each field error on its own indented line.
 func (e *CompileError) Error() string {
-	msgs := make([]string, len(e.Errs))
-	for i, fe := range e.Errs {
-		msgs[i] = fe.Error()
+	var b strings.Builder
+	b.WriteString(e.Object + ":")
+	for _, fe := range e.Errs {
+		b.WriteString("\n  " + strings.ReplaceAll(fe.Error(), "\n", "\n    "))
 	}
-	return e.Object + ": " + strings.Join(msgs, "; ")
+	return b.String()
 }
 
 // evaluator is a compiled rule type.
@@ -164,6 +167,10 @@ func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set
 		errs = append(errs, field.Required(path.Child("name"), ""))
 	case seen.Has(r.Name):
 		errs = append(errs, field.Duplicate(path.Child("name"), r.Name))
+	default:
+		if msgs := validation.IsDNS1123Label(r.Name); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(path.Child("name"), r.Name, strings.Join(msgs, "; ")))
+		}
 	}
 	seen.Insert(r.Name)
 

@@ -157,11 +157,22 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 		obj = &unstructured.Unstructured{}
 	}
 	if err := d.unmarshal(data, obj); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s %s: %w", kind.GroupVersion(), describeObject(kind, data), err)
 	}
 	obj.GetObjectKind().SetGroupVersionKind(kind)
 	applyDefaults(obj)
 	return newResource(kind, obj)
+}
+
+// describeObject names an object that failed to decode: `Kind "namespace/name"`.
+func describeObject(kind schema.GroupVersionKind, data []byte) string {
+	var m metav1.PartialObjectMetadata
+	_ = sigsjson.UnmarshalCaseSensitivePreserveInts(data, &m) // best effort, for the message only
+	name := m.Name
+	if m.Namespace != "" {
+		name = m.Namespace + "/" + name
+	}
+	return fmt.Sprintf("%s %q", kind.Kind, name)
 }
 
 func (d *Decoder) unmarshal(data []byte, obj runtime.Object) error {
