@@ -53,7 +53,7 @@ func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersi
 	case "ClusterPolicy":
 		var p v1alpha1.ClusterPolicy
 		if err := d.Into(doc.JSON, &p); err != nil {
-			return "", fmt.Errorf("ClusterPolicy %q: %w", p.Name, err)
+			return "", objectError("ClusterPolicy", p.Name, err)
 		}
 		cp, err := c.CompileClusterPolicy(&p)
 		if err != nil {
@@ -64,7 +64,7 @@ func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersi
 	case "Policy":
 		var p v1alpha1.Policy
 		if err := d.Into(doc.JSON, &p); err != nil {
-			return "", fmt.Errorf("Policy %q: %w", p.Name, err)
+			return "", objectError("Policy", p.Name, err)
 		}
 		cp, err := c.CompilePolicy(&p)
 		if err != nil {
@@ -75,7 +75,7 @@ func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersi
 	case "PolicyException":
 		var x v1alpha1.PolicyException
 		if err := d.Into(doc.JSON, &x); err != nil {
-			return "", fmt.Errorf("PolicyException %q: %w", x.Name, err)
+			return "", objectError("PolicyException", x.Name, err)
 		}
 		ce, err := c.CompileException(&x)
 		if err != nil {
@@ -85,4 +85,8 @@ func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersi
 		return fmt.Sprintf("PolicyException %q", ce.Name), nil
 	}
 	return "", fmt.Errorf("kind %s is not a policy: want ClusterPolicy, Policy or PolicyException", gvk.Kind)
+}
+
+func objectError(kind, name string, err error) error {
+	return fmt.Errorf("%s %q: %w", kind, name, err)
 }

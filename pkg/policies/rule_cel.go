@@ -91,7 +91,7 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, 
 func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("compilation failed: %s", iss.Err())
+		return nil, fmt.Errorf("compilation failed: %w", iss.Err())
 	}
 	if !ast.OutputType().IsExactType(want) {
 		return nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, s streams) int {
 	case errors.Is(err, errViolation):
 		return ExitViolation
 	default: // usage errors, bad input and invalid policies
-		fmt.Fprintf(s.err, "error: %v\n", err)
+		_, _ = fmt.Fprintf(s.err, "error: %v\n", err)
 		return ExitUsage
 	}
 }
