@@ -1,0 +1,146 @@
+package policies
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// testCompiler is built once: the CEL environment is costly and immutable.
+var testCompiler = func() *Compiler {
+	c, err := NewCompiler()
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
+
+// mustResource decodes a YAML manifest strictly, with defaulting, as the CLI does.
+func mustResource(t testing.TB, manifest string) *Resource {
+	t.Helper()
+	js, err := yaml.YAMLToJSON([]byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := NewDecoder(true).Decode(js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// mustEngine compiles ClusterPolicies, Policies and PolicyExceptions given as YAML documents.
+func mustEngine(t testing.TB, now time.Time, docs ...string) *Engine {
+	t.Helper()
+	var ps []*CompiledPolicy
+	var xs []*CompiledException
+	for _, doc := range docs {
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := NewDecoder(true)
+		gvk, err := TypeMeta(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch gvk.Kind {
+		case "ClusterPolicy":
+			var p v1alpha1.ClusterPolicy
+			if err := d.Into(js, &p); err != nil {
+				t.Fatal(err)
+			}
+			cp, err := testCompiler.CompileClusterPolicy(&p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, cp)
+		case "Policy":
+			var p v1alpha1.Policy
+			if err := d.Into(js, &p); err != nil {
+				t.Fatal(err)
+			}
+			cp, err := testCompiler.CompilePolicy(&p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, cp)
+		case "PolicyException":
+			var x v1alpha1.PolicyException
+			if err := d.Into(js, &x); err != nil {
+				t.Fatal(err)
+			}
+			cx, err := testCompiler.CompileException(&x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xs = append(xs, cx)
+		default:
+			t.Fatalf("unexpected kind %s", gvk.Kind)
+		}
+	}
+	return NewEngine(ps, xs, func() time.Time { return now })
+}
+
+// clusterPolicy builds a ClusterPolicy document from a spec written in YAML.
+func clusterPolicy(name, spec string) string {
+	return "apiVersion: portcullis.dev/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: " + name + "}\nspec:\n" + indentYAML(spec)
+}
+
+func indentYAML(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// summarize renders results as "policy/rule=outcome:action" for compact assertions.
+func summarize(results []Result) []string {
+	out := make([]string, len(results))
+	for i, r := range results {
+		out[i] = r.Policy + "/" + r.Rule + "=" + string(r.Result) + ":" + string(r.Action)
+	}
+	return out
+}
+
+const testPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  labels: {app.kubernetes.io/name: web}
+spec:
+  containers:
+  - name: web
+    image: ghcr.io/acme/web:1.0
+`
+
+const testDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app.kubernetes.io/name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: ghcr.io/acme/web:1.0
+`
+
+func mustJSON(t testing.TB, doc string) []byte {
+	t.Helper()
+	js, err := yaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
