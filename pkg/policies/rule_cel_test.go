@@ -1,0 +1,88 @@
+package policies
+
+import (
+	"strings"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+func TestCELRule(t *testing.T) {
+	pod := mustResource(t, testPod)
+	deploy := mustResource(t, testDeployment)
+	oldDeploy := mustResource(t, strings.Replace(testDeployment, "name: web\n  namespace", "name: web\n  annotations: {rev: '1'}\n  namespace", 1))
+	configMap := mustResource(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\ndata: {size: 10Gi}\n")
+	widget := mustResource(t, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: shop}\nspec: {url: 'https://example.com/x'}\n")
+	shop := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"env": "prod"}}}
+	alice := authenticationv1.UserInfo{Username: "alice", Groups: []string{"devs"}}
+
+	tests := []struct {
+		name    string
+		rule    v1alpha1.CELRule
+		req     Request
+		want    Outcome
+		message string
+	}{
+		{name: "object", rule: v1alpha1.CELRule{Expression: "object.metadata.name == 'web'"}, req: Request{Object: pod}, want: Pass},
+		{name: "defaulting visible to CEL", rule: v1alpha1.CELRule{Expression: "object.spec.replicas == 1 && object.spec.template.spec.containers[0].imagePullPolicy == 'IfNotPresent'"}, req: Request{Object: deploy}, want: Pass},
+		{name: "podSpec on a Pod", rule: v1alpha1.CELRule{Expression: "podSpec.containers.all(c, c.image.startsWith('ghcr.io/'))"}, req: Request{Object: pod}, want: Pass},
+		{name: "podSpec and podMeta on a Deployment", rule: v1alpha1.CELRule{Expression: "podSpec.containers.size() == 1 && podMeta.labels['app'] == 'web'"}, req: Request{Object: deploy}, want: Pass},
+		{name: "podSpec is null for other kinds", rule: v1alpha1.CELRule{Expression: "podSpec == null && podMeta == null"}, req: Request{Object: configMap}, want: Pass},
+		{name: "oldObject on UPDATE", rule: v1alpha1.CELRule{Expression: "oldObject.metadata.annotations['rev'] == '1' && !has(object.metadata.annotations)"}, req: Request{Operation: v1alpha1.Update, Object: deploy, OldObject: oldDeploy}, want: Pass},
+		{name: "oldObject is null on CREATE", rule: v1alpha1.CELRule{Expression: "oldObject == null"}, req: Request{Object: pod}, want: Pass},
+		{name: "request", rule: v1alpha1.CELRule{Expression: "request.operation == 'CREATE' && request.userInfo.username == 'alice' && request.kind.kind == 'Deployment' && request.resource.resource == 'deployments' && request.namespace == 'shop'"},
+			req: Request{Object: deploy, UserInfo: alice}, want: Pass},
+		{name: "namespaceObject", rule: v1alpha1.CELRule{Expression: "namespaceObject.metadata.labels['env'] == 'prod'"}, req: Request{Object: pod, Namespace: shop}, want: Pass},
+		{name: "namespaceObject offline has the name label", rule: v1alpha1.CELRule{Expression: "namespaceObject.metadata.labels['kubernetes.io/metadata.name'] == 'shop'"}, req: Request{Object: pod}, want: Pass},
+		{name: "unknown kinds are unstructured", rule: v1alpha1.CELRule{Expression: "url(object.spec.url).getHost() == 'example.com'"}, req: Request{Object: widget}, want: Pass},
+		{name: "kubernetes quantity library", rule: v1alpha1.CELRule{Expression: "quantity(object.data.size).isGreaterThan(quantity('1Gi'))"}, req: Request{Object: configMap}, want: Pass},
+		{name: "message", rule: v1alpha1.CELRule{Expression: "false", Message: "static message"}, req: Request{Object: pod}, want: Fail, message: "static message"},
+		{name: "messageExpression wins", rule: v1alpha1.CELRule{Expression: "false", Message: "static", MessageExpression: "'pod ' + object.metadata.name + ' is not allowed'"}, req: Request{Object: pod}, want: Fail, message: "pod web is not allowed"},
+		{name: "failing messageExpression falls back to message", rule: v1alpha1.CELRule{Expression: "false", Message: "static", MessageExpression: "string(object.nope)"}, req: Request{Object: pod}, want: Fail, message: "static"},
+		{name: "no message names the expression", rule: v1alpha1.CELRule{Expression: "1 > 2"}, req: Request{Object: pod}, want: Fail, message: "failed expression: 1 > 2"},
+		{name: "runtime error", rule: v1alpha1.CELRule{Expression: "object.spec.nope == 1"}, req: Request{Object: pod}, want: Error, message: "no such key: nope"},
+		{name: "cost limit", rule: v1alpha1.CELRule{Expression: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, [1,2,3,4,5,6,7,8,9,10].all(f, a+b+c+d+e+f > 0))))))"},
+			req: Request{Object: pod}, want: Error, message: "cost limit exceeded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rule, errs := compileCEL(&tt.rule, testCompiler.env, field.NewPath("r"))
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			req := tt.req
+			if req.Operation == "" {
+				req.Operation = v1alpha1.Create
+			}
+			got := rule.evaluate(&input{ctx: t.Context(), req: &req, res: req.subject(), nsLabels: namespaceLabels(req.Namespace, req.subject().Meta.GetNamespace())})
+			if got.outcome != tt.want || (tt.message != "" && !strings.Contains(got.message, tt.message)) {
+				t.Errorf("got %s %q, want %s %q", got.outcome, got.message, tt.want, tt.message)
+			}
+		})
+	}
+}
+
+func TestCELCompileErrors(t *testing.T) {
+	tests := []struct {
+		rule v1alpha1.CELRule
+		want string
+	}{
+		{v1alpha1.CELRule{Expression: "object.metadata.name"}, "r.expression: Invalid value: \"object.metadata.name\": must evaluate to bool but got dyn"},
+		{v1alpha1.CELRule{Expression: "object.x == "}, "r.expression: Invalid value: \"object.x == \": compilation failed"},
+		{v1alpha1.CELRule{Expression: "params.x == 1"}, "undeclared reference to 'params'"},
+		{v1alpha1.CELRule{Expression: ""}, "r.expression: Required value"},
+		{v1alpha1.CELRule{Expression: "true", MessageExpression: "1"}, "r.messageExpression: Invalid value: \"1\": must evaluate to string but got int"},
+		{v1alpha1.CELRule{Expression: "true", Message: "two\nlines"}, "r.message: Invalid value"},
+	}
+	for _, tt := range tests {
+		_, errs := compileCEL(&tt.rule, testCompiler.env, field.NewPath("r"))
+		if !strings.Contains(errs.ToAggregate().Error(), tt.want) {
+			t.Errorf("%+v: got %v, want it to contain %q", tt.rule, errs, tt.want)
+		}
+	}
+}
