@@ -1,0 +1,112 @@
+package manifest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func where(docs []Document) []string {
+	out := make([]string, len(docs))
+	for i, d := range docs {
+		out[i] = d.Where()
+	}
+	return out
+}
+
+func TestRead(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"a.yaml":                 "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\n# only a comment\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n",
+		"sub/c.json":             `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"c1"}},{"apiVersion":"v1","kind":"Pod","metadata":{"name":"c2"}}]}`,
+		"sub/deep/d.yml":         "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n- {apiVersion: apps/v1, kind: Deployment, metadata: {name: d}}\n",
+		"sub/kustomization.yaml": "resources: [c.json]\n",
+		"notes.txt":              "not a manifest",
+		"empty.yaml":             "",
+	})
+	docs, err := Read([]string{dir, "-"}, strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stdin}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		filepath.Join(dir, "a.yaml"),
+		filepath.Join(dir, "a.yaml") + " (document 3)",
+		filepath.Join(dir, "sub/c.json") + " (document 1.1)",
+		filepath.Join(dir, "sub/c.json") + " (document 1.2)",
+		filepath.Join(dir, "sub/deep/d.yml") + " (document 1.1)",
+		"-",
+	}
+	if got := where(docs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"broken.yaml":   "apiVersion: v1\nkind: Pod\nmetadata: {name: x\n",
+		"list.yaml":     "- a\n- b\n",
+		"scalar.yaml":   "hello\n",
+		"nokind.yaml":   "apiVersion: v1\nmetadata: {name: x}\n",
+		"second.yaml":   "apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [}\n",
+		"dupkey.yaml":   "apiVersion: v1\nkind: Pod\nkind: Service\n",
+		"baditems.json": `{"apiVersion":"v1","kind":"List","items":[{"kind":"Pod"}]}`,
+	})
+	_, err := Read([]string{dir, filepath.Join(dir, "missing.yaml")}, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"broken.yaml: invalid YAML: yaml: line 3",
+		"list.yaml: not a Kubernetes object: a list, want an object",
+		"scalar.yaml: not a Kubernetes object: a string, want an object",
+		"nokind.yaml: not a Kubernetes object: kind not set",
+		"second.yaml (document 2): invalid YAML",
+		`dupkey.yaml: invalid YAML`,
+		"baditems.json: items[0]: not a Kubernetes object: apiVersion not set",
+		"missing.yaml: no such file or directory",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+}
+
+// FuzzRead feeds arbitrary bytes to the manifest reader: it must return documents or an error,
+// never panic, and every document it returns must be a JSON object with apiVersion and kind.
+func FuzzRead(f *testing.F) {
+	for _, seed := range []string{
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n",
+		"---\n---\n",
+		`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod"}]}`,
+		"- a\n",
+		"a: [\n",
+		"apiVersion: v1\nkind: Pod\n---\nkind: x\n",
+		"\xff\xfe",
+		"apiVersion: v1\nkind: List\nitems: 3\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		docs, _ := Split("fuzz.yaml", data)
+		for _, d := range docs {
+			if len(d.JSON) == 0 || d.JSON[0] != '{' {
+				t.Fatalf("document %s is not a JSON object: %q", d.Index, d.JSON)
+			}
+		}
+	})
+}

@@ -1,0 +1,75 @@
+package policies_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/manifest"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// libraryEngine compiles the starter library in manifests/library plus extra policy documents.
+func libraryEngine(tb testing.TB, extra ...string) *policies.Engine {
+	tb.Helper()
+	docs, err := manifest.Read([]string{"../../manifests/library"}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i, e := range extra {
+		d, err := manifest.Split("extra.yaml", []byte(e))
+		if err != nil {
+			tb.Fatalf("extra policy %d: %v", i, err)
+		}
+		docs = append(docs, d...)
+	}
+	c, err := policies.NewCompiler()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := manifest.CompilePolicies(c, docs, time.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+// FuzzDecodeEvaluate reads arbitrary manifests, decodes them strictly and leniently and
+// evaluates whatever decodes against the library: nothing may panic, and every result must be
+// one of the four outcomes with an action.
+func FuzzDecodeEvaluate(f *testing.F) {
+	for _, seed := range []string{
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {hostNetwork: true, containers: [{name: c, image: nginx, ports: [{containerPort: 80}], securityContext: {privileged: true, capabilities: {add: [NET_ADMIN]}}}]}\n",
+		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: {app.kubernetes.io/name: d}}\nspec: {selector: {}, template: {spec: {containers: [{name: c, image: 'x:1', resources: {limits: {memory: 1Gi}}}]}}}\n",
+		"apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec: {jobTemplate: {spec: {template: {spec: {containers: [{image: ''}]}}}}}\n",
+		"apiVersion: v1\nkind: ReplicationController\nmetadata: {name: r}\nspec: {}\n",
+		"apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: [1, 2]\n",
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: 'a/b/c:d@e'}], ephemeralContainers: [{name: e, image: x}], volumes: [{name: v}]}\n",
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: null}\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	engine := libraryEngine(f)
+	strict, lenient := policies.NewDecoder(true), policies.NewDecoder(false)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		docs, _ := manifest.Split("fuzz.yaml", data)
+		for _, doc := range docs {
+			for _, d := range []*policies.Decoder{strict, lenient} {
+				res, err := d.Decode(doc.JSON, nil)
+				if err != nil {
+					continue
+				}
+				for _, r := range engine.Evaluate(t.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res}) {
+					switch r.Result {
+					case policies.Pass, policies.Fail, policies.Error, policies.Skip:
+					default:
+						t.Fatalf("result %q", r.Result)
+					}
+					if r.Action == "" {
+						t.Fatalf("no action in %+v", r)
+					}
+				}
+			}
+		}
+	})
+}
