@@ -109,3 +109,19 @@ func BenchmarkCompile100CEL(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodePod is the decode (and defaulting) share of BenchmarkDecodeEvaluatePod.
+func BenchmarkDecodePod(b *testing.B) {
+	data, err := os.ReadFile("testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	d := policies.NewDecoder(false)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Decode(data, &gvk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

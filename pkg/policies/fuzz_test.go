@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
@@ -54,9 +56,13 @@ func FuzzDecodeEvaluate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		docs, _ := manifest.Split("fuzz.yaml", data)
 		for _, doc := range docs {
-			for _, d := range []*policies.Decoder{strict, lenient} {
-				res, err := d.Decode(doc.JSON, nil)
-				if err != nil {
+			strictRes, strictErr := strict.Decode(doc.JSON, nil)
+			lenientRes, lenientErr := lenient.Decode(doc.JSON, nil)
+			if strictErr == nil && (lenientErr != nil || !equality.Semantic.DeepEqual(strictRes.Object, lenientRes.Object)) {
+				t.Fatalf("the lenient decoder disagrees with the strict one (%v):\nstrict  %#v\nlenient %#v", lenientErr, strictRes.Object, lenientRes)
+			}
+			for _, res := range []*policies.Resource{strictRes, lenientRes} {
+				if res == nil {
 					continue
 				}
 				for _, r := range engine.Evaluate(t.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res}) {

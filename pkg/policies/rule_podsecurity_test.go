@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -197,6 +198,38 @@ func TestPodSecurityCompileErrors(t *testing.T) {
 		_, errs := compilePodSecurity(&tt.rule, reg, field.NewPath("r"))
 		if !strings.Contains(errs.ToAggregate().Error(), tt.want) {
 			t.Errorf("%+v: got %v, want it to contain %q", tt.rule, errs, tt.want)
+		}
+	}
+}
+
+// TestLenientDecoderAgrees decodes every upstream fixture with the webhook's lenient decoder and
+// the CLI's strict one and expects the same object.
+func TestLenientDecoderAgrees(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(upstreamFixtures(t), "restricted", "v1.37", "*", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	files = append(files, "testdata/bench/pod.json", "testdata/bench/deployment.json")
+	strict, lenient := NewDecoder(true), NewDecoder(false)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := strict.Decode(js, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		b, err := lenient.Decode(js, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if !equality.Semantic.DeepEqual(a.Object, b.Object) {
+			t.Errorf("%s: decoders disagree", f)
 		}
 	}
 }
