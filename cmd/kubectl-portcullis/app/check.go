@@ -89,7 +89,10 @@ func (o *checkOptions) validate() error {
 	if stdin > 1 {
 		errs = append(errs, errors.New("- (stdin) may be given once"))
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid flags (see --help):\n%w", indent(errors.Join(errs...)))
+	}
+	return nil
 }
 
 // input is one resource read from a file.

@@ -1,0 +1,129 @@
+package app
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+// The examples are the demo's: the library, example platform policies and workloads.
+const (
+	examples = "../../../examples/workloads"
+	library  = "../../../manifests/library"
+	platform = "../../../examples/policies"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	now := func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }
+	code = run(t.Context(), args, streams{in: strings.NewReader(stdin), out: &out, err: &errb, now: now})
+	return code, out.String(), errb.String()
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run make golden)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file (run make golden and review the diff):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestGoldenCheck(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", "check", "-f", examples, "--policies", library, "--policies", platform, "-o", format)
+			if code != ExitViolation || errOut != "" {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			golden(t, "check."+format, out)
+		})
+	}
+}
+
+func TestGoldenErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"broken-yaml", []string{"check", "-f", "testdata/bad/broken.yaml", "--policies", library}},
+		{"not-an-object", []string{"check", "-f", "testdata/bad/not-an-object.yaml", "--policies", library}},
+		{"empty", []string{"check", "-f", "testdata/bad/empty.yaml", "--policies", library}},
+		{"unknown-field-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/unknown-field-policy.yaml"}},
+		{"invalid-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/invalid-policy.yaml"}},
+		{"workload-as-policy", []string{"check", "-f", examples, "--policies", examples + "/web.yaml"}},
+		{"usage", []string{"check", "-o", "yaml"}},
+		{"missing-file", []string{"check", "-f", "testdata/nope.yaml", "--policies", library}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", tt.args...)
+			if code != ExitUsage || out != "" {
+				t.Fatalf("exit %d, stdout %q", code, out)
+			}
+			if strings.Contains(errOut, "goroutine") || strings.Contains(errOut, "panic") {
+				t.Fatalf("stack trace in %q", errOut)
+			}
+			golden(t, "error-"+tt.name+".txt", errOut)
+		})
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: 'x:1', securityContext: {privileged: true}}]}\n"
+	deny := "apiVersion: portcullis.dev/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: p}\nspec:\n  enforcement: %s\n  rules: [{name: pss, podSecurity: {level: baseline}}]\n"
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name   string
+		policy string
+		want   int
+	}{
+		{"Deny fails", strings.Replace(deny, "%s", "Deny", 1), ExitViolation},
+		{"Warn does not block", strings.Replace(deny, "%s", "Warn", 1), ExitOK},
+		{"Audit does not block", strings.Replace(deny, "%s", "Audit", 1), ExitOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, pod, "check", "-f", "-", "--policies", write("p.yaml", tt.policy), "-o", "json")
+			if code != tt.want {
+				t.Errorf("exit %d, want %d\n%s%s", code, tt.want, out, errOut)
+			}
+			if !strings.Contains(out, `"file": "-"`) {
+				t.Errorf("stdin not named in results: %s", out)
+			}
+		})
+	}
+	if code, _, errOut := runCLI(t, "", "check", "-f", "-", "--policies", "-"); code != ExitUsage || !strings.Contains(errOut, "- (stdin) may be given once") {
+		t.Errorf("stdin twice: exit %d, %q", code, errOut)
+	}
+}
+
+func TestPluginHelp(t *testing.T) {
+	code, out, _ := runCLI(t, "", "check", "--help")
+	if code != ExitOK || !strings.Contains(out, "kubectl portcullis check -f deploy/ --policies manifests/library") || !strings.Contains(out, "Usage:\n  kubectl portcullis check") {
+		t.Errorf("exit %d, help:\n%s", code, out)
+	}
+}
