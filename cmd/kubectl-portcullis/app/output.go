@@ -131,8 +131,12 @@ func (r *report) printText(w io.Writer) error {
 		}
 	}
 	s := r.Summary
-	fmt.Fprintf(&b, "\n%d resources, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
-		len(r.groups), denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
+	noun := "resources"
+	if len(r.groups) == 1 {
+		noun = "resource"
+	}
+	fmt.Fprintf(&b, "\n%d %s, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
+		len(r.groups), noun, denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
