@@ -1,0 +1,261 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/metrics"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// ConditionReady is the condition every policy and exception reports.
+const ConditionReady = "Ready"
+
+// PolicyController compiles the cluster's policies and exceptions into the engine in force. It
+// runs on every replica, each building its own engine from its informer cache; only the leader
+// writes status. A policy is recompiled only when its generation changes.
+type PolicyController struct {
+	Client   client.Client
+	Compiler *policies.Compiler
+	Engines  *EngineHolder
+	Metrics  *metrics.Metrics
+	// Now tells the time for exception expiry; nil is time.Now.
+	Now func() time.Time
+
+	leader   chan struct{} // closed when this replica is elected
+	compiled map[types.UID]*compiledObject
+}
+
+// compiledObject is the compile result of one generation of one policy or exception.
+type compiledObject struct {
+	generation int64
+	kind, name string
+	policy     *policies.CompiledPolicy
+	exception  *policies.CompiledException
+	errs       []string
+}
+
+// the single work item: every change rebuilds the engine from the cache, coalesced.
+var rebuild = reconcile.Request{NamespacedName: types.NamespacedName{Name: "engine"}}
+
+// SetupWithManager registers the controller. It also triggers one build at start, so that a
+// cluster without any policy is ready too, and one when this replica becomes the leader, so that
+// the new leader writes status.
+func (c *PolicyController) SetupWithManager(mgr manager.Manager) error {
+	c.leader = make(chan struct{})
+	c.compiled = map[types.UID]*compiledObject{}
+	kick := make(chan event.GenericEvent, 2)
+	kick <- event.GenericEvent{Object: &v1alpha1.ClusterPolicy{}}
+	if err := mgr.Add(leaderRunnable(func(ctx context.Context) error {
+		close(c.leader)
+		kick <- event.GenericEvent{Object: &v1alpha1.ClusterPolicy{}}
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return err
+	}
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{rebuild} })
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("policies").
+		Watches(&v1alpha1.ClusterPolicy{}, all).
+		Watches(&v1alpha1.Policy{}, all).
+		Watches(&v1alpha1.PolicyException{}, all).
+		WatchesRawSource(source.Channel(kick, all)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1, NeedLeaderElection: ptr.To(false)}).
+		Complete(c)
+}
+
+// leaderRunnable runs f only on the elected leader.
+type leaderRunnable func(ctx context.Context) error
+
+func (f leaderRunnable) Start(ctx context.Context) error { return f(ctx) }
+func (leaderRunnable) NeedLeaderElection() bool         { return true }
+
+func (c *PolicyController) isLeader() bool {
+	select {
+	case <-c.leader:
+		return true
+	default:
+		return false
+	}
+}
+
+// Reconcile rebuilds the engine from every policy and exception in the cache.
+func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	var cps v1alpha1.ClusterPolicyList
+	var ps v1alpha1.PolicyList
+	var xs v1alpha1.PolicyExceptionList
+	for _, l := range []client.ObjectList{&cps, &ps, &xs} {
+		if err := c.Client.List(ctx, l); err != nil {
+			return reconcile.Result{}, fmt.Errorf("listing policies: %w", err)
+		}
+	}
+	seen := map[types.UID]bool{}
+	var compiled []*policies.CompiledPolicy
+	var exceptions []*policies.CompiledException
+	var statusErrs []error
+	sortByName(cps.Items, func(p v1alpha1.ClusterPolicy) string { return p.Name })
+	sortByName(ps.Items, func(p v1alpha1.Policy) string { return p.Namespace + "/" + p.Name })
+	sortByName(xs.Items, func(x v1alpha1.PolicyException) string { return x.Namespace + "/" + x.Name })
+
+	for i := range cps.Items {
+		p := &cps.Items[i]
+		co := c.compile(p, "ClusterPolicy", p.Name, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
+			cp, err := c.Compiler.CompileClusterPolicy(p)
+			return cp, nil, err
+		})
+		seen[p.UID] = true
+		if co.policy != nil {
+			compiled = append(compiled, co.policy)
+		}
+		statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co))
+	}
+	for i := range ps.Items {
+		p := &ps.Items[i]
+		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
+			cp, err := c.Compiler.CompilePolicy(p)
+			return cp, nil, err
+		})
+		seen[p.UID] = true
+		if co.policy != nil {
+			compiled = append(compiled, co.policy)
+		}
+		statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co))
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	var nextExpiry time.Time
+	for i := range xs.Items {
+		x := &xs.Items[i]
+		co := c.compile(x, "PolicyException", x.Namespace+"/"+x.Name, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
+			cx, err := c.Compiler.CompileException(x)
+			return nil, cx, err
+		})
+		seen[x.UID] = true
+		if co.exception != nil {
+			exceptions = append(exceptions, co.exception)
+			if exp := x.Spec.Expires.Time; exp.After(now()) && (nextExpiry.IsZero() || exp.Before(nextExpiry)) {
+				nextExpiry = exp
+			}
+		}
+		statusErrs = append(statusErrs, c.writeExceptionStatus(ctx, x, co, now()))
+	}
+	for uid, co := range c.compiled {
+		if !seen[uid] {
+			delete(c.compiled, uid)
+			if c.Metrics != nil {
+				c.Metrics.CompileErrors.DeleteLabelValues(co.kind, co.name)
+			}
+		}
+	}
+	c.Engines.Store(policies.NewEngine(compiled, exceptions, c.Now))
+	if c.Metrics != nil {
+		c.Metrics.Policies.Set(float64(len(compiled)))
+	}
+	result := reconcile.Result{}
+	if !nextExpiry.IsZero() {
+		result.RequeueAfter = nextExpiry.Sub(now()) + time.Second // to report the expiry in status
+	}
+	return result, errors.Join(statusErrs...)
+}
+
+// compile returns the cached result for this generation, or compiles it.
+func (c *PolicyController) compile(obj client.Object, kind, name string, f func() (*policies.CompiledPolicy, *policies.CompiledException, error)) *compiledObject {
+	if co, ok := c.compiled[obj.GetUID()]; ok && co.generation == obj.GetGeneration() {
+		return co
+	}
+	co := &compiledObject{generation: obj.GetGeneration(), kind: kind, name: name}
+	var err error
+	co.policy, co.exception, err = f()
+	if err != nil {
+		var ce *policies.CompileError
+		if errors.As(err, &ce) {
+			for _, fe := range ce.Errs {
+				co.errs = append(co.errs, fe.Error())
+			}
+		} else {
+			co.errs = []string{err.Error()}
+		}
+	}
+	c.compiled[obj.GetUID()] = co
+	if c.Metrics != nil {
+		c.Metrics.CompileErrors.WithLabelValues(kind, name).Set(float64(len(co.errs)))
+	}
+	return co
+}
+
+func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, conds *[]metav1.Condition, observed *int64, errs *[]string, co *compiledObject) error {
+	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Compiled", Message: "the policy is compiled and enforced", ObservedGeneration: co.generation}
+	if len(co.errs) > 0 {
+		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "CompileError",
+			Message: fmt.Sprintf("%d compile error(s), the policy is not enforced: %s", len(co.errs), strings.Join(co.errs, "; ")), ObservedGeneration: co.generation}
+	}
+	return c.patchStatus(ctx, obj, func() bool {
+		changed := apimeta.SetStatusCondition(conds, cond)
+		if *observed != co.generation {
+			*observed, changed = co.generation, true
+		}
+		if !slices.Equal(*errs, co.errs) {
+			*errs, changed = co.errs, true
+		}
+		return changed
+	})
+}
+
+func (c *PolicyController) writeExceptionStatus(ctx context.Context, x *v1alpha1.PolicyException, co *compiledObject, now time.Time) error {
+	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Active",
+		Message: "the exception applies until " + x.Spec.Expires.UTC().Format(time.RFC3339), ObservedGeneration: co.generation}
+	switch {
+	case len(co.errs) > 0:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "CompileError", strings.Join(co.errs, "; ")
+	case !now.Before(x.Spec.Expires.Time):
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Expired", "the exception expired at "+x.Spec.Expires.UTC().Format(time.RFC3339)
+	}
+	return c.patchStatus(ctx, x, func() bool {
+		changed := apimeta.SetStatusCondition(&x.Status.Conditions, cond)
+		if x.Status.ObservedGeneration != co.generation {
+			x.Status.ObservedGeneration, changed = co.generation, true
+		}
+		return changed
+	})
+}
+
+// patchStatus applies mutate to obj's status and patches it when something changed; only the
+// leader writes.
+func (c *PolicyController) patchStatus(ctx context.Context, obj client.Object, mutate func() bool) error {
+	if !c.isLeader() {
+		return nil
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	if !mutate() {
+		return nil
+	}
+	if err := c.Client.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("updating the status of %s: %w", client.ObjectKeyFromObject(obj), err)
+	}
+	return nil
+}
+
+func sortByName[T any](items []T, name func(T) string) {
+	slices.SortFunc(items, func(a, b T) int { return strings.Compare(name(a), name(b)) })
+}
