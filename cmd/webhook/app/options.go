@@ -1,0 +1,167 @@
+// Package app is the webhook server's command: its flags, their validation, and the wiring of
+// the controller-runtime manager around pkg/server and certs.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Options are every flag of the server, validated in one place.
+type Options struct {
+	Kubeconfig string
+
+	WebhookHost string
+	WebhookPort int
+	// CertDir, when set, serves a user-provided certificate (tls.crt, tls.key, e.g. from
+	// cert-manager) and watches it for changes; when empty, Portcullis manages its own.
+	CertDir          string
+	CertSecret       string
+	Namespace        string
+	ServiceName      string
+	ExtraHosts       []string
+	ValidatingConfig string
+	MutatingConfig   string
+	CertCheck        time.Duration
+	LeafLifetime     time.Duration
+	CALifetime       time.Duration
+
+	MetricsAddr string
+	ProbeAddr   string
+	EnableHTTP2 bool
+
+	AuditOnly         bool
+	EvaluationTimeout time.Duration
+
+	LeaderElect      bool
+	LeaderElectionID string
+	ShutdownTimeout  time.Duration
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "portcullis-system"
+	}
+	return &Options{
+		WebhookPort:       9443,
+		CertSecret:        "portcullis-webhook-tls",
+		Namespace:         ns,
+		ServiceName:       "portcullis-webhook",
+		ValidatingConfig:  "portcullis-validating",
+		MutatingConfig:    "",
+		CertCheck:         time.Minute,
+		LeafLifetime:      90 * 24 * time.Hour,
+		CALifetime:        10 * 365 * 24 * time.Hour,
+		MetricsAddr:       ":8080",
+		ProbeAddr:         ":8081",
+		EvaluationTimeout: 3 * time.Second,
+		LeaderElect:       true,
+		LeaderElectionID:  "portcullis-webhook",
+		ShutdownTimeout:   30 * time.Second,
+	}
+}
+
+// AddFlags registers the flags on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; empty: in-cluster configuration or $KUBECONFIG")
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on (empty: all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
+	fs.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory with a user-provided tls.crt and tls.key (e.g. from cert-manager), watched for changes; empty: self-managed certificates")
+	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "Secret holding the self-managed CA and serving certificate")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the server (default: $POD_NAMESPACE)")
+	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the server; the certificate is valid for its DNS names")
+	fs.StringSliceVar(&o.ExtraHosts, "extra-hosts", o.ExtraHosts, "more DNS names or IP addresses for the serving certificate")
+	fs.StringVar(&o.ValidatingConfig, "validating-webhook-configuration", o.ValidatingConfig, "ValidatingWebhookConfiguration whose caBundle is kept current (self-managed certificates)")
+	fs.StringVar(&o.MutatingConfig, "mutating-webhook-configuration", o.MutatingConfig, "MutatingWebhookConfiguration whose caBundle is kept current (self-managed certificates)")
+	fs.DurationVar(&o.CertCheck, "cert-check-interval", o.CertCheck, "how often the leader checks the certificates")
+	fs.DurationVar(&o.LeafLifetime, "cert-lifetime", o.LeafLifetime, "lifetime of the serving certificate; renewed with a third left")
+	fs.DurationVar(&o.CALifetime, "ca-lifetime", o.CALifetime, "lifetime of the CA; renewed with a third left")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the Prometheus metrics endpoint (0 disables)")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2, "serve webhooks over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-multiplexing exposure)")
+	fs.BoolVar(&o.AuditOnly, "audit-only", o.AuditOnly, "cluster-wide dry run: every Deny becomes Audit")
+	fs.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", o.EvaluationTimeout, "deadline of one evaluation; keep it below the webhook configurations' timeoutSeconds")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates and write policy status (needed with several replicas)")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight reviews may drain on shutdown")
+}
+
+// Validate returns every problem with the options.
+func (o *Options) Validate() error {
+	var errs []error
+	bad := func(flag string, value any, why string) {
+		errs = append(errs, fmt.Errorf("--%s=%v: %s", flag, value, why))
+	}
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		bad("webhook-port", o.WebhookPort, "must be a port between 1 and 65535")
+	}
+	if o.EvaluationTimeout <= 0 || o.EvaluationTimeout > 25*time.Second {
+		bad("evaluation-timeout", o.EvaluationTimeout, "must be positive and below the API server's 30s webhook limit")
+	}
+	if o.ShutdownTimeout < 0 {
+		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")
+	}
+	for flag, addr := range map[string]string{"metrics-bind-address": o.MetricsAddr, "health-probe-bind-address": o.ProbeAddr} {
+		if addr == "0" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(flag, addr, "must be host:port or :port")
+		}
+	}
+	if o.CertDir != "" {
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(o.CertDir + "/" + f); err != nil {
+				bad("cert-dir", o.CertDir, "must contain "+f)
+			}
+		}
+	} else {
+		if msgs := validation.IsDNS1123Subdomain(o.CertSecret); len(msgs) > 0 {
+			bad("cert-secret", o.CertSecret, strings.Join(msgs, "; "))
+		}
+		if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+			bad("namespace", o.Namespace, strings.Join(msgs, "; "))
+		}
+		if msgs := validation.IsDNS1123Label(o.ServiceName); len(msgs) > 0 {
+			bad("service-name", o.ServiceName, strings.Join(msgs, "; "))
+		}
+		if o.ValidatingConfig == "" && o.MutatingConfig == "" {
+			bad("validating-webhook-configuration", o.ValidatingConfig, "name at least one webhook configuration to inject the CA into")
+		}
+		if o.CertCheck <= 0 {
+			bad("cert-check-interval", o.CertCheck, "must be positive")
+		}
+		if o.LeafLifetime < time.Hour || o.CALifetime < 3*o.LeafLifetime {
+			bad("cert-lifetime", o.LeafLifetime, "must be at least 1h, and --ca-lifetime at least three times longer")
+		}
+		for _, h := range o.ExtraHosts {
+			if net.ParseIP(h) == nil && len(validation.IsDNS1123Subdomain(h)) > 0 {
+				bad("extra-hosts", h, "must be a DNS name or an IP address")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hosts are the DNS names and IPs of the serving certificate.
+func (o *Options) hosts() (names []string, ips []net.IP) {
+	svc := o.ServiceName + "." + o.Namespace
+	names = []string{svc + ".svc", o.ServiceName, svc, svc + ".svc.cluster.local"}
+	for _, h := range o.ExtraHosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, h)
+		}
+	}
+	return names, ips
+}

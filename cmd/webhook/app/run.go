@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/certs"
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/metrics"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/server"
+)
+
+// ValidatePath is where the validating webhook is served.
+const ValidatePath = "/validate"
+
+// Run starts the server and blocks until ctx ends and in-flight reviews have drained.
+func Run(ctx context.Context, o *Options) error {
+	ctrl.SetLogger(zap.New())
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, src, err := NewManager(cfg, o)
+	if err != nil {
+		return err
+	}
+	if src == nil {
+		ctrl.Log.Info("serving the certificate from --cert-dir", "dir", o.CertDir)
+	}
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading --kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// NewManager wires the manager: the webhook server, the policy controller and, unless
+// --cert-dir is given, the certificate source and rotator. It returns the source (nil with
+// --cert-dir).
+func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, *certs.Source, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, nil, err
+		}
+	}
+	secret := types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret}
+	var src *certs.Source
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		if !o.EnableHTTP2 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+	}}
+	if o.CertDir == "" {
+		src = &certs.Source{Secret: secret}
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = src.GetCertificate })
+	}
+	whServer := webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, TLSOpts: tlsOpts})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		WebhookServer:                 whServer,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &o.ShutdownTimeout,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Cache the one Secret we serve from, not every Secret of the cluster.
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", o.CertSecret)}}},
+		}},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the manager: %w", err)
+	}
+
+	m := metrics.New(crmetrics.Registry)
+	compiler, err := policies.NewCompiler()
+	if err != nil {
+		return nil, nil, err
+	}
+	engines := &server.EngineHolder{}
+	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m}
+	if err := pc.SetupWithManager(mgr); err != nil {
+		return nil, nil, err
+	}
+	validator := &server.Validator{
+		Engines:    engines,
+		Decoder:    policies.NewDecoder(false),
+		Namespaces: namespaces{mgr.GetClient()},
+		Metrics:    m,
+		AuditOnly:  o.AuditOnly,
+		Timeout:    o.EvaluationTimeout,
+	}
+	whServer.Register(ValidatePath, &admission.Webhook{Handler: validator})
+
+	if src != nil {
+		src.Client = mgr.GetClient()
+		if err := src.SetupWithManager(mgr); err != nil {
+			return nil, nil, err
+		}
+		names, ips := o.hosts()
+		var validating, mutating []string
+		if o.ValidatingConfig != "" {
+			validating = append(validating, o.ValidatingConfig)
+		}
+		if o.MutatingConfig != "" {
+			mutating = append(mutating, o.MutatingConfig)
+		}
+		lt := certs.DefaultLifetimes
+		lt.Leaf, lt.CA = o.LeafLifetime, o.CALifetime
+		if err := mgr.Add(&certs.Rotator{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Secret: secret,
+			DNSNames: names, IPs: ips, ValidatingWebhooks: validating, MutatingWebhooks: mutating,
+			Lifetimes: lt, Interval: o.CertCheck,
+		}); err != nil {
+			return nil, nil, err
+		}
+		if err := mgr.AddReadyzCheck("certificate", src.ReadyCheck); err != nil {
+			return nil, nil, err
+		}
+	}
+	for name, check := range map[string]healthz.Checker{"policies": engines.ReadyCheck, "webhook": whServer.StartedChecker()} {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	return mgr, src, nil
+}
+
+// namespaces reads namespaces from the manager's cache.
+type namespaces struct{ c client.Client }
+
+func (n namespaces) GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error) {
+	var ns corev1.Namespace
+	if err := n.c.Get(ctx, types.NamespacedName{Name: name}, &ns); err != nil {
+		return nil, err
+	}
+	return &ns, nil
+}
