@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -39,7 +40,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	mgr, src, err := NewManager(cfg, o)
+	mgr, src, err := NewManager(cfg, o, crmetrics.Registry)
 	if err != nil {
 		return err
 	}
@@ -61,9 +62,10 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 // NewManager wires the manager: the webhook server, the policy controller and, unless
-// --cert-dir is given, the certificate source and rotator. It returns the source (nil with
-// --cert-dir).
-func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, *certs.Source, error) {
+// --cert-dir is given, the certificate source and rotator. Portcullis's metrics are registered
+// on reg (controller-runtime's registry, which the metrics endpoint serves). It returns the
+// source (nil with --cert-dir).
+func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.Manager, *certs.Source, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -102,7 +104,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, *certs.Source, erro
 		return nil, nil, fmt.Errorf("creating the manager: %w", err)
 	}
 
-	m := metrics.New(crmetrics.Registry)
+	m := metrics.New(reg)
 	compiler, err := policies.NewCompiler()
 	if err != nil {
 		return nil, nil, err
@@ -120,7 +122,8 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, *certs.Source, erro
 		AuditOnly:  o.AuditOnly,
 		Timeout:    o.EvaluationTimeout,
 	}
-	whServer.Register(ValidatePath, &admission.Webhook{Handler: validator})
+	// GetWebhookServer also adds the server to the manager's runnables.
+	mgr.GetWebhookServer().Register(ValidatePath, &admission.Webhook{Handler: validator})
 
 	if src != nil {
 		src.Client = mgr.GetClient()
