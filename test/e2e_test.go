@@ -20,6 +20,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -445,3 +446,5 @@ type auditEvent struct {
 	} `json:"responseStatus"`
 	Annotations map[string]string `json:"annotations"`
 }
+
+func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
