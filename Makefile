@@ -25,9 +25,13 @@ demo: build ## Check the example workloads against the library and example polic
 	  code=$$?; echo "== exit status $$code (0: nothing denied, 1: a Deny rule failed, 2: bad input)"; \
 	  [ $$code -le 1 ]
 
+.PHONY: envtest-bins
+envtest-bins: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s (cached)
+	./hack/envtest-bins.sh
+
 .PHONY: test
-test: ## Run every test (unit, golden, library fixtures, upstream PSS fixtures)
-	$(GO) test -race -count=1 ./...
+test: envtest-bins ## Run every test: unit, golden, fixtures, and e2e against a real API server
+	KUBEBUILDER_ASSETS=$(CURDIR)/bin/k8s $(GO) test -race -count=1 ./...
 
 .PHONY: generate
 generate: ## Regenerate deepcopy and CRDs (controller-gen, pinned in go.mod)

@@ -87,7 +87,7 @@ func (c *PolicyController) SetupWithManager(mgr manager.Manager) error {
 type leaderRunnable func(ctx context.Context) error
 
 func (f leaderRunnable) Start(ctx context.Context) error { return f(ctx) }
-func (leaderRunnable) NeedLeaderElection() bool         { return true }
+func (leaderRunnable) NeedLeaderElection() bool          { return true }
 
 func (c *PolicyController) isLeader() bool {
 	select {
