@@ -7,12 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,23 +24,20 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	"github.com/portcullis-dev/portcullis/cmd/webhook/app"
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
 // The e2e environment: a real kube-apiserver and etcd (envtest, binaries from make envtest-bins),
 // the webhook server in-process exactly as cmd/webhook wires it, and the kubectl built with them.
 var e2e struct {
-	cfg        *rest.Config
+	cluster    *cluster.Cluster
 	client     client.Client
-	kubeconfig string
-	kubectl    string
-	auditLog   string
 	webhookURL string // the main server, self-managed certificates
 	auditURL   string // a second server with --audit-only and a user-provided certificate
 	metricsURL string
@@ -69,12 +63,6 @@ func runE2E(m *testing.M) int {
 	if assets == "" {
 		assets, _ = filepath.Abs("../bin/k8s")
 	}
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: %s not found in %s: run `make envtest-bins` (or `make test`, which builds them)\n", b, assets)
-			return 1
-		}
-	}
 	dir, err := os.MkdirTemp("", "portcullis-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -83,6 +71,7 @@ func runE2E(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	if err := setup(dir, assets); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e setup: %v\n", err)
+		teardown()
 		return 1
 	}
 	defer teardown()
@@ -95,134 +84,95 @@ func teardown() {
 	for i := len(stopAll) - 1; i >= 0; i-- {
 		stopAll[i]()
 	}
+	stopAll = nil
 }
 
 func setup(dir, assets string) error {
-	auditPolicy := filepath.Join(dir, "audit-policy.yaml")
-	e2e.auditLog = filepath.Join(dir, "audit.log")
-	if err := os.WriteFile(auditPolicy, []byte(`apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-  - level: Metadata
-    resources: [{group: "", resources: [pods]}, {group: apps, resources: [deployments]}]
-  - level: None
-`), 0o600); err != nil {
+	c, err := cluster.Start(assets, "../manifests/crds", dir)
+	if err != nil {
 		return err
 	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{"../manifests/crds"},
-		ErrorIfCRDPathMissing: true,
-	}
-	env.ControlPlane.GetAPIServer().Configure().
-		Set("audit-policy-file", auditPolicy).
-		Set("audit-log-path", e2e.auditLog).
-		Set("audit-log-format", "json")
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
-	}
-	stopAll = append(stopAll, func() { _ = env.Stop() })
-	e2e.cfg = cfg
+	stopAll = append(stopAll, c.Stop)
+	e2e.cluster = c
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = v1alpha1.AddToScheme(scheme)
-	if e2e.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+	if e2e.client, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
 		return err
 	}
-	user, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	e2e.kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(e2e.kubeconfig, kc, 0o600); err != nil {
-		return err
-	}
-	e2e.kubectl = filepath.Join(assets, "kubectl")
-
 	ctx := context.Background()
 	if err := e2e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
 		return err
 	}
-	// The main server: self-managed certificates, injected into the webhook configuration.
-	port, metricsPort, probePort := freePort(), freePort(), freePort()
+	ports := make([]int, 5)
+	for i := range ports {
+		if ports[i], err = cluster.FreePort(); err != nil {
+			return err
+		}
+	}
+	// The main server, in-process exactly as cmd/webhook wires it: self-managed certificates,
+	// injected into the webhook configuration.
 	o := app.NewOptions()
-	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
+	o.WebhookHost, o.WebhookPort = "127.0.0.1", ports[0]
 	o.Namespace = systemNamespace
 	o.ExtraHosts = []string{"127.0.0.1"}
-	o.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
-	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", probePort)
+	o.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	o.CertCheck = 500 * time.Millisecond
 	o.ShutdownTimeout = 5 * time.Second
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	if err := startServer(cfg, o); err != nil {
+	if err := startServer(c.Config, o); err != nil {
 		return err
 	}
-	e2e.webhookURL = fmt.Sprintf("https://127.0.0.1:%d%s", port, app.ValidatePath)
-	e2e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
-	e2e.probeURL = fmt.Sprintf("http://127.0.0.1:%d", probePort)
+	e2e.webhookURL = fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], app.ValidatePath)
+	e2e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
+	e2e.probeURL = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
 
-	// A second server in audit-only mode with a user-provided certificate (as from cert-manager),
-	// serving the namespaces labelled for it.
+	// A second server, the real binary in its own process, in audit-only mode with a
+	// user-provided certificate (as from cert-manager), for the namespaces labelled for it.
 	caPEM, certDir, err := userProvidedCert(dir)
 	if err != nil {
 		return err
 	}
-	auditPort := freePort()
-	if err := startBinary(dir, "--kubeconfig", e2e.kubeconfig, "--webhook-host", "127.0.0.1",
-		"--webhook-port", fmt.Sprint(auditPort), "--cert-dir", certDir, "--audit-only", "--leader-elect=false",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", freePort())); err != nil {
-		return err
-	}
-	e2e.auditURL = fmt.Sprintf("https://127.0.0.1:%d%s", auditPort, app.ValidatePath)
-
-	if err := installWebhooks(ctx, caPEM); err != nil {
-		return err
-	}
-	return waitReady(ctx)
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	bin, err := cluster.BuildWebhook("..", dir)
 	if err != nil {
-		panic(err)
+		return err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startBinary builds cmd/webhook and runs it as its own process, as a Deployment would.
-func startBinary(dir string, args ...string) error {
-	bin := filepath.Join(dir, "webhook")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/webhook")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building cmd/webhook: %w\n%s", err, out)
-	}
-	cmd := exec.Command(bin, args...)
 	logFile, err := os.Create(filepath.Join(dir, "webhook-audit-only.log"))
 	if err != nil {
 		return err
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if os.Getenv("E2E_VERBOSE") != "" {
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		logFile = os.Stderr
 	}
-	if err := cmd.Start(); err != nil {
+	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--webhook-host", "127.0.0.1",
+		"--webhook-port", fmt.Sprint(ports[3]), "--cert-dir", certDir, "--audit-only", "--leader-elect=false",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[4]))
+	if err != nil {
 		return err
 	}
-	stopAll = append(stopAll, func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		_ = logFile.Close()
-	})
-	return nil
+	stopAll = append(stopAll, p.Stop)
+	e2e.auditURL = fmt.Sprintf("https://127.0.0.1:%d%s", ports[3], app.ValidatePath)
+
+	main, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", e2e.webhookURL, nil)
+	if err != nil {
+		return err
+	}
+	cluster.ExcludeLabel(main, auditOnlyLabel, metav1.LabelSelectorOpDoesNotExist)
+	audit, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", e2e.auditURL, caPEM)
+	if err != nil {
+		return err
+	}
+	audit.Name, audit.Webhooks[0].Name = "portcullis-audit-only", "audit.portcullis.dev"
+	cluster.ExcludeLabel(audit, auditOnlyLabel, metav1.LabelSelectorOpExists)
+	for _, cfg := range []client.Object{main, audit} {
+		if err := e2e.client.Create(ctx, cfg); err != nil {
+			return fmt.Errorf("creating %s: %w", cfg.GetName(), err)
+		}
+	}
+	return waitReady(ctx)
 }
 
 func startServer(cfg *rest.Config, o *app.Options) error {
@@ -239,34 +189,6 @@ func startServer(cfg *rest.Config, o *app.Options) error {
 		}
 	}()
 	stopAll = append(stopAll, func() { cancel(); <-done })
-	return nil
-}
-
-// installWebhooks installs manifests/base/webhook.yaml pointed at the in-process server, and a
-// copy of it for the audit-only server.
-func installWebhooks(ctx context.Context, auditCA []byte) error {
-	data, err := os.ReadFile("../manifests/base/webhook.yaml")
-	if err != nil {
-		return err
-	}
-	var main admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(data, &main); err != nil {
-		return fmt.Errorf("manifests/base/webhook.yaml: %w", err)
-	}
-	audit := main.DeepCopy()
-	wh := &main.Webhooks[0]
-	wh.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &e2e.webhookURL}
-	wh.NamespaceSelector.MatchExpressions = append(wh.NamespaceSelector.MatchExpressions, metav1.LabelSelectorRequirement{Key: auditOnlyLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
-	audit.Name = "portcullis-audit-only"
-	awh := &audit.Webhooks[0]
-	awh.Name = "audit.portcullis.dev"
-	awh.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &e2e.auditURL, CABundle: auditCA}
-	awh.NamespaceSelector.MatchExpressions = append(awh.NamespaceSelector.MatchExpressions, metav1.LabelSelectorRequirement{Key: auditOnlyLabel, Operator: metav1.LabelSelectorOpExists})
-	for _, c := range []*admissionregistrationv1.ValidatingWebhookConfiguration{&main, audit} {
-		if err := e2e.client.Create(ctx, c); err != nil {
-			return fmt.Errorf("creating %s: %w", c.Name, err)
-		}
-	}
 	return nil
 }
 
@@ -304,9 +226,8 @@ func readyOnce(ctx context.Context) error {
 		return errors.New("caBundle not injected yet")
 	}
 	// A dry-run create goes through the webhook (sideEffects: None).
-	ns := "default"
 	pod := testPod("ready-probe", "nginx:1.27")
-	pod.Namespace = ns
+	pod.Namespace = "default"
 	return e2e.client.Create(ctx, pod, client.DryRunAll)
 }
 
@@ -403,18 +324,13 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 // kubectl runs the kubectl built with the API server.
 func kubectl(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), e2e.kubectl, append([]string{"--kubeconfig", e2e.kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	return out.String(), errb.String(), err
+	return e2e.cluster.Kubectl(t.Context(), stdin, args...)
 }
 
 // auditEvents returns the audit events of the API server's log for one object.
 func auditEvents(t *testing.T, namespace, name string) []auditEvent {
 	t.Helper()
-	f, err := os.Open(e2e.auditLog)
+	f, err := os.Open(e2e.cluster.AuditLog)
 	if err != nil {
 		t.Fatal(err)
 	}

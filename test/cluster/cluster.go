@@ -1,0 +1,172 @@
+// Package cluster runs a real local control plane (kube-apiserver and etcd through envtest, with
+// an audit log) and the Portcullis webhook against it, for the e2e tests and `make demo`.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+// Cluster is a running control plane.
+type Cluster struct {
+	Config     *rest.Config
+	Kubeconfig string // an admin kubeconfig file
+	KubectlBin string
+	AuditLog   string
+	env        *envtest.Environment
+}
+
+// auditPolicy records metadata, with admission annotations, for workloads.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources:
+      - {group: "", resources: [pods, replicationcontrollers]}
+      - {group: apps, resources: [deployments, statefulsets, daemonsets, replicasets]}
+      - {group: batch, resources: [jobs, cronjobs]}
+  - level: None
+`
+
+// Start starts etcd and kube-apiserver from assets (bin/k8s, see make envtest-bins) with the
+// CRDs in crdDir installed; dir holds the audit log and kubeconfig.
+func Start(assets, crdDir, dir string) (*Cluster, error) {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
+			return nil, fmt.Errorf("%s not found in %s: run `make envtest-bins`", b, assets)
+		}
+	}
+	c := &Cluster{AuditLog: filepath.Join(dir, "audit.log"), KubectlBin: filepath.Join(assets, "kubectl")}
+	policyFile := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(auditPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	c.env = &envtest.Environment{BinaryAssetsDirectory: assets, CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true}
+	c.env.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", policyFile).
+		Set("audit-log-path", c.AuditLog).
+		Set("audit-log-format", "json")
+	cfg, err := c.env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	c.Config = cfg
+	user, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop stops the control plane.
+func (c *Cluster) Stop() {
+	_ = c.env.Stop()
+}
+
+// Kubectl runs kubectl against the cluster.
+func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, c.KubectlBin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// WebhookConfig reads the validating webhook configuration of manifests/base and points it at
+// url instead of the in-cluster Service.
+func WebhookConfig(manifest, url string, caBundle []byte) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		return nil, err
+	}
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", manifest, err)
+	}
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
+	}
+	return &cfg, nil
+}
+
+// ExcludeLabel adds a requirement on a namespace label to every webhook's namespaceSelector.
+func ExcludeLabel(cfg *admissionregistrationv1.ValidatingWebhookConfiguration, key string, op metav1.LabelSelectorOperator) {
+	for i := range cfg.Webhooks {
+		sel := cfg.Webhooks[i].NamespaceSelector
+		if sel == nil {
+			sel = &metav1.LabelSelector{}
+			cfg.Webhooks[i].NamespaceSelector = sel
+		}
+		sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{Key: key, Operator: op})
+	}
+}
+
+// Process is a running webhook server binary.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// BuildWebhook builds cmd/webhook (from the module at root) into dir.
+func BuildWebhook(root, dir string) (string, error) {
+	bin := filepath.Join(dir, "webhook")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/webhook")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building cmd/webhook: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// StartProcess runs the webhook binary with args, its output going to log.
+func StartProcess(bin string, log *os.File, args ...string) (*Process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// Stop sends SIGINT, as the kubelet sends SIGTERM, and waits for the drain.
+func (p *Process) Stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	<-p.done
+}
+
+// FreePort returns a free TCP port on loopback.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
