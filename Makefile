@@ -19,8 +19,11 @@ build: ## Build kubectl-portcullis into bin/
 	$(GO) build -o $(BIN)/kubectl-portcullis ./cmd/kubectl-portcullis
 
 .PHONY: demo
-demo: build ## Check the example workloads against the library and example policies (offline)
-	@echo "== kubectl-portcullis check -f examples/workloads --policies manifests/library --policies examples/policies"
+demo: envtest-bins build ## Run a local control plane with the webhook, apply the examples, tear down
+	$(GO) run ./test/demo -root .
+
+.PHONY: demo-offline
+demo-offline: build ## Check the example workloads with the CLI only (no cluster)
 	@$(BIN)/kubectl-portcullis check -f examples/workloads --policies manifests/library --policies examples/policies; \
 	  code=$$?; echo "== exit status $$code (0: nothing denied, 1: a Deny rule failed, 2: bad input)"; \
 	  [ $$code -le 1 ]

@@ -1,0 +1,272 @@
+// Command demo is `make demo`: it starts a local control plane (kube-apiserver and etcd), runs
+// the Portcullis webhook against it, installs the CRDs, the policy library and the example
+// policies, applies every example workload with kubectl, prints one line per example
+// (ADMITTED, WARNED or DENIED, with the message), checks that `kubectl portcullis check` predicted
+// the same verdict, and tears everything down.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/portcullis-dev/portcullis/test/cluster"
+)
+
+func main() {
+	root := flag.String("root", ".", "the repository")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *root); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+func run(ctx context.Context, root string) error {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "portcullis-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	step("starting a local control plane (kube-apiserver v1.37.2, etcd) with an audit log")
+	c, err := cluster.Start(filepath.Join(root, "bin", "k8s"), filepath.Join(root, "manifests", "crds"), dir)
+	if err != nil {
+		return err
+	}
+	defer func() { step("tearing down"); c.Stop() }()
+	kubectl := func(stdin string, args ...string) (string, string, error) { return c.Kubectl(ctx, stdin, args...) }
+	must := func(stdin string, args ...string) error {
+		if _, stderr, err := kubectl(stdin, args...); err != nil {
+			return fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return nil
+	}
+
+	step("starting the webhook server (self-managed certificates, leader election)")
+	if err := must("", "create", "namespace", "portcullis-system"); err != nil {
+		return err
+	}
+	bin, err := cluster.BuildWebhook(root, dir)
+	if err != nil {
+		return err
+	}
+	port, _ := cluster.FreePort()
+	probes, _ := cluster.FreePort()
+	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
+		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	cfg, err := cluster.WebhookConfig(filepath.Join(root, "manifests", "base", "webhook.yaml"), fmt.Sprintf("https://127.0.0.1:%d/validate", port), nil)
+	if err != nil {
+		return err
+	}
+	cfgYAML, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if err := must(string(cfgYAML), "apply", "-f", "-"); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 60*time.Second, func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		}
+		out, _, err := kubectl("", "get", "validatingwebhookconfiguration", "portcullis-validating", "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
+		if err != nil || out == "" {
+			return fmt.Errorf("caBundle not injected yet (%v)", err)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("the webhook did not become ready (log: %s): %w", logFile.Name(), err)
+	}
+
+	step("installing the policy library (Audit) and the example policies (Deny, Warn, an exception)")
+	workloads := filepath.Join(root, "examples", "workloads")
+	for _, ns := range []string{"shop", "sandbox-alice", "monitoring"} {
+		if err := must("", "create", "namespace", ns); err != nil {
+			return err
+		}
+	}
+	if err := must("", "apply", "-k", filepath.Join(root, "manifests", "library")); err != nil {
+		return err
+	}
+	if err := must("", "apply", "-f", filepath.Join(root, "examples", "policies")); err != nil {
+		return err
+	}
+	if err := must("", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
+		return err
+	}
+
+	step("predicting each verdict offline with kubectl-portcullis check")
+	predicted, err := predict(ctx, root, workloads)
+	if err != nil {
+		return err
+	}
+
+	step("applying the example workloads with kubectl")
+	files, _ := filepath.Glob(filepath.Join(workloads, "*.yaml"))
+	slices.Sort(files)
+	disagreements := 0
+	for _, f := range files {
+		rel, _ := filepath.Rel(root, f)
+		_, stderr, err := kubectl("", "apply", "-f", f)
+		verdict, message := classify(stderr, err)
+		if verdict == "" {
+			return fmt.Errorf("kubectl apply -f %s: %w\n%s", rel, err, stderr)
+		}
+		if verdict == "ADMITTED" {
+			if n := auditFindings(c.AuditLog, f); n > 0 {
+				message = fmt.Sprintf("(%d audit findings recorded in the audit log)", n)
+			}
+		}
+		agree := "CLI agrees"
+		if predicted[rel] != verdict {
+			agree = fmt.Sprintf("CLI predicted %s!", predicted[rel])
+			disagreements++
+		}
+		fmt.Printf("%-9s %-38s %s  %s\n", verdict, rel, agree, message)
+	}
+	if disagreements > 0 {
+		return fmt.Errorf("%d verdicts differ between the cluster and the CLI", disagreements)
+	}
+	return nil
+}
+
+// classify turns kubectl's answer into the demo's verdict; "" is an unexpected failure.
+func classify(stderr string, err error) (verdict, message string) {
+	if err != nil {
+		if i := strings.Index(stderr, "denied the request: "); i >= 0 {
+			return "DENIED", strings.ReplaceAll(strings.TrimSpace(stderr[i+len("denied the request: "):]), "\n", " | ")
+		}
+		return "", ""
+	}
+	var warnings []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if w, ok := strings.CutPrefix(line, "Warning: "); ok {
+			warnings = append(warnings, w)
+		}
+	}
+	if len(warnings) > 0 {
+		return "WARNED", strings.Join(warnings, " | ")
+	}
+	return "ADMITTED", ""
+}
+
+// predict runs the CLI on the workloads with the same policies and returns each file's verdict.
+func predict(ctx context.Context, root, workloads string) (map[string]string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "kubectl-portcullis"), "check", "-f", workloads,
+		"--policies", filepath.Join(root, "manifests", "library"), "--policies", filepath.Join(root, "examples", "policies"), "-o", "json")
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
+		return nil, fmt.Errorf("kubectl-portcullis check: %w", err)
+	}
+	var report struct {
+		Results []struct {
+			File, Result, Action string
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		return nil, err
+	}
+	verdicts := map[string]string{}
+	rank := map[string]int{"ADMITTED": 0, "WARNED": 1, "DENIED": 2}
+	for _, r := range report.Results {
+		rel, _ := filepath.Rel(root, r.File)
+		v := "ADMITTED"
+		if r.Result == "fail" && r.Action == "Deny" {
+			v = "DENIED"
+		} else if r.Result == "fail" && r.Action == "Warn" {
+			v = "WARNED"
+		}
+		if cur, ok := verdicts[rel]; !ok || rank[v] > rank[cur] {
+			verdicts[rel] = v
+		}
+	}
+	return verdicts, nil
+}
+
+// auditFindings counts Portcullis's audit annotations on the last create of the file's object.
+func auditFindings(auditLog, file string) int {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	var obj struct {
+		Metadata struct{ Name, Namespace string } `json:"metadata"`
+	}
+	if yaml.Unmarshal(data, &obj) != nil {
+		return 0
+	}
+	f, err := os.Open(auditLog)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var ev struct {
+			Verb        string                           `json:"verb"`
+			ObjectRef   struct{ Name, Namespace string } `json:"objectRef"`
+			Annotations map[string]string                `json:"annotations"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Verb != "create" || ev.ObjectRef.Name != obj.Metadata.Name || ev.ObjectRef.Namespace != obj.Metadata.Namespace {
+			continue
+		}
+		n = 0
+		for k := range ev.Annotations {
+			if strings.HasPrefix(k, "validate.portcullis.dev/") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
