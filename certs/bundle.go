@@ -39,7 +39,7 @@ type Lifetimes struct {
 	CAOverlap time.Duration
 }
 
-// DefaultLifetimes: a 10-year CA, a 90-day leaf, both renewed with a third of their life left,
+// DefaultLifetimes are a 10-year CA, a 90-day leaf, both renewed with a third of their life left,
 // and a new CA trusted for an hour before it signs.
 var DefaultLifetimes = Lifetimes{CA: 10 * 365 * 24 * time.Hour, Leaf: 90 * 24 * time.Hour, RenewBefore: 1.0 / 3, CAOverlap: time.Hour}
 

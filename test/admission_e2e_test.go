@@ -145,7 +145,7 @@ func TestAuditOnly(t *testing.T) {
 		_ = e2e.client.Delete(t.Context(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "debug", Namespace: ns}})
 		_, stderr, err = kubectl(t, fmt.Sprintf(privilegedPod, "debug", ns), "apply", "-f", "-")
 		if err != nil {
-			return fmt.Errorf("kubectl apply: %v: %s", err, stderr)
+			return fmt.Errorf("kubectl apply: %w: %s", err, stderr)
 		}
 		ev := lastAuditEvent(t, ns, "debug", "create")
 		if got := ev.Annotations["audit.portcullis.dev/pod-security-baseline.baseline"]; !strings.HasPrefix(got, "Audit: violates PodSecurity") {
@@ -254,7 +254,7 @@ spec:
 	applyPolicy(t, fmt.Sprintf(policy, "Deny", ns))
 	eventually(t, 10*time.Second, func() error {
 		if err := create("debug-2"); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "[no-debug-pods/name] no debug pods") {
-			return fmt.Errorf("want a denial, got %v", err)
+			return fmt.Errorf("want a denial, got %w", err)
 		}
 		return nil
 	})
@@ -299,7 +299,7 @@ func deletePolicy(t *testing.T, name string) {
 	eventually(t, 10*time.Second, func() error {
 		var p v1alpha1.ClusterPolicy
 		if err := e2e.client.Get(context.Background(), client.ObjectKey{Name: name}, &p); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %v", err)
+			return fmt.Errorf("still there: %w", err)
 		}
 		return nil
 	})
@@ -337,7 +337,7 @@ func scrapeMetrics(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ func servedSerial(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
 
@@ -106,14 +106,14 @@ func TestCABundleRestored(t *testing.T) {
 func TestTLSSettings(t *testing.T) {
 	host := strings.TrimPrefix(strings.Split(e2e.webhookURL, "/validate")[0], "https://")
 	if conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil { //nolint:gosec // probing the server's minimum
-		conn.Close()
+		_ = conn.Close()
 		t.Error("a TLS 1.1 handshake succeeded")
 	}
 	conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}}) //nolint:gosec // probing ALPN
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
 		t.Errorf("negotiated %q: HTTP/2 must be off by default", p)
 	}

@@ -68,7 +68,7 @@ func runE2E(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	if err := setup(dir, assets); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e setup: %v\n", err)
 		teardown()
@@ -214,7 +214,7 @@ func readyOnce(ctx context.Context) error {
 	}
 	body := new(bytes.Buffer)
 	_, _ = body.ReadFrom(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("/readyz: %d %s", resp.StatusCode, body)
 	}
@@ -334,7 +334,7 @@ func auditEvents(t *testing.T, namespace, name string) []auditEvent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []auditEvent
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)

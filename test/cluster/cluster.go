@@ -89,6 +89,7 @@ func (c *Cluster) Stop() {
 
 // Kubectl runs kubectl against the cluster.
 func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error) {
+	//nolint:gosec // the harness runs the binaries it built, with its own arguments
 	cmd := exec.CommandContext(ctx, c.KubectlBin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
@@ -135,6 +136,7 @@ type Process struct {
 // BuildWebhook builds cmd/webhook (from the module at root) into dir.
 func BuildWebhook(root, dir string) (string, error) {
 	bin := filepath.Join(dir, "webhook")
+	//nolint:gosec // the harness runs the binaries it built, with its own arguments
 	build := exec.Command("go", "build", "-o", bin, "./cmd/webhook")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -145,6 +147,7 @@ func BuildWebhook(root, dir string) (string, error) {
 
 // StartProcess runs the webhook binary with args, its output going to log.
 func StartProcess(bin string, log *os.File, args ...string) (*Process, error) {
+	//nolint:gosec // the harness runs the binaries it built, with its own arguments
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -167,6 +170,6 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -51,7 +51,7 @@ func NewOptions() *Options {
 	if ns == "" {
 		ns = "portcullis-system"
 	}
-	return &Options{
+	return &Options{ //nolint:gosec // CertSecret is a Secret's name, not a credential
 		WebhookPort:       9443,
 		CertSecret:        "portcullis-webhook-tls",
 		Namespace:         ns,
