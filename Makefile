@@ -7,6 +7,8 @@ CONTROLLER_GEN := $(GO) tool controller-gen
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 6
+RATES ?= 500,1000,2000
+DURATION ?= 10s
 
 .DEFAULT_GOAL := help
 
@@ -59,6 +61,10 @@ lint: ## Run golangci-lint (v2, pinned in tools/go.mod)
 .PHONY: bench
 bench: ## Run the engine benchmarks (BENCHCOUNT runs each, for benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/...
+
+.PHONY: bench-load
+bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor
+	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION)
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading and evaluation for FUZZTIME each

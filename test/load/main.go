@@ -1,0 +1,307 @@
+// Command load is `make bench-load`: it sends AdmissionReviews for a ~7 KB Pod over HTTPS with
+// HTTP/1.1 keep-alive, as the API server does, at fixed rates, to the Portcullis webhook (real
+// binary, real control plane, the DESIGN.md policy set) and to a no-op webhook on the same
+// server stack (the floor), and reports p50/p99 latency, server CPU per review and RSS.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/portcullis-dev/portcullis/test/cluster"
+)
+
+type result struct {
+	Server       string  `json:"server"`
+	Rate         int     `json:"rate"`
+	Requests     uint64  `json:"requests"`
+	Success      float64 `json:"success"`
+	P50Ms        float64 `json:"p50_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	CPUPerReview float64 `json:"cpu_us_per_review"`
+	RSSMiB       float64 `json:"rss_mib"`
+}
+
+func main() {
+	root := flag.String("root", ".", "the repository")
+	rates := flag.String("rates", "500,1000,2000", "request rates per second")
+	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")
+	out := flag.String("out", "bin/bench-load.json", "where to write the results")
+	flag.Parse()
+	if err := run(*root, *rates, *duration, *out); err != nil {
+		fmt.Fprintf(os.Stderr, "bench-load: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(root, rateList string, duration time.Duration, out string) error {
+	root, _ = filepath.Abs(root)
+	dir, err := os.MkdirTemp("", "portcullis-load-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	ctx := context.Background()
+	fmt.Println("==> control plane, webhook and policies")
+	c, err := cluster.Start(filepath.Join(root, "bin", "k8s"), filepath.Join(root, "manifests", "crds"), dir)
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	for _, ns := range []string{"portcullis-system", "shop"} {
+		if _, stderr, err := c.Kubectl(ctx, "", "create", "namespace", ns); err != nil {
+			return fmt.Errorf("%w: %s", err, stderr)
+		}
+	}
+	bin, err := cluster.BuildWebhook(root, dir)
+	if err != nil {
+		return err
+	}
+	noopBin := filepath.Join(dir, "noop")
+	if b, err := exec.Command("go", "build", "-o", noopBin, filepath.Join(root, "test", "load", "noop")).CombinedOutput(); err != nil { //nolint:gosec // builds the harness's own binary
+		return fmt.Errorf("building the no-op server: %w\n%s", err, b)
+	}
+	port, _ := cluster.FreePort()
+	probes, _ := cluster.FreePort()
+	noopPort, _ := cluster.FreePort()
+	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	if err != nil {
+		return err
+	}
+	srv, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
+		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
+		"--validating-webhook-configuration", "none", "--leader-elect=false",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	if _, stderr, err := c.Kubectl(ctx, "", "apply", "-f", filepath.Join(root, "test", "load", "policies.yaml")); err != nil {
+		return fmt.Errorf("%w: %s", err, stderr)
+	}
+	if _, stderr, err := c.Kubectl(ctx, "", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
+		return fmt.Errorf("policies not ready: %w: %s", err, stderr)
+	}
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes)); err != nil {
+		return err
+	}
+	// The no-op server serves the same certificate, read back from the Secret.
+	certDir := filepath.Join(dir, "noop-certs")
+	if err := writeCert(ctx, c, certDir); err != nil {
+		return err
+	}
+	noop, err := cluster.StartProcess(noopBin, logFile, "--port", fmt.Sprint(noopPort), "--cert-dir", certDir)
+	if err != nil {
+		return err
+	}
+	defer noop.Stop()
+
+	body, err := review(filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("==> AdmissionReview of %d bytes (Pod %s), %s per rate, GOMAXPROCS %d, %d CPUs\n", len(body), "pkg/policies/testdata/bench/pod.json", duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	// Both servers must answer the review as expected before being measured.
+	for name, p := range map[string]int{"portcullis": port, "noop": noopPort} {
+		deadline := time.Now().Add(20 * time.Second)
+		for err := check(p, body); err != nil; err = check(p, body) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var results []result
+	for _, r := range strings.Split(rateList, ",") {
+		rate, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil {
+			return fmt.Errorf("-rates: %w", err)
+		}
+		for _, s := range []struct {
+			name string
+			port int
+			pid  int
+		}{{"noop", noopPort, noop.Pid()}, {"portcullis", port, srv.Pid()}} {
+			res, err := attack(s.name, s.port, s.pid, body, rate, duration)
+			if err != nil {
+				return err
+			}
+			results = append(results, res)
+			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB\n",
+				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB)
+		}
+		n := len(results)
+		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
+			results[n-1].CPUPerReview/results[n-2].CPUPerReview, results[n-1].P50Ms/results[n-2].P50Ms, results[n-1].P99Ms/results[n-2].P99Ms)
+	}
+	data, _ := json.MarshalIndent(results, "", "  ")
+	if err := os.MkdirAll(filepath.Dir(out), 0o750); err != nil {
+		return err
+	}
+	return os.WriteFile(out, data, 0o600)
+}
+
+func attack(name string, port, pid int, body []byte, rate int, d time.Duration) (result, error) {
+	target := vegeta.Target{Method: http.MethodPost, URL: fmt.Sprintf("https://127.0.0.1:%d/validate", port), Body: body,
+		Header: http.Header{"Content-Type": []string{"application/json"}}}
+	attacker := func() *vegeta.Attacker { // an Attacker runs one attack
+		return vegeta.NewAttacker(vegeta.HTTP2(false), vegeta.KeepAlive(true), vegeta.Connections(64),
+			vegeta.TLSConfig(&tls.Config{InsecureSkipVerify: true}), vegeta.Timeout(10*time.Second)) //nolint:gosec // loopback benchmark
+	}
+	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
+	// Warm up (connections, caches), then measure.
+	for range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, 2*time.Second, name+"-warmup") {
+	}
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return result{}, err
+	}
+	var m vegeta.Metrics
+	for res := range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, d, name) {
+		m.Add(res)
+	}
+	m.Close()
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return result{}, err
+	}
+	rss, err := rssMiB(pid)
+	if err != nil {
+		return result{}, err
+	}
+	ok := float64(m.Requests) * m.Success
+	return result{Server: name, Rate: rate, Requests: m.Requests, Success: m.Success,
+		P50Ms: ms(m.Latencies.P50), P99Ms: ms(m.Latencies.P99),
+		CPUPerReview: float64((cpu1 - cpu0).Microseconds()) / ok, RSSMiB: rss}, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// cpuTime is the process's user+system CPU time from /proc (clock ticks of 10 ms).
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+func rssMiB(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for %d", pid)
+}
+
+// review wraps the Pod in an AdmissionReview as the API server sends it.
+func review(podFile string) ([]byte, error) {
+	raw, err := os.ReadFile(podFile)
+	if err != nil {
+		return nil, err
+	}
+	var compact json.RawMessage
+	if err := json.Unmarshal(raw, &compact); err != nil {
+		return nil, err
+	}
+	dry := false
+	return json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       types.UID("3f2a6b0e-6d3c-4b8a-9c1e-2f7d8a9b0c1d"),
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Name:      "checkout-7d9f8c6b5-x2x4q",
+			Namespace: "shop",
+			Operation: admissionv1.Create,
+			Object:    runtimeRaw(compact),
+			DryRun:    &dry,
+		},
+	})
+}
+
+// check sends one review and expects it allowed (the benchmark Pod passes every policy).
+func check(port int, body []byte) error {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback benchmark
+	resp, err := c.Post(fmt.Sprintf("https://127.0.0.1:%d/validate", port), "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var rv admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&rv); err != nil {
+		return err
+	}
+	if rv.Response == nil || !rv.Response.Allowed || len(rv.Response.Warnings) > 0 {
+		return fmt.Errorf("the benchmark review was not simply allowed: %+v", rv.Response)
+	}
+	return nil
+}
+
+func waitReady(url string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url) //nolint:gosec // the harness's own probe URL
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhook not ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func writeCert(ctx context.Context, c *cluster.Cluster, dir string) error {
+	out, stderr, err := c.Kubectl(ctx, "", "get", "secret", "-n", "portcullis-system", "portcullis-webhook-tls", "-o", "yaml")
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, stderr)
+	}
+	var s struct {
+		Data map[string][]byte `json:"data"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &s); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, k := range []string{"tls.crt", "tls.key"} {
+		if err := os.WriteFile(filepath.Join(dir, k), s.Data[k], 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runtimeRaw(b []byte) k8sruntime.RawExtension { return k8sruntime.RawExtension{Raw: b} }
