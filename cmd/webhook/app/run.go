@@ -21,7 +21,6 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/portcullis-dev/portcullis/certs"
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -123,7 +122,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		Timeout:    o.EvaluationTimeout,
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(ValidatePath, &admission.Webhook{Handler: validator})
+	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: validator})
 
 	if src != nil {
 		src.Client = mgr.GetClient()

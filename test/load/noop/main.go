@@ -1,5 +1,6 @@
 // Command noop is the load harness's floor: the same controller-runtime webhook server, TLS and
-// HTTP/1.1 settings as Portcullis, with a handler that admits everything without evaluating.
+// HTTP/1.1 settings and review codec (server.ReviewHandler) as Portcullis, with a handler that
+// admits everything without evaluating.
 package main
 
 import (
@@ -12,6 +13,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/pkg/server"
 )
 
 type allow struct{}
@@ -28,7 +31,7 @@ func main() {
 		c.MinVersion = tls.VersionTLS12
 		c.NextProtos = []string{"http/1.1"}
 	}}})
-	srv.Register("/validate", &admission.Webhook{Handler: allow{}})
+	srv.Register("/validate", &server.ReviewHandler{Handler: allow{}})
 	if err := srv.Start(ctrl.SetupSignalHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,0 +1,106 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/pkg/manifest"
+	"github.com/portcullis-dev/portcullis/pkg/metrics"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// loadReview is the load harness's review: the ~7 KB benchmark Pod as the API server sends it.
+func loadReview(tb testing.TB) []byte {
+	tb.Helper()
+	raw, err := os.ReadFile("../policies/testdata/bench/pod.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		tb.Fatal(err)
+	}
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: types.UID("3f2a6b0e-6d3c-4b8a-9c1e-2f7d8a9b0c1d"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Name: "checkout", Namespace: "shop",
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: compact.Bytes()},
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+// loadEngine compiles the load harness's policy set (test/load/policies.yaml).
+func loadEngine(tb testing.TB) *policies.Engine {
+	tb.Helper()
+	docs, err := manifest.Read([]string{"../../test/load/policies.yaml"}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := policies.NewCompiler()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := manifest.CompilePolicies(c, docs, time.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+type allowAll struct{}
+
+func (allowAll) Handle(context.Context, admission.Request) admission.Response {
+	return admission.Allowed("")
+}
+
+func benchServe(b *testing.B, h http.Handler) {
+	body := loadReview(b)
+	serve := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	var rv admissionv1.AdmissionReview
+	if err := json.Unmarshal(serve().Body.Bytes(), &rv); err != nil || rv.Response == nil || !rv.Response.Allowed || len(rv.Response.Warnings) > 0 {
+		b.Fatalf("the review was not simply allowed: %v %+v", err, rv.Response)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		serve()
+	}
+}
+
+// BenchmarkServeNoop is the floor: the HTTP entry point with a handler that admits everything.
+func BenchmarkServeNoop(b *testing.B) {
+	benchServe(b, &ReviewHandler{Handler: allowAll{}})
+}
+
+// BenchmarkServeValidate is the validating webhook's server CPU per review, without the
+// network: the DESIGN.md policy set (PSS restricted, resources, labels, 20 CEL rules).
+func BenchmarkServeValidate(b *testing.B) {
+	engines := &EngineHolder{}
+	engines.Store(loadEngine(b))
+	v := &Validator{Engines: engines, Decoder: policies.NewDecoder(false), Metrics: metrics.New(prometheus.NewRegistry()), Timeout: time.Second}
+	benchServe(b, &ReviewHandler{Handler: v})
+}
