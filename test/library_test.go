@@ -24,11 +24,7 @@ func TestLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compiler, err := policies.NewCompiler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := manifest.CompilePolicies(compiler, docs, time.Now)
+	engine, err := manifest.LoadEngine([]string{libraryDir}, nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -89,4 +91,20 @@ func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersi
 
 func objectError(kind, name string, err error) error {
 	return fmt.Errorf("%s %q: %w", kind, name, err)
+}
+
+// LoadEngine reads the policy files and directories at paths and compiles them into an engine.
+func LoadEngine(paths []string, stdin io.Reader, now func() time.Time) (*policies.Engine, error) {
+	docs, err := Read(paths, stdin)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("no policies found in %s", strings.Join(paths, ", "))
+	}
+	c, err := policies.NewCompiler()
+	if err != nil {
+		return nil, err
+	}
+	return CompilePolicies(c, docs, now)
 }

@@ -11,25 +11,10 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
-// libraryEngine compiles the starter library in manifests/library plus extra policy documents.
-func libraryEngine(tb testing.TB, extra ...string) *policies.Engine {
+// libraryEngine compiles the starter library in manifests/library plus more policy files.
+func libraryEngine(tb testing.TB, paths ...string) *policies.Engine {
 	tb.Helper()
-	docs, err := manifest.Read([]string{"../../manifests/library"}, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for i, e := range extra {
-		d, err := manifest.Split("extra.yaml", []byte(e))
-		if err != nil {
-			tb.Fatalf("extra policy %d: %v", i, err)
-		}
-		docs = append(docs, d...)
-	}
-	c, err := policies.NewCompiler()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e, err := manifest.CompilePolicies(c, docs, time.Now)
+	e, err := manifest.LoadEngine(append([]string{"../../manifests/library"}, paths...), nil, time.Now)
 	if err != nil {
 		tb.Fatal(err)
 	}

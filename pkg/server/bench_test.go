@@ -47,18 +47,10 @@ func loadReview(tb testing.TB) []byte {
 	return body
 }
 
-// loadEngine compiles the load harness's policy set (test/load/policies.yaml).
+// loadEngine compiles the load harness's policy set (test/load/policies).
 func loadEngine(tb testing.TB) *policies.Engine {
 	tb.Helper()
-	docs, err := manifest.Read([]string{"../../test/load/policies.yaml"}, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := policies.NewCompiler()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e, err := manifest.CompilePolicies(c, docs, time.Now)
+	e, err := manifest.LoadEngine([]string{"../../test/load/policies"}, nil, time.Now)
 	if err != nil {
 		tb.Fatal(err)
 	}

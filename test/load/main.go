@@ -94,7 +94,7 @@ func run(root, rateList string, duration time.Duration, out string) error {
 		return err
 	}
 	defer srv.Stop()
-	if _, stderr, err := c.Kubectl(ctx, "", "apply", "-f", filepath.Join(root, "test", "load", "policies.yaml")); err != nil {
+	if _, stderr, err := c.Kubectl(ctx, "", "apply", "-f", filepath.Join(root, "test", "load", "policies")); err != nil {
 		return fmt.Errorf("%w: %s", err, stderr)
 	}
 	if _, stderr, err := c.Kubectl(ctx, "", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
