@@ -276,7 +276,7 @@ func waitReady(url string) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("webhook not ready: %v", err)
+			return fmt.Errorf("webhook not ready: %w", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
