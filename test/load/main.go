@@ -274,6 +274,7 @@ func waitReady(url string) error {
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
+			err = fmt.Errorf("%s: %s", url, resp.Status)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("webhook not ready: %w", err)
