@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/mutate"
 )
 
 // Compiler compiles policies. It holds what is costly to build (the CEL environment, the Pod
@@ -52,8 +53,9 @@ type evaluator interface {
 }
 
 type compiledRule struct {
-	name string
-	eval evaluator
+	name    string
+	eval    evaluator      // a validating rule
+	mutator mutate.Mutator // or a mutating one
 }
 
 // CompiledPolicy is a ClusterPolicy or Policy ready to evaluate.
@@ -197,13 +199,19 @@ func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set
 		eval, e = compileCEL(r.CEL, c.env, path.Child("cel"))
 		errs = append(errs, e...)
 	}
+	var mut mutate.Mutator
+	if r.DefaultProbes != nil {
+		set = append(set, "defaultProbes")
+		mut, e = mutate.CompileDefaultProbes(r.DefaultProbes, path.Child("defaultProbes"))
+		errs = append(errs, e...)
+	}
 	if len(set) != 1 {
-		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), "exactly one of podSecurity, resources, labels or cel must be set"))
+		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), "exactly one of podSecurity, resources, labels, cel or defaultProbes must be set"))
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return &compiledRule{name: r.Name, eval: eval}, nil
+	return &compiledRule{name: r.Name, eval: eval, mutator: mut}, nil
 }
 
 // CompiledException is a PolicyException ready to apply.

@@ -111,8 +111,8 @@ func (r *Request) admissionRequest(res *Resource) *admissionv1.AdmissionRequest 
 	}
 }
 
-// Evaluate returns one result for every rule of every policy that matches the request, in
-// policy order. A request no policy matches has no results.
+// Evaluate returns one result for every validating rule of every policy that matches the
+// request, in policy order. A request no policy matches has no results.
 func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 	res := req.subject()
 	if res == nil {
@@ -128,11 +128,12 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 		}
 		action := p.enforcementFor(req, res, in.nsLabels)
 		for _, r := range p.rules {
+			if r.mutator != nil {
+				continue // mutations are reported by Mutate
+			}
 			result := Result{Policy: p.Name, Rule: r.name, Resource: ref, Action: action}
 			if x := e.exceptionFor(p, r.name, req, res, in.nsLabels); x != nil {
-				result.Result = Skip
-				result.Message = fmt.Sprintf("exempted by PolicyException %s (owner %s, expires %s): %s",
-					x.Name, x.owner, x.expires.UTC().Format(time.RFC3339), x.reason)
+				result.Result, result.Message = Skip, exemptionMessage(x)
 				results = append(results, result)
 				continue
 			}
@@ -147,6 +148,10 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 		}
 	}
 	return results
+}
+
+func exemptionMessage(x *CompiledException) string {
+	return fmt.Sprintf("exempted by PolicyException %s (owner %s, expires %s): %s", x.Name, x.owner, x.expires.UTC().Format(time.RFC3339), x.reason)
 }
 
 func (p *CompiledPolicy) applies(req *Request, res *Resource, nsLabels labels.Set) bool {

@@ -119,7 +119,7 @@ type MatchResources struct {
 }
 
 // Rule is one named check. Exactly one rule type is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.podSecurity), has(self.resources), has(self.labels), has(self.cel)].filter(x, x).size() == 1",message="exactly one of podSecurity, resources, labels or cel must be set"
+// +kubebuilder:validation:XValidation:rule="[has(self.podSecurity), has(self.resources), has(self.labels), has(self.cel), has(self.defaultProbes)].filter(x, x).size() == 1",message="exactly one of podSecurity, resources, labels, cel or defaultProbes must be set"
 type Rule struct {
 	// Name identifies the rule in messages, results and metrics.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -138,6 +138,50 @@ type Rule struct {
 	// CEL is a ValidatingAdmissionPolicy-style expression.
 	// +optional
 	CEL *CELRule `json:"cel,omitempty"`
+	// DefaultProbes is a mutation: it gives containers without probes ones derived from their
+	// declared ports. In Deny (enforced) it changes the object; in Warn and Audit it only reports.
+	// +optional
+	DefaultProbes *DefaultProbesRule `json:"defaultProbes,omitempty"`
+}
+
+// DefaultProbesRule adds readiness and liveness probes (and a startup probe when asked) to every
+// regular container and restartable init container (sidecar) that lacks them. A probe checks the
+// container's port named "http" (or "http-*"), else its first TCP port: with tcpSocket, or with
+// httpGet when a path is given. A container without a TCP port gets no probe, and a warning.
+type DefaultProbesRule struct {
+	// Readiness probe defaults: initial delay 5s, period 10s.
+	// +optional
+	Readiness *ProbeDefaults `json:"readiness,omitempty"`
+	// Liveness probe defaults: initial delay 15s, period 20s.
+	// +optional
+	Liveness *ProbeDefaults `json:"liveness,omitempty"`
+	// Startup, when set, also adds a startup probe (period 10s, failure threshold 30).
+	// +optional
+	Startup *ProbeDefaults `json:"startup,omitempty"`
+}
+
+// ProbeDefaults shapes one kind of injected probe. Unset timings take the defaults; the API
+// server's own defaults apply to the rest.
+type ProbeDefaults struct {
+	// Disabled skips this probe.
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
+	// Path makes the probe an httpGet on this path (e.g. /readyz, /healthz); without it, tcpSocket.
+	// +kubebuilder:validation:Pattern=`^/`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	InitialDelaySeconds *int32 `json:"initialDelaySeconds,omitempty"`
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	PeriodSeconds *int32 `json:"periodSeconds,omitempty"`
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	FailureThreshold *int32 `json:"failureThreshold,omitempty"`
 }
 
 // PodSecurityLevel is a Pod Security Standards level that can be enforced.

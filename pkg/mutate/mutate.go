@@ -1,0 +1,82 @@
+package mutate
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Pod is the pod a mutator may change: Pod spec or a pod controller's template, with the JSON
+// pointer of its spec in the object (e.g. /spec/template/spec).
+type Pod struct {
+	Spec        *corev1.PodSpec
+	SpecPointer string
+}
+
+// Change is one patch with the sentence that describes it to users, e.g.
+// "add readinessProbe (tcpSocket :8080) to container web".
+type Change struct {
+	Patch       jsonpatch.JsonPatchOperation
+	Description string
+	// Apply makes the change to the Pod given to Mutate, so that later rules see it.
+	Apply func()
+}
+
+// Result is what a mutator would do to a pod.
+type Result struct {
+	Changes []Change
+	// Warnings are things the mutator could not do, e.g. a container with no TCP port to probe.
+	Warnings []string
+}
+
+// Mutator computes the changes of one compiled rule.
+type Mutator interface {
+	Mutate(pod Pod) Result
+}
+
+// Pointer turns a field path (spec.template.spec) into a JSON pointer (/spec/template/spec).
+func Pointer(p *field.Path) string {
+	s := p.String()
+	var b strings.Builder
+	for _, part := range strings.Split(s, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		b.WriteString("/" + escape(name))
+		for rest != "" {
+			idx, more, _ := strings.Cut(rest, "]")
+			b.WriteString("/" + escape(idx))
+			rest = strings.TrimPrefix(more, "[")
+		}
+	}
+	return b.String()
+}
+
+// escape escapes one JSON pointer token (RFC 6901).
+func escape(token string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(token, "~", "~0"), "/", "~1")
+}
+
+// Escape is escape for callers building pointers, e.g. to an annotation key.
+func Escape(token string) string { return escape(token) }
+
+func index(i int) string { return strconv.Itoa(i) }
+
+// Apply applies JSON patches to a JSON document, as the API server applies a webhook's patch.
+func Apply(doc []byte, patches []jsonpatch.JsonPatchOperation) ([]byte, error) {
+	if len(patches) == 0 {
+		return doc, nil
+	}
+	raw, err := json.Marshal(patches)
+	if err != nil {
+		return nil, err
+	}
+	p, err := jsonpatchapply.DecodePatch(raw)
+	if err != nil {
+		return nil, err
+	}
+	return p.Apply(doc)
+}

@@ -1,0 +1,114 @@
+package policies
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/mutate"
+)
+
+// MutationsAnnotation records on an object which policy/rule mutated it.
+const MutationsAnnotation = "portcullis.dev/mutations"
+
+// Mutation is what the mutating rules do to one request.
+type Mutation struct {
+	// Patches are the JSON patches of the enforced (Deny) rules, with the record annotation.
+	Patches []jsonpatch.JsonPatchOperation
+	// Results has one result per matching mutating rule: pass when nothing was to be done or
+	// it was done (the message lists the changes), fail when a Warn or Audit rule would change
+	// the object (the message says what it would do).
+	Results []Result
+	// Warnings are what a rule could not do, e.g. a container with no port to probe.
+	Warnings []string
+}
+
+// Mutate runs the mutating rules of every matching policy, in policy order, each seeing the
+// changes of the rules before it. The request's objects are not modified.
+func (e *Engine) Mutate(_ context.Context, req *Request) (*Mutation, error) {
+	m := &Mutation{}
+	res := req.Object
+	if res == nil || res.Pod == nil {
+		return m, nil
+	}
+	work, err := NewResource(res.Object.DeepCopyObject())
+	if err != nil {
+		return nil, err
+	}
+	ns := res.Meta.GetNamespace()
+	nsLabels := namespaceLabels(req.Namespace, ns)
+	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath)}
+	var applied []string
+	for _, p := range e.policies {
+		if !p.hasMutators() || !p.applies(req, res, nsLabels) {
+			continue
+		}
+		action := p.enforcementFor(req, res, nsLabels)
+		for _, r := range p.rules {
+			if r.mutator == nil {
+				continue
+			}
+			result := Result{Policy: p.Name, Rule: r.name, Resource: res.Ref(), Action: action, Result: Pass}
+			if x := e.exceptionFor(p, r.name, req, res, nsLabels); x != nil {
+				result.Result, result.Message = Skip, exemptionMessage(x)
+				m.Results = append(m.Results, result)
+				continue
+			}
+			out := r.mutator.Mutate(pod)
+			for _, w := range out.Warnings {
+				m.Warnings = append(m.Warnings, fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w))
+			}
+			descriptions := make([]string, len(out.Changes))
+			for i, c := range out.Changes {
+				descriptions[i] = c.Description
+			}
+			switch {
+			case len(out.Changes) == 0:
+				result.Message = strings.Join(out.Warnings, "; ")
+			case action == v1alpha1.Deny:
+				for _, c := range out.Changes {
+					c.Apply()
+					m.Patches = append(m.Patches, c.Patch)
+				}
+				result.Message = "applied: " + strings.Join(descriptions, "; ")
+				applied = append(applied, p.Name+"/"+r.name)
+			default:
+				result.Result = Fail
+				result.Message = "would " + strings.Join(descriptions, "; would ")
+			}
+			m.Results = append(m.Results, result)
+		}
+	}
+	if len(applied) > 0 {
+		m.Patches = append(m.Patches, recordPatch(res, applied))
+	}
+	return m, nil
+}
+
+func (p *CompiledPolicy) hasMutators() bool {
+	for _, r := range p.rules {
+		if r.mutator != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// recordPatch adds the policy/rule entries to the object's mutations annotation.
+func recordPatch(res *Resource, applied []string) jsonpatch.JsonPatchOperation {
+	annotations := res.Meta.GetAnnotations()
+	entries := applied
+	if prev := annotations[MutationsAnnotation]; prev != "" {
+		entries = append(strings.Split(prev, ","), applied...)
+	}
+	slices.Sort(entries)
+	value := strings.Join(slices.Compact(entries), ",")
+	if annotations == nil {
+		return jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{MutationsAnnotation: value}}
+	}
+	return jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations/" + mutate.Escape(MutationsAnnotation), Value: value}
+}
