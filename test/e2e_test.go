@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,7 +168,11 @@ func setup(dir, assets string) error {
 	}
 	audit.Name, audit.Webhooks[0].Name = "portcullis-audit-only", "audit.portcullis.dev"
 	cluster.ExcludeLabel(audit, auditOnlyLabel, metav1.LabelSelectorOpExists)
-	for _, cfg := range []client.Object{main, audit} {
+	mutating, err := cluster.MutatingConfig("../manifests/base/mutating.yaml", strings.Replace(e2e.webhookURL, app.ValidatePath, app.MutatePath, 1), nil)
+	if err != nil {
+		return err
+	}
+	for _, cfg := range []client.Object{main, audit, mutating} {
 		if err := e2e.client.Create(ctx, cfg); err != nil {
 			return fmt.Errorf("creating %s: %w", cfg.GetName(), err)
 		}
@@ -224,6 +229,13 @@ func readyOnce(ctx context.Context) error {
 	}
 	if len(cfg.Webhooks[0].ClientConfig.CABundle) == 0 {
 		return errors.New("caBundle not injected yet")
+	}
+	var mcfg admissionregistrationv1.MutatingWebhookConfiguration
+	if err := e2e.client.Get(ctx, client.ObjectKey{Name: "portcullis-mutating"}, &mcfg); err != nil {
+		return err
+	}
+	if len(mcfg.Webhooks[0].ClientConfig.CABundle) == 0 {
+		return errors.New("caBundle not injected into the mutating webhook yet")
 	}
 	// A dry-run create goes through the webhook (sideEffects: None).
 	pod := testPod("ready-probe", "nginx:1.27")

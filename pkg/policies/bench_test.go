@@ -1,14 +1,19 @@
 package policies_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
@@ -101,6 +106,64 @@ func BenchmarkDecodePod(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := d.Decode(data, &gvk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMutatePod is the mutating webhook's engine work for the ~7 KB Pod with its probes
+// removed: one decode, defaultProbes (the library's default-probes, enforced) and the patches.
+func BenchmarkMutatePod(b *testing.B) {
+	data, err := os.ReadFile("testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(data, &pod); err != nil {
+		b.Fatal(err)
+	}
+	for i := range pod.Spec.Containers {
+		pod.Spec.Containers[i].ReadinessProbe, pod.Spec.Containers[i].LivenessProbe = nil, nil
+	}
+	data, err = json.Marshal(&pod)
+	if err != nil {
+		b.Fatal(err)
+	}
+	policy, err := os.ReadFile("../../manifests/library/default-probes.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	docs, err := manifest.Split("default-probes.yaml", []byte(strings.Replace(string(policy), "enforcement: Audit", "enforcement: Deny", 1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := policies.NewCompiler()
+	if err != nil {
+		b.Fatal(err)
+	}
+	enforced, err := manifest.CompilePolicies(c, docs, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	decoder := policies.NewDecoder(false)
+	res, _ := decoder.Decode(data, &gvk)
+	m, err := enforced.Mutate(b.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res})
+	if err != nil || len(m.Patches) != 5 { // 2 containers x 2 probes + the record
+		b.Fatalf("%v: %d patches", err, len(m.Patches))
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := decoder.Decode(data, &gvk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := enforced.Mutate(b.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(m.Patches); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -50,6 +50,9 @@ type Request struct {
 	SubResource string
 	UserInfo    authenticationv1.UserInfo
 	DryRun      bool
+	// AuditOnly turns every Deny into Audit: the cluster-wide dry run. Nothing is denied or
+	// mutated; results are recorded.
+	AuditOnly bool
 }
 
 // subject is the object the request is about.
@@ -165,12 +168,17 @@ func (p *CompiledPolicy) applies(req *Request, res *Resource, nsLabels labels.Se
 }
 
 func (p *CompiledPolicy) enforcementFor(req *Request, res *Resource, nsLabels labels.Set) v1alpha1.Enforcement {
+	e := p.enforcement
 	for _, o := range p.overrides {
 		if res.Meta.GetNamespace() != "" && o.match.matches(req, res, nsLabels) {
-			return o.enforcement
+			e = o.enforcement
+			break
 		}
 	}
-	return p.enforcement
+	if req.AuditOnly && e == v1alpha1.Deny {
+		return v1alpha1.Audit
+	}
+	return e
 }
 
 func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res *Resource, nsLabels labels.Set) *CompiledException {

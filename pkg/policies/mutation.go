@@ -15,6 +15,9 @@ import (
 // MutationsAnnotation records on an object which policy/rule mutated it.
 const MutationsAnnotation = "portcullis.dev/mutations"
 
+// AppliedPrefix starts the message of a mutating rule that changed the object.
+const AppliedPrefix = "applied: "
+
 // Mutation is what the mutating rules do to one request.
 type Mutation struct {
 	// Patches are the JSON patches of the enforced (Deny) rules, with the record annotation.
@@ -74,7 +77,7 @@ func (e *Engine) Mutate(_ context.Context, req *Request) (*Mutation, error) {
 					c.Apply()
 					m.Patches = append(m.Patches, c.Patch)
 				}
-				result.Message = "applied: " + strings.Join(descriptions, "; ")
+				result.Message = AppliedPrefix + strings.Join(descriptions, "; ")
 				applied = append(applied, p.Name+"/"+r.name)
 			default:
 				result.Result = Fail

@@ -23,6 +23,7 @@ const (
 	Denied  Decision = "denied"
 	Warned  Decision = "warned"
 	Errored Decision = "error"
+	Mutated Decision = "mutated"
 )
 
 // respond maps results to the admission response:
@@ -30,16 +31,11 @@ const (
 //   - a fail with action Warn becomes a warning that kubectl prints;
 //   - every fail is recorded as an audit annotation, which the API server's audit log keeps;
 //   - an error (failurePolicy Ignore) admits with a warning.
-//
-// auditOnly turns every Deny into Audit: the cluster-wide dry run.
-func respond(results []policies.Result, auditOnly bool) (admission.Response, Decision) {
+func respond(results []policies.Result) (admission.Response, Decision) {
 	var denials, warnings []string
 	annotations := map[string]string{}
 	for i := range results {
 		r := &results[i]
-		if auditOnly && r.Action == v1alpha1.Deny {
-			r.Action = v1alpha1.Audit
-		}
 		switch r.Result {
 		case policies.Fail:
 			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message

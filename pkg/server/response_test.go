@@ -16,7 +16,6 @@ func TestRespond(t *testing.T) {
 	tests := []struct {
 		name        string
 		results     []policies.Result
-		auditOnly   bool
 		allowed     bool
 		decision    Decision
 		message     string
@@ -32,8 +31,6 @@ func TestRespond(t *testing.T) {
 			warnings: []string{"[a/r] careful"}, annotations: map[string]string{"a.r": "Warn: careful"}},
 		{name: "audit records only", results: []policies.Result{r("a", policies.Fail, v1alpha1.Audit, "noted")}, allowed: true, decision: Allowed,
 			annotations: map[string]string{"a.r": "Audit: noted"}},
-		{name: "audit-only turns Deny into Audit", auditOnly: true, results: []policies.Result{r("a", policies.Fail, v1alpha1.Deny, "no")}, allowed: true, decision: Allowed,
-			annotations: map[string]string{"a.r": "Audit: no"}},
 		{name: "ignored evaluation error warns", results: []policies.Result{r("a", policies.Error, v1alpha1.Deny, "boom")}, allowed: true, decision: Warned,
 			warnings: []string{"[a/r] evaluation error ignored (failurePolicy Ignore): boom"}},
 		{name: "namespaced policy key", results: []policies.Result{r("shop/p", policies.Fail, v1alpha1.Audit, "x")}, allowed: true, decision: Allowed,
@@ -41,7 +38,7 @@ func TestRespond(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, decision := respond(tt.results, tt.auditOnly)
+			resp, decision := respond(tt.results)
 			if resp.Allowed != tt.allowed || decision != tt.decision {
 				t.Fatalf("allowed=%v decision=%s", resp.Allowed, decision)
 			}

@@ -53,8 +53,12 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("want an %s AdmissionReview with a request, got %s %s", admissionv1.SchemeGroupVersion, review.APIVersion, review.Kind))
 		return
 	}
-	resp := h.handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
-	resp.UID = review.Request.UID
+	req := admission.Request{AdmissionRequest: *review.Request}
+	resp := h.handle(r.Context(), req)
+	if err := resp.Complete(req); err != nil { // UID, status code, JSON patch
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("encoding the patch: %w", err))
+		return
+	}
 	out, err := gojson.Marshal(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &resp.AdmissionResponse})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("encoding the response: %w", err))

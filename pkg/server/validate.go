@@ -21,18 +21,21 @@ type NamespaceGetter interface {
 	GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error)
 }
 
-// Validator is the validating webhook: it decodes the review once, evaluates it with the engine
-// in force and maps the results to the response.
-type Validator struct {
+// Config is what the webhooks share.
+type Config struct {
 	Engines    *EngineHolder
 	Decoder    *policies.Decoder
 	Namespaces NamespaceGetter
 	Metrics    *metrics.Metrics
-	// AuditOnly turns every Deny into Audit.
+	// AuditOnly turns every Deny into Audit: nothing is denied or mutated.
 	AuditOnly bool
 	// Timeout bounds one evaluation so that the webhook answers before the API server gives up.
 	Timeout time.Duration
 }
+
+// Validator is the validating webhook: it decodes the review once, evaluates it with the engine
+// in force and maps the results to the response.
+type Validator struct{ Config }
 
 var _ admission.Handler = (*Validator)(nil)
 
@@ -40,21 +43,14 @@ var _ admission.Handler = (*Validator)(nil)
 func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	resp, decision := v.handle(ctx, req)
-	if v.Metrics != nil {
-		v.Metrics.Reviews.WithLabelValues("validate", string(req.Operation), req.Kind.Kind, string(decision)).Inc()
-		v.Metrics.ReviewDuration.WithLabelValues("validate").Observe(time.Since(start).Seconds())
-	}
+	v.observe("validate", req, decision, start)
 	return resp
 }
 
 func (v *Validator) handle(ctx context.Context, req admission.Request) (admission.Response, Decision) {
-	engine := v.Engines.Load()
-	if engine == nil {
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("portcullis: policies not synced yet")), Errored
-	}
-	preq, err := v.request(ctx, req)
-	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err), Errored
+	engine, preq, errResp := v.prepare(ctx, req)
+	if errResp != nil {
+		return *errResp, Errored
 	}
 	if v.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -62,17 +58,45 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) (admissio
 		defer cancel()
 	}
 	results := engine.Evaluate(ctx, preq)
-	resp, decision := respond(results, v.AuditOnly)
-	if v.Metrics != nil {
-		for _, r := range results {
-			v.Metrics.PolicyResults.WithLabelValues(r.Policy, r.Rule, string(r.Result), string(r.Action)).Inc()
-		}
-	}
+	resp, decision := respond(results)
+	v.countResults(results)
 	return resp, decision
 }
 
+func (c *Config) countResults(results []policies.Result) {
+	if c.Metrics == nil {
+		return
+	}
+	for _, r := range results {
+		c.Metrics.PolicyResults.WithLabelValues(r.Policy, r.Rule, string(r.Result), string(r.Action)).Inc()
+	}
+}
+
+func (c *Config) observe(webhook string, req admission.Request, decision Decision, start time.Time) {
+	if c.Metrics == nil {
+		return
+	}
+	c.Metrics.Reviews.WithLabelValues(webhook, string(req.Operation), req.Kind.Kind, string(decision)).Inc()
+	c.Metrics.ReviewDuration.WithLabelValues(webhook).Observe(time.Since(start).Seconds())
+}
+
+// prepare loads the engine in force and decodes the review, or returns the error response.
+func (c *Config) prepare(ctx context.Context, req admission.Request) (*policies.Engine, *policies.Request, *admission.Response) {
+	engine := c.Engines.Load()
+	if engine == nil {
+		r := admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("portcullis: policies not synced yet"))
+		return nil, nil, &r
+	}
+	preq, err := c.request(ctx, req)
+	if err != nil {
+		r := admission.Errored(http.StatusBadRequest, err)
+		return nil, nil, &r
+	}
+	return engine, preq, nil
+}
+
 // request decodes the review into the engine's request: each object is decoded exactly once.
-func (v *Validator) request(ctx context.Context, req admission.Request) (*policies.Request, error) {
+func (c *Config) request(ctx context.Context, req admission.Request) (*policies.Request, error) {
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	preq := &policies.Request{
 		Operation:   v1alpha1.Operation(req.Operation),
@@ -80,23 +104,24 @@ func (v *Validator) request(ctx context.Context, req admission.Request) (*polici
 		SubResource: req.SubResource,
 		UserInfo:    req.UserInfo,
 		DryRun:      req.DryRun != nil && *req.DryRun,
+		AuditOnly:   c.AuditOnly,
 	}
 	var err error
 	if len(req.Object.Raw) > 0 {
-		if preq.Object, err = v.Decoder.Decode(req.Object.Raw, &gvk); err != nil {
+		if preq.Object, err = c.Decoder.Decode(req.Object.Raw, &gvk); err != nil {
 			return nil, fmt.Errorf("decoding object: %w", err)
 		}
 	}
 	if len(req.OldObject.Raw) > 0 {
-		if preq.OldObject, err = v.Decoder.Decode(req.OldObject.Raw, &gvk); err != nil {
+		if preq.OldObject, err = c.Decoder.Decode(req.OldObject.Raw, &gvk); err != nil {
 			return nil, fmt.Errorf("decoding oldObject: %w", err)
 		}
 	}
 	if preq.Object == nil && preq.OldObject == nil {
 		return nil, fmt.Errorf("the review carries no object")
 	}
-	if req.Namespace != "" && v.Namespaces != nil {
-		ns, err := v.Namespaces.GetNamespace(ctx, req.Namespace)
+	if req.Namespace != "" && c.Namespaces != nil {
+		ns, err := c.Namespaces.GetNamespace(ctx, req.Namespace)
 		switch {
 		case err == nil:
 			preq.Namespace = ns

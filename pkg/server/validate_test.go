@@ -43,7 +43,7 @@ func validatorFor(t *testing.T, policy string, timeout time.Duration) *Validator
 	}
 	h := &EngineHolder{}
 	h.Store(e)
-	return &Validator{Engines: h, Decoder: policies.NewDecoder(false), Timeout: timeout}
+	return &Validator{Config{Engines: h, Decoder: policies.NewDecoder(false), Timeout: timeout}}
 }
 
 func configMapRequest() admission.Request {
@@ -86,7 +86,7 @@ func TestEvaluationDeadline(t *testing.T) {
 }
 
 func TestNotSyncedYet(t *testing.T) {
-	v := &Validator{Engines: &EngineHolder{}, Decoder: policies.NewDecoder(false)}
+	v := &Validator{Config{Engines: &EngineHolder{}, Decoder: policies.NewDecoder(false)}}
 	resp := v.Handle(context.Background(), configMapRequest())
 	if resp.Allowed || resp.Result.Code != 503 {
 		t.Errorf("before the first sync: %+v", resp.Result)

@@ -115,6 +115,22 @@ func WebhookConfig(manifest, url string, caBundle []byte) (*admissionregistratio
 	return &cfg, nil
 }
 
+// MutatingConfig reads the mutating webhook configuration of manifests/base and points it at url.
+func MutatingConfig(manifest, url string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		return nil, err
+	}
+	var cfg admissionregistrationv1.MutatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", manifest, err)
+	}
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
+	}
+	return &cfg, nil
+}
+
 // ExcludeLabel adds a requirement on a namespace label to every webhook's namespaceSelector.
 func ExcludeLabel(cfg *admissionregistrationv1.ValidatingWebhookConfiguration, key string, op metav1.LabelSelectorOperator) {
 	for i := range cfg.Webhooks {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
+	"github.com/portcullis-dev/portcullis/pkg/mutate"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
@@ -28,7 +30,8 @@ func newCheckCommand(s streams) *cobra.Command {
 		Use:   "check -f PATH [-f PATH]... --policies PATH [--policies PATH]... [-o text|json]",
 		Short: "Evaluate manifests against policies as the cluster would on CREATE",
 		Long: `Evaluate manifests against ClusterPolicy, Policy and PolicyException objects, exactly as the
-Portcullis webhook evaluates them on CREATE (after the API server's defaulting).
+Portcullis webhooks evaluate them on CREATE (after the API server's defaulting): the mutating
+rules first, then the validating rules on the mutated object.
 
 -f takes files, directories (recursive: *.yaml, *.yml, *.json) or - for stdin; multi-document YAML
 and List objects are expanded. --policies takes files or directories of policies.
@@ -45,7 +48,7 @@ error, unreadable or invalid input, or an invalid policy.`,
   kubectl-portcullis check -f app.yaml -f jobs/ --policies platform/ --policies team/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
+			if err := o.validate("text", "json"); err != nil {
 				return err
 			}
 			rep, err := o.run(cmd.Context(), s)
@@ -61,15 +64,21 @@ error, unreadable or invalid input, or an invalid policy.`,
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
-	f.StringArrayVar(&o.policies, "policies", nil, "policy file or directory (repeatable)")
-	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of namespaced objects that do not set one")
+	o.output = "text"
+	o.addFlags(cmd, "output format: text or json")
 	return cmd
 }
 
-func (o *checkOptions) validate() error {
+// addFlags registers the flags check and mutate share.
+func (o *checkOptions) addFlags(cmd *cobra.Command, outputHelp string) {
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
+	f.StringArrayVar(&o.policies, "policies", nil, "policy file or directory (repeatable)")
+	f.StringVarP(&o.output, "output", "o", o.output, outputHelp)
+	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of namespaced objects that do not set one")
+}
+
+func (o *checkOptions) validate(formats ...string) error {
 	var errs []error
 	if len(o.files) == 0 {
 		errs = append(errs, errors.New("-f is required: a manifest file, directory or - for stdin"))
@@ -77,8 +86,8 @@ func (o *checkOptions) validate() error {
 	if len(o.policies) == 0 {
 		errs = append(errs, errors.New("--policies is required: a policy file or directory"))
 	}
-	if o.output != "text" && o.output != "json" {
-		errs = append(errs, fmt.Errorf("-o %q: want text or json", o.output))
+	if !slices.Contains(formats, o.output) {
+		errs = append(errs, fmt.Errorf("-o %q: want %s", o.output, strings.Join(formats, " or ")))
 	}
 	stdin := 0
 	for _, f := range append(append([]string{}, o.files...), o.policies...) {
@@ -110,22 +119,55 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	_, rep, err := admit(ctx, engine, inputs, o.namespace)
+	return rep, err
+}
+
+// admitted is a resource as the API server would store it: after the enforced mutations.
+type admitted struct {
+	input
+	json    []byte // the document after the mutations; the input document when none applied
+	mutated bool
+}
+
+// admit runs every input through the engine as the API server runs the webhooks: the mutating
+// rules first, then the validating rules on the mutated object. The report has both.
+func admit(ctx context.Context, engine *policies.Engine, inputs []input, namespace string) ([]admitted, *report, error) {
 	namespaces := map[string]*corev1.Namespace{}
 	for _, in := range inputs {
 		if ns, ok := in.res.Object.(*corev1.Namespace); ok {
 			namespaces[ns.Name] = ns
 		}
 	}
+	d := policies.NewDecoder(true)
 	rep := &report{}
+	out := make([]admitted, 0, len(inputs))
 	for _, in := range inputs {
 		req := &policies.Request{Operation: v1alpha1.Create, Object: in.res, Namespace: namespaces[in.res.Meta.GetNamespace()]}
-		results := engine.Evaluate(ctx, req)
+		m, err := engine.Mutate(ctx, req)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", in.doc.Where(), err)
+		}
+		a := admitted{input: in, json: in.doc.JSON}
+		if len(m.Patches) > 0 {
+			if a.json, err = mutate.Apply(in.doc.JSON, m.Patches); err != nil {
+				return nil, nil, fmt.Errorf("%s: applying mutations: %w", in.doc.Where(), err)
+			}
+			res, err := d.Decode(a.json, nil)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: the mutated object: %w", in.doc.Where(), err)
+			}
+			placeInNamespace(res, namespace)
+			req.Object, a.res, a.mutated = res, res, true
+		}
+		results := append(m.Results, engine.Evaluate(ctx, req)...)
 		if len(results) == 0 {
 			results = []policies.Result{{Resource: in.res.Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
 		}
 		rep.add(in.doc.File, in.res.Ref(), results)
+		out = append(out, a)
 	}
-	return rep, nil
+	return out, rep, nil
 }
 
 func loadEngine(paths []string, s streams) (*policies.Engine, error) {
@@ -168,9 +210,7 @@ func readResources(paths []string, namespace string, s streams) ([]input, error)
 			errs = append(errs, fmt.Errorf("%s: %w", doc.Where(), err))
 			continue
 		}
-		if res.Meta.GetNamespace() == "" && !clusterScoped(res) {
-			res.Meta.SetNamespace(namespace)
-		}
+		placeInNamespace(res, namespace)
 		inputs = append(inputs, input{doc: doc, res: res})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -201,6 +241,9 @@ var clusterScopedKinds = map[string]bool{
 	"CertificateSigningRequest": true, "FlowSchema": true, "PriorityLevelConfiguration": true,
 }
 
-func clusterScoped(res *policies.Resource) bool {
-	return clusterScopedKinds[res.GVK.Kind]
+// placeInNamespace puts a namespaced object without a namespace in the default one.
+func placeInNamespace(res *policies.Resource, namespace string) {
+	if res.Meta.GetNamespace() == "" && !clusterScopedKinds[res.GVK.Kind] {
+		res.Meta.SetNamespace(namespace)
+	}
 }

@@ -57,7 +57,7 @@ func NewOptions() *Options {
 		Namespace:         ns,
 		ServiceName:       "portcullis-webhook",
 		ValidatingConfig:  "portcullis-validating",
-		MutatingConfig:    "",
+		MutatingConfig:    "portcullis-mutating",
 		CertCheck:         time.Minute,
 		LeafLifetime:      90 * 24 * time.Hour,
 		CALifetime:        10 * 365 * 24 * time.Hour,

@@ -29,8 +29,11 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/server"
 )
 
-// ValidatePath is where the validating webhook is served.
-const ValidatePath = "/validate"
+// The paths of the webhooks.
+const (
+	ValidatePath = "/validate"
+	MutatePath   = "/mutate"
+)
 
 // Run starts the server and blocks until ctx ends and in-flight reviews have drained.
 func Run(ctx context.Context, o *Options) error {
@@ -113,7 +116,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if err := pc.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
-	validator := &server.Validator{
+	shared := server.Config{
 		Engines:    engines,
 		Decoder:    policies.NewDecoder(false),
 		Namespaces: namespaces{mgr.GetClient()},
@@ -122,7 +125,8 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		Timeout:    o.EvaluationTimeout,
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: validator})
+	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}})
+	mgr.GetWebhookServer().Register(MutatePath, &server.ReviewHandler{Handler: &server.Mutator{Config: shared}})
 
 	if src != nil {
 		src.Client = mgr.GetClient()

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// Mutator is the mutating webhook: it decodes the review once, runs the mutating rules and
+// answers with their JSON patch. Rules in Warn report what they would change as warnings; rules
+// in Audit record it in audit annotations.
+type Mutator struct{ Config }
+
+var _ admission.Handler = (*Mutator)(nil)
+
+// Handle implements admission.Handler.
+func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, decision := m.handle(ctx, req)
+	m.observe("mutate", req, decision, start)
+	return resp
+}
+
+func (m *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, Decision) {
+	engine, preq, errResp := m.prepare(ctx, req)
+	if errResp != nil {
+		return *errResp, Errored
+	}
+	if preq.Object == nil { // DELETE and CONNECT change nothing
+		return admission.Allowed(""), Allowed
+	}
+	mutation, err := engine.Mutate(ctx, preq)
+	if err != nil {
+		return admission.Errored(500, err), Errored
+	}
+	m.countResults(mutation.Results)
+	resp := admission.Allowed("")
+	resp.Patches = mutation.Patches
+	warnings := mutation.Warnings
+	annotations := map[string]string{}
+	for _, r := range mutation.Results {
+		switch {
+		case r.Result == policies.Pass && strings.HasPrefix(r.Message, policies.AppliedPrefix):
+			annotations[auditKey(r.Policy, r.Rule)] = r.Message
+		case r.Result == policies.Fail:
+			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message
+			if r.Action == v1alpha1.Warn {
+				warnings = append(warnings, r.String())
+			}
+		}
+	}
+	if len(warnings) > 0 {
+		resp = resp.WithWarnings(warnings...)
+	}
+	if len(annotations) > 0 {
+		resp.AuditAnnotations = annotations
+	}
+	decision := Allowed
+	switch {
+	case len(resp.Patches) > 0:
+		decision = Mutated
+	case len(warnings) > 0:
+		decision = Warned
+	}
+	return resp, decision
+}
