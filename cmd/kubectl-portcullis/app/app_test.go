@@ -127,3 +127,36 @@ func TestPluginHelp(t *testing.T) {
 		t.Errorf("exit %d, help:\n%s", code, out)
 	}
 }
+
+func TestGoldenMutate(t *testing.T) {
+	for _, format := range []string{"yaml", "json"} {
+		t.Run(format, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", "mutate", "-f", "testdata/mutate/workloads.yaml", "--policies", "testdata/mutate/policies.yaml", "-o", format)
+			// The CronJob has no port to probe and still fails the Deny rule that requires probes.
+			if code != ExitViolation || !strings.Contains(errOut, "[require-probes/readiness] containers without a readinessProbe: cleanup") {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			golden(t, "mutate."+format, out)
+		})
+	}
+}
+
+// TestCheckMutatesFirst: check runs the mutating rules before the validating ones, as the API
+// server does, so a policy requiring probes passes what defaultProbes fixes.
+func TestCheckMutatesFirst(t *testing.T) {
+	code, out, _ := runCLI(t, "", "check", "-f", "testdata/mutate/workloads.yaml", "--policies", "testdata/mutate/policies.yaml")
+	if code != ExitViolation {
+		t.Fatalf("exit %d", code)
+	}
+	golden(t, "check-mutates-first.text", out)
+	for _, want := range []string{
+		"testdata/mutate/workloads.yaml: apps/v1 Deployment shop/api: PASS (2 pass, 0 fail, 0 error, 0 skip)",
+		"  PASS  Deny  [probes/defaults] applied: add readinessProbe (httpGet :8080/readyz) to container api; add livenessProbe (httpGet :8080/healthz) to container api",
+		`  PASS  Deny  [probes/defaults] container "cleanup" declares no TCP port: no probe added; declare a containerPort or write its probes`,
+		"  FAIL  Deny  [require-probes/readiness] containers without a readinessProbe: cleanup",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

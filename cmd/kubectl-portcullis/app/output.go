@@ -90,7 +90,8 @@ func (r *report) print(w io.Writer, format string) error {
 
 // printText prints one block per resource: a header with the file, the resource and its verdict,
 // then each failure, error and skipped rule with its result, action, [policy/rule] and message;
-// passes are counted, not listed. A summary line ends the output.
+// passes are counted, and listed only when they carry a message (a mutation applied, a
+// warning). A summary line ends the output.
 func (r *report) printText(w io.Writer) error {
 	denied := 0
 	var b strings.Builder
@@ -99,8 +100,8 @@ func (r *report) printText(w io.Writer) error {
 		var lines []string
 		for _, res := range g.results {
 			counts[res.Result]++
-			if res.Result == policies.Pass {
-				continue
+			if res.Result == policies.Pass && res.Message == "" {
+				continue // a pass with something to say (a mutation applied, a warning) is listed
 			}
 			if res.Result == policies.Fail {
 				switch {
