@@ -26,7 +26,8 @@ type Mutation struct {
 	// it was done (the message lists the changes), fail when a Warn or Audit rule would change
 	// the object (the message says what it would do).
 	Results []Result
-	// Warnings are what a rule could not do, e.g. a container with no port to probe.
+	// Warnings are what a Deny or Warn rule could not do, e.g. a container with no port to
+	// probe, for kubectl to show; Audit rules keep theirs in their result's message.
 	Warnings []string
 }
 
@@ -62,27 +63,30 @@ func (e *Engine) Mutate(_ context.Context, req *Request) (*Mutation, error) {
 				continue
 			}
 			out := r.mutator.Mutate(pod)
-			for _, w := range out.Warnings {
-				m.Warnings = append(m.Warnings, fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w))
+			if action != v1alpha1.Audit { // an Audit rule records, it does not speak to users
+				for _, w := range out.Warnings {
+					m.Warnings = append(m.Warnings, fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w))
+				}
 			}
 			descriptions := make([]string, len(out.Changes))
 			for i, c := range out.Changes {
 				descriptions[i] = c.Description
 			}
+			var parts []string
 			switch {
 			case len(out.Changes) == 0:
-				result.Message = strings.Join(out.Warnings, "; ")
 			case action == v1alpha1.Deny:
 				for _, c := range out.Changes {
 					c.Apply()
 					m.Patches = append(m.Patches, c.Patch)
 				}
-				result.Message = AppliedPrefix + strings.Join(descriptions, "; ")
+				parts = append(parts, AppliedPrefix+strings.Join(descriptions, "; "))
 				applied = append(applied, p.Name+"/"+r.name)
 			default:
 				result.Result = Fail
-				result.Message = "would " + strings.Join(descriptions, "; would ")
+				parts = append(parts, "would "+strings.Join(descriptions, "; would "))
 			}
+			result.Message = strings.Join(append(parts, out.Warnings...), "; ")
 			m.Results = append(m.Results, result)
 		}
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -45,8 +44,8 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 	annotations := map[string]string{}
 	for _, r := range mutation.Results {
 		switch {
-		case r.Result == policies.Pass && strings.HasPrefix(r.Message, policies.AppliedPrefix):
-			annotations[auditKey(r.Policy, r.Rule)] = r.Message
+		case r.Result == policies.Pass && r.Message != "":
+			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message
 		case r.Result == policies.Fail:
 			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message
 			if r.Action == v1alpha1.Warn {

@@ -1,7 +1,7 @@
 // Command demo is `make demo`: it starts a local control plane (kube-apiserver and etcd), runs
 // the Portcullis webhook against it, installs the CRDs, the policy library and the example
 // policies, applies every example workload with kubectl, prints one line per example
-// (ADMITTED, WARNED or DENIED, with the message), checks that `kubectl portcullis check` predicted
+// (ADMITTED, MUTATED, WARNED or DENIED, with the message), checks that `kubectl portcullis check` predicted
 // the same verdict, and tears everything down.
 package main
 
@@ -23,6 +23,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
@@ -90,12 +91,18 @@ func run(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	cfgYAML, err := yaml.Marshal(cfg)
+	mcfg, err := cluster.MutatingConfig(filepath.Join(root, "manifests", "base", "mutating.yaml"), fmt.Sprintf("https://127.0.0.1:%d/mutate", port), nil)
 	if err != nil {
 		return err
 	}
-	if err := must(string(cfgYAML), "apply", "-f", "-"); err != nil {
-		return err
+	for _, obj := range []any{cfg, mcfg} {
+		y, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		if err := must(string(y), "apply", "-f", "-"); err != nil {
+			return err
+		}
 	}
 	if err := waitFor(ctx, 60*time.Second, func() error {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes))
@@ -106,9 +113,11 @@ func run(ctx context.Context, root string) error {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("/readyz %d", resp.StatusCode)
 		}
-		out, _, err := kubectl("", "get", "validatingwebhookconfiguration", "portcullis-validating", "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
-		if err != nil || out == "" {
-			return fmt.Errorf("caBundle not injected yet (%w)", err)
+		for _, kind := range []string{"validatingwebhookconfiguration/portcullis-validating", "mutatingwebhookconfiguration/portcullis-mutating"} {
+			out, _, err := kubectl("", "get", kind, "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
+			if err != nil || out == "" {
+				return fmt.Errorf("caBundle of %s not injected yet (%w)", kind, err)
+			}
 		}
 		return nil
 	}); err != nil {
@@ -133,7 +142,7 @@ func run(ctx context.Context, root string) error {
 	}
 
 	step("predicting each verdict offline with kubectl-portcullis check")
-	predicted, err := predict(ctx, root, workloads)
+	predicted, predictedMutation, err := predict(ctx, root, workloads)
 	if err != nil {
 		return err
 	}
@@ -148,6 +157,12 @@ func run(ctx context.Context, root string) error {
 		verdict, message := classify(stderr, err)
 		if verdict == "" {
 			return fmt.Errorf("kubectl apply -f %s: %w\n%s", rel, err, stderr)
+		}
+		if verdict == "ADMITTED" {
+			// Stored with the mutations annotation: a mutating rule changed it.
+			if by, _, _ := kubectl("", "get", "-f", f, "-o", `jsonpath={.metadata.annotations.portcullis\.dev/mutations}`); by != "" {
+				verdict, message = "MUTATED", "by "+by+": "+predictedMutation[rel]
+			}
 		}
 		if verdict == "ADMITTED" {
 			if n := auditFindings(c.AuditLog, f); n > 0 {
@@ -187,39 +202,45 @@ func classify(stderr string, err error) (verdict, message string) {
 	return "ADMITTED", ""
 }
 
-// predict runs the CLI on the workloads with the same policies and returns each file's verdict.
-func predict(ctx context.Context, root, workloads string) (map[string]string, error) {
+// predict runs the CLI on the workloads with the same policies and returns each file's verdict,
+// and the mutations it applies.
+func predict(ctx context.Context, root, workloads string) (map[string]string, map[string]string, error) {
 	//nolint:gosec // the harness runs the binaries it built, with its own arguments
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "kubectl-portcullis"), "check", "-f", workloads,
 		"--policies", filepath.Join(root, "manifests", "library"), "--policies", filepath.Join(root, "examples", "policies"), "-o", "json")
 	out, err := cmd.Output()
 	var exit *exec.ExitError
 	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 1) {
-		return nil, fmt.Errorf("kubectl-portcullis check: %w", err)
+		return nil, nil, fmt.Errorf("kubectl-portcullis check: %w", err)
 	}
 	var report struct {
 		Results []struct {
-			File, Result, Action string
+			File, Result, Action, Message string
 		} `json:"results"`
 	}
 	if err := json.Unmarshal(out, &report); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	verdicts := map[string]string{}
-	rank := map[string]int{"ADMITTED": 0, "WARNED": 1, "DENIED": 2}
+	verdicts, mutations := map[string]string{}, map[string]string{}
+	rank := map[string]int{"ADMITTED": 0, "MUTATED": 1, "WARNED": 2, "DENIED": 3}
 	for _, r := range report.Results {
 		rel, _ := filepath.Rel(root, r.File)
 		v := "ADMITTED"
-		if r.Result == "fail" && r.Action == "Deny" {
+		switch {
+		case r.Result == "fail" && r.Action == "Deny":
 			v = "DENIED"
-		} else if r.Result == "fail" && r.Action == "Warn" {
+		case r.Result == "fail" && r.Action == "Warn":
 			v = "WARNED"
+		case r.Result == "pass" && strings.HasPrefix(r.Message, policies.AppliedPrefix):
+			v, mutations[rel] = "MUTATED", strings.TrimPrefix(r.Message, policies.AppliedPrefix)
+		case r.Result == "pass" && r.Message != "" && r.Action != "Audit":
+			v = "WARNED" // a mutating rule's warning, e.g. no port to probe
 		}
 		if cur, ok := verdicts[rel]; !ok || rank[v] > rank[cur] {
 			verdicts[rel] = v
 		}
 	}
-	return verdicts, nil
+	return verdicts, mutations, nil
 }
 
 // auditFindings counts Portcullis's audit annotations on the last create of the file's object.
