@@ -29,6 +29,8 @@ import (
 	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
+var metricsAddr string
+
 type result struct {
 	Server       string  `json:"server"`
 	Rate         int     `json:"rate"`
@@ -45,6 +47,7 @@ func main() {
 	rates := flag.String("rates", "500,1000,2000", "request rates per second")
 	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
+	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
 	flag.Parse()
 	if err := run(*root, *rates, *duration, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-load: %v\n", err)
@@ -89,7 +92,7 @@ func run(root, rateList string, duration time.Duration, out string) error {
 	srv, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
 		"--validating-webhook-configuration", "none", "--leader-elect=false",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ type Options struct {
 	MetricsAddr string
 	ProbeAddr   string
 	EnableHTTP2 bool
+	Profiling   bool
 
 	AuditOnly         bool
 	EvaluationTimeout time.Duration
@@ -87,6 +88,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CALifetime, "ca-lifetime", o.CALifetime, "lifetime of the CA; renewed with a third left")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the Prometheus metrics endpoint (0 disables)")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz")
+	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve Go's pprof profiles on the metrics endpoint under /debug/pprof/")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2, "serve webhooks over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-multiplexing exposure)")
 	fs.BoolVar(&o.AuditOnly, "audit-only", o.AuditOnly, "cluster-wide dry run: every Deny becomes Audit")
 	fs.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", o.EvaluationTimeout, "deadline of one evaluation; keep it below the webhook configurations' timeoutSeconds")
