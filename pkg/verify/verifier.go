@@ -1,0 +1,221 @@
+package verify
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configure a Verifier.
+type Options struct {
+	// PublicKeys are PEM-encoded public keys (ECDSA, RSA or Ed25519), as `cosign generate-key-pair` writes.
+	PublicKeys []string
+	// RequireAll: every key must have signed the image; otherwise any one key is enough.
+	RequireAll bool
+	// IgnoreTlog skips the transparency-log check, for private, offline setups.
+	IgnoreTlog bool
+	// InsecureRegistries are registries (host[:port]) reached over plain HTTP or untrusted TLS.
+	InsecureRegistries []string
+	// Timeout bounds one verification; it leaves the webhook time to answer.
+	Timeout time.Duration
+	// Cache is shared by the verifiers of a process; nil disables caching.
+	Cache *Cache
+	// Transport is the HTTP transport to registries; nil is remote.DefaultTransport.
+	Transport remote.Option
+}
+
+// Verdict is the outcome of one verification.
+type Verdict struct {
+	// Digest is the digest the image reference resolved to, e.g. sha256:…
+	Digest string
+	// Verified is true when the signatures satisfy the key set.
+	Verified bool
+	// Reason says why not, e.g. "no signatures found", "signature does not match any trusted key".
+	Reason string
+	// Cached is true when the verdict came from the cache.
+	Cached bool
+}
+
+// Verifier verifies images against one key set. It is safe for concurrent use.
+type Verifier struct {
+	keys     []signature.Verifier
+	keySetID string
+	opts     Options
+	group    singleflight.Group
+}
+
+// Compile parses the keys once.
+func Compile(o Options) (*Verifier, error) {
+	if len(o.PublicKeys) == 0 {
+		return nil, errors.New("at least one public key is required")
+	}
+	v := &Verifier{opts: o}
+	h := sha256.New()
+	for i, pemKey := range o.PublicKeys {
+		pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pemKey))
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d]: not a PEM public key: %w", i, err)
+		}
+		sv, err := signature.LoadVerifier(pub, crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d]: %w", i, err)
+		}
+		v.keys = append(v.keys, sv)
+		h.Write([]byte(strings.TrimSpace(pemKey)))
+	}
+	_, _ = fmt.Fprintf(h, "|all=%v|tlog=%v", o.RequireAll, !o.IgnoreTlog) // a hash never fails to write
+	v.keySetID = hex.EncodeToString(h.Sum(nil)[:12])
+	return v, nil
+}
+
+// KeySetID identifies the key set and its semantics; cache entries are keyed by it.
+func (v *Verifier) KeySetID() string { return v.keySetID }
+
+// Verify resolves image to a digest and verifies its signatures. A definitive answer (signed,
+// unsigned, wrong key) is a Verdict; an error means the registry could not give one (down, slow,
+// unauthorized) and the policy's failurePolicy decides.
+func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keychain) (Verdict, error) {
+	if v.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, v.opts.Timeout)
+		defer cancel()
+	}
+	ref, err := v.parse(image)
+	if err != nil {
+		return Verdict{}, err
+	}
+	ropts := v.remoteOptions(ctx, keychain)
+	digest, err := resolve(ref, ropts)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("resolving %s: %w", image, err)
+	}
+	key := v.keySetID + "@" + digest.DigestStr()
+	if verdict, ok := v.opts.Cache.Get(key); ok {
+		verdict.Cached = true
+		return verdict, nil
+	}
+	// Concurrent verifications of one digest and key set share one round trip. The shared call
+	// runs on its own deadline so that one caller giving up does not fail the others.
+	ch := v.group.DoChan(key, func() (any, error) {
+		sctx := context.Background()
+		if v.opts.Timeout > 0 {
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithTimeout(sctx, v.opts.Timeout)
+			defer cancel()
+		}
+		verdict, err := v.verify(sctx, digest, keychain)
+		if err == nil {
+			v.opts.Cache.Put(key, verdict)
+		}
+		return verdict, err
+	})
+	select {
+	case <-ctx.Done():
+		return Verdict{}, fmt.Errorf("verifying %s: %w", image, context.Cause(ctx))
+	case r := <-ch:
+		if r.Err != nil {
+			return Verdict{}, fmt.Errorf("verifying %s: %w", image, r.Err)
+		}
+		return r.Val.(Verdict), nil
+	}
+}
+
+func (v *Verifier) parse(image string) (name.Reference, error) {
+	var nopts []name.Option
+	for _, r := range v.opts.InsecureRegistries {
+		if strings.HasPrefix(image, r+"/") {
+			nopts = append(nopts, name.Insecure)
+		}
+	}
+	ref, err := name.ParseReference(image, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", image, err)
+	}
+	return ref, nil
+}
+
+func (v *Verifier) remoteOptions(ctx context.Context, keychain authn.Keychain) []remote.Option {
+	if keychain == nil {
+		keychain = authn.DefaultKeychain
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain)}
+	if v.opts.Transport != nil {
+		opts = append(opts, v.opts.Transport)
+	}
+	return opts
+}
+
+// resolve returns the digest reference of ref, with one HEAD request for a tag.
+func resolve(ref name.Reference, opts []remote.Option) (name.Digest, error) {
+	if d, ok := ref.(name.Digest); ok {
+		return d, nil
+	}
+	desc, err := remote.Head(ref, opts...)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	return ref.Context().Digest(desc.Digest.String()), nil
+}
+
+// verify checks the signatures of the digest against the key set.
+func (v *Verifier) verify(ctx context.Context, digest name.Digest, keychain authn.Keychain) (Verdict, error) {
+	verdict := Verdict{Digest: digest.DigestStr()}
+	var reasons []string
+	for _, key := range v.keys {
+		_, _, err := cosign.VerifyImageSignatures(ctx, digest, v.checkOpts(ctx, key, keychain))
+		var noSigs *cosign.ErrNoSignaturesFound
+		var noMatch *cosign.ErrNoMatchingSignatures
+		switch {
+		case err == nil:
+			if !v.opts.RequireAll {
+				verdict.Verified = true
+				return verdict, nil
+			}
+			continue
+		case errors.As(err, &noSigs):
+			verdict.Reason = "no signatures found"
+			return verdict, nil
+		case errors.As(err, &noMatch):
+			reasons = append(reasons, "signature does not match any trusted key")
+			if v.opts.RequireAll {
+				verdict.Reason = "signature does not match every required key"
+				return verdict, nil
+			}
+		default:
+			return Verdict{}, err // the registry could not be read: not a verdict
+		}
+	}
+	if v.opts.RequireAll {
+		verdict.Verified = true
+		return verdict, nil
+	}
+	slices.Sort(reasons)
+	verdict.Reason = strings.Join(slices.Compact(reasons), "; ")
+	return verdict, nil
+}
+
+// checkOpts is the one place cosign.CheckOpts are built.
+func (v *Verifier) checkOpts(ctx context.Context, key signature.Verifier, keychain authn.Keychain) *cosign.CheckOpts {
+	return &cosign.CheckOpts{
+		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(v.remoteOptions(ctx, keychain)...)},
+		SigVerifier:        key,
+		ClaimVerifier:      cosign.SimpleClaimVerifier,
+		IgnoreTlog:         v.opts.IgnoreTlog,
+		IgnoreSCT:          true, // key-based signatures carry no certificate
+	}
+}
