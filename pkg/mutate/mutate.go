@@ -1,11 +1,13 @@
 package mutate
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -16,6 +18,8 @@ import (
 type Pod struct {
 	Spec        *corev1.PodSpec
 	SpecPointer string
+	// Keychain holds the registry credentials of the pod, for mutators that read registries.
+	Keychain authn.Keychain
 }
 
 // Change is one patch with the sentence that describes it to users, e.g.
@@ -36,7 +40,7 @@ type Result struct {
 
 // Mutator computes the changes of one compiled rule.
 type Mutator interface {
-	Mutate(pod Pod) Result
+	Mutate(ctx context.Context, pod Pod) Result
 }
 
 // Pointer turns a field path (spec.template.spec) into a JSON pointer (/spec/template/spec).

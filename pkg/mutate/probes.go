@@ -1,6 +1,7 @@
 package mutate
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -68,7 +69,7 @@ func CompileDefaultProbes(r *v1alpha1.DefaultProbesRule, path *field.Path) (*Def
 }
 
 // Mutate implements Mutator.
-func (m *DefaultProbes) Mutate(pod Pod) Result {
+func (m *DefaultProbes) Mutate(_ context.Context, pod Pod) Result {
 	var res Result
 	visit := func(c *corev1.Container, pointer string) {
 		var missing []probeKind

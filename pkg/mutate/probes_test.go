@@ -96,7 +96,7 @@ ephemeralContainers: [{name: debug, image: x}]`,
 				t.Fatal(errs)
 			}
 			pod := Pod{Spec: podSpec(t, tt.spec), SpecPointer: tt.pointer}
-			res := m.Mutate(pod)
+			res := m.Mutate(t.Context(), pod)
 			if got := summary(t, res); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
@@ -104,7 +104,7 @@ ephemeralContainers: [{name: debug, image: x}]`,
 			for _, c := range res.Changes {
 				c.Apply()
 			}
-			if again := m.Mutate(pod); len(again.Changes) != 0 {
+			if again := m.Mutate(t.Context(), pod); len(again.Changes) != 0 {
 				t.Errorf("not idempotent: %v", summary(t, again))
 			}
 		})

@@ -17,17 +17,30 @@ import (
 // Compiler compiles policies. It holds what is costly to build (the CEL environment, the Pod
 // Security registry) and is safe for concurrent use.
 type Compiler struct {
-	env *cel.Env
-	pss *pssRegistry
+	env          *cel.Env
+	pss          *pssRegistry
+	verification VerificationOptions
+}
+
+// CompilerOption configures a Compiler.
+type CompilerOption func(*Compiler)
+
+// WithVerification sets how verifyImages rules reach registries and cache verdicts.
+func WithVerification(o VerificationOptions) CompilerOption {
+	return func(c *Compiler) { c.verification = o }
 }
 
 // NewCompiler builds a compiler.
-func NewCompiler() (*Compiler, error) {
+func NewCompiler(opts ...CompilerOption) (*Compiler, error) {
 	env, err := newCELEnv()
 	if err != nil {
 		return nil, err
 	}
-	return &Compiler{env: env, pss: newPSSRegistry()}, nil
+	c := &Compiler{env: env, pss: newPSSRegistry(), verification: VerificationOptions{Timeout: 5 * time.Second}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
 }
 
 // CompileError lists every problem found in one policy or exception, each with its field path.
@@ -54,8 +67,8 @@ type evaluator interface {
 
 type compiledRule struct {
 	name    string
-	eval    evaluator      // a validating rule
-	mutator mutate.Mutator // or a mutating one
+	eval    evaluator      // validates, when set
+	mutator mutate.Mutator // mutates, when set (verifyImages does both)
 }
 
 // CompiledPolicy is a ClusterPolicy or Policy ready to evaluate.
@@ -205,8 +218,17 @@ func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set
 		mut, e = mutate.CompileDefaultProbes(r.DefaultProbes, path.Child("defaultProbes"))
 		errs = append(errs, e...)
 	}
+	if r.VerifyImages != nil {
+		set = append(set, "verifyImages")
+		var vr *verifyImagesRule
+		vr, mut, e = c.compileVerifyImages(r.VerifyImages, path.Child("verifyImages"))
+		errs = append(errs, e...)
+		if vr != nil {
+			eval = vr // a rule that both judges (the signatures) and mutates (pins digests)
+		}
+	}
 	if len(set) != 1 {
-		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), "exactly one of podSecurity, resources, labels, cel or defaultProbes must be set"))
+		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), "exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"))
 	}
 	if len(errs) > 0 {
 		return nil, errs

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/go-containerregistry/pkg/authn"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,9 @@ type Request struct {
 	// AuditOnly turns every Deny into Audit: the cluster-wide dry run. Nothing is denied or
 	// mutated; results are recorded.
 	AuditOnly bool
+	// Keychain has the registry credentials for image verification (the pod's pull secrets and
+	// service account in the webhook); nil is the default keychain (~/.docker/config.json).
+	Keychain authn.Keychain
 }
 
 // subject is the object the request is about.
@@ -131,8 +135,8 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 		}
 		action := p.enforcementFor(req, res, in.nsLabels)
 		for _, r := range p.rules {
-			if r.mutator != nil {
-				continue // mutations are reported by Mutate
+			if r.eval == nil {
+				continue // a mutation: reported by Mutate
 			}
 			result := Result{Policy: p.Name, Rule: r.name, Resource: ref, Action: action}
 			if x := e.exceptionFor(p, r.name, req, res, in.nsLabels); x != nil {

@@ -33,7 +33,7 @@ type Mutation struct {
 
 // Mutate runs the mutating rules of every matching policy, in policy order, each seeing the
 // changes of the rules before it. The request's objects are not modified.
-func (e *Engine) Mutate(_ context.Context, req *Request) (*Mutation, error) {
+func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	m := &Mutation{}
 	res := req.Object
 	if res == nil || res.Pod == nil {
@@ -45,7 +45,7 @@ func (e *Engine) Mutate(_ context.Context, req *Request) (*Mutation, error) {
 	}
 	ns := res.Meta.GetNamespace()
 	nsLabels := namespaceLabels(req.Namespace, ns)
-	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath)}
+	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath), Keychain: req.Keychain}
 	var applied []string
 	for _, p := range e.policies {
 		if !p.hasMutators() || !p.applies(req, res, nsLabels) {
@@ -62,7 +62,7 @@ func (e *Engine) Mutate(_ context.Context, req *Request) (*Mutation, error) {
 				m.Results = append(m.Results, result)
 				continue
 			}
-			out := r.mutator.Mutate(pod)
+			out := r.mutator.Mutate(ctx, pod)
 			if action != v1alpha1.Audit { // an Audit rule records, it does not speak to users
 				for _, w := range out.Warnings {
 					m.Warnings = append(m.Warnings, fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w))

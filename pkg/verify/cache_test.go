@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
 )
 
 func TestCache(t *testing.T) {
@@ -50,9 +52,9 @@ func TestCompileErrors(t *testing.T) {
 // BenchmarkCacheHit is the cost of verifying an image whose digest is cached: no registry
 // request (DESIGN.md target: ≤ 20 µs).
 func BenchmarkCacheHit(b *testing.B) {
-	key := newKeyPair(b)
+	key := verifytest.NewKeyPair(b)
 	cache := NewCache(1000, time.Hour, time.Minute, nil)
-	v, err := Compile(Options{PublicKeys: []string{key.public}, Cache: cache})
+	v, err := Compile(Options{PublicKeys: []string{key.PublicKey}, Cache: cache})
 	if err != nil {
 		b.Fatal(err)
 	}

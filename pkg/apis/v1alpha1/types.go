@@ -119,7 +119,7 @@ type MatchResources struct {
 }
 
 // Rule is one named check. Exactly one rule type is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.podSecurity), has(self.resources), has(self.labels), has(self.cel), has(self.defaultProbes)].filter(x, x).size() == 1",message="exactly one of podSecurity, resources, labels, cel or defaultProbes must be set"
+// +kubebuilder:validation:XValidation:rule="[has(self.podSecurity), has(self.resources), has(self.labels), has(self.cel), has(self.defaultProbes), has(self.verifyImages)].filter(x, x).size() == 1",message="exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"
 type Rule struct {
 	// Name identifies the rule in messages, results and metrics.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -142,6 +142,70 @@ type Rule struct {
 	// declared ports. In Deny (enforced) it changes the object; in Warn and Audit it only reports.
 	// +optional
 	DefaultProbes *DefaultProbesRule `json:"defaultProbes,omitempty"`
+	// VerifyImages requires cosign signatures from trusted keys on matching images.
+	// +optional
+	VerifyImages *VerifyImagesRule `json:"verifyImages,omitempty"`
+}
+
+// KeyMode says how many of the keys must have signed an image.
+// +kubebuilder:validation:Enum=Any;All
+type KeyMode string
+
+// The key modes.
+const (
+	AnyKey  KeyMode = "Any"
+	AllKeys KeyMode = "All"
+)
+
+// VerifyImagesRule verifies the key-based cosign signatures (the sha256-<digest>.sig layout that
+// `cosign sign --key` writes) of every container, init container and ephemeral container image
+// that matches images.
+type VerifyImagesRule struct {
+	// Images are globs of the images to verify, e.g. registry.example.com/team/*; images that
+	// match none are untouched.
+	// +kubebuilder:validation:MinItems=1
+	// +listType=atomic
+	Images []string `json:"images"`
+	// Keys are the trusted public keys.
+	// +kubebuilder:validation:MinItems=1
+	// +listType=atomic
+	Keys []KeyRef `json:"keys"`
+	// KeyMode: Any (default) accepts a signature by any one key; All requires every key.
+	// +kubebuilder:default=Any
+	// +optional
+	KeyMode KeyMode `json:"keyMode,omitempty"`
+	// Required (default true): an unsigned matching image is a violation.
+	// +optional
+	Required *bool `json:"required,omitempty"`
+	// MutateDigest (default true): on the mutating webhook, a verified tag is pinned to its
+	// digest (image:tag becomes image:tag@sha256:…), so what runs is what was verified.
+	// +optional
+	MutateDigest *bool `json:"mutateDigest,omitempty"`
+	// IgnoreTlog skips the transparency-log check, for private, offline setups.
+	// +optional
+	IgnoreTlog bool `json:"ignoreTlog,omitempty"`
+}
+
+// KeyRef is a public key, inline or in a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.publicKey) != has(self.secretRef)",message="set exactly one of publicKey or secretRef"
+type KeyRef struct {
+	// PublicKey is a PEM-encoded public key.
+	// +optional
+	PublicKey string `json:"publicKey,omitempty"`
+	// SecretRef names a Secret key holding a PEM-encoded public key.
+	// +optional
+	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
+}
+
+// SecretKeyRef names a key of a Secret.
+type SecretKeyRef struct {
+	// +kubebuilder:validation:MinLength=1
+	Namespace string `json:"namespace"`
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Key in the Secret's data; default cosign.pub.
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // DefaultProbesRule adds readiness and liveness probes (and a startup probe when asked) to every

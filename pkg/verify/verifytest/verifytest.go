@@ -1,0 +1,109 @@
+// Package verifytest runs a real OCI registry on loopback (go-containerregistry's, in-process)
+// and signs images in it with cosign's own signing code path (`cosign sign --key`), for tests.
+package verifytest
+
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/sign"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+)
+
+// Registry is an in-process registry that counts requests and can go down or slow down.
+type Registry struct {
+	Host       string // host:port
+	SigFetches atomic.Int64
+	Requests   atomic.Int64
+	Down       atomic.Bool
+	Delay      atomic.Int64 // nanoseconds per request
+}
+
+// NewRegistry starts a registry, closed with the test.
+func NewRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r := &Registry{}
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.Down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		time.Sleep(time.Duration(r.Delay.Load()))
+		r.Requests.Add(1)
+		if strings.Contains(req.URL.Path, "/manifests/sha256-") && strings.HasSuffix(req.URL.Path, ".sig") && req.Method == http.MethodGet {
+			r.SigFetches.Add(1)
+		}
+		inner.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.Host = strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+// Push writes a random image at repo:tag and returns its digest reference.
+func (r *Registry) Push(t testing.TB, repoTag string) string {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(r.Host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref.Context().Digest(d.String()).String()
+}
+
+// KeyPair is a cosign key pair: the encrypted private key on disk, the public key in PEM.
+type KeyPair struct {
+	PrivateKeyPath string
+	PublicKey      string
+}
+
+const password = "test"
+
+// NewKeyPair generates a key pair as `cosign generate-key-pair` does.
+func NewKeyPair(t testing.TB) KeyPair {
+	t.Helper()
+	keys, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte(password), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cosign.key")
+	if err := os.WriteFile(path, keys.PrivateBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return KeyPair{PrivateKeyPath: path, PublicKey: string(keys.PublicBytes)}
+}
+
+// Sign signs the image with the code path behind `cosign sign --key --tlog-upload=false`.
+func Sign(t testing.TB, image string, key KeyPair) {
+	t.Helper()
+	ko := options.KeyOpts{KeyRef: key.PrivateKeyPath, PassFunc: func(bool) ([]byte, error) { return []byte(password), nil }}
+	so := options.SignOptions{Upload: true, TlogUpload: false, SkipConfirmation: true,
+		Registry: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true}}
+	if err := sign.SignCmd(&options.RootOptions{Timeout: 30 * time.Second}, ko, so, []string{image}); err != nil {
+		t.Fatalf("cosign sign %s: %v", image, err)
+	}
+}
