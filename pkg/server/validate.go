@@ -31,6 +31,8 @@ type Config struct {
 	AuditOnly bool
 	// Timeout bounds one evaluation so that the webhook answers before the API server gives up.
 	Timeout time.Duration
+	// PullSecrets gives image verification the pod's registry credentials; nil is anonymous.
+	PullSecrets *PullSecrets
 }
 
 // Validator is the validating webhook: it decodes the review once, evaluates it with the engine
@@ -119,6 +121,9 @@ func (c *Config) request(ctx context.Context, req admission.Request) (*policies.
 	}
 	if preq.Object == nil && preq.OldObject == nil {
 		return nil, fmt.Errorf("the review carries no object")
+	}
+	if res := preq.Object; res != nil && res.Pod != nil {
+		preq.Keychain = c.PullSecrets.keychainFor(ctx, req.Namespace, res.Pod.Spec)
 	}
 	if req.Namespace != "" && c.Namespaces != nil {
 		ns, err := c.Namespaces.GetNamespace(ctx, req.Namespace)

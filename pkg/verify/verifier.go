@@ -29,7 +29,8 @@ type Options struct {
 	RequireAll bool
 	// IgnoreTlog skips the transparency-log check, for private, offline setups.
 	IgnoreTlog bool
-	// InsecureRegistries are registries (host[:port]) reached over plain HTTP or untrusted TLS.
+	// InsecureRegistries are registries (host[:port], or a host for any port) reached over plain
+	// HTTP or untrusted TLS.
 	InsecureRegistries []string
 	// Timeout bounds one verification; it leaves the webhook time to answer.
 	Timeout time.Duration
@@ -135,16 +136,17 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	}
 }
 
+// parse parses the image reference, insecure when its registry is listed as host[:port] or
+// as its host alone (any port).
 func (v *Verifier) parse(image string) (name.Reference, error) {
-	var nopts []name.Option
-	for _, r := range v.opts.InsecureRegistries {
-		if strings.HasPrefix(image, r+"/") {
-			nopts = append(nopts, name.Insecure)
-		}
-	}
-	ref, err := name.ParseReference(image, nopts...)
+	ref, err := name.ParseReference(image)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", image, err)
+	}
+	registry := ref.Context().RegistryStr()
+	host, _, _ := strings.Cut(registry, ":")
+	if slices.Contains(v.opts.InsecureRegistries, registry) || slices.Contains(v.opts.InsecureRegistries, host) {
+		return name.ParseReference(image, name.Insecure)
 	}
 	return ref, nil
 }

@@ -3,11 +3,14 @@ package app
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -158,5 +161,37 @@ func TestCheckMutatesFirst(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+}
+
+// TestCheckVerifiesImages: check verifies signatures against the registries the manifests name,
+// so CI sees the verdict the cluster gives.
+func TestCheckVerifiesImages(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	key := verifytest.NewKeyPair(t)
+	verifytest.Sign(t, reg.Push(t, "team/signed:v1"), key)
+	reg.Push(t, "team/unsigned:v1")
+	dir := t.TempDir()
+	policy := fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: signed-images}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod]}
+  rules:
+    - name: cosign
+      verifyImages: {images: ["%s/team/*"], ignoreTlog: true, mutateDigest: false, keys: [{publicKey: %q}]}
+`, reg.Host, key.PublicKey)
+	pods := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{name: app, image: '%[1]s/team/signed:v1'}]}\n---\n"+
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {containers: [{name: app, image: '%[1]s/team/unsigned:v1'}]}\n", reg.Host)
+	for name, content := range map[string]string{"policy.yaml": policy, "pods.yaml": pods} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runCLI(t, "", "check", "-f", filepath.Join(dir, "pods.yaml"), "--policies", filepath.Join(dir, "policy.yaml"), "--insecure-registry", reg.Host)
+	want := fmt.Sprintf(`FAIL  Deny  [signed-images/cosign] spec.containers[0] ("app"): image %s/team/unsigned:v1: no signatures found`, reg.Host)
+	if code != ExitViolation || !strings.Contains(out, want) || !strings.Contains(out, "v1 Pod default/ok: PASS") {
+		t.Fatalf("exit %d\n%s%s\nwant %s", code, out, errOut, want)
 	}
 }

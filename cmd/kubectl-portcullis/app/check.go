@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/mutate"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
 type checkOptions struct {
@@ -22,6 +23,9 @@ type checkOptions struct {
 	policies  []string
 	output    string
 	namespace string
+	// image verification (verifyImages rules), against the registries the manifests name
+	insecureRegistries []string
+	verifyTimeout      time.Duration
 }
 
 func newCheckCommand(s streams) *cobra.Command {
@@ -76,6 +80,8 @@ func (o *checkOptions) addFlags(cmd *cobra.Command, outputHelp string) {
 	f.StringArrayVar(&o.policies, "policies", nil, "policy file or directory (repeatable)")
 	f.StringVarP(&o.output, "output", "o", o.output, outputHelp)
 	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of namespaced objects that do not set one")
+	f.StringArrayVar(&o.insecureRegistries, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP or untrusted TLS (repeatable)")
+	f.DurationVar(&o.verifyTimeout, "verify-timeout", 30*time.Second, "deadline of one image verification")
 }
 
 func (o *checkOptions) validate(formats ...string) error {
@@ -111,7 +117,7 @@ type input struct {
 }
 
 func (o *checkOptions) run(ctx context.Context, s streams) (*report, error) {
-	engine, err := loadEngine(o.policies, s)
+	engine, err := o.loadEngine(s)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +176,8 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []input, namespa
 	return out, rep, nil
 }
 
-func loadEngine(paths []string, s streams) (*policies.Engine, error) {
+func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
+	paths := o.policies
 	docs, err := manifest.Read(paths, s.in)
 	if err != nil {
 		return nil, fmt.Errorf("reading policies:\n%w", indent(err))
@@ -178,7 +185,13 @@ func loadEngine(paths []string, s streams) (*policies.Engine, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("no policies found in %s", strings.Join(paths, ", "))
 	}
-	compiler, err := policies.NewCompiler()
+	// Registry credentials come from the default keychain (~/.docker/config.json), as docker and
+	// cosign find them in CI.
+	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
+		Cache:              verify.NewCache(1024, time.Hour, time.Minute, nil),
+		Timeout:            o.verifyTimeout,
+		InsecureRegistries: o.insecureRegistries,
+	}))
 	if err != nil {
 		return nil, err
 	}

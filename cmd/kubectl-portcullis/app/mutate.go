@@ -36,7 +36,7 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 			if err := o.validate("yaml", "json"); err != nil {
 				return err
 			}
-			engine, err := loadEngine(o.policies, s)
+			engine, err := o.loadEngine(s)
 			if err != nil {
 				return err
 			}

@@ -41,6 +41,13 @@ type Options struct {
 	AuditOnly         bool
 	EvaluationTimeout time.Duration
 
+	VerifyTimeout      time.Duration
+	InsecureRegistries []string
+	VerifyCacheSize    int
+	VerifyCacheTTL     time.Duration
+	VerifyNegativeTTL  time.Duration
+	PullSecrets        bool
+
 	LeaderElect      bool
 	LeaderElectionID string
 	ShutdownTimeout  time.Duration
@@ -65,6 +72,11 @@ func NewOptions() *Options {
 		MetricsAddr:       ":8080",
 		ProbeAddr:         ":8081",
 		EvaluationTimeout: 3 * time.Second,
+		VerifyTimeout:     2 * time.Second,
+		VerifyCacheSize:   4096,
+		VerifyCacheTTL:    time.Hour,
+		VerifyNegativeTTL: 30 * time.Second,
+		PullSecrets:       true,
 		LeaderElect:       true,
 		LeaderElectionID:  "portcullis-webhook",
 		ShutdownTimeout:   30 * time.Second,
@@ -92,6 +104,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2, "serve webhooks over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-multiplexing exposure)")
 	fs.BoolVar(&o.AuditOnly, "audit-only", o.AuditOnly, "cluster-wide dry run: every Deny becomes Audit")
 	fs.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", o.EvaluationTimeout, "deadline of one evaluation; keep it below the webhook configurations' timeoutSeconds")
+	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
+	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP or untrusted TLS, for testing")
+	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
+	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
+	fs.DurationVar(&o.VerifyNegativeTTL, "verification-negative-ttl", o.VerifyNegativeTTL, "how long a definitive failure (unsigned, wrong key) stays cached; registry errors never are")
+	fs.BoolVar(&o.PullSecrets, "use-pull-secrets", o.PullSecrets, "read registries with the pod's imagePullSecrets and its service account's, as the kubelet does")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates and write policy status (needed with several replicas)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight reviews may drain on shutdown")
@@ -108,6 +126,12 @@ func (o *Options) Validate() error {
 	}
 	if o.EvaluationTimeout <= 0 || o.EvaluationTimeout > 25*time.Second {
 		bad("evaluation-timeout", o.EvaluationTimeout, "must be positive and below the API server's 30s webhook limit")
+	}
+	if o.VerifyTimeout <= 0 || o.VerifyTimeout >= o.EvaluationTimeout {
+		bad("image-verification-timeout", o.VerifyTimeout, "must be positive and below --evaluation-timeout, so the webhook answers when a registry is slow")
+	}
+	if o.VerifyCacheSize < 1 {
+		bad("verification-cache-size", o.VerifyCacheSize, "must be at least 1")
 	}
 	if o.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")

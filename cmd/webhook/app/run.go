@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -29,6 +30,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/server"
+	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
 // The paths of the webhooks.
@@ -114,9 +116,22 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	}
 
 	m := metrics.New(reg)
-	compiler, err := policies.NewCompiler()
+	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
+		Cache:              verify.NewCache(o.VerifyCacheSize, o.VerifyCacheTTL, o.VerifyNegativeTTL, nil),
+		Timeout:            o.VerifyTimeout,
+		InsecureRegistries: o.InsecureRegistries,
+		Secrets:            secretKeys{mgr.GetAPIReader()},
+	}))
 	if err != nil {
 		return nil, nil, err
+	}
+	var pullSecrets *server.PullSecrets
+	if o.PullSecrets {
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		pullSecrets = &server.PullSecrets{Client: cs}
 	}
 	engines := &server.EngineHolder{}
 	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m}
@@ -124,12 +139,13 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		return nil, nil, err
 	}
 	shared := server.Config{
-		Engines:    engines,
-		Decoder:    policies.NewDecoder(false),
-		Namespaces: namespaces{mgr.GetClient()},
-		Metrics:    m,
-		AuditOnly:  o.AuditOnly,
-		Timeout:    o.EvaluationTimeout,
+		Engines:     engines,
+		Decoder:     policies.NewDecoder(false),
+		Namespaces:  namespaces{mgr.GetClient()},
+		Metrics:     m,
+		AuditOnly:   o.AuditOnly,
+		Timeout:     o.EvaluationTimeout,
+		PullSecrets: pullSecrets,
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}})
@@ -170,6 +186,21 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		return nil, nil, err
 	}
 	return mgr, src, nil
+}
+
+// secretKeys reads verification keys from Secrets, directly from the API server.
+type secretKeys struct{ r client.Reader }
+
+func (s secretKeys) PublicKey(ctx context.Context, namespace, name, key string) (string, error) {
+	var secret corev1.Secret
+	if err := s.r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret); err != nil {
+		return "", err
+	}
+	v, ok := secret.Data[key]
+	if !ok {
+		return "", fmt.Errorf("secret %s/%s has no key %q", namespace, name, key)
+	}
+	return string(v), nil
 }
 
 // namespaces reads namespaces from the manager's cache.
