@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -14,6 +16,10 @@ type Metrics struct {
 	PolicyResults  *prometheus.CounterVec
 	CompileErrors  *prometheus.GaugeVec
 	Policies       prometheus.Gauge
+
+	Verifications   *prometheus.CounterVec
+	VerifyCache     *prometheus.CounterVec
+	RegistryLatency prometheus.Histogram
 }
 
 // New creates the collectors and registers them on reg.
@@ -42,6 +48,34 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Policies compiled into the running engine.",
 		}),
 	}
-	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies)
+	m.Verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_image_verifications_total",
+		Help: "Image verifications by outcome: verified, unsigned, untrusted, error (registry unreachable or too slow).",
+	}, []string{"outcome"})
+	m.VerifyCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_image_verification_cache_lookups_total",
+		Help: "Image verification cache lookups by result: hit or miss.",
+	}, []string{"result"})
+	m.RegistryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "portcullis_registry_verification_duration_seconds",
+		Help:    "Time spent on registries to verify one image's signatures (cache misses).",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	})
+	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies, m.Verifications, m.VerifyCache, m.RegistryLatency)
 	return m
 }
+
+// Verification implements verify.Observer.
+func (m *Metrics) Verification(outcome string) { m.Verifications.WithLabelValues(outcome).Inc() }
+
+// CacheLookup implements verify.Observer.
+func (m *Metrics) CacheLookup(hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.VerifyCache.WithLabelValues(result).Inc()
+}
+
+// Registry implements verify.Observer.
+func (m *Metrics) Registry(d time.Duration) { m.RegistryLatency.Observe(d.Seconds()) }

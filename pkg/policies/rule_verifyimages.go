@@ -31,6 +31,8 @@ type VerificationOptions struct {
 	InsecureRegistries []string
 	// Secrets reads keys given by secretRef; without it such keys are a compile error.
 	Secrets SecretReader
+	// Observer counts verifications (metrics); nil counts nothing.
+	Observer verify.Observer
 }
 
 // verifyImagesRule checks the cosign signatures of the matching images.
@@ -91,6 +93,7 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 	v, err := verify.Compile(verify.Options{
 		PublicKeys: keys, RequireAll: r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog,
 		InsecureRegistries: c.verification.InsecureRegistries, Timeout: c.verification.Timeout, Cache: c.verification.Cache,
+		Observer: c.verification.Observer,
 	})
 	if err != nil {
 		return nil, nil, field.ErrorList{field.Invalid(path.Child("keys"), "", err.Error())}

@@ -38,7 +38,25 @@ type Options struct {
 	Cache *Cache
 	// Transport is the HTTP transport to registries; nil is remote.DefaultTransport.
 	Transport remote.Option
+	// Observer counts verifications; nil counts nothing.
+	Observer Observer
 }
+
+// Observer is told about every verification, for metrics.
+type Observer interface {
+	// Verification reports a verification's outcome: verified, unsigned, untrusted, error.
+	Verification(outcome string)
+	// CacheLookup reports a cache hit or miss.
+	CacheLookup(hit bool)
+	// Registry reports the time spent on the registry for one verification.
+	Registry(d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Verification(string)    {}
+func (nopObserver) CacheLookup(bool)       {}
+func (nopObserver) Registry(time.Duration) {}
 
 // Verdict is the outcome of one verification.
 type Verdict struct {
@@ -64,6 +82,9 @@ type Verifier struct {
 func Compile(o Options) (*Verifier, error) {
 	if len(o.PublicKeys) == 0 {
 		return nil, errors.New("at least one public key is required")
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	v := &Verifier{opts: o}
 	h := sha256.New()
@@ -103,13 +124,17 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	ropts := v.remoteOptions(ctx, keychain)
 	digest, err := resolve(ref, ropts)
 	if err != nil {
+		v.opts.Observer.Verification("error")
 		return Verdict{}, fmt.Errorf("resolving %s: %w", image, err)
 	}
 	key := v.keySetID + "@" + digest.DigestStr()
 	if verdict, ok := v.opts.Cache.Get(key); ok {
+		v.opts.Observer.CacheLookup(true)
+		v.opts.Observer.Verification(outcome(verdict, nil))
 		verdict.Cached = true
 		return verdict, nil
 	}
+	v.opts.Observer.CacheLookup(false)
 	// Concurrent verifications of one digest and key set share one round trip. The shared call
 	// runs on its own deadline so that one caller giving up does not fail the others.
 	ch := v.group.DoChan(key, func() (any, error) {
@@ -119,7 +144,9 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 			sctx, cancel = context.WithTimeout(sctx, v.opts.Timeout)
 			defer cancel()
 		}
+		start := time.Now()
 		verdict, err := v.verify(sctx, digest, keychain)
+		v.opts.Observer.Registry(time.Since(start))
 		if err == nil {
 			v.opts.Cache.Put(key, verdict)
 		}
@@ -127,13 +154,30 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	})
 	select {
 	case <-ctx.Done():
+		v.opts.Observer.Verification("error")
 		return Verdict{}, fmt.Errorf("verifying %s: %w", image, context.Cause(ctx))
 	case r := <-ch:
 		if r.Err != nil {
+			v.opts.Observer.Verification("error")
 			return Verdict{}, fmt.Errorf("verifying %s: %w", image, r.Err)
 		}
-		return r.Val.(Verdict), nil
+		verdict := r.Val.(Verdict)
+		v.opts.Observer.Verification(outcome(verdict, nil))
+		return verdict, nil
 	}
+}
+
+// outcome is the metric label of a verification.
+func outcome(v Verdict, err error) string {
+	switch {
+	case err != nil:
+		return "error"
+	case v.Verified:
+		return "verified"
+	case v.Reason == "no signatures found":
+		return "unsigned"
+	}
+	return "untrusted"
 }
 
 // parse parses the image reference, insecure when its registry is listed as host[:port] or

@@ -117,6 +117,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 
 	m := metrics.New(reg)
 	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
+		Observer:           m,
 		Cache:              verify.NewCache(o.VerifyCacheSize, o.VerifyCacheTTL, o.VerifyNegativeTTL, nil),
 		Timeout:            o.VerifyTimeout,
 		InsecureRegistries: o.InsecureRegistries,

@@ -1,0 +1,74 @@
+package test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
+)
+
+const imageDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      containers:
+      - {name: app, image: '%[3]s'}
+`
+
+// TestVerifyImagesThroughTheAPIServer: a Deployment whose image is signed by the trusted key is
+// admitted and stored pinned to the verified digest; an unsigned one is denied with the reason.
+func TestVerifyImagesThroughTheAPIServer(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	key := verifytest.NewKeyPair(t)
+	signed := reg.Push(t, "team/app:v1")
+	verifytest.Sign(t, signed, key)
+	reg.Push(t, "team/unsigned:v1")
+	ns := newNamespace(t, nil)
+	applyPolicy(t, fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: signed-images}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod], namespaces: [%s]}
+  rules:
+    - name: cosign
+      verifyImages:
+        images: ["%s/team/*"]
+        ignoreTlog: true
+        keys: [{publicKey: %q}]
+`, ns, reg.Host, key.PublicKey))
+	defer deletePolicy(t, "signed-images")
+
+	if _, stderr, err := kubectl(t, fmt.Sprintf(imageDeployment, "signed", ns, reg.Host+"/team/app:v1"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("the signed image was rejected: %v\n%s", err, stderr)
+	}
+	var d appsv1.Deployment
+	if err := e2e.client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "signed"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	digest := signed[strings.Index(signed, "@"):]
+	if got, want := d.Spec.Template.Spec.Containers[0].Image, reg.Host+"/team/app:v1"+digest; got != want {
+		t.Errorf("stored image %s, want it pinned: %s", got, want)
+	}
+
+	_, stderr, err := kubectl(t, fmt.Sprintf(imageDeployment, "unsigned", ns, reg.Host+"/team/unsigned:v1"), "apply", "-f", "-")
+	want := fmt.Sprintf(`[signed-images/cosign] spec.template.spec.containers[0] ("app"): image %s/team/unsigned:v1: no signatures found`, reg.Host)
+	if err == nil || !strings.Contains(stderr, want) {
+		t.Fatalf("unsigned: %v\n%s\nwant %s", err, stderr, want)
+	}
+	m := scrapeMetrics(t)
+	for _, want := range []string{`portcullis_image_verifications_total{outcome="verified"}`, `portcullis_image_verifications_total{outcome="unsigned"}`,
+		`portcullis_image_verification_cache_lookups_total{result="hit"}`, `portcullis_registry_verification_duration_seconds_count`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
