@@ -149,3 +149,22 @@ func TestCoalescingAndCache(t *testing.T) {
 		t.Fatalf("cache hit: %+v %v, %d registry requests", got, err, reg.Requests.Load()-before)
 	}
 }
+
+// TestColdVerificationRoundTrips counts the registry requests of one cold verification of a tag:
+// the figure the benchmarks report, kept from growing by this test.
+func TestColdVerificationRoundTrips(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	key := verifytest.NewKeyPair(t)
+	verifytest.Sign(t, reg.Push(t, "team/app:v1"), key)
+	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}})
+	before := reg.Requests.Load()
+	got, err := v.Verify(t.Context(), reg.Host+"/team/app:v1", nil)
+	if err != nil || !got.Verified {
+		t.Fatal(got, err)
+	}
+	trips := reg.Requests.Load() - before
+	t.Logf("a cold verification of a tag made %d registry requests", trips)
+	if trips > 6 {
+		t.Errorf("%d registry requests for one cold verification", trips)
+	}
+}
