@@ -1,11 +1,14 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
@@ -64,6 +67,32 @@ spec:
 	if err == nil || !strings.Contains(stderr, want) {
 		t.Fatalf("unsigned: %v\n%s\nwant %s", err, stderr, want)
 	}
+	// The same key from a Secret (secretRef) verifies the same way.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cosign-key", Namespace: systemNamespace}, Data: map[string][]byte{"cosign.pub": []byte(key.PublicKey)}}
+	if err := e2e.client.Create(t.Context(), secret); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e2e.client.Delete(context.Background(), secret) }()
+	applyPolicy(t, fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: signed-images}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod], namespaces: [%s]}
+  rules:
+    - name: cosign
+      verifyImages:
+        images: ["%s/team/*"]
+        ignoreTlog: true
+        keys: [{secretRef: {namespace: %s, name: cosign-key}}]
+`, ns, reg.Host, systemNamespace))
+	if _, stderr, err := kubectl(t, fmt.Sprintf(imageDeployment, "from-secret", ns, reg.Host+"/team/app:v1"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("secretRef key: %v\n%s", err, stderr)
+	}
+	if _, _, err := kubectl(t, fmt.Sprintf(imageDeployment, "unsigned-2", ns, reg.Host+"/team/unsigned:v1"), "apply", "-f", "-"); err == nil {
+		t.Error("secretRef key: the unsigned image was admitted")
+	}
+
 	m := scrapeMetrics(t)
 	for _, want := range []string{`portcullis_image_verifications_total{outcome="verified"}`, `portcullis_image_verifications_total{outcome="unsigned"}`,
 		`portcullis_image_verification_cache_lookups_total{result="hit"}`, `portcullis_registry_verification_duration_seconds_count`} {

@@ -83,13 +83,20 @@ func TestVerifyImagesRule(t *testing.T) {
 		}
 	}
 
+	// required: false reports an unverified image without failing.
+	optional := verifyEngine(t, reg, strings.Replace(verifySpec("Deny", "Fail", reg.Host, key.PublicKey), "    ignoreTlog: true\n", "    ignoreTlog: true\n    required: false\n", 1))
+	rs := optional.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: mustResource(t, podWith(reg.Host+"/team/unsigned:v1"))})
+	if len(rs) != 1 || rs[0].Result != Pass || !strings.Contains(rs[0].Message, "not verified (required: false)") {
+		t.Errorf("required false: %v", rs)
+	}
+
 	// A registry that is down: failurePolicy decides, and says why.
 	reg.Down.Store(true)
 	if r := eval(reg.Host + "/team/other:v1"); r.Result != Fail || !strings.Contains(r.Message, "evaluation error (failurePolicy Fail): could not verify") {
 		t.Errorf("down, Fail: %s", r)
 	}
 	ignore := verifyEngine(t, reg, verifySpec("Deny", "Ignore", reg.Host, key.PublicKey))
-	rs := ignore.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: mustResource(t, podWith(reg.Host+"/team/other:v1"))})
+	rs = ignore.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: mustResource(t, podWith(reg.Host+"/team/other:v1"))})
 	if len(rs) != 1 || rs[0].Result != Error {
 		t.Errorf("down, Ignore: %v", rs)
 	}
