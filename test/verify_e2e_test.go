@@ -35,19 +35,7 @@ func TestVerifyImagesThroughTheAPIServer(t *testing.T) {
 	verifytest.Sign(t, signed, key)
 	reg.Push(t, "team/unsigned:v1")
 	ns := newNamespace(t, nil)
-	applyPolicy(t, fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
-kind: ClusterPolicy
-metadata: {name: signed-images}
-spec:
-  enforcement: Deny
-  match: {kinds: [Pod], namespaces: [%s]}
-  rules:
-    - name: cosign
-      verifyImages:
-        images: ["%s/team/*"]
-        ignoreTlog: true
-        keys: [{publicKey: %q}]
-`, ns, reg.Host, key.PublicKey))
+	applyPolicy(t, signedImagesPolicy(ns, reg.Host, fmt.Sprintf("{publicKey: %q}", key.PublicKey)))
 	defer deletePolicy(t, "signed-images")
 
 	if _, stderr, err := kubectl(t, fmt.Sprintf(imageDeployment, "signed", ns, reg.Host+"/team/app:v1"), "apply", "-f", "-"); err != nil {
@@ -73,19 +61,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer func() { _ = e2e.client.Delete(context.Background(), secret) }()
-	applyPolicy(t, fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
-kind: ClusterPolicy
-metadata: {name: signed-images}
-spec:
-  enforcement: Deny
-  match: {kinds: [Pod], namespaces: [%s]}
-  rules:
-    - name: cosign
-      verifyImages:
-        images: ["%s/team/*"]
-        ignoreTlog: true
-        keys: [{secretRef: {namespace: %s, name: cosign-key}}]
-`, ns, reg.Host, systemNamespace))
+	applyPolicy(t, signedImagesPolicy(ns, reg.Host, "{secretRef: {namespace: "+systemNamespace+", name: cosign-key}}"))
 	if _, stderr, err := kubectl(t, fmt.Sprintf(imageDeployment, "from-secret", ns, reg.Host+"/team/app:v1"), "apply", "-f", "-"); err != nil {
 		t.Fatalf("secretRef key: %v\n%s", err, stderr)
 	}
@@ -100,4 +76,21 @@ spec:
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// signedImagesPolicy requires images of the registry's team/ repositories in ns to be signed.
+func signedImagesPolicy(ns, registry, key string) string {
+	return fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: signed-images}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod], namespaces: [%s]}
+  rules:
+    - name: cosign
+      verifyImages:
+        images: ["%s/team/*"]
+        ignoreTlog: true
+        keys: [%s]
+`, ns, registry, key)
 }

@@ -101,13 +101,9 @@ func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (st
 // WebhookConfig reads the validating webhook configuration of manifests/base and points it at
 // url instead of the in-cluster Service.
 func WebhookConfig(manifest, url string, caBundle []byte) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		return nil, err
-	}
 	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", manifest, err)
+	if err := readManifest(manifest, &cfg); err != nil {
+		return nil, err
 	}
 	for i := range cfg.Webhooks {
 		cfg.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
@@ -117,18 +113,25 @@ func WebhookConfig(manifest, url string, caBundle []byte) (*admissionregistratio
 
 // MutatingConfig reads the mutating webhook configuration of manifests/base and points it at url.
 func MutatingConfig(manifest, url string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		return nil, err
-	}
 	var cfg admissionregistrationv1.MutatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", manifest, err)
+	if err := readManifest(manifest, &cfg); err != nil {
+		return nil, err
 	}
 	for i := range cfg.Webhooks {
 		cfg.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
 	}
 	return &cfg, nil
+}
+
+func readManifest(path string, into any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := yaml.UnmarshalStrict(data, into); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // ExcludeLabel adds a requirement on a namespace label to every webhook's namespaceSelector.
