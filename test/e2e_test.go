@@ -121,6 +121,7 @@ func setup(dir, assets string) error {
 	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	o.CertCheck = 500 * time.Millisecond
 	o.InsecureRegistries = []string{"127.0.0.1"} // the tests' registries on loopback
+	o.KeyRefresh = time.Second
 	o.ShutdownTimeout = 5 * time.Second
 	if err := o.Validate(); err != nil {
 		return err

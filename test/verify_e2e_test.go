@@ -2,9 +2,11 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -68,6 +70,22 @@ func TestVerifyImagesThroughTheAPIServer(t *testing.T) {
 	if _, _, err := kubectl(t, fmt.Sprintf(imageDeployment, "unsigned-2", ns, reg.Host+"/team/unsigned:v1"), "apply", "-f", "-"); err == nil {
 		t.Error("secretRef key: the unsigned image was admitted")
 	}
+	// Rotating the key in the Secret takes effect without touching the policy: the image signed
+	// by the old key is now denied.
+	secret.Data["cosign.pub"] = []byte(verifytest.NewKeyPair(t).PublicKey)
+	if err := e2e.client.Update(t.Context(), secret); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		_, stderr, err := kubectl(t, fmt.Sprintf(imageDeployment, "after-rotation", ns, reg.Host+"/team/app:v1"), "apply", "--dry-run=server", "-f", "-")
+		switch {
+		case err == nil:
+			return errors.New("still admitted with the old key")
+		case !strings.Contains(stderr, "signature does not match any trusted key"):
+			return fmt.Errorf("denied for another reason: %w: %s", err, stderr)
+		}
+		return nil
+	})
 
 	m := scrapeMetrics(t)
 	for _, want := range []string{`portcullis_image_verifications_total{outcome="verified"}`, `portcullis_image_verifications_total{outcome="unsigned"}`,

@@ -39,6 +39,9 @@ type PolicyController struct {
 	Metrics  *metrics.Metrics
 	// Now tells the time for exception expiry; nil is time.Now.
 	Now func() time.Time
+	// KeyRefresh is how often policies with keys in Secrets are recompiled, so that a rotated
+	// key takes effect; zero is one minute.
+	KeyRefresh time.Duration
 
 	leader   chan struct{} // closed when this replica is elected
 	compiled map[types.UID]*compiledObject
@@ -47,6 +50,8 @@ type PolicyController struct {
 // compiledObject is the compile result of one generation of one policy or exception.
 type compiledObject struct {
 	generation int64
+	compiledAt time.Time
+	usesKeys   bool // reads verification keys from Secrets: recompiled every KeyRefresh
 	kind, name string
 	policy     *policies.CompiledPolicy
 	exception  *policies.CompiledException
@@ -116,9 +121,10 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	sortByName(ps.Items, func(p v1alpha1.Policy) string { return p.Namespace + "/" + p.Name })
 	sortByName(xs.Items, func(x v1alpha1.PolicyException) string { return x.Namespace + "/" + x.Name })
 
+	refresh := false
 	for i := range cps.Items {
 		p := &cps.Items[i]
-		co := c.compile(p, "ClusterPolicy", p.Name, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
+		co := c.compile(p, "ClusterPolicy", p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cp, err := c.Compiler.CompileClusterPolicy(p)
 			return cp, nil, err
 		})
@@ -130,7 +136,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	}
 	for i := range ps.Items {
 		p := &ps.Items[i]
-		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
+		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cp, err := c.Compiler.CompilePolicy(p)
 			return cp, nil, err
 		})
@@ -147,7 +153,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	var nextExpiry time.Time
 	for i := range xs.Items {
 		x := &xs.Items[i]
-		co := c.compile(x, "PolicyException", x.Namespace+"/"+x.Name, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
+		co := c.compile(x, "PolicyException", x.Namespace+"/"+x.Name, false, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cx, err := c.Compiler.CompileException(x)
 			return nil, cx, err
 		})
@@ -176,15 +182,44 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	if !nextExpiry.IsZero() {
 		result.RequeueAfter = nextExpiry.Sub(now()) + time.Second // to report the expiry in status
 	}
+	for _, co := range c.compiled {
+		refresh = refresh || co.usesKeys
+	}
+	if refresh && (result.RequeueAfter == 0 || result.RequeueAfter > c.keyRefresh()) {
+		result.RequeueAfter = c.keyRefresh()
+	}
 	return result, errors.Join(statusErrs...)
 }
 
-// compile returns the cached result for this generation, or compiles it.
-func (c *PolicyController) compile(obj client.Object, kind, name string, f func() (*policies.CompiledPolicy, *policies.CompiledException, error)) *compiledObject {
-	if co, ok := c.compiled[obj.GetUID()]; ok && co.generation == obj.GetGeneration() {
+func (c *PolicyController) keyRefresh() time.Duration {
+	if c.KeyRefresh > 0 {
+		return c.KeyRefresh
+	}
+	return time.Minute
+}
+
+// usesSecretKeys reports whether a policy reads verification keys from Secrets.
+func usesSecretKeys(spec *v1alpha1.PolicySpec) bool {
+	for _, r := range spec.Rules {
+		if r.VerifyImages == nil {
+			continue
+		}
+		for _, k := range r.VerifyImages.Keys {
+			if k.SecretRef != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// compile returns the cached result for this generation, or compiles it. A policy with keys in
+// Secrets is recompiled once its result is older than KeyRefresh, so a rotated key takes effect.
+func (c *PolicyController) compile(obj client.Object, kind, name string, usesKeys bool, f func() (*policies.CompiledPolicy, *policies.CompiledException, error)) *compiledObject {
+	if co, ok := c.compiled[obj.GetUID()]; ok && co.generation == obj.GetGeneration() && (!usesKeys || time.Since(co.compiledAt) < c.keyRefresh()) {
 		return co
 	}
-	co := &compiledObject{generation: obj.GetGeneration(), kind: kind, name: name}
+	co := &compiledObject{generation: obj.GetGeneration(), compiledAt: time.Now(), usesKeys: usesKeys, kind: kind, name: name}
 	var err error
 	co.policy, co.exception, err = f()
 	if err != nil {

@@ -47,6 +47,7 @@ type Options struct {
 	VerifyCacheTTL     time.Duration
 	VerifyNegativeTTL  time.Duration
 	PullSecrets        bool
+	KeyRefresh         time.Duration
 
 	LeaderElect      bool
 	LeaderElectionID string
@@ -77,6 +78,7 @@ func NewOptions() *Options {
 		VerifyCacheTTL:    time.Hour,
 		VerifyNegativeTTL: 30 * time.Second,
 		PullSecrets:       true,
+		KeyRefresh:        time.Minute,
 		LeaderElect:       true,
 		LeaderElectionID:  "portcullis-webhook",
 		ShutdownTimeout:   30 * time.Second,
@@ -109,6 +111,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
 	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
 	fs.DurationVar(&o.VerifyNegativeTTL, "verification-negative-ttl", o.VerifyNegativeTTL, "how long a definitive failure (unsigned, wrong key) stays cached; registry errors never are")
+	fs.DurationVar(&o.KeyRefresh, "key-refresh-interval", o.KeyRefresh, "how often policies with verification keys in Secrets re-read them")
 	fs.BoolVar(&o.PullSecrets, "use-pull-secrets", o.PullSecrets, "read registries with the pod's imagePullSecrets and its service account's, as the kubelet does")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates and write policy status (needed with several replicas)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
@@ -129,6 +132,9 @@ func (o *Options) Validate() error {
 	}
 	if o.VerifyTimeout <= 0 || o.VerifyTimeout >= o.EvaluationTimeout {
 		bad("image-verification-timeout", o.VerifyTimeout, "must be positive and below --evaluation-timeout, so the webhook answers when a registry is slow")
+	}
+	if o.KeyRefresh <= 0 {
+		bad("key-refresh-interval", o.KeyRefresh, "must be positive")
 	}
 	if o.VerifyCacheSize < 1 {
 		bad("verification-cache-size", o.VerifyCacheSize, "must be at least 1")
