@@ -11,6 +11,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -69,12 +70,32 @@ func (r *Request) subject() *Resource {
 
 // input is what a rule evaluates: one request, with lazily built CEL values.
 type input struct {
-	ctx      context.Context
-	req      *Request
-	res      *Resource
-	reqVal   ref.Val
-	nsVal    ref.Val
-	nsLabels labels.Set
+	ctx       context.Context
+	req       *Request
+	res       *Resource
+	reqVal    ref.Val
+	nsVal     ref.Val
+	nsLabels  labels.Set
+	unchanged *bool
+}
+
+// podRule marks the rule types that judge the pod only (its spec and Pod Security annotations).
+type podRule interface{ judgesPodOnly() }
+
+func (*podSecurityRule) judgesPodOnly()  {}
+func (*resourcesRule) judgesPodOnly()    {}
+func (*verifyImagesRule) judgesPodOnly() {}
+
+// podUnchanged reports whether an UPDATE leaves the pod's spec and annotations as they were.
+func (in *input) podUnchanged() bool {
+	if in.unchanged == nil {
+		old, cur := in.req.OldObject, in.req.Object
+		same := in.req.Operation == v1alpha1.Update && old != nil && cur != nil && old.Pod != nil && cur.Pod != nil &&
+			equality.Semantic.DeepEqual(old.Pod.Spec, cur.Pod.Spec) &&
+			equality.Semantic.DeepEqual(old.Pod.Meta.Annotations, cur.Pod.Meta.Annotations)
+		in.unchanged = &same
+	}
+	return *in.unchanged
 }
 
 func (in *input) activation() activation { return activation{in: in} }
@@ -139,6 +160,14 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 				continue // a mutation: reported by Mutate
 			}
 			result := Result{Policy: p.Name, Rule: r.name, Resource: ref, Action: action}
+			if _, podOnly := r.eval.(podRule); podOnly && in.podUnchanged() {
+				// As Pod Security Admission does: an update that leaves the pod as it was (labels,
+				// owner references, status-like metadata) is not judged again, so controllers can
+				// still manage pods admitted before a policy was tightened.
+				result.Result, result.Message = Skip, "the update does not change the pod"
+				results = append(results, result)
+				continue
+			}
 			if x := e.exceptionFor(p, r.name, req, res, in.nsLabels); x != nil {
 				result.Result, result.Message = Skip, exemptionMessage(x)
 				results = append(results, result)

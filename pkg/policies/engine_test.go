@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -167,5 +168,33 @@ func TestExceptionCompileErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v does not contain %q", err, w)
 		}
+	}
+}
+
+// TestUpdateThatLeavesThePodAlone: like Pod Security Admission, an UPDATE that does not change
+// the pod (here, a label added by a controller) is not judged again by the pod rules; the
+// metadata rules still run, and an update that changes the pod is judged.
+func TestUpdateThatLeavesThePodAlone(t *testing.T) {
+	e := mustEngine(t, time.Now(), clusterPolicy("p", `enforcement: Deny
+rules:
+- name: pss
+  podSecurity: {level: baseline}
+- name: owner
+  labels: {required: [owner]}
+`))
+	privileged := "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop%s}\nspec: {containers: [{name: c, image: 'x:1', securityContext: {privileged: %s}}]}\n"
+	old := mustResource(t, fmt.Sprintf(privileged, "", "true"))
+	relabelled := mustResource(t, fmt.Sprintf(privileged, ", labels: {owner: team-a}", "true"))
+	changed := mustResource(t, fmt.Sprintf(privileged, ", labels: {owner: team-a}", "false"))
+	got := summarize(e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Update, Object: relabelled, OldObject: old}))
+	if !slices.Equal(got, []string{"p/pss=skip:Deny", "p/owner=pass:Deny"}) {
+		t.Errorf("relabel: %v", got)
+	}
+	got = summarize(e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Update, Object: mustResource(t, fmt.Sprintf(privileged, "", "true")), OldObject: changed}))
+	if !slices.Equal(got, []string{"p/pss=fail:Deny", "p/owner=fail:Deny"}) {
+		t.Errorf("an update that changes the pod: %v", got)
+	}
+	if got := summarize(e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: relabelled})); !slices.Equal(got, []string{"p/pss=fail:Deny", "p/owner=pass:Deny"}) {
+		t.Errorf("create: %v", got)
 	}
 }
