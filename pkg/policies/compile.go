@@ -83,6 +83,7 @@ type CompiledPolicy struct {
 	match         *matcher
 	exclude       *matcher // nil when not set
 	rules         []compiledRule
+	mutating      bool // has a rule with a mutator: Mutate looks at no other policy
 }
 
 type enforcementOverride struct {
@@ -154,6 +155,7 @@ func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.Policy
 		errs = append(errs, e...)
 		if r != nil {
 			cp.rules = append(cp.rules, *r)
+			cp.mutating = cp.mutating || r.mutator != nil
 		}
 	}
 	if len(errs) > 0 {

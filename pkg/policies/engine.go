@@ -148,7 +148,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 	}
 	ns := res.Meta.GetNamespace()
 	in := &input{ctx: ctx, req: req, res: res, nsLabels: namespaceLabels(req.Namespace, ns)}
-	ref := res.Ref()
+	target := res.Ref()
 	var results []Result
 	for _, p := range e.policies {
 		if !p.applies(req, res, in.nsLabels) {
@@ -159,7 +159,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 			if r.eval == nil {
 				continue // a mutation: reported by Mutate
 			}
-			result := Result{Policy: p.Name, Rule: r.name, Resource: ref, Action: action}
+			result := Result{Policy: p.Name, Rule: r.name, Resource: target, Action: action}
 			if _, podOnly := r.eval.(podRule); podOnly && in.podUnchanged() {
 				// As Pod Security Admission does: an update that leaves the pod as it was (labels,
 				// owner references, status-like metadata) is not judged again, so controllers can
@@ -229,6 +229,3 @@ func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res 
 	}
 	return nil
 }
-
-// Policies returns the compiled policies of the engine.
-func (e *Engine) Policies() []*CompiledPolicy { return e.policies }

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +142,20 @@ func mustJSON(t testing.TB, doc string) []byte {
 	js, err := yaml.YAMLToJSON([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
+	}
+	return js
+}
+
+// readJSON reads a YAML or JSON manifest file as JSON.
+func readJSON(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 	return js
 }

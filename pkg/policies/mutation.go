@@ -48,7 +48,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath), Keychain: req.Keychain}
 	var applied []string
 	for _, p := range e.policies {
-		if !p.hasMutators() || !p.applies(req, res, nsLabels) {
+		if !p.mutating || !p.applies(req, res, nsLabels) {
 			continue
 		}
 		action := p.enforcementFor(req, res, nsLabels)
@@ -94,15 +94,6 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 		m.Patches = append(m.Patches, recordPatch(res, applied))
 	}
 	return m, nil
-}
-
-func (p *CompiledPolicy) hasMutators() bool {
-	for _, r := range p.rules {
-		if r.mutator != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // recordPatch adds the policy/rule entries to the object's mutations annotation.

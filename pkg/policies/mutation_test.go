@@ -2,14 +2,12 @@ package policies
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/mutate"
@@ -113,14 +111,7 @@ func TestMutateIdempotent(t *testing.T) {
 	}
 	changed := 0
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := yaml.YAMLToJSON(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := readJSON(t, f)
 		once, m1 := mutateJSON(t, e, js)
 		twice, m2 := mutateJSON(t, e, once)
 		if len(m1.Patches) > 0 {

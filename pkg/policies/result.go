@@ -31,11 +31,6 @@ func (r Result) String() string {
 	return "[" + r.Policy + "/" + r.Rule + "] " + r.Message
 }
 
-// Blocks reports whether the result makes the API server reject the request.
-func (r Result) Blocks() bool {
-	return r.Result == Fail && r.Action == v1alpha1.Deny
-}
-
 // verdict is what a rule evaluator returns; the engine adds policy, rule, resource and action.
 type verdict struct {
 	outcome Outcome

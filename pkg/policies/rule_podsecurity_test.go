@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -31,15 +30,7 @@ func upstreamFixtures(t *testing.T) string {
 
 func decodeFile(t *testing.T, d *Decoder, path string) *Resource {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	res, err := d.Decode(js, nil)
+	res, err := d.Decode(readJSON(t, path), nil)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -212,14 +203,7 @@ func TestLenientDecoderAgrees(t *testing.T) {
 	files = append(files, "testdata/bench/pod.json", "testdata/bench/deployment.json")
 	strict, lenient := NewDecoder(true), NewDecoder(false)
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := yaml.YAMLToJSON(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := readJSON(t, f)
 		a, err := strict.Decode(js, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)

@@ -62,7 +62,7 @@ error, unreadable or invalid input, or an invalid policy.`,
 			if err := rep.print(s.out, o.output); err != nil {
 				return err
 			}
-			if rep.blocks() {
+			if len(rep.blocking()) > 0 {
 				return errViolation
 			}
 			return nil

@@ -9,8 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
-
-	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
 func newMutateCommand(s streams) *cobra.Command {
@@ -51,11 +49,9 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 			if err := printObjects(s.out, objects, o.output); err != nil {
 				return err
 			}
-			if rep.blocks() {
-				for _, r := range rep.Results {
-					if r.Result == policies.Fail && r.Action == "Deny" {
-						_, _ = fmt.Fprintf(s.err, "%s: %s: [%s/%s] %s\n", r.File, r.Resource, r.Policy, r.Rule, r.Message)
-					}
+			if blocking := rep.blocking(); len(blocking) > 0 {
+				for _, r := range blocking {
+					_, _ = fmt.Fprintf(s.err, "%s: %s: [%s/%s] %s\n", r.File, r.Resource, r.Policy, r.Rule, r.Message)
 				}
 				return errViolation
 			}

@@ -67,13 +67,15 @@ func (r *report) add(file string, ref policies.Ref, results []policies.Result) {
 	r.groups = append(r.groups, g)
 }
 
-func (r *report) blocks() bool {
+// blocking returns the results that make the API server reject a resource: fails with Deny.
+func (r *report) blocking() []jsonResult {
+	var out []jsonResult
 	for _, res := range r.Results {
 		if res.Result == policies.Fail && res.Action == v1alpha1.Deny {
-			return true
+			out = append(out, res)
 		}
 	}
-	return false
+	return out
 }
 
 func (r *report) print(w io.Writer, format string) error {
