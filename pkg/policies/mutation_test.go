@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/mutate"
 )
