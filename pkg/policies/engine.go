@@ -173,17 +173,26 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 				results = append(results, result)
 				continue
 			}
-			v := r.eval.evaluate(in)
-			result.Result, result.Message = v.outcome, v.message
+			v := evaluateRule(r.eval, in)
+			result.Result, result.Message = v.outcome, Truncate(v.message, MaxMessageBytes)
 			if v.outcome == Error && p.failurePolicy == v1alpha1.Fail {
 				// failurePolicy Fail: an evaluation error fails the rule, as the webhook rejects.
 				result.Result = Fail
-				result.Message = "evaluation error (failurePolicy Fail): " + v.message
+				result.Message = Truncate("evaluation error (failurePolicy Fail): "+v.message, MaxMessageBytes)
 			}
 			results = append(results, result)
 		}
 	}
 	return results
+}
+
+// evaluateRule evaluates one rule, or reports the deadline when the review has run out of time:
+// every rule past the deadline is an evaluation error, for its policy's failurePolicy to decide.
+func evaluateRule(e evaluator, in *input) verdict {
+	if err := in.ctx.Err(); err != nil {
+		return evalError(fmt.Errorf("not evaluated: %w", context.Cause(in.ctx)))
+	}
+	return e.evaluate(in)
 }
 
 func exemptionMessage(x *CompiledException) string {

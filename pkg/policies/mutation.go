@@ -62,10 +62,13 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 				m.Results = append(m.Results, result)
 				continue
 			}
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
+			}
 			out := r.mutator.Mutate(ctx, pod)
 			if action != v1alpha1.Audit { // an Audit rule records, it does not speak to users
 				for _, w := range out.Warnings {
-					m.Warnings = append(m.Warnings, fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w))
+					m.Warnings = append(m.Warnings, Truncate(fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w), MaxMessageBytes))
 				}
 			}
 			descriptions := make([]string, len(out.Changes))
@@ -86,7 +89,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 				result.Result = Fail
 				parts = append(parts, "would "+strings.Join(descriptions, "; would "))
 			}
-			result.Message = strings.Join(append(parts, out.Warnings...), "; ")
+			result.Message = Truncate(strings.Join(append(parts, out.Warnings...), "; "), MaxMessageBytes)
 			m.Results = append(m.Results, result)
 		}
 	}

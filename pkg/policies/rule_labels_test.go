@@ -47,7 +47,7 @@ spec:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := rule.evaluate(&input{res: mustResource(t, tt.manifest)})
+			got := rule.evaluate(&input{ctx: t.Context(), res: mustResource(t, tt.manifest)})
 			if got.outcome != tt.want || (tt.message != "" && got.message != tt.message) {
 				t.Errorf("got %s %q, want %s %q", got.outcome, got.message, tt.want, tt.message)
 			}

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -184,6 +185,9 @@ func (r *podSecurityRule) evaluate(in *input) verdict {
 	}
 	results := make([]policy.CheckResult, 0, len(r.checks))
 	for _, c := range r.checks {
+		if err := in.ctx.Err(); err != nil {
+			return evalError(fmt.Errorf("not evaluated: %w", context.Cause(in.ctx)))
+		}
 		spec := pod.Spec
 		if c.images != nil {
 			spec = withoutImages(spec, c.images)

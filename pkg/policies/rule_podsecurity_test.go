@@ -65,7 +65,7 @@ func TestPodSecurityMatchesUpstream(t *testing.T) {
 		if len(errs) > 0 {
 			t.Fatalf("%s: %v", rel, errs)
 		}
-		got := rule.evaluate(&input{res: res})
+		got := rule.evaluate(&input{ctx: t.Context(), res: res})
 		if (want == "pass") != (got.outcome == Pass) {
 			t.Errorf("%s: got %s %q, upstream expects %s", rel, got.outcome, got.message, want)
 		}
@@ -164,7 +164,7 @@ func TestPodSecurityRule(t *testing.T) {
 			if tt.pod != "" {
 				res = pod(tt.pod)
 			}
-			got := rule.evaluate(&input{res: res})
+			got := rule.evaluate(&input{ctx: t.Context(), res: res})
 			if got.outcome != tt.want || (tt.message != "" && got.message != tt.message) {
 				t.Errorf("got %s %q, want %s %q", got.outcome, got.message, tt.want, tt.message)
 			}

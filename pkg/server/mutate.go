@@ -25,7 +25,19 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	return resp
 }
 
+// Refuse implements Refuser: an object too large to evaluate is not mutated; the validating
+// webhook decides whether it is admitted.
+func (m *Mutator) Refuse(req admission.Request, why string) admission.Response {
+	m.observe("mutate", req, Refused, time.Now())
+	return admission.Allowed("").WithWarnings(why + ": not mutated")
+}
+
 func (m *Mutator) handle(ctx context.Context, req admission.Request) (admission.Response, Decision) {
+	if m.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.Timeout)
+		defer cancel()
+	}
 	engine, preq, errResp := m.prepare(ctx, req)
 	if errResp != nil {
 		return *errResp, Errored
@@ -35,7 +47,9 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 	}
 	mutation, err := engine.Mutate(ctx, preq)
 	if err != nil {
-		return admission.Errored(500, err), Errored
+		// The mutating webhook fails open, as its configuration does: the validating webhook
+		// still judges the object.
+		return admission.Allowed("").WithWarnings("portcullis: not mutated: " + err.Error()), Errored
 	}
 	m.countResults(mutation.Results)
 	resp := admission.Allowed("")

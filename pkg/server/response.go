@@ -24,6 +24,8 @@ const (
 	Warned  Decision = "warned"
 	Errored Decision = "error"
 	Mutated Decision = "mutated"
+	// Refused: too large or complex to evaluate.
+	Refused Decision = "refused"
 )
 
 // respond maps results to the admission response:
@@ -53,7 +55,7 @@ func respond(results []policies.Result) (admission.Response, Decision) {
 	decision := Allowed
 	switch {
 	case len(denials) > 0:
-		resp = admission.Denied(strings.Join(denials, "\n"))
+		resp = admission.Denied(joinBounded(denials, maxDenialBytes, "rules deny"))
 		resp.Result.Code = http.StatusForbidden
 		resp.Result.Reason = metav1.StatusReasonForbidden
 		decision = Denied
@@ -82,4 +84,20 @@ func auditKey(policy, rule string) string {
 	sum := sha256.Sum256([]byte(key))
 	suffix := "-" + hex.EncodeToString(sum[:4])
 	return strings.TrimRight(key[:63-len(suffix)], ".-") + suffix
+}
+
+// joinBounded joins lines until the next would pass n bytes, then says how many were left out.
+func joinBounded(lines []string, n int, what string) string {
+	var b strings.Builder
+	for i, l := range lines {
+		if i > 0 && b.Len()+1+len(l) > n-64 {
+			fmt.Fprintf(&b, "\n… and %d more %s", len(lines)-i, what)
+			break
+		}
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }

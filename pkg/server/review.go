@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
-	"strings"
+	"strconv"
+	"time"
 
 	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -22,8 +26,22 @@ const MaxReviewBytes = 7 << 20
 // what controller-runtime's admission.Webhook does (bounded body, content type, UID, panic
 // recovery) but decodes the review in one pass with a fast JSON decoder: the envelope was a
 // third of a review's CPU. The object stays raw for the handler to decode once.
+//
+// Every review is bounded: its memory by Budget (reserved before the body is read, and again
+// before it is decoded), its time by Timeout (from its arrival: waiting for the budget, reading,
+// decoding, evaluating), its nesting by MaxDepth.
 type ReviewHandler struct {
 	Handler admission.Handler
+	// Budget bounds the memory of the reviews in flight; nil: unbounded.
+	Budget *Budget
+	// Timeout bounds one review from its arrival; zero: none.
+	Timeout time.Duration
+}
+
+// Refuser answers a review that is too large or too complex to evaluate; a handler that is not
+// one denies it.
+type Refuser interface {
+	Refuse(req admission.Request, why string) admission.Response
 }
 
 func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -31,17 +49,48 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s: want POST", r.Method))
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct))
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxReviewBytes+1))
+	if r.ContentLength > MaxReviewBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the review exceeds %d bytes", MaxReviewBytes))
+		return
+	}
+	ctx := r.Context()
+	if h.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
+		defer cancel()
+	}
+	size := r.ContentLength
+	if size < 0 {
+		size = MaxReviewBytes
+	}
+	// The body and the envelope's copy of the object, before anything is read.
+	res, err := h.Budget.reserve(ctx, 2*size)
 	if err != nil {
+		tooBusy(w)
+		return
+	}
+	defer res.release()
+	body, err := readBody(r.Body, r.ContentLength)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the review exceeds %d bytes", MaxReviewBytes))
+			return
+		}
 		writeError(w, http.StatusBadRequest, fmt.Errorf("reading the review: %w", err))
 		return
 	}
-	if len(body) > MaxReviewBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the review exceeds %d bytes", MaxReviewBytes))
+	s := scanShape(body)
+	if why := s.check(len(body), h.Budget); why != "" {
+		h.refuse(ctx, w, body, why)
+		return
+	}
+	if err := res.grow(ctx, s.decodeCost(len(body))); err != nil {
+		tooBusy(w)
 		return
 	}
 	var review admissionv1.AdmissionReview
@@ -49,24 +98,80 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding the review: %w", err))
 		return
 	}
-	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" || review.Request == nil {
+	if !isReview(review.TypeMeta) || review.Request == nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("want an %s AdmissionReview with a request, got %s %s", admissionv1.SchemeGroupVersion, review.APIVersion, review.Kind))
 		return
 	}
 	req := admission.Request{AdmissionRequest: *review.Request}
-	resp := h.handle(r.Context(), req)
+	h.respond(ctx, w, review.TypeMeta, req, h.handle(ctx, req))
+}
+
+func isReview(tm metav1.TypeMeta) bool {
+	return tm.APIVersion == admissionv1.SchemeGroupVersion.String() && tm.Kind == "AdmissionReview"
+}
+
+// readBody reads a body of the announced length (or up to MaxReviewBytes when unannounced) into
+// one buffer of its size.
+func readBody(r io.Reader, announced int64) ([]byte, error) {
+	limited := http.MaxBytesReader(nil, io.NopCloser(r), MaxReviewBytes)
+	if announced < 0 {
+		return io.ReadAll(limited)
+	}
+	buf := make([]byte, announced)
+	if _, err := io.ReadFull(limited, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// refuse answers a review that is too large or complex to decode, after reading only its
+// envelope's identity.
+func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body []byte, why string) {
+	var envelope struct {
+		metav1.TypeMeta
+		Request *struct {
+			UID       types.UID               `json:"uid"`
+			Kind      metav1.GroupVersionKind `json:"kind"`
+			Namespace string                  `json:"namespace"`
+			Name      string                  `json:"name"`
+			Operation admissionv1.Operation   `json:"operation"`
+		} `json:"request"`
+	}
+	if err := gojson.Unmarshal(body, &envelope); err != nil || !isReview(envelope.TypeMeta) || envelope.Request == nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the review is too large to evaluate: %s", why))
+		return
+	}
+	e := envelope.Request
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: e.UID, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Operation: e.Operation}}
+	name := e.Name
+	if e.Namespace != "" {
+		name = e.Namespace + "/" + e.Name
+	}
+	why = fmt.Sprintf("portcullis: %s %q is too large to evaluate: %s", e.Kind.Kind, name, why)
+	var resp admission.Response
+	if rf, ok := h.Handler.(Refuser); ok {
+		resp = rf.Refuse(req, why)
+	} else {
+		resp = admission.Denied(why)
+		resp.Result.Code = http.StatusRequestEntityTooLarge
+	}
+	h.respond(ctx, w, envelope.TypeMeta, req, resp)
+}
+
+func (h *ReviewHandler) respond(ctx context.Context, w http.ResponseWriter, tm metav1.TypeMeta, req admission.Request, resp admission.Response) {
+	boundResponse(&resp)
 	if err := resp.Complete(req); err != nil { // UID, status code, JSON patch
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("encoding the patch: %w", err))
 		return
 	}
-	out, err := gojson.Marshal(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &resp.AdmissionResponse})
+	out, err := gojson.Marshal(admissionv1.AdmissionReview{TypeMeta: tm, Response: &resp.AdmissionResponse})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("encoding the response: %w", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if _, err := w.Write(out); err != nil {
-		log.FromContext(r.Context()).V(1).Info("writing the response", "error", err.Error())
+		log.FromContext(ctx).V(1).Info("writing the response", "error", err.Error())
 	}
 }
 
@@ -79,6 +184,13 @@ func (h *ReviewHandler) handle(ctx context.Context, req admission.Request) (resp
 		}
 	}()
 	return h.Handler.Handle(ctx, req)
+}
+
+// tooBusy answers a review that could not get its share of the memory budget before its
+// deadline: the API server applies the webhook's failurePolicy.
+func tooBusy(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(1))
+	writeError(w, http.StatusTooManyRequests, errors.New("portcullis: too many reviews in flight (--max-review-memory)"))
 }
 
 // writeError answers a request that is not a usable review; the API server applies the

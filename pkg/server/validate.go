@@ -49,6 +49,20 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 	return resp
 }
 
+// Refuse implements Refuser: an object too large to evaluate is denied; in audit-only mode it is
+// admitted with a warning and recorded.
+func (v *Validator) Refuse(req admission.Request, why string) admission.Response {
+	v.observe("validate", req, Refused, time.Now())
+	if v.AuditOnly {
+		resp := admission.Allowed("").WithWarnings(why + " (audit-only: admitted)")
+		resp.AuditAnnotations = map[string]string{"refused": why}
+		return resp
+	}
+	resp := admission.Denied(why)
+	resp.Result.Code = http.StatusRequestEntityTooLarge
+	return resp
+}
+
 func (v *Validator) handle(ctx context.Context, req admission.Request) (admission.Response, Decision) {
 	engine, preq, errResp := v.prepare(ctx, req)
 	if errResp != nil {

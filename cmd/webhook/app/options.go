@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -40,6 +41,17 @@ type Options struct {
 
 	AuditOnly         bool
 	EvaluationTimeout time.Duration
+
+	// ReviewMemory bounds the estimated memory of the reviews in flight; one review may take
+	// half of it.
+	ReviewMemory      resource.Quantity
+	ReviewReadTimeout time.Duration
+	// ClientCAFile, when set, requires the API server to present a client certificate signed by
+	// this CA (its AdmissionConfiguration kubeConfigFile).
+	ClientCAFile string
+	// MemoryLimitRatio sets the Go runtime's soft memory limit to this share of the container's
+	// memory limit, unless GOMEMLIMIT is set.
+	MemoryLimitRatio float64
 
 	VerifyTimeout      time.Duration
 	InsecureRegistries []string
@@ -73,6 +85,9 @@ func NewOptions() *Options {
 		MetricsAddr:       ":8080",
 		ProbeAddr:         ":8081",
 		EvaluationTimeout: 3 * time.Second,
+		ReviewMemory:      resource.MustParse("64Mi"),
+		ReviewReadTimeout: 10 * time.Second,
+		MemoryLimitRatio:  0.9,
 		VerifyTimeout:     2 * time.Second,
 		VerifyCacheSize:   4096,
 		VerifyCacheTTL:    time.Hour,
@@ -106,6 +121,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2, "serve webhooks over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-multiplexing exposure)")
 	fs.BoolVar(&o.AuditOnly, "audit-only", o.AuditOnly, "cluster-wide dry run: every Deny becomes Audit")
 	fs.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", o.EvaluationTimeout, "deadline of one evaluation; keep it below the webhook configurations' timeoutSeconds")
+	fs.Var(quantityValue{&o.ReviewMemory}, "max-review-memory", "estimated memory the reviews in flight may hold; one review may take half, a larger one is refused, and a review that cannot get its share before --evaluation-timeout gets 429 (see docs/security.md)")
+	fs.DurationVar(&o.ReviewReadTimeout, "review-read-timeout", o.ReviewReadTimeout, "deadline for reading a whole review, headers and body: a client that stalls is cut off")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "PEM CA bundle: require the API server to authenticate with a client certificate signed by it (see docs/security.md)")
+	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio, "unless GOMEMLIMIT is set, the Go runtime's soft memory limit as a share of the container's cgroup memory limit (0 disables)")
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
 	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP or untrusted TLS, for testing")
 	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
@@ -138,6 +157,20 @@ func (o *Options) Validate() error {
 	}
 	if o.VerifyCacheSize < 1 {
 		bad("verification-cache-size", o.VerifyCacheSize, "must be at least 1")
+	}
+	if o.ReviewMemory.Value() < 8<<20 {
+		bad("max-review-memory", o.ReviewMemory.String(), "must be at least 8Mi")
+	}
+	if o.ReviewReadTimeout < time.Second {
+		bad("review-read-timeout", o.ReviewReadTimeout, "must be at least 1s")
+	}
+	if o.MemoryLimitRatio < 0 || o.MemoryLimitRatio >= 1 {
+		bad("memory-limit-ratio", o.MemoryLimitRatio, "must be in [0, 1)")
+	}
+	if o.ClientCAFile != "" {
+		if _, err := os.Stat(o.ClientCAFile); err != nil {
+			bad("client-ca-file", o.ClientCAFile, "must be a readable file")
+		}
 	}
 	if o.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")
@@ -196,4 +229,18 @@ func (o *Options) hosts() (names []string, ips []net.IP) {
 		}
 	}
 	return names, ips
+}
+
+// quantityValue is a pflag.Value for a resource quantity such as 64Mi.
+type quantityValue struct{ q *resource.Quantity }
+
+func (v quantityValue) String() string { return v.q.String() }
+func (v quantityValue) Type() string   { return "quantity" }
+func (v quantityValue) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return err
+	}
+	*v.q = q
+	return nil
 }

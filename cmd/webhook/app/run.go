@@ -3,9 +3,12 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -18,12 +21,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/portcullis-dev/portcullis/certs"
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -42,6 +45,9 @@ const (
 // Run starts the server and blocks until ctx ends and in-flight reviews have drained.
 func Run(ctx context.Context, o *Options) error {
 	ctrl.SetLogger(zap.New())
+	if limit := setMemoryLimit(o.MemoryLimitRatio, cgroupMemoryLimitFiles); limit > 0 {
+		ctrl.Log.Info("Go memory limit set from the container's", "bytes", limit, "ratio", o.MemoryLimitRatio)
+	}
 	cfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return err
@@ -80,17 +86,13 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	}
 	secret := types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret}
 	var src *certs.Source
-	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
-		c.MinVersion = tls.VersionTLS12
-		if !o.EnableHTTP2 {
-			c.NextProtos = []string{"http/1.1"}
-		}
-	}}
 	if o.CertDir == "" {
 		src = &certs.Source{Secret: secret}
-		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = src.GetCertificate })
 	}
-	whServer := webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, TLSOpts: tlsOpts})
+	whServer, watcher, err := buildWebhookServer(o, src)
+	if err != nil {
+		return nil, nil, err
+	}
 	metricsOpts := metricsserver.Options{BindAddress: o.MetricsAddr}
 	if o.Profiling {
 		metricsOpts.ExtraHandlers = map[string]http.Handler{"/debug/pprof/": http.HandlerFunc(pprof.Index),
@@ -113,6 +115,11 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if watcher != nil {
+		if err := mgr.Add(everyReplica(watcher.Start)); err != nil {
+			return nil, nil, err
+		}
 	}
 
 	m := metrics.New(reg)
@@ -148,9 +155,11 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		Timeout:     o.EvaluationTimeout,
 		PullSecrets: pullSecrets,
 	}
+	// One memory budget for both webhooks: they share the process.
+	budget := server.NewBudget(o.ReviewMemory.Value())
 	// GetWebhookServer also adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}})
-	mgr.GetWebhookServer().Register(MutatePath, &server.ReviewHandler{Handler: &server.Mutator{Config: shared}})
+	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
+	mgr.GetWebhookServer().Register(MutatePath, &server.ReviewHandler{Handler: &server.Mutator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
 
 	if src != nil {
 		src.Client = mgr.GetClient()
@@ -188,6 +197,47 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	}
 	return mgr, src, nil
 }
+
+// buildWebhookServer is the webhook server with its certificate: from src (self-managed) or
+// from --cert-dir, watched for changes (the watcher is returned to be started).
+func buildWebhookServer(o *Options, src *certs.Source) (*server.WebhookServer, *certwatcher.CertWatcher, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if o.EnableHTTP2 {
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	var watcher *certwatcher.CertWatcher
+	if src != nil {
+		cfg.GetCertificate = src.GetCertificate
+	} else {
+		var err error
+		watcher, err = certwatcher.New(filepath.Join(o.CertDir, "tls.crt"), filepath.Join(o.CertDir, "tls.key"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("--cert-dir: %w", err)
+		}
+		cfg.GetCertificate = watcher.GetCertificate
+	}
+	if o.ClientCAFile != "" {
+		pem, err := os.ReadFile(o.ClientCAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--client-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("--client-ca-file=%s: no PEM certificate found", o.ClientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	so := server.DefaultWebhookServerOptions
+	so.Host, so.Port, so.TLSConfig = o.WebhookHost, o.WebhookPort, cfg
+	so.ReadTimeout, so.ShutdownTimeout = o.ReviewReadTimeout, o.ShutdownTimeout
+	return server.NewWebhookServer(so), watcher, nil
+}
+
+// everyReplica is a runnable that runs on every replica, leader or not.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
 
 // secretKeys reads verification keys from Secrets, directly from the API server.
 type secretKeys struct{ r client.Reader }

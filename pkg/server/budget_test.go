@@ -1,0 +1,250 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+func TestScanShape(t *testing.T) {
+	tests := []struct {
+		in   string
+		want shape
+	}{
+		{`{}`, shape{objects: 1, depth: 1}},
+		{`{"a":[1,2,{"b":"}]{[,:"}]}`, shape{objects: 2, arrays: 1, separators: 4, depth: 3}},
+		{`"\"{["`, shape{}},
+		{`["\\",{}]`, shape{objects: 1, arrays: 1, separators: 1, depth: 2}},
+		{`[[[[]]]]`, shape{arrays: 4, depth: 4}},
+		{`}}}{`, shape{objects: 1, depth: 0}}, // malformed: the decoder rejects it later
+	}
+	for _, tt := range tests {
+		if got := scanShape([]byte(tt.in)); got != tt.want {
+			t.Errorf("scanShape(%s) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBudgetGrow(t *testing.T) {
+	b := NewBudget(100)
+	ctx := t.Context()
+	a, err := b.reserve(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.reserve(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.grow(ctx, 40); err != nil || c.held != 40 {
+		t.Fatalf("growing into free room: %v, held %d", err, c.held)
+	}
+	// No room: past its deadline the review gives up and holds nothing.
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if err := c.grow(short, 50); err == nil || c.held != 0 {
+		t.Fatalf("grew past the budget: %v, held %d", err, c.held)
+	}
+	// It waits while holding nothing, and gets all it asked once a finishes.
+	grown := make(chan error, 1)
+	go func() { grown <- c.grow(ctx, 50) }()
+	time.Sleep(10 * time.Millisecond)
+	a.release()
+	if err := <-grown; err != nil || c.held != 50 {
+		t.Fatalf("after the release: %v, held %d", err, c.held)
+	}
+	c.release()
+	if _, err := b.reserve(ctx, 100); err != nil {
+		t.Fatal("the whole budget is free again:", err)
+	}
+}
+
+// podReview is a review of a Pod whose spec is the JSON given.
+func podReview(spec string) []byte {
+	return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},` +
+		`"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"shop","name":"big","operation":"CREATE","userInfo":{"username":"u"},` +
+		`"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"big","namespace":"shop"},"spec":` + spec + `}}}`)
+}
+
+// repeat joins n copies of f(i) with commas.
+func repeat(n int, f func(i int) string) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = f(i)
+	}
+	return strings.Join(parts, ",")
+}
+
+// hostileSpecs are pod specs of the shapes that amplify most when decoded and evaluated.
+func hostileSpecs(n int) map[string]string {
+	return map[string]string{
+		"containers": `{"containers":[` + repeat(n, func(i int) string { return fmt.Sprintf(`{"name":"c%d","image":"x"}`, i) }) + `]}`,
+		"volumes":    `{"containers":[{"name":"c","image":"x"}],"volumes":[` + repeat(n, func(int) string { return `{}` }) + `]}`,
+		"env":        `{"containers":[{"name":"c","image":"x","env":[` + repeat(n, func(i int) string { return fmt.Sprintf(`{"name":"E%d"}`, i) }) + `]}]}`,
+		"ports":      `{"containers":[{"name":"c","image":"x","ports":[` + repeat(n, func(i int) string { return `{"containerPort":1}` }) + `]}]}`,
+		"selector":   `{"containers":[{"name":"c","image":"x"}],"nodeSelector":{` + repeat(n, func(i int) string { return fmt.Sprintf(`"k%d":""`, i) }) + `}}`,
+	}
+}
+
+// peakHeap runs f with the garbage collector eager and returns the highest heap in use seen
+// above what was in use before.
+func peakHeap(f func()) uint64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(5))
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapAlloc > base && m.HeapAlloc-base > peak.Load() {
+				peak.Store(m.HeapAlloc - base)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+		}
+	})
+	f()
+	close(stop)
+	wg.Wait()
+	return peak.Load()
+}
+
+// TestDecodeCostBound: for every hostile shape, the estimate a review reserves before it is
+// decoded bounds the heap that decoding and evaluating it takes (measured with an eager garbage
+// collector), and a review too costly for one share of the budget is refused with a message that
+// says why.
+func TestDecodeCostBound(t *testing.T) {
+	engines := &EngineHolder{}
+	engines.Store(loadEngine(t))
+	budget := NewBudget(64 << 20)
+	h := &ReviewHandler{Handler: &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false), Timeout: 10 * time.Second}}, Budget: budget}
+	for name, spec := range hostileSpecs(5000) {
+		t.Run(name, func(t *testing.T) {
+			body := podReview(spec)
+			estimate := scanShape(body).decodeCost(len(body))
+			var w *httptest.ResponseRecorder
+			peak := peakHeap(func() { w = serve(h, body) })
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			t.Logf("%d bytes: estimate %d KiB, peak heap %d KiB", len(body), estimate>>10, peak>>10)
+			if uint64(estimate) < peak {
+				t.Errorf("the estimate %d KiB is below the peak heap %d KiB", estimate>>10, peak>>10)
+			}
+		})
+	}
+	// Past one share of the budget: refused, with the reason, whatever the load.
+	for name, spec := range hostileSpecs(150000) {
+		t.Run(name+"/refused", func(t *testing.T) {
+			rv := decodeResponse(t, serve(h, podReview(spec)))
+			if rv.Allowed || rv.Result.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rv.Result.Message, `Pod "shop/big" is too large to evaluate`) ||
+				!strings.Contains(rv.Result.Message, "--max-review-memory") {
+				t.Errorf("response %+v", rv.Result)
+			}
+		})
+	}
+}
+
+func serve(h http.Handler, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func decodeResponse(t *testing.T, w *httptest.ResponseRecorder) *admissionv1.AdmissionResponse {
+	t.Helper()
+	var rv admissionv1.AdmissionReview
+	if err := json.Unmarshal(w.Body.Bytes(), &rv); err != nil || rv.Response == nil {
+		t.Fatalf("status %d, %v: %s", w.Code, err, w.Body)
+	}
+	return rv.Response
+}
+
+// TestRefusals: too deep a review is refused before it is decoded; in audit-only mode it is
+// admitted with a warning; the mutating webhook lets it through unmutated.
+func TestRefusals(t *testing.T) {
+	deep := podReview(`{"containers":[{"name":"c","image":"x"}],"overhead":` + strings.Repeat(`{"a":`, MaxDepth) + `1` + strings.Repeat(`}`, MaxDepth) + `}`)
+	engines := &EngineHolder{}
+	engines.Store(loadEngine(t))
+	cfg := Config{Engines: engines, Decoder: policies.NewDecoder(false)}
+	audit := cfg
+	audit.AuditOnly = true
+	for _, tc := range []struct {
+		name    string
+		handler admission.Handler
+		allowed bool
+	}{
+		{"validate", &Validator{cfg}, false},
+		{"validate, audit-only", &Validator{audit}, true},
+		{"mutate", &Mutator{cfg}, true},
+	} {
+		rv := decodeResponse(t, serve(&ReviewHandler{Handler: tc.handler, Budget: NewBudget(64 << 20)}, deep))
+		msg := strings.Join(rv.Warnings, "\n")
+		if rv.Result != nil {
+			msg += rv.Result.Message
+		}
+		if rv.Allowed != tc.allowed || rv.UID != "u1" || !strings.Contains(msg, "levels deep, more than the 200") {
+			t.Errorf("%s: allowed=%v uid=%q %q", tc.name, rv.Allowed, rv.UID, msg)
+		}
+	}
+}
+
+// blocking is a handler that holds every review until released.
+type blocking struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blocking) Handle(context.Context, admission.Request) admission.Response {
+	b.entered <- struct{}{}
+	<-b.release
+	return admission.Allowed("")
+}
+
+// TestBudgetTurnsAwayWhenFull: with the budget held by reviews in flight, the next review waits
+// until its deadline and is answered 429, for the webhook's failurePolicy to decide; once the
+// reviews finish, reviews are served again.
+func TestBudgetTurnsAwayWhenFull(t *testing.T) {
+	body := loadReview(t)
+	per := scanShape(body).decodeCost(len(body))
+	b := blocking{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	h := &ReviewHandler{Handler: b, Budget: NewBudget(2*per + per/2), Timeout: 100 * time.Millisecond}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { serve(h, body) })
+		<-b.entered
+	}
+	if w := serve(h, body); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d with the budget full: %s", w.Code, w.Body)
+	}
+	close(b.release)
+	wg.Wait()
+	if w := serve(&ReviewHandler{Handler: allowAll{}, Budget: h.Budget, Timeout: time.Second}, body); w.Code != http.StatusOK {
+		t.Fatalf("status %d once the budget is free: %s", w.Code, w.Body)
+	}
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+)
+
+// WebhookServerOptions configure the webhook server.
+type WebhookServerOptions struct {
+	Host string
+	Port int
+	// TLSConfig is the server's TLS configuration; it must have GetCertificate set.
+	TLSConfig *tls.Config
+	// ReadHeaderTimeout bounds reading a request's headers, ReadTimeout the whole request with
+	// its body: a client that sends a body slowly, or stalls in the middle, is cut off.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end of its response.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection between requests.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers.
+	MaxHeaderBytes int
+	// ShutdownTimeout is how long reviews in flight may finish once the server stops.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultWebhookServerOptions are the bounds the server runs with unless told otherwise. The API
+// server sends a review at once and waits at most 30 s for the answer.
+var DefaultWebhookServerOptions = WebhookServerOptions{
+	ReadHeaderTimeout: 5 * time.Second,
+	ReadTimeout:       10 * time.Second,
+	WriteTimeout:      35 * time.Second,
+	IdleTimeout:       90 * time.Second, // the API server's keep-alive
+	MaxHeaderBytes:    64 << 10,
+	ShutdownTimeout:   30 * time.Second,
+}
+
+// WebhookServer serves the webhooks over TLS. Unlike controller-runtime's default server, every
+// phase of a request is bounded in time (headers, body, response, idle), and a request's
+// context is its own: a review in flight when the process is told to stop is answered on its own
+// deadline, not cancelled.
+type WebhookServer struct {
+	Options WebhookServerOptions
+
+	mu      sync.Mutex
+	mux     *http.ServeMux
+	started bool
+	addr    string
+}
+
+var _ webhook.Server = (*WebhookServer)(nil)
+
+// NewWebhookServer returns a server with the given options.
+func NewWebhookServer(o WebhookServerOptions) *WebhookServer {
+	return &WebhookServer{Options: o, mux: http.NewServeMux()}
+}
+
+// NeedLeaderElection implements webhook.Server: every replica serves.
+func (*WebhookServer) NeedLeaderElection() bool { return false }
+
+// Register implements webhook.Server.
+func (s *WebhookServer) Register(path string, hook http.Handler) {
+	s.mux.Handle(path, hook)
+}
+
+// WebhookMux implements webhook.Server.
+func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.mux }
+
+// Start implements webhook.Server: it serves until ctx ends, then stops accepting and lets the
+// reviews in flight finish, for at most ShutdownTimeout.
+func (s *WebhookServer) Start(ctx context.Context) error {
+	if s.Options.TLSConfig == nil || s.Options.TLSConfig.GetCertificate == nil {
+		return errors.New("webhook server: no certificate source")
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(s.Options.Host, strconv.Itoa(s.Options.Port)))
+	if err != nil {
+		return fmt.Errorf("webhook server: %w", err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends.
+func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
+	o := s.Options
+	srv := &http.Server{
+		Handler:           s.mux,
+		TLSConfig:         o.TLSConfig,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+		// A review's context is not the process's: stopping does not cancel reviews in flight.
+		BaseContext: func(net.Listener) context.Context { return context.Background() },
+	}
+	s.mu.Lock()
+	s.started, s.addr = true, l.Addr().String()
+	s.mu.Unlock()
+	log.FromContext(ctx).Info("serving webhooks", "address", s.addr)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.FromContext(ctx).Error(err, "reviews in flight did not finish before the shutdown timeout")
+		}
+	}()
+	err := srv.Serve(tls.NewListener(l, o.TLSConfig))
+	if !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("webhook server: %w", err)
+	}
+	<-done
+	return nil
+}
+
+// StartedChecker implements webhook.Server: healthy once the server accepts connections.
+func (s *WebhookServer) StartedChecker() healthz.Checker {
+	return func(*http.Request) error {
+		s.mu.Lock()
+		started, addr := s.started, s.addr
+		s.mu.Unlock()
+		if !started {
+			return errors.New("webhook server has not been started yet")
+		}
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("webhook server is not reachable: %w", err)
+		}
+		return conn.Close()
+	}
+}
