@@ -120,7 +120,8 @@ func setup(dir, assets string) error {
 	o.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	o.CertCheck = 500 * time.Millisecond
-	o.InsecureRegistries = []string{"127.0.0.1"} // the tests' registries on loopback
+	o.InsecureRegistries = []string{"127.0.0.1"} // the tests' registries on loopback: plain HTTP
+	o.PrivateRegistries = []string{"127.0.0.1"}  // and a private address
 	o.KeyRefresh = time.Second
 	o.ShutdownTimeout = 5 * time.Second
 	if err := o.Validate(); err != nil {

@@ -20,6 +20,20 @@ type Compiler struct {
 	env          *cel.Env
 	pss          *pssRegistry
 	verification VerificationOptions
+	exceptions   ExceptionOptions
+}
+
+// ExceptionOptions govern PolicyExceptions: how long they may last, and where exceptions to
+// ClusterPolicies are honoured.
+type ExceptionOptions struct {
+	// MaxLifetime bounds how long after its creation an exception may expire; zero: no bound.
+	MaxLifetime time.Duration
+	// ClusterPolicyNamespaces are globs of the namespaces whose exceptions are honoured for
+	// ClusterPolicies; such an exception exempts resources in every namespace its match selects
+	// (its own when the match names none). An exception anywhere else exempts only from the
+	// Policies of its own namespace. Nil honours every namespace's exceptions, for its own
+	// namespace, as a library user without tenants expects.
+	ClusterPolicyNamespaces []string
 }
 
 // CompilerOption configures a Compiler.
@@ -28,6 +42,11 @@ type CompilerOption func(*Compiler)
 // WithVerification sets how verifyImages rules reach registries and cache verdicts.
 func WithVerification(o VerificationOptions) CompilerOption {
 	return func(c *Compiler) { c.verification = o }
+}
+
+// WithExceptions sets how PolicyExceptions are governed.
+func WithExceptions(o ExceptionOptions) CompilerOption {
+	return func(c *Compiler) { c.exceptions = o }
 }
 
 // NewCompiler builds a compiler.
@@ -151,7 +170,7 @@ func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.Policy
 	}
 	seen := sets.New[string]()
 	for i := range spec.Rules {
-		r, e := c.compileRule(&spec.Rules[i], path.Child("rules").Index(i), seen)
+		r, e := c.compileRule(&spec.Rules[i], path.Child("rules").Index(i), seen, namespace)
 		errs = append(errs, e...)
 		if r != nil {
 			cp.rules = append(cp.rules, *r)
@@ -177,7 +196,9 @@ func compileEnforcement(e, def v1alpha1.Enforcement, path *field.Path) (v1alpha1
 	return "", field.ErrorList{field.NotSupported(path, e, []string{"Deny", "Warn", "Audit"})}
 }
 
-func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set[string]) (*compiledRule, field.ErrorList) {
+// compileRule compiles one rule of a policy; namespace is the namespace of a Policy, empty for
+// a ClusterPolicy.
+func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set[string], namespace string) (*compiledRule, field.ErrorList) {
 	var errs field.ErrorList
 	switch {
 	case r.Name == "":
@@ -223,7 +244,7 @@ func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set
 	if r.VerifyImages != nil {
 		set = append(set, "verifyImages")
 		var vr *verifyImagesRule
-		vr, mut, e = c.compileVerifyImages(r.VerifyImages, path.Child("verifyImages"))
+		vr, mut, e = c.compileVerifyImages(r.VerifyImages, path.Child("verifyImages"), namespace)
 		errs = append(errs, e...)
 		if vr != nil {
 			eval = vr // a rule that both judges (the signatures) and mutates (pins digests)
@@ -242,11 +263,18 @@ func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set
 type CompiledException struct {
 	Name      string // namespace/name
 	Namespace string
-	owner     string
-	reason    string
-	expires   time.Time
-	targets   map[string]sets.Set[string] // policy name -> rules (empty: all)
-	match     *matcher
+	// ClusterPolicies: the exception may exempt from ClusterPolicies (it lives in an exception
+	// namespace); acrossNamespaces: it exempts in the namespaces its match selects.
+	ClusterPolicies  bool
+	acrossNamespaces bool
+	// Capped: the exception asked to last longer than the maximum lifetime; it expires at the
+	// maximum instead.
+	Capped  bool
+	owner   string
+	reason  string
+	expires time.Time
+	targets map[string]sets.Set[string] // policy name -> rules (empty: all)
+	match   *matcher
 }
 
 // CompileException compiles a PolicyException.
@@ -277,13 +305,66 @@ func (c *Compiler) CompileException(x *v1alpha1.PolicyException) (*CompiledExcep
 		}
 		ce.targets[t.PolicyName] = sets.New(t.RuleNames...)
 	}
+	// Past the maximum lifetime an exception no longer applies, whatever it says; the policy
+	// webhook refuses such an exception at the door (ExceptionLifetime).
+	if limit := c.exceptions.MaxLifetime; limit > 0 && !x.CreationTimestamp.IsZero() {
+		if last := x.CreationTimestamp.Add(limit); ce.expires.After(last) {
+			ce.expires, ce.Capped = last, true
+		}
+	}
 	var e field.ErrorList
 	ce.match, e = compileMatch(&x.Spec.Match, true, nil, path.Child("match"))
 	errs = append(errs, e...)
+	ce.ClusterPolicies = c.exceptions.ClusterPolicyNamespaces == nil
+	for _, g := range c.exceptions.ClusterPolicyNamespaces {
+		if gl, err := compileGlob(g); err == nil && gl.match(x.Namespace) {
+			ce.ClusterPolicies = true
+		}
+	}
+	ce.acrossNamespaces = c.exceptions.ClusterPolicyNamespaces != nil && ce.ClusterPolicies &&
+		(len(x.Spec.Match.Namespaces) > 0 || x.Spec.Match.NamespaceSelector != nil)
 	if len(errs) > 0 {
 		return nil, &CompileError{Object: fmt.Sprintf("PolicyException %q", name), Errs: errs}
 	}
 	return ce, nil
+}
+
+// ExceptionLifetime returns the error of an exception that would last longer than the maximum
+// lifetime after its creation (now, when it is being created), or nil.
+func (c *Compiler) ExceptionLifetime(x *v1alpha1.PolicyException, now time.Time) *field.Error {
+	limit := c.exceptions.MaxLifetime
+	created := x.CreationTimestamp.Time
+	if created.IsZero() {
+		created = now
+	}
+	if limit <= 0 || x.Spec.Expires.IsZero() || !x.Spec.Expires.After(created.Add(limit)) {
+		return nil
+	}
+	return field.Invalid(field.NewPath("spec", "expires"), x.Spec.Expires.UTC().Format(time.RFC3339),
+		fmt.Sprintf("must be at most %s after the exception's creation (%s): the maximum lifetime (--max-exception-lifetime); to renew, create a new exception",
+			formatDays(limit), created.UTC().Format(time.RFC3339)))
+}
+
+// Expires is when the exception stops applying: its expiry, or the end of its maximum lifetime.
+func (x *CompiledException) Expires() time.Time { return x.expires }
+
+// formatDays writes a duration of whole days as "90d".
+func formatDays(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// reaches reports whether the exception may exempt a resource in namespace ns from policy p:
+// from a Policy, only an exception of the Policy's namespace; from a ClusterPolicy, only one in
+// an exception namespace, for resources of its own namespace or, when its match selects
+// namespaces, of those.
+func (x *CompiledException) reaches(p *CompiledPolicy, ns string) bool {
+	if p.Namespace != "" {
+		return x.Namespace == p.Namespace
+	}
+	return x.ClusterPolicies && (x.Namespace == ns || x.acrossNamespaces)
 }
 
 // covers reports whether the exception exempts the rule of the policy.

@@ -229,7 +229,7 @@ func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res 
 	}
 	now := e.now()
 	for _, x := range e.exceptions {
-		if x.Namespace != res.Meta.GetNamespace() || !now.Before(x.expires) || !x.covers(p, rule) {
+		if !now.Before(x.expires) || !x.reaches(p, res.Meta.GetNamespace()) || !x.covers(p, rule) {
 			continue
 		}
 		if x.match.matches(req, res, nsLabels) {

@@ -198,3 +198,89 @@ rules:
 		t.Errorf("create: %v", got)
 	}
 }
+
+// TestExceptionGovernance: with exception namespaces set, a namespace admin cannot exempt their
+// namespace from a ClusterPolicy, the platform team can from its own namespace, a tenant can
+// still exempt from its own Policies, and no exception outlives the maximum lifetime.
+func TestExceptionGovernance(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	c, err := NewCompiler(WithExceptions(ExceptionOptions{MaxLifetime: 90 * 24 * time.Hour, ClusterPolicyNamespaces: []string{"portcullis-system", "platform-*"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := clusterPolicy("p", "enforcement: Deny\nmatch: {kinds: [Pod]}\nrules:\n- name: a\n  cel: {expression: 'false'}\n")
+	tenant := "apiVersion: portcullis.dev/v1alpha1\nkind: Policy\nmetadata: {name: own, namespace: shop}\nspec:\n  enforcement: Deny\n  rules:\n  - name: a\n    cel: {expression: 'false'}\n"
+	exception := func(ns, policy, match string) string {
+		return `apiVersion: portcullis.dev/v1alpha1
+kind: PolicyException
+metadata: {name: x, namespace: ` + ns + `, creationTimestamp: "2026-11-20T00:00:00Z"}
+spec:
+  exceptions: [{policyName: ` + policy + `}]
+  match: ` + match + `
+  owner: team-a
+  reason: migration in progress
+  expires: "2027-01-01T00:00:00Z"
+`
+	}
+	tests := []struct {
+		name string
+		exc  string
+		want []string
+	}{
+		{"none", "", []string{"p/a=fail:Deny", "shop/own/a=fail:Deny"}},
+		{"tenant exempts its namespace from a ClusterPolicy: not honoured", exception("shop", "p", "{}"), []string{"p/a=fail:Deny", "shop/own/a=fail:Deny"}},
+		{"tenant exempts from its own Policy", exception("shop", "own", "{}"), []string{"p/a=fail:Deny", "shop/own/a=skip:Deny"}},
+		{"platform exception for the namespace", exception("portcullis-system", "p", "{namespaces: [shop]}"), []string{"p/a=skip:Deny", "shop/own/a=fail:Deny"}},
+		{"platform exception by glob namespace", exception("platform-exceptions", "p", "{namespaces: ['sh*']}"), []string{"p/a=skip:Deny", "shop/own/a=fail:Deny"}},
+		{"platform exception for another namespace", exception("portcullis-system", "p", "{namespaces: [other]}"), []string{"p/a=fail:Deny", "shop/own/a=fail:Deny"}},
+		{"platform exception without namespaces: its own only", exception("portcullis-system", "p", "{}"), []string{"p/a=fail:Deny", "shop/own/a=fail:Deny"}},
+		{"platform exception cannot reach a tenant's Policy", exception("portcullis-system", "own", "{namespaces: [shop]}"), []string{"p/a=fail:Deny", "shop/own/a=fail:Deny"}},
+	}
+	res := mustResource(t, testPod)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			docs := []string{cluster, tenant}
+			if tt.exc != "" {
+				docs = append(docs, tt.exc)
+			}
+			got := mustEngineWith(t, c, now, docs...).Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: res})
+			if !slices.Equal(summarize(got), tt.want) {
+				t.Errorf("got %v, want %v", summarize(got), tt.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		expires string
+		ok      bool
+		applies string // the expiry in force
+	}{
+		{"2027-02-18T00:00:00Z", true, "2027-02-18T00:00:00Z"}, // 90 days after its creation
+		{"2027-02-18T00:00:01Z", false, "2027-02-18T00:00:00Z"},
+		{"9999-12-31T00:00:00Z", false, "2027-02-18T00:00:00Z"},
+	} {
+		var x v1alpha1.PolicyException
+		doc := strings.Replace(exception("shop", "own", "{}"), "2027-01-01T00:00:00Z", tc.expires, 1)
+		if err := NewDecoder(true).Into(mustJSON(t, doc), &x); err != nil {
+			t.Fatal(err)
+		}
+		fe := c.ExceptionLifetime(&x, now)
+		if ok := fe == nil; ok != tc.ok || (fe != nil && !strings.Contains(fe.Error(), `spec.expires: Invalid value: "`+tc.expires+`": must be at most 90d after the exception's creation`)) {
+			t.Errorf("expires %s: %v", tc.expires, fe)
+		}
+		cx, err := c.CompileException(&x)
+		if err != nil || cx.Expires().UTC().Format(time.RFC3339) != tc.applies || cx.Capped == tc.ok {
+			t.Errorf("expires %s: applies until %v (capped %v), %v", tc.expires, cx.Expires(), cx.Capped, err)
+		}
+	}
+	// Being created now, with no creation time yet: measured from now.
+	var x v1alpha1.PolicyException
+	if err := NewDecoder(true).Into(mustJSON(t, strings.Replace(exception("shop", "own", "{}"), `, creationTimestamp: "2026-11-20T00:00:00Z"`, "", 1)), &x); err != nil {
+		t.Fatal(err)
+	}
+	if fe := c.ExceptionLifetime(&x, now); fe != nil {
+		t.Errorf("37 days from now: %v", fe)
+	}
+	if fe := c.ExceptionLifetime(&x, now.Add(-60*24*time.Hour)); fe == nil {
+		t.Error("97 days from its creation: accepted")
+	}
+}

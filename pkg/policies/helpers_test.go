@@ -37,6 +37,12 @@ func mustResource(t testing.TB, manifest string) *Resource {
 // mustEngine compiles ClusterPolicies, Policies and PolicyExceptions given as YAML documents.
 func mustEngine(t testing.TB, now time.Time, docs ...string) *Engine {
 	t.Helper()
+	return mustEngineWith(t, testCompiler, now, docs...)
+}
+
+// mustEngineWith compiles the documents with c.
+func mustEngineWith(t testing.TB, c *Compiler, now time.Time, docs ...string) *Engine {
+	t.Helper()
 	var ps []*CompiledPolicy
 	var xs []*CompiledException
 	for _, doc := range docs {
@@ -55,7 +61,7 @@ func mustEngine(t testing.TB, now time.Time, docs ...string) *Engine {
 			if err := d.Into(js, &p); err != nil {
 				t.Fatal(err)
 			}
-			cp, err := testCompiler.CompileClusterPolicy(&p)
+			cp, err := c.CompileClusterPolicy(&p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +71,7 @@ func mustEngine(t testing.TB, now time.Time, docs ...string) *Engine {
 			if err := d.Into(js, &p); err != nil {
 				t.Fatal(err)
 			}
-			cp, err := testCompiler.CompilePolicy(&p)
+			cp, err := c.CompilePolicy(&p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +81,7 @@ func mustEngine(t testing.TB, now time.Time, docs ...string) *Engine {
 			if err := d.Into(js, &x); err != nil {
 				t.Fatal(err)
 			}
-			cx, err := testCompiler.CompileException(&x)
+			cx, err := c.CompileException(&x)
 			if err != nil {
 				t.Fatal(err)
 			}

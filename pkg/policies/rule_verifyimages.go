@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
@@ -27,10 +30,19 @@ type VerificationOptions struct {
 	Cache *verify.Cache
 	// Timeout bounds one image verification; keep it below the webhook's deadline.
 	Timeout time.Duration
-	// InsecureRegistries are reached over plain HTTP or untrusted TLS (for testing).
+	// InsecureRegistries are reached over plain HTTP (for testing); Transport must allow the same.
 	InsecureRegistries []string
+	// Transport is the HTTP transport to registries under the process's egress rules
+	// (verify.NewTransport); nil allows InsecureRegistries and no private address.
+	Transport http.RoundTripper
+	// NamespacedRegistries, when set, are the only registries (host[:port]) whose images a
+	// namespaced Policy may verify: each of its image globs must start with one of them.
+	NamespacedRegistries []string
 	// Secrets reads keys given by secretRef; without it such keys are a compile error.
 	Secrets SecretReader
+	// KeyNamespaces are the namespaces whose Secrets a ClusterPolicy may read keys from; the first
+	// is the default when secretRef names none. A Policy reads only its own namespace's.
+	KeyNamespaces []string
 	// Observer counts verifications (metrics); nil counts nothing.
 	Observer verify.Observer
 }
@@ -42,16 +54,22 @@ type verifyImagesRule struct {
 	required bool
 }
 
-func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field.Path) (*verifyImagesRule, mutate.Mutator, field.ErrorList) {
+func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field.Path, namespace string) (*verifyImagesRule, mutate.Mutator, field.ErrorList) {
 	var errs field.ErrorList
 	rule := &verifyImagesRule{required: ptr.Deref(r.Required, true)}
 	if len(r.Images) == 0 {
 		errs = append(errs, field.Required(path.Child("images"), "image globs, e.g. registry.example.com/team/*"))
 	}
 	for i, img := range r.Images {
+		p := path.Child("images").Index(i)
 		g, err := compileGlob(img)
 		if err != nil {
-			errs = append(errs, field.Invalid(path.Child("images").Index(i), img, err.Error()))
+			errs = append(errs, field.Invalid(p, img, err.Error()))
+			continue
+		}
+		if namespace != "" && !c.registryAllowed(img) {
+			errs = append(errs, field.Forbidden(p, fmt.Sprintf("a Policy may verify images only from %s (--namespaced-policy-registries): start the glob with one of them",
+				strings.Join(c.verification.NamespacedRegistries, ", "))))
 			continue
 		}
 		rule.images = append(rule.images, g)
@@ -70,16 +88,11 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 		case c.verification.Secrets == nil:
 			errs = append(errs, field.Invalid(p.Child("secretRef"), k.SecretRef.Name, "keys in Secrets are read in the cluster; offline, give publicKey"))
 		default:
-			key := k.SecretRef.Key
-			if key == "" {
-				key = "cosign.pub"
+			pem, e := c.secretKey(k.SecretRef, namespace, p.Child("secretRef"))
+			errs = append(errs, e...)
+			if pem != "" {
+				keys = append(keys, pem)
 			}
-			pem, err := c.verification.Secrets.PublicKey(context.Background(), k.SecretRef.Namespace, k.SecretRef.Name, key)
-			if err != nil {
-				errs = append(errs, field.Invalid(p.Child("secretRef"), k.SecretRef.Namespace+"/"+k.SecretRef.Name, err.Error()))
-				continue
-			}
-			keys = append(keys, pem)
 		}
 	}
 	switch r.KeyMode {
@@ -92,8 +105,8 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 	}
 	v, err := verify.Compile(verify.Options{
 		PublicKeys: keys, RequireAll: r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog,
-		InsecureRegistries: c.verification.InsecureRegistries, Timeout: c.verification.Timeout, Cache: c.verification.Cache,
-		Observer: c.verification.Observer,
+		InsecureRegistries: c.verification.InsecureRegistries, Transport: c.verification.Transport,
+		Timeout: c.verification.Timeout, Cache: c.verification.Cache, Observer: c.verification.Observer,
 	})
 	if err != nil {
 		return nil, nil, field.ErrorList{field.Invalid(path.Child("keys"), "", err.Error())}
@@ -104,6 +117,57 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 		pin = &mutate.PinDigests{Matches: func(image string) bool { return matchAny(rule.images, image) }, Verifier: v}
 	}
 	return rule, pin, nil
+}
+
+// registryAllowed reports whether a namespaced Policy may verify the images of glob: the glob
+// must begin with an allowed registry and a slash, before any wildcard.
+func (c *Compiler) registryAllowed(glob string) bool {
+	if len(c.verification.NamespacedRegistries) == 0 {
+		return true
+	}
+	for _, reg := range c.verification.NamespacedRegistries {
+		prefix := strings.TrimSuffix(reg, "/") + "/"
+		if strings.HasPrefix(glob, prefix) && !strings.ContainsAny(prefix, "*?") {
+			return true
+		}
+	}
+	return false
+}
+
+// secretKey reads the public key a secretRef names. A Policy reads only Secrets of its own
+// namespace and a ClusterPolicy only those of KeyNamespaces. Whatever went wrong, the error is
+// the same fixed phrase: a policy's status must not tell whether a Secret exists or what it holds.
+func (c *Compiler) secretKey(ref *v1alpha1.SecretKeyRef, policyNamespace string, path *field.Path) (string, field.ErrorList) {
+	ns := ref.Namespace
+	switch {
+	case policyNamespace != "":
+		if ns == "" {
+			ns = policyNamespace
+		}
+		if ns != policyNamespace {
+			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), "a Policy may read keys only from Secrets in its own namespace")}
+		}
+	default:
+		if ns == "" && len(c.verification.KeyNamespaces) > 0 {
+			ns = c.verification.KeyNamespaces[0]
+		}
+		if !slices.Contains(c.verification.KeyNamespaces, ns) {
+			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), fmt.Sprintf("a ClusterPolicy may read keys only from Secrets in %s (--key-secret-namespaces)",
+				strings.Join(c.verification.KeyNamespaces, ", ")))}
+		}
+	}
+	key := ref.Key
+	if key == "" {
+		key = "cosign.pub"
+	}
+	pem, err := c.verification.Secrets.PublicKey(context.Background(), ns, ref.Name, key)
+	if err == nil {
+		_, err = cryptoutils.UnmarshalPEMToPublicKey([]byte(pem))
+	}
+	if err != nil {
+		return "", field.ErrorList{field.Invalid(path, ns+"/"+ref.Name, fmt.Sprintf("key %q: no such Secret or key, or not a PEM public key", key))}
+	}
+	return pem, nil
 }
 
 func (r *verifyImagesRule) evaluate(in *input) verdict {

@@ -1,11 +1,13 @@
 package policies
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -17,6 +19,7 @@ func verifyEngine(t *testing.T, reg *verifytest.Registry, spec string) *Engine {
 	t.Helper()
 	c, err := NewCompiler(WithVerification(VerificationOptions{
 		Cache: verify.NewCache(100, time.Hour, time.Minute, nil), Timeout: time.Second, InsecureRegistries: []string{reg.Host},
+		Transport: verify.NewTransport(verify.EgressOptions{Insecure: []string{reg.Host}, Private: []string{reg.Host}}),
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -133,5 +136,80 @@ func TestVerifyImagesPinsDigests(t *testing.T) {
 				t.Errorf("pinned again: %v", again.Patches)
 			}
 		}
+	}
+}
+
+// secretsTable is a SecretReader over a table of namespace/name/key → value.
+type secretsTable map[string]string
+
+func (s secretsTable) PublicKey(_ context.Context, namespace, name, key string) (string, error) {
+	v, ok := s[namespace+"/"+name+"/"+key]
+	if !ok {
+		return "", fmt.Errorf("secrets %q not found", name)
+	}
+	return v, nil
+}
+
+// TestVerifyImagesTenancy: a Policy reads keys only from its own namespace and verifies only
+// allowed registries; a ClusterPolicy reads only from the allowed namespaces; and no error tells
+// whether another namespace's Secret exists or what it holds.
+func TestVerifyImagesTenancy(t *testing.T) {
+	key := verifytest.NewKeyPair(t).PublicKey
+	secrets := secretsTable{
+		"team-a/cosign/cosign.pub":            key,
+		"portcullis-system/cosign/cosign.pub": key,
+		"kube-system/cosign/cosign.pub":       key,
+		"team-a/private/cosign.pub":           "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n",
+	}
+	c, err := NewCompiler(WithVerification(VerificationOptions{
+		Secrets: secrets, KeyNamespaces: []string{"portcullis-system"}, NamespacedRegistries: []string{"ghcr.io/acme", "registry.example.com:5000"},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(image string, ref v1alpha1.SecretKeyRef) v1alpha1.PolicySpec {
+		return v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{{Name: "signed", VerifyImages: &v1alpha1.VerifyImagesRule{
+			Images: []string{image}, Keys: []v1alpha1.KeyRef{{SecretRef: &ref}}}}}}
+	}
+	ref := func(ns, name string) v1alpha1.SecretKeyRef { return v1alpha1.SecretKeyRef{Namespace: ns, Name: name} }
+	tests := []struct {
+		name      string
+		namespace string // of a Policy; empty: a ClusterPolicy
+		image     string
+		ref       v1alpha1.SecretKeyRef
+		want      string // in the error; empty: compiles
+	}{
+		{"policy, own namespace", "team-a", "ghcr.io/acme/*", ref("", "cosign"), ""},
+		{"policy, own namespace named", "team-a", "ghcr.io/acme/app", ref("team-a", "cosign"), ""},
+		{"policy, another namespace", "team-a", "ghcr.io/acme/*", ref("kube-system", "cosign"), "may read keys only from Secrets in its own namespace"},
+		{"policy, another namespace, missing", "team-a", "ghcr.io/acme/*", ref("victim", "nothing"), "may read keys only from Secrets in its own namespace"},
+		{"policy, missing Secret", "team-a", "ghcr.io/acme/*", ref("", "nothing"), "no such Secret or key, or not a PEM public key"},
+		{"policy, private key", "team-a", "ghcr.io/acme/*", ref("", "private"), "no such Secret or key, or not a PEM public key"},
+		{"policy, registry not allowed", "team-a", "*", ref("", "cosign"), "may verify images only from ghcr.io/acme, registry.example.com:5000"},
+		{"policy, look-alike registry", "team-a", "ghcr.io/acme*", ref("", "cosign"), "may verify images only from"},
+		{"policy, other host", "team-a", "ghcr.io.evil.com/acme/*", ref("", "cosign"), "may verify images only from"},
+		{"policy, port", "team-a", "registry.example.com:5000/x/*", ref("", "cosign"), ""},
+		{"cluster policy, default namespace", "", "*", ref("", "cosign"), ""},
+		{"cluster policy, allowed namespace", "", "*", ref("portcullis-system", "cosign"), ""},
+		{"cluster policy, kube-system", "", "*", ref("kube-system", "cosign"), "may read keys only from Secrets in portcullis-system (--key-secret-namespaces)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.namespace == "" {
+				_, err = c.CompileClusterPolicy(&v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: spec(tt.image, tt.ref)})
+			} else {
+				_, err = c.CompilePolicy(&v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: tt.namespace}, Spec: spec(tt.image, tt.ref)})
+			}
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("compile error: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+			if err != nil && (strings.Contains(err.Error(), "PRIVATE") || strings.Contains(err.Error(), "not found")) {
+				t.Errorf("the error tells what the Secret holds or whether it exists: %v", err)
+			}
+		})
 	}
 }

@@ -96,7 +96,7 @@ func hostileSpecs(n int) map[string]string {
 		"containers": `{"containers":[` + repeat(n, func(i int) string { return fmt.Sprintf(`{"name":"c%d","image":"x"}`, i) }) + `]}`,
 		"volumes":    `{"containers":[{"name":"c","image":"x"}],"volumes":[` + repeat(n, func(int) string { return `{}` }) + `]}`,
 		"env":        `{"containers":[{"name":"c","image":"x","env":[` + repeat(n, func(i int) string { return fmt.Sprintf(`{"name":"E%d"}`, i) }) + `]}]}`,
-		"ports":      `{"containers":[{"name":"c","image":"x","ports":[` + repeat(n, func(i int) string { return `{"containerPort":1}` }) + `]}]}`,
+		"ports":      `{"containers":[{"name":"c","image":"x","ports":[` + repeat(n, func(int) string { return `{"containerPort":1}` }) + `]}]}`,
 		"selector":   `{"containers":[{"name":"c","image":"x"}],"nodeSelector":{` + repeat(n, func(i int) string { return fmt.Sprintf(`"k%d":""`, i) }) + `}}`,
 	}
 }

@@ -111,7 +111,7 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	log.FromContext(ctx).Info("serving webhooks", "address", s.addr)
 
 	done := make(chan struct{})
-	go func() {
+	go func() { //nolint:gosec // G118: shutdown outlives ctx by design: reviews in flight get their own time
 		defer close(done)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -30,14 +31,15 @@ type Options struct {
 	// IgnoreTlog skips the transparency-log check, for private, offline setups.
 	IgnoreTlog bool
 	// InsecureRegistries are registries (host[:port], or a host for any port) reached over plain
-	// HTTP or untrusted TLS.
+	// HTTP; the transport must allow the same.
 	InsecureRegistries []string
 	// Timeout bounds one verification; it leaves the webhook time to answer.
 	Timeout time.Duration
 	// Cache is shared by the verifiers of a process; nil disables caching.
 	Cache *Cache
-	// Transport is the HTTP transport to registries; nil is remote.DefaultTransport.
-	Transport remote.Option
+	// Transport is the HTTP transport to registries, shared by the verifiers of a process
+	// (NewTransport); nil is NewTransport with InsecureRegistries and no private registries.
+	Transport http.RoundTripper
 	// Observer counts verifications; nil counts nothing.
 	Observer Observer
 }
@@ -86,6 +88,9 @@ func Compile(o Options) (*Verifier, error) {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.Transport == nil {
+		o.Transport = NewTransport(EgressOptions{Insecure: o.InsecureRegistries})
+	}
 	v := &Verifier{opts: o}
 	h := sha256.New()
 	for i, pemKey := range o.PublicKeys {
@@ -125,7 +130,7 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	digest, err := resolve(ref, ropts)
 	if err != nil {
 		v.opts.Observer.Verification("error")
-		return Verdict{}, fmt.Errorf("resolving %s: %w", image, err)
+		return Verdict{}, &RegistryError{Image: image, err: err}
 	}
 	key := v.keySetID + "@" + digest.DigestStr()
 	if verdict, ok := v.opts.Cache.Get(key); ok {
@@ -155,11 +160,11 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	select {
 	case <-ctx.Done():
 		v.opts.Observer.Verification("error")
-		return Verdict{}, fmt.Errorf("verifying %s: %w", image, context.Cause(ctx))
+		return Verdict{}, &RegistryError{Image: image, err: context.Cause(ctx)}
 	case r := <-ch:
 		if r.Err != nil {
 			v.opts.Observer.Verification("error")
-			return Verdict{}, fmt.Errorf("verifying %s: %w", image, r.Err)
+			return Verdict{}, &RegistryError{Image: image, err: r.Err}
 		}
 		verdict := r.Val.(Verdict)
 		v.opts.Observer.Verification(outcome(verdict, nil))
@@ -199,11 +204,7 @@ func (v *Verifier) remoteOptions(ctx context.Context, keychain authn.Keychain) [
 	if keychain == nil {
 		keychain = authn.DefaultKeychain
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain)}
-	if v.opts.Transport != nil {
-		opts = append(opts, v.opts.Transport)
-	}
-	return opts
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain), remote.WithTransport(v.opts.Transport)}
 }
 
 // resolve returns the digest reference of ref, with one HEAD request for a tag.

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,7 @@ func TestVerify(t *testing.T) {
 	foreign := reg.Push(t, "team/foreign:v1")
 	verifytest.Sign(t, foreign, other)
 
-	v, err := verify.Compile(verify.Options{PublicKeys: []string{trusted.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Timeout: 5 * time.Second})
+	v, err := verify.Compile(verify.Options{PublicKeys: []string{trusted.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +53,8 @@ func TestVerify(t *testing.T) {
 	both := reg.Push(t, "team/both:v1")
 	verifytest.Sign(t, both, trusted)
 	verifytest.Sign(t, both, other)
-	anyOf, _ := verify.Compile(verify.Options{PublicKeys: []string{other.PublicKey, trusted.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}})
-	allOf, _ := verify.Compile(verify.Options{PublicKeys: []string{other.PublicKey, trusted.PublicKey}, RequireAll: true, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}})
+	anyOf, _ := verify.Compile(verify.Options{PublicKeys: []string{other.PublicKey, trusted.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host)})
+	allOf, _ := verify.Compile(verify.Options{PublicKeys: []string{other.PublicKey, trusted.PublicKey}, RequireAll: true, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host)})
 	for _, c := range []struct {
 		v     *verify.Verifier
 		image string
@@ -73,7 +74,7 @@ func TestRepointedTag(t *testing.T) {
 	key := verifytest.NewKeyPair(t)
 	first := reg.Push(t, "team/app:v1")
 	verifytest.Sign(t, first, key)
-	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}})
+	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host)})
 	before, err := v.Verify(t.Context(), reg.Host+"/team/app:v1", nil)
 	if err != nil || !before.Verified {
 		t.Fatalf("before: %+v %v", before, err)
@@ -95,7 +96,7 @@ func TestRegistryDownAndSlow(t *testing.T) {
 	image := reg.Push(t, "team/app:v1")
 	verifytest.Sign(t, image, key)
 	cache := verify.NewCache(100, time.Hour, time.Minute, nil)
-	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Timeout: 300 * time.Millisecond, Cache: cache})
+	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host), Timeout: 300 * time.Millisecond, Cache: cache})
 
 	reg.Down.Store(true)
 	if _, err := v.Verify(t.Context(), image, nil); err == nil {
@@ -123,7 +124,7 @@ func TestCoalescingAndCache(t *testing.T) {
 	image := reg.Push(t, "team/app:v1")
 	verifytest.Sign(t, image, key)
 	cache := verify.NewCache(100, time.Hour, time.Minute, nil)
-	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Timeout: 10 * time.Second, Cache: cache})
+	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host), Timeout: 10 * time.Second, Cache: cache})
 
 	fetchesBefore := reg.SigFetches.Load()        // signing read the signature tag too
 	reg.Delay.Store(int64(50 * time.Millisecond)) // keep the first verification in flight
@@ -156,7 +157,7 @@ func TestColdVerificationRoundTrips(t *testing.T) {
 	reg := verifytest.NewRegistry(t)
 	key := verifytest.NewKeyPair(t)
 	verifytest.Sign(t, reg.Push(t, "team/app:v1"), key)
-	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}})
+	v, _ := verify.Compile(verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host)})
 	before := reg.Requests.Load()
 	got, err := v.Verify(t.Context(), reg.Host+"/team/app:v1", nil)
 	if err != nil || !got.Verified {
@@ -167,4 +168,9 @@ func TestColdVerificationRoundTrips(t *testing.T) {
 	if trips > 6 {
 		t.Errorf("%d registry requests for one cold verification", trips)
 	}
+}
+
+// loopback is the egress the tests' in-process registry needs: plain HTTP to a private address.
+func loopback(host string) http.RoundTripper {
+	return verify.NewTransport(verify.EgressOptions{Insecure: []string{host}, Private: []string{host}})
 }

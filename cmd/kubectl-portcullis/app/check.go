@@ -191,6 +191,8 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 		Cache:              verify.NewCache(1024, time.Hour, time.Minute, nil),
 		Timeout:            o.verifyTimeout,
 		InsecureRegistries: o.insecureRegistries,
+		// The CLI's user chose the policies and the manifests: any address is theirs to reach.
+		Transport: verify.NewTransport(verify.EgressOptions{Insecure: o.insecureRegistries, AllowPrivate: true}),
 	}))
 	if err != nil {
 		return nil, err

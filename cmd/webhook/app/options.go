@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,11 +56,17 @@ type Options struct {
 
 	VerifyTimeout      time.Duration
 	InsecureRegistries []string
-	VerifyCacheSize    int
-	VerifyCacheTTL     time.Duration
-	VerifyNegativeTTL  time.Duration
-	PullSecrets        bool
-	KeyRefresh         time.Duration
+	// PrivateRegistries may resolve to loopback, link-local and private addresses.
+	PrivateRegistries []string
+	// NamespacedPolicyRegistries, when set, are the only registries namespaced Policies may verify.
+	NamespacedPolicyRegistries []string
+	// KeySecretNamespaces are where ClusterPolicies may read keys from Secrets; empty is --namespace.
+	KeySecretNamespaces []string
+	VerifyCacheSize     int
+	VerifyCacheTTL      time.Duration
+	VerifyNegativeTTL   time.Duration
+	PullSecrets         bool
+	KeyRefresh          time.Duration
 
 	LeaderElect      bool
 	LeaderElectionID string
@@ -126,7 +133,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "PEM CA bundle: require the API server to authenticate with a client certificate signed by it (see docs/security.md)")
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio, "unless GOMEMLIMIT is set, the Go runtime's soft memory limit as a share of the container's cgroup memory limit (0 disables)")
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
-	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP or untrusted TLS, for testing")
+	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP, for testing; not a permission to reach private addresses (see --private-registries)")
+	fs.StringSliceVar(&o.PrivateRegistries, "private-registries", o.PrivateRegistries, "registries (host[:port]) that may resolve to loopback, link-local or private addresses; no other registry host, redirect or token realm may")
+	fs.StringSliceVar(&o.NamespacedPolicyRegistries, "namespaced-policy-registries", o.NamespacedPolicyRegistries, "when set, the only registries (host[:port]) whose images namespaced Policies may verify; empty: any public registry")
+	fs.StringSliceVar(&o.KeySecretNamespaces, "key-secret-namespaces", o.KeySecretNamespaces, "namespaces whose Secrets ClusterPolicies may read verification keys from (default: --namespace); a Policy reads only its own namespace's")
 	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
 	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
 	fs.DurationVar(&o.VerifyNegativeTTL, "verification-negative-ttl", o.VerifyNegativeTTL, "how long a definitive failure (unsigned, wrong key) stays cached; registry errors never are")
@@ -174,6 +184,16 @@ func (o *Options) Validate() error {
 	}
 	if o.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")
+	}
+	for _, reg := range append(append(slices.Clone(o.InsecureRegistries), o.PrivateRegistries...), o.NamespacedPolicyRegistries...) {
+		if reg == "" || strings.ContainsAny(reg, "/*? ") {
+			bad("insecure-registries/private-registries/namespaced-policy-registries", reg, "must be a registry host[:port]")
+		}
+	}
+	for _, ns := range o.KeySecretNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			bad("key-secret-namespaces", ns, strings.Join(msgs, "; "))
+		}
 	}
 	for flag, addr := range map[string]string{"metrics-bind-address": o.MetricsAddr, "health-probe-bind-address": o.ProbeAddr} {
 		if addr == "0" {
@@ -243,4 +263,12 @@ func (v quantityValue) Set(s string) error {
 	}
 	*v.q = q
 	return nil
+}
+
+// keyNamespaces are the namespaces ClusterPolicies may read key Secrets from.
+func (o *Options) keyNamespaces() []string {
+	if len(o.KeySecretNamespaces) > 0 {
+		return o.KeySecretNamespaces
+	}
+	return []string{o.Namespace}
 }

@@ -124,11 +124,14 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 
 	m := metrics.New(reg)
 	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
-		Observer:           m,
-		Cache:              verify.NewCache(o.VerifyCacheSize, o.VerifyCacheTTL, o.VerifyNegativeTTL, nil),
-		Timeout:            o.VerifyTimeout,
-		InsecureRegistries: o.InsecureRegistries,
-		Secrets:            secretKeys{mgr.GetAPIReader()},
+		Observer:             m,
+		Cache:                verify.NewCache(o.VerifyCacheSize, o.VerifyCacheTTL, o.VerifyNegativeTTL, nil),
+		Timeout:              o.VerifyTimeout,
+		InsecureRegistries:   o.InsecureRegistries,
+		Transport:            verify.NewTransport(verify.EgressOptions{Insecure: o.InsecureRegistries, Private: o.PrivateRegistries}),
+		NamespacedRegistries: o.NamespacedPolicyRegistries,
+		Secrets:              secretKeys{mgr.GetAPIReader()},
+		KeyNamespaces:        o.keyNamespaces(),
 	}))
 	if err != nil {
 		return nil, nil, err

@@ -199,8 +199,11 @@ type KeyRef struct {
 
 // SecretKeyRef names a key of a Secret.
 type SecretKeyRef struct {
-	// +kubebuilder:validation:MinLength=1
-	Namespace string `json:"namespace"`
+	// Namespace of the Secret. A Policy may read only its own namespace's Secrets (the default);
+	// a ClusterPolicy only those of the namespaces the operator allows (--key-secret-namespaces;
+	// default and only by default: Portcullis's own).
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
 	// Key in the Secret's data; default cosign.pub.
