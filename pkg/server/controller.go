@@ -160,7 +160,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		seen[x.UID] = true
 		if co.exception != nil {
 			exceptions = append(exceptions, co.exception)
-			if exp := x.Spec.Expires.Time; exp.After(now()) && (nextExpiry.IsZero() || exp.Before(nextExpiry)) {
+			if exp := co.exception.Expires(); exp.After(now()) && (nextExpiry.IsZero() || exp.Before(nextExpiry)) {
 				nextExpiry = exp
 			}
 		}
@@ -258,13 +258,20 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 }
 
 func (c *PolicyController) writeExceptionStatus(ctx context.Context, x *v1alpha1.PolicyException, co *compiledObject, now time.Time) error {
-	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Active",
-		Message: "the exception applies until " + x.Spec.Expires.UTC().Format(time.RFC3339), ObservedGeneration: co.generation}
+	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Active", ObservedGeneration: co.generation}
 	switch {
 	case len(co.errs) > 0:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "CompileError", strings.Join(co.errs, "; ")
-	case !now.Before(x.Spec.Expires.Time):
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Expired", "the exception expired at "+x.Spec.Expires.UTC().Format(time.RFC3339)
+	case !now.Before(co.exception.Expires()):
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Expired", "the exception expired at "+co.exception.Expires().UTC().Format(time.RFC3339)
+	default:
+		cond.Message = "the exception applies until " + co.exception.Expires().UTC().Format(time.RFC3339)
+	}
+	if co.exception != nil && co.exception.Capped {
+		cond.Message += " (the end of its maximum lifetime, --max-exception-lifetime, before " + x.Spec.Expires.UTC().Format(time.RFC3339) + ")"
+	}
+	if co.exception != nil && !co.exception.ClusterPolicies {
+		cond.Message += "; it exempts only from the Policies of its namespace: exceptions to ClusterPolicies are honoured only in the exception namespaces (--exception-namespaces)"
 	}
 	return c.patchStatus(ctx, x, func() bool {
 		changed := apimeta.SetStatusCondition(&x.Status.Conditions, cond)

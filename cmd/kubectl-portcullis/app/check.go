@@ -24,8 +24,9 @@ type checkOptions struct {
 	output    string
 	namespace string
 	// image verification (verifyImages rules), against the registries the manifests name
-	insecureRegistries []string
-	verifyTimeout      time.Duration
+	insecureRegistries  []string
+	exceptionNamespaces []string
+	verifyTimeout       time.Duration
 }
 
 func newCheckCommand(s streams) *cobra.Command {
@@ -82,6 +83,7 @@ func (o *checkOptions) addFlags(cmd *cobra.Command, outputHelp string) {
 	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of namespaced objects that do not set one")
 	f.StringArrayVar(&o.insecureRegistries, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP or untrusted TLS (repeatable)")
 	f.DurationVar(&o.verifyTimeout, "verify-timeout", 30*time.Second, "deadline of one image verification")
+	f.StringSliceVar(&o.exceptionNamespaces, "exception-namespaces", []string{"portcullis-system"}, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, as the server's flag of the same name")
 }
 
 func (o *checkOptions) validate(formats ...string) error {
@@ -193,7 +195,7 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 		InsecureRegistries: o.insecureRegistries,
 		// The CLI's user chose the policies and the manifests: any address is theirs to reach.
 		Transport: verify.NewTransport(verify.EgressOptions{Insecure: o.insecureRegistries, AllowPrivate: true}),
-	}))
+	}), policies.WithExceptions(policies.ExceptionOptions{ClusterPolicyNamespaces: o.exceptionNamespaces}))
 	if err != nil {
 		return nil, err
 	}

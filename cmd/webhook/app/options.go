@@ -60,6 +60,11 @@ type Options struct {
 	PrivateRegistries []string
 	// NamespacedPolicyRegistries, when set, are the only registries namespaced Policies may verify.
 	NamespacedPolicyRegistries []string
+	// MaxExceptionLifetime bounds how long after its creation an exception may expire.
+	MaxExceptionLifetime time.Duration
+	// ExceptionNamespaces are globs of the namespaces whose PolicyExceptions are honoured for
+	// ClusterPolicies; empty is --namespace.
+	ExceptionNamespaces []string
 	// KeySecretNamespaces are where ClusterPolicies may read keys from Secrets; empty is --namespace.
 	KeySecretNamespaces []string
 	VerifyCacheSize     int
@@ -80,30 +85,31 @@ func NewOptions() *Options {
 		ns = "portcullis-system"
 	}
 	return &Options{ //nolint:gosec // CertSecret is a Secret's name, not a credential
-		WebhookPort:       9443,
-		CertSecret:        "portcullis-webhook-tls",
-		Namespace:         ns,
-		ServiceName:       "portcullis-webhook",
-		ValidatingConfig:  "portcullis-validating",
-		MutatingConfig:    "portcullis-mutating",
-		CertCheck:         time.Minute,
-		LeafLifetime:      90 * 24 * time.Hour,
-		CALifetime:        10 * 365 * 24 * time.Hour,
-		MetricsAddr:       ":8080",
-		ProbeAddr:         ":8081",
-		EvaluationTimeout: 3 * time.Second,
-		ReviewMemory:      resource.MustParse("64Mi"),
-		ReviewReadTimeout: 10 * time.Second,
-		MemoryLimitRatio:  0.9,
-		VerifyTimeout:     2 * time.Second,
-		VerifyCacheSize:   4096,
-		VerifyCacheTTL:    time.Hour,
-		VerifyNegativeTTL: 30 * time.Second,
-		PullSecrets:       true,
-		KeyRefresh:        time.Minute,
-		LeaderElect:       true,
-		LeaderElectionID:  "portcullis-webhook",
-		ShutdownTimeout:   30 * time.Second,
+		WebhookPort:          9443,
+		CertSecret:           "portcullis-webhook-tls",
+		Namespace:            ns,
+		ServiceName:          "portcullis-webhook",
+		ValidatingConfig:     "portcullis-validating",
+		MutatingConfig:       "portcullis-mutating",
+		CertCheck:            time.Minute,
+		LeafLifetime:         90 * 24 * time.Hour,
+		CALifetime:           10 * 365 * 24 * time.Hour,
+		MetricsAddr:          ":8080",
+		ProbeAddr:            ":8081",
+		EvaluationTimeout:    3 * time.Second,
+		ReviewMemory:         resource.MustParse("64Mi"),
+		ReviewReadTimeout:    10 * time.Second,
+		MemoryLimitRatio:     0.9,
+		VerifyTimeout:        2 * time.Second,
+		MaxExceptionLifetime: 90 * 24 * time.Hour,
+		VerifyCacheSize:      4096,
+		VerifyCacheTTL:       time.Hour,
+		VerifyNegativeTTL:    30 * time.Second,
+		PullSecrets:          true,
+		KeyRefresh:           time.Minute,
+		LeaderElect:          true,
+		LeaderElectionID:     "portcullis-webhook",
+		ShutdownTimeout:      30 * time.Second,
 	}
 }
 
@@ -136,6 +142,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP, for testing; not a permission to reach private addresses (see --private-registries)")
 	fs.StringSliceVar(&o.PrivateRegistries, "private-registries", o.PrivateRegistries, "registries (host[:port]) that may resolve to loopback, link-local or private addresses; no other registry host, redirect or token realm may")
 	fs.StringSliceVar(&o.NamespacedPolicyRegistries, "namespaced-policy-registries", o.NamespacedPolicyRegistries, "when set, the only registries (host[:port]) whose images namespaced Policies may verify; empty: any public registry")
+	fs.DurationVar(&o.MaxExceptionLifetime, "max-exception-lifetime", o.MaxExceptionLifetime, "the longest a PolicyException may last after its creation; one that asks for more is refused at the door and stops applying at the maximum")
+	fs.StringSliceVar(&o.ExceptionNamespaces, "exception-namespaces", o.ExceptionNamespaces, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, in the namespaces their match selects (default: --namespace); elsewhere an exception exempts only from its own namespace's Policies")
 	fs.StringSliceVar(&o.KeySecretNamespaces, "key-secret-namespaces", o.KeySecretNamespaces, "namespaces whose Secrets ClusterPolicies may read verification keys from (default: --namespace); a Policy reads only its own namespace's")
 	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
 	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
@@ -189,6 +197,9 @@ func (o *Options) Validate() error {
 		if reg == "" || strings.ContainsAny(reg, "/*? ") {
 			bad("insecure-registries/private-registries/namespaced-policy-registries", reg, "must be a registry host[:port]")
 		}
+	}
+	if o.MaxExceptionLifetime < time.Hour {
+		bad("max-exception-lifetime", o.MaxExceptionLifetime, "must be at least 1h")
 	}
 	for _, ns := range o.KeySecretNamespaces {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
@@ -269,6 +280,14 @@ func (v quantityValue) Set(s string) error {
 func (o *Options) keyNamespaces() []string {
 	if len(o.KeySecretNamespaces) > 0 {
 		return o.KeySecretNamespaces
+	}
+	return []string{o.Namespace}
+}
+
+// exceptionNamespaces are the namespaces whose exceptions apply to ClusterPolicies.
+func (o *Options) exceptionNamespaces() []string {
+	if len(o.ExceptionNamespaces) > 0 {
+		return o.ExceptionNamespaces
 	}
 	return []string{o.Namespace}
 }

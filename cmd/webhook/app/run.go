@@ -132,7 +132,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		NamespacedRegistries: o.NamespacedPolicyRegistries,
 		Secrets:              secretKeys{mgr.GetAPIReader()},
 		KeyNamespaces:        o.keyNamespaces(),
-	}))
+	}), policies.WithExceptions(policies.ExceptionOptions{MaxLifetime: o.MaxExceptionLifetime, ClusterPolicyNamespaces: o.exceptionNamespaces()}))
 	if err != nil {
 		return nil, nil, err
 	}
