@@ -333,11 +333,14 @@ func lastAuditEvent(t *testing.T, ns, name, verb string) auditEvent {
 
 func scrapeMetrics(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get(e2e.metricsURL)
+	resp, err := getMetrics(e2e.metricsToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping metrics: %s", resp.Status)
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,9 @@ var e2e struct {
 	webhookURL string // the main server, self-managed certificates
 	auditURL   string // a second server with --audit-only and a user-provided certificate
 	metricsURL string
-	probeURL   string
+	// metricsToken is a ServiceAccount token bound to the shipped portcullis-metrics-reader role.
+	metricsToken string
+	probeURL     string
 }
 
 const (
@@ -131,7 +133,10 @@ func setup(dir, assets string) error {
 		return err
 	}
 	e2e.webhookURL = fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], app.ValidatePath)
-	e2e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
+	e2e.metricsURL = fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[1])
+	if err := setupMetricsScraper(ctx); err != nil {
+		return err
+	}
 	e2e.probeURL = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
 
 	// A second server, the real binary in its own process, in audit-only mode with a

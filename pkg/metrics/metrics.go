@@ -1,5 +1,7 @@
-// Package metrics defines Portcullis's Prometheus metrics. Labels are bounded: operations,
-// kinds, decisions, policy and rule names and outcomes; never resource names or namespaces.
+// Package metrics defines Portcullis's Prometheus metrics. Labels are bounded whatever tenants
+// write: operations, kinds, decisions, outcomes, and the names of ClusterPolicies and their rules
+// (which only the platform team writes); never resource names, namespaces, or the names of
+// namespaced Policies, which are counted together under Namespaced.
 package metrics
 
 import (
@@ -7,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Namespaced is the policy and rule label of every namespaced Policy's series.
+const Namespaced = "(namespaced)"
 
 // Metrics are the collectors of one process. They are registered on a registry given by the
 // caller (controller-runtime's in the server, a fresh one in tests).
@@ -41,7 +46,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"policy", "rule", "result", "action"}),
 		CompileErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portcullis_policy_compile_errors",
-			Help: "Compile errors of each policy or exception that failed to compile (0 once it compiles).",
+			Help: "Compile errors of each ClusterPolicy that failed to compile (0 once it compiles); namespaced Policies and PolicyExceptions are summed under policy=\"(namespaced)\".",
 		}, []string{"kind", "policy"}),
 		Policies: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portcullis_policies_active",

@@ -159,7 +159,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 			if r.eval == nil {
 				continue // a mutation: reported by Mutate
 			}
-			result := Result{Policy: p.Name, Rule: r.name, Resource: target, Action: action}
+			result := Result{Policy: p.Name, Rule: r.name, Resource: target, Action: action, Namespaced: p.Namespace != ""}
 			if _, podOnly := r.eval.(podRule); podOnly && in.podUnchanged() {
 				// As Pod Security Admission does: an update that leaves the pod as it was (labels,
 				// owner references, status-like metadata) is not judged again, so controllers can

@@ -56,7 +56,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 			if r.mutator == nil {
 				continue
 			}
-			result := Result{Policy: p.Name, Rule: r.name, Resource: res.Ref(), Action: action, Result: Pass}
+			result := Result{Policy: p.Name, Rule: r.name, Resource: res.Ref(), Action: action, Result: Pass, Namespaced: p.Namespace != ""}
 			if x := e.exceptionFor(p, r.name, req, res, nsLabels); x != nil {
 				result.Result, result.Message = Skip, exemptionMessage(x)
 				m.Results = append(m.Results, result)

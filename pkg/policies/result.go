@@ -24,6 +24,8 @@ type Result struct {
 	Result   Outcome              `json:"result"`
 	Action   v1alpha1.Enforcement `json:"action"`
 	Message  string               `json:"message,omitempty"`
+	// Namespaced: the policy is a namespaced Policy, whose names its tenant chose.
+	Namespaced bool `json:"-"`
 }
 
 // String is the message as users see it: "[policy/rule] message".

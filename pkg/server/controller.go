@@ -166,14 +166,12 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		}
 		statusErrs = append(statusErrs, c.writeExceptionStatus(ctx, x, co, now()))
 	}
-	for uid, co := range c.compiled {
+	for uid := range c.compiled {
 		if !seen[uid] {
 			delete(c.compiled, uid)
-			if c.Metrics != nil {
-				c.Metrics.CompileErrors.DeleteLabelValues(co.kind, co.name)
-			}
 		}
 	}
+	c.recordCompileErrors()
 	c.Engines.Store(policies.NewEngine(compiled, exceptions, c.Now))
 	if c.Metrics != nil {
 		c.Metrics.Policies.Set(float64(len(compiled)))
@@ -189,6 +187,26 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		result.RequeueAfter = c.keyRefresh()
 	}
 	return result, errors.Join(statusErrs...)
+}
+
+// recordCompileErrors sets the compile-error gauge: one series per ClusterPolicy, one for every
+// namespaced object together, so that tenants cannot grow the label set.
+func (c *PolicyController) recordCompileErrors() {
+	if c.Metrics == nil {
+		return
+	}
+	counts := map[[2]string]int{}
+	for _, co := range c.compiled {
+		key := [2]string{co.kind, co.name}
+		if co.kind != "ClusterPolicy" {
+			key = [2]string{co.kind, metrics.Namespaced}
+		}
+		counts[key] += len(co.errs)
+	}
+	c.Metrics.CompileErrors.Reset()
+	for key, n := range counts {
+		c.Metrics.CompileErrors.WithLabelValues(key[0], key[1]).Set(float64(n))
+	}
 }
 
 func (c *PolicyController) keyRefresh() time.Duration {
@@ -233,9 +251,6 @@ func (c *PolicyController) compile(obj client.Object, kind, name string, usesKey
 		}
 	}
 	c.compiled[obj.GetUID()] = co
-	if c.Metrics != nil {
-		c.Metrics.CompileErrors.WithLabelValues(kind, name).Set(float64(len(co.errs)))
-	}
 	return co
 }
 

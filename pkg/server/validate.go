@@ -84,7 +84,11 @@ func (c *Config) countResults(results []policies.Result) {
 		return
 	}
 	for _, r := range results {
-		c.Metrics.PolicyResults.WithLabelValues(r.Policy, r.Rule, string(r.Result), string(r.Action)).Inc()
+		policy, rule := r.Policy, r.Rule
+		if r.Namespaced { // tenants choose these names: one series for all of them
+			policy, rule = metrics.Namespaced, metrics.Namespaced
+		}
+		c.Metrics.PolicyResults.WithLabelValues(policy, rule, string(r.Result), string(r.Action)).Inc()
 	}
 }
 

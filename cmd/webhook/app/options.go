@@ -36,9 +36,12 @@ type Options struct {
 	CALifetime       time.Duration
 
 	MetricsAddr string
-	ProbeAddr   string
-	EnableHTTP2 bool
-	Profiling   bool
+	// MetricsSecure serves metrics over HTTPS to clients the API server authenticates and
+	// authorizes (get on the /metrics non-resource URL).
+	MetricsSecure bool
+	ProbeAddr     string
+	EnableHTTP2   bool
+	Profiling     bool
 
 	AuditOnly         bool
 	EvaluationTimeout time.Duration
@@ -94,7 +97,8 @@ func NewOptions() *Options {
 		CertCheck:            time.Minute,
 		LeafLifetime:         90 * 24 * time.Hour,
 		CALifetime:           10 * 365 * 24 * time.Hour,
-		MetricsAddr:          ":8080",
+		MetricsAddr:          ":8443",
+		MetricsSecure:        true,
 		ProbeAddr:            ":8081",
 		EvaluationTimeout:    3 * time.Second,
 		ReviewMemory:         resource.MustParse("64Mi"),
@@ -129,6 +133,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.LeafLifetime, "cert-lifetime", o.LeafLifetime, "lifetime of the serving certificate; renewed with a third left")
 	fs.DurationVar(&o.CALifetime, "ca-lifetime", o.CALifetime, "lifetime of the CA; renewed with a third left")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the Prometheus metrics endpoint (0 disables)")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "serve metrics over HTTPS, only to clients with a token the API server authenticates and authorizes for get on /metrics (ClusterRole portcullis-metrics-reader); false: plain HTTP to anyone")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz")
 	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve Go's pprof profiles on the metrics endpoint under /debug/pprof/")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2, "serve webhooks over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-multiplexing exposure)")

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portcullis-dev/portcullis/certs"
@@ -93,7 +94,13 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if err != nil {
 		return nil, nil, err
 	}
-	metricsOpts := metricsserver.Options{BindAddress: o.MetricsAddr}
+	metricsOpts := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion, c.NextProtos = tls.VersionTLS12, []string{"http/1.1"} }}}
+	if o.MetricsSecure {
+		// As kubebuilder scaffolds: the API server authenticates the scraper's token and
+		// authorizes get on /metrics (the ClusterRole portcullis-metrics-reader).
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	if o.Profiling {
 		metricsOpts.ExtraHandlers = map[string]http.Handler{"/debug/pprof/": http.HandlerFunc(pprof.Index),
 			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile), "/debug/pprof/heap": pprof.Handler("heap")}
