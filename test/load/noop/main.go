@@ -1,5 +1,5 @@
-// Command noop is the load harness's floor: the same controller-runtime webhook server, TLS and
-// HTTP/1.1 settings and review codec (server.ReviewHandler) as Portcullis, with a handler that
+// Command noop is the load harness's floor: the same webhook server, TLS and HTTP/1.1 settings,
+// memory budget and review codec (server.ReviewHandler) as Portcullis, with a handler that
 // admits everything without evaluating.
 package main
 
@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/portcullis-dev/portcullis/pkg/server"
@@ -27,13 +29,21 @@ func main() {
 	port := flag.Int("port", 9444, "port")
 	certDir := flag.String("cert-dir", "", "directory with tls.crt and tls.key")
 	flag.Parse()
-	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: *port, CertDir: *certDir, TLSOpts: []func(*tls.Config){func(c *tls.Config) {
-		c.MinVersion = tls.VersionTLS12
-		c.NextProtos = []string{"http/1.1"}
-	}}})
-	srv.Register("/validate", &server.ReviewHandler{Handler: allow{}})
-	if err := srv.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := run(*port, *certDir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+func run(port int, certDir string) error {
+	watcher, err := certwatcher.New(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		return err
+	}
+	o := server.DefaultWebhookServerOptions
+	o.Host, o.Port = "127.0.0.1", port
+	o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, GetCertificate: watcher.GetCertificate}
+	srv := server.NewWebhookServer(o)
+	srv.Register("/validate", &server.ReviewHandler{Handler: allow{}, Budget: server.NewBudget(64 << 20), Timeout: 3 * time.Second})
+	return srv.Start(ctrl.SetupSignalHandler())
 }
