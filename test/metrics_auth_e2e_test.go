@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,8 +95,8 @@ func TestMetricsAuthentication(t *testing.T) {
 		if (tc.code != 0 && resp.StatusCode != tc.code) || (tc.code == 0 && resp.StatusCode == http.StatusOK) {
 			t.Errorf("%s: %s, want %d", tc.name, resp.Status, tc.code)
 		}
-		if tc.code != http.StatusOK && len(body) > 0 && string(body[:min(len(body), 11)]) == "portcullis_" {
-			t.Errorf("%s: metrics served: %.80s", tc.name, body)
+		if served := strings.Contains(string(body), "portcullis_admission_reviews_total"); served != (tc.code == http.StatusOK) {
+			t.Errorf("%s: metrics served=%v: %.80s", tc.name, served, body)
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
-// celPolicy is the 20 CEL rules of the load harness (DESIGN.md's policy set).
+// celPolicy is the 20 CEL rules of the load harness's policy set.
 const celPolicy = "../../test/load/policies/cel.yaml"
 
 func benchDecodeEvaluate(b *testing.B, file string, gvk schema.GroupVersionKind) {
@@ -63,7 +63,7 @@ func BenchmarkDecodeEvaluateDeployment(b *testing.B) {
 	benchDecodeEvaluate(b, "testdata/bench/deployment.json", schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"})
 }
 
-// BenchmarkCompile100CEL compiles one policy of 100 CEL rules (DESIGN.md target: < 50 ms): the
+// BenchmarkCompile100CEL compiles one policy of 100 CEL rules (target: < 50 ms): the
 // load harness's 20 expressions, five times over, each made distinct.
 func BenchmarkCompile100CEL(b *testing.B) {
 	c, err := policies.NewCompiler()

@@ -21,6 +21,8 @@ type Compiler struct {
 	pss          *pssRegistry
 	verification VerificationOptions
 	exceptions   ExceptionOptions
+	// exceptionNamespaces are ExceptionOptions.ClusterPolicyNamespaces compiled; nil: every one.
+	exceptionNamespaces []glob
 }
 
 // ExceptionOptions govern PolicyExceptions: how long they may last, and where exceptions to
@@ -58,6 +60,16 @@ func NewCompiler(opts ...CompilerOption) (*Compiler, error) {
 	c := &Compiler{env: env, pss: newPSSRegistry(), verification: VerificationOptions{Timeout: 5 * time.Second}}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.exceptions.ClusterPolicyNamespaces != nil {
+		c.exceptionNamespaces = []glob{}
+		for _, ns := range c.exceptions.ClusterPolicyNamespaces {
+			g, err := compileGlob(ns)
+			if err != nil {
+				return nil, fmt.Errorf("exception namespace %q: %w", ns, err)
+			}
+			c.exceptionNamespaces = append(c.exceptionNamespaces, g)
+		}
 	}
 	return c, nil
 }
@@ -315,13 +327,8 @@ func (c *Compiler) CompileException(x *v1alpha1.PolicyException) (*CompiledExcep
 	var e field.ErrorList
 	ce.match, e = compileMatch(&x.Spec.Match, true, nil, path.Child("match"))
 	errs = append(errs, e...)
-	ce.ClusterPolicies = c.exceptions.ClusterPolicyNamespaces == nil
-	for _, g := range c.exceptions.ClusterPolicyNamespaces {
-		if gl, err := compileGlob(g); err == nil && gl.match(x.Namespace) {
-			ce.ClusterPolicies = true
-		}
-	}
-	ce.acrossNamespaces = c.exceptions.ClusterPolicyNamespaces != nil && ce.ClusterPolicies &&
+	ce.ClusterPolicies = c.exceptionNamespaces == nil || matchAny(c.exceptionNamespaces, x.Namespace)
+	ce.acrossNamespaces = c.exceptionNamespaces != nil && ce.ClusterPolicies &&
 		(len(x.Spec.Match.Namespaces) > 0 || x.Spec.Match.NamespaceSelector != nil)
 	if len(errs) > 0 {
 		return nil, &CompileError{Object: fmt.Sprintf("PolicyException %q", name), Errs: errs}

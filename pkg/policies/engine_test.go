@@ -208,6 +208,9 @@ func TestExceptionGovernance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := NewCompiler(WithExceptions(ExceptionOptions{ClusterPolicyNamespaces: []string{"bad glob"}})); err == nil || !strings.Contains(err.Error(), `exception namespace "bad glob"`) {
+		t.Errorf("a bad exception namespace glob: %v", err)
+	}
 	cluster := clusterPolicy("p", "enforcement: Deny\nmatch: {kinds: [Pod]}\nrules:\n- name: a\n  cel: {expression: 'false'}\n")
 	tenant := "apiVersion: portcullis.dev/v1alpha1\nkind: Policy\nmetadata: {name: own, namespace: shop}\nspec:\n  enforcement: Deny\n  rules:\n  - name: a\n    cel: {expression: 'false'}\n"
 	exception := func(ns, policy, match string) string {

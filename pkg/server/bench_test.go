@@ -89,7 +89,7 @@ func BenchmarkServeNoop(b *testing.B) {
 }
 
 // BenchmarkServeValidate is the validating webhook's server CPU per review, without the
-// network: the DESIGN.md policy set (PSS restricted, resources, labels, 20 CEL rules).
+// network: the benchmark policy set of test/load/policies (PSS restricted, resources, labels, 20 CEL rules).
 func BenchmarkServeValidate(b *testing.B) {
 	engines := &EngineHolder{}
 	engines.Store(loadEngine(b))

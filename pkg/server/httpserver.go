@@ -57,7 +57,6 @@ type WebhookServer struct {
 	mu      sync.Mutex
 	mux     *http.ServeMux
 	started bool
-	addr    string
 }
 
 var _ webhook.Server = (*WebhookServer)(nil)
@@ -106,9 +105,9 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
 	s.mu.Lock()
-	s.started, s.addr = true, l.Addr().String()
+	s.started = true
 	s.mu.Unlock()
-	log.FromContext(ctx).Info("serving webhooks", "address", s.addr)
+	log.FromContext(ctx).Info("serving webhooks", "address", l.Addr().String())
 
 	done := make(chan struct{})
 	go func() { //nolint:gosec // G118: shutdown outlives ctx by design: reviews in flight get their own time

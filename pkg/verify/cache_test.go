@@ -50,7 +50,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 // BenchmarkCacheHit is the cost of verifying an image whose digest is cached: no registry
-// request (DESIGN.md target: ≤ 20 µs).
+// request (target: ≤ 20 µs).
 func BenchmarkCacheHit(b *testing.B) {
 	key := verifytest.NewKeyPair(b)
 	cache := NewCache(1000, time.Hour, time.Minute, nil)

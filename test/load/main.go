@@ -1,7 +1,7 @@
 // Command load is `make bench-load`: it sends AdmissionReviews for a ~7 KB Pod over HTTPS with
 // HTTP/1.1 keep-alive, as the API server does, at fixed rates, to the Portcullis webhook (real
-// binary, real control plane, the DESIGN.md policy set) and to a no-op webhook on the same
-// server stack (the floor), and reports p50/p99 latency, server CPU per review and RSS.
+// binary, real control plane, the benchmark policy set in test/load/policies) and to a no-op
+// webhook on the same server stack (the floor), and reports p50/p99 latency, server CPU per review and RSS.
 package main
 
 import (

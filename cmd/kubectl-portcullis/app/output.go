@@ -10,7 +10,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
-// jsonResult is one result of the -o json schema (DESIGN.md, CLI contract).
+// jsonResult is one result of the -o json schema (the CLI contract in the README).
 type jsonResult struct {
 	Policy   string               `json:"policy"`
 	Rule     string               `json:"rule"`
