@@ -114,8 +114,15 @@ type CompiledPolicy struct {
 	match         *matcher
 	exclude       *matcher // nil when not set
 	rules         []compiledRule
-	mutating      bool // has a rule with a mutator: Mutate looks at no other policy
+	mutating      bool   // has a rule with a mutator: Mutate looks at no other policy
+	cost          uint64 // estimated CEL cost of every rule together
 }
+
+// Cost is the estimated cost of the policy's CEL expressions together (see EstimateSize).
+func (p *CompiledPolicy) Cost() uint64 { return p.cost }
+
+// RuleCount is the number of rules of the policy.
+func (p *CompiledPolicy) RuleCount() int { return len(p.rules) }
 
 type enforcementOverride struct {
 	match       *matcher
@@ -141,6 +148,10 @@ func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.Policy
 	path := field.NewPath("spec")
 	if name == "" || strings.HasSuffix(name, "/") {
 		errs = append(errs, field.Required(field.NewPath("metadata", "name"), ""))
+	}
+	// Sizes first: an oversized policy is refused before any compile work.
+	if e := checkPolicyBounds(spec, path); len(e) > 0 {
+		return nil, &CompileError{Object: object, Errs: append(errs, e...)}
 	}
 	cp := &CompiledPolicy{Name: name, Namespace: namespace}
 
@@ -187,7 +198,14 @@ func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.Policy
 		if r != nil {
 			cp.rules = append(cp.rules, *r)
 			cp.mutating = cp.mutating || r.mutator != nil
+			if cel, ok := r.eval.(*celRule); ok {
+				cp.cost = addCost(cp.cost, cel.cost)
+			}
 		}
+	}
+	if cp.cost > MaxPolicyCost {
+		errs = append(errs, field.Invalid(path.Child("rules"), formatCost(cp.cost)+" (estimated cost)",
+			fmt.Sprintf("the policy's CEL expressions are estimated to cost %s together, past the limit of %s per policy; split the policy or bound its loops", formatCost(cp.cost), formatCost(MaxPolicyCost))))
 	}
 	if len(errs) > 0 {
 		return nil, &CompileError{Object: object, Errs: errs}
@@ -296,6 +314,9 @@ func (c *Compiler) CompileException(x *v1alpha1.PolicyException) (*CompiledExcep
 	path := field.NewPath("spec")
 	if x.Namespace == "" {
 		errs = append(errs, field.Required(field.NewPath("metadata", "namespace"), "a PolicyException is namespaced"))
+	}
+	if e := checkExceptionBounds(&x.Spec, path); len(e) > 0 {
+		return nil, &CompileError{Object: fmt.Sprintf("PolicyException %q", name), Errs: append(errs, e...)}
 	}
 	if strings.TrimSpace(x.Spec.Owner) == "" {
 		errs = append(errs, field.Required(path.Child("owner"), "who is accountable for the exception"))

@@ -17,6 +17,9 @@ func compileGlob(pattern string) (glob, error) {
 	if pattern == "" {
 		return glob{}, fmt.Errorf("must not be empty")
 	}
+	if len(pattern) > MaxGlobLength {
+		return glob{}, fmt.Errorf("must be at most %d characters", MaxGlobLength)
+	}
 	if strings.ContainsAny(pattern, " \t\r\n") {
 		return glob{}, fmt.Errorf("must not contain whitespace")
 	}

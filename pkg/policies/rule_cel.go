@@ -3,9 +3,12 @@ package policies
 import (
 	"context"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -14,6 +17,7 @@ import (
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
+	"k8s.io/apiserver/pkg/cel/library"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
@@ -55,12 +59,42 @@ func newCELEnv() (*cel.Env, error) {
 	return set.Env(environment.StoredExpressions)
 }
 
+// The compile-time cost model. CEL's estimator needs the size of every value it cannot see; the
+// variables are dynamic, so every list, map and string read from a request is taken to hold
+// EstimateSize items (characters). The estimate is what evaluating the expression costs on such
+// an object, in CEL cost units (ValidatingAdmissionPolicy's: about 0.1 s per million); what a real
+// request costs is bounded again at run time, by the per-call limit and the review's deadline.
+const (
+	EstimateSize = 100
+	// MaxExpressionCost is the most an expression may be estimated to cost:
+	// ValidatingAdmissionPolicy's per-call limit, which also bounds it at run time.
+	MaxExpressionCost = celconfig.PerCallLimit
+	// MaxPolicyCost is the most a policy's expressions may be estimated to cost together:
+	// ValidatingAdmissionPolicy's runtime budget per policy.
+	MaxPolicyCost = celconfig.RuntimeCELCostBudget
+)
+
+// referenceSizes is the estimator of the cost model, delegating function costs to the
+// Kubernetes CEL libraries' own estimator.
+type referenceSizes struct{}
+
+func (referenceSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: EstimateSize}
+}
+
+func (referenceSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+var costEstimator = &library.CostEstimator{SizeEstimator: referenceSizes{}}
+
 // celRule is a compiled boolean expression with its message.
 type celRule struct {
 	expression string
 	program    cel.Program
 	message    string
 	messageExp cel.Program // nil when not set
+	cost       uint64      // estimated: the expression's plus the message expression's
 }
 
 func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, field.ErrorList) {
@@ -69,18 +103,18 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, 
 	if strings.TrimSpace(r.Expression) == "" {
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
-		prog, err := compileExpression(env, r.Expression, cel.BoolType)
+		prog, cost, err := compileExpression(env, r.Expression, cel.BoolType)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		}
-		rule.program = prog
+		rule.program, rule.cost = prog, cost
 	}
 	if r.MessageExpression != "" {
-		prog, err := compileExpression(env, r.MessageExpression, cel.StringType)
+		prog, cost, err := compileExpression(env, r.MessageExpression, cel.StringType)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		}
-		rule.messageExp = prog
+		rule.messageExp, rule.cost = prog, addCost(rule.cost, cost)
 	}
 	if strings.Contains(r.Message, "\n") {
 		errs = append(errs, field.Invalid(path.Child("message"), r.Message, "must be one line"))
@@ -88,19 +122,53 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, 
 	return rule, errs
 }
 
-func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
+// compileExpression compiles expr and estimates its cost; an expression estimated past
+// MaxExpressionCost is refused, before a program is built for it.
+func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, uint64, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("compilation failed: %w", iss.Err())
+		return nil, 0, fmt.Errorf("compilation failed: %w", iss.Err())
 	}
 	if !ast.OutputType().IsExactType(want) {
-		return nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
+		return nil, 0, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
+	}
+	est, err := env.EstimateCost(ast, costEstimator)
+	if err != nil {
+		return nil, 0, fmt.Errorf("estimating its cost: %w", err)
+	}
+	if est.Max > MaxExpressionCost {
+		return nil, est.Max, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
+			formatCost(est.Max), formatCost(MaxExpressionCost), EstimateSize, EstimateSize)
 	}
 	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
 	if err != nil {
-		return nil, fmt.Errorf("program instantiation failed: %w", err)
+		return nil, 0, fmt.Errorf("program instantiation failed: %w", err)
 	}
-	return prog, nil
+	return prog, est.Max, nil
+}
+
+// addCost adds without overflowing.
+func addCost(a, b uint64) uint64 {
+	if a > math.MaxUint64-b {
+		return math.MaxUint64
+	}
+	return a + b
+}
+
+// formatCost writes a cost with thousands separators; "unbounded" for the estimator's maximum.
+func formatCost(c uint64) string {
+	if c == math.MaxUint64 {
+		return "unbounded"
+	}
+	s := strconv.FormatUint(c, 10)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (r *celRule) evaluate(in *input) verdict {

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ func TestCELRule(t *testing.T) {
 	oldDeploy := mustResource(t, strings.Replace(testDeployment, "name: web\n  namespace", "name: web\n  annotations: {rev: '1'}\n  namespace", 1))
 	configMap := mustResource(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\ndata: {size: 10Gi}\n")
 	widget := mustResource(t, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: shop}\nspec: {url: 'https://example.com/x'}\n")
+	bigList := mustResource(t, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: shop}\nspec: {items: ["+strings.Repeat("1,", 1999)+"1]}\n")
 	shop := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"env": "prod"}}}
 	alice := authenticationv1.UserInfo{Username: "alice", Groups: []string{"devs"}}
 
@@ -46,8 +48,9 @@ func TestCELRule(t *testing.T) {
 		{name: "failing messageExpression falls back to message", rule: v1alpha1.CELRule{Expression: "false", Message: "static", MessageExpression: "string(object.nope)"}, req: Request{Object: pod}, want: Fail, message: "static"},
 		{name: "no message names the expression", rule: v1alpha1.CELRule{Expression: "1 > 2"}, req: Request{Object: pod}, want: Fail, message: "failed expression: 1 > 2"},
 		{name: "runtime error", rule: v1alpha1.CELRule{Expression: "object.spec.nope == 1"}, req: Request{Object: pod}, want: Error, message: "no such key: nope"},
-		{name: "cost limit", rule: v1alpha1.CELRule{Expression: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, [1,2,3,4,5,6,7,8,9,10].all(f, a+b+c+d+e+f > 0))))))"},
-			req: Request{Object: pod}, want: Error, message: "cost limit exceeded"},
+		// Estimated on lists of 100 items (150,502), but these hold 2,000: the per-call limit stops it.
+		{name: "runtime cost limit", rule: v1alpha1.CELRule{Expression: "object.spec.items.all(a, object.spec.items.all(b, a != b || true))"},
+			req: Request{Object: bigList}, want: Error, message: "cost limit exceeded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,11 +81,47 @@ func TestCELCompileErrors(t *testing.T) {
 		{v1alpha1.CELRule{Expression: ""}, "r.expression: Required value"},
 		{v1alpha1.CELRule{Expression: "true", MessageExpression: "1"}, "r.messageExpression: Invalid value: \"1\": must evaluate to string but got int"},
 		{v1alpha1.CELRule{Expression: "true", Message: "two\nlines"}, "r.message: Invalid value"},
+		{v1alpha1.CELRule{Expression: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, [1,2,3,4,5,6,7,8,9,10].all(f, a+b+c+d+e+f > 0))))))"},
+			"estimated cost 16,555,551 exceeds the limit of 1,000,000 per expression"},
+		{v1alpha1.CELRule{Expression: "object.spec.items.all(a, object.spec.items.all(b, object.spec.items.all(c, true)))"},
+			"estimated cost 3,050,502 exceeds the limit of 1,000,000 per expression (on an object whose lists hold 100 items"},
+		{v1alpha1.CELRule{Expression: "true", MessageExpression: "object.spec.items.map(a, object.spec.items.map(b, object.spec.items.map(c, 'x'))).size() > 0 ? 'a' : 'b'"},
+			"r.messageExpression: Invalid value"},
 	}
 	for _, tt := range tests {
 		_, errs := compileCEL(&tt.rule, testCompiler.env, field.NewPath("r"))
 		if !strings.Contains(errs.ToAggregate().Error(), tt.want) {
 			t.Errorf("%+v: got %v, want it to contain %q", tt.rule, errs, tt.want)
 		}
+	}
+}
+
+// TestCELCostEstimates pins the cost model on common shapes, and the policy-wide limit.
+func TestCELCostEstimates(t *testing.T) {
+	for expr, want := range map[string]uint64{
+		"podSpec.containers.all(c, c.image.startsWith('ghcr.io/'))":       502,
+		"podSpec.containers.all(c, c.env.all(e, e.name.startsWith('X')))": 50502,
+		"object.metadata.name.matches('^[a-z]+$')":                        23,
+	} {
+		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, field.NewPath("r"))
+		if len(errs) > 0 || rule.cost != want {
+			t.Errorf("%s: cost %d (%v), want %d", expr, rule.cost, errs, want)
+		}
+	}
+	// 70 rules of 150,502 each: every one is within the per-expression limit, together they pass
+	// the per-policy one.
+	p := &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "costly"}}
+	for i := range 70 {
+		p.Spec.Rules = append(p.Spec.Rules, v1alpha1.Rule{Name: fmt.Sprintf("r%d", i),
+			CEL: &v1alpha1.CELRule{Expression: "object.spec.items.all(a, object.spec.items.all(b, a != b || true))"}})
+	}
+	_, err := testCompiler.CompileClusterPolicy(p)
+	if err == nil || !strings.Contains(err.Error(), "spec.rules: Invalid value: \"10,535,140 (estimated cost)\": the policy's CEL expressions are estimated to cost 10,535,140 together, past the limit of 10,000,000 per policy") {
+		t.Errorf("got %v", err)
+	}
+	p.Spec.Rules = p.Spec.Rules[:66]
+	cp, err := testCompiler.CompileClusterPolicy(p)
+	if err != nil || cp.Cost() != 66*150502 || cp.RuleCount() != 66 {
+		t.Errorf("66 rules: %v, cost %d", err, cp.Cost())
 	}
 }

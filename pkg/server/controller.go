@@ -249,9 +249,31 @@ func (c *PolicyController) compile(obj client.Object, kind, name string, usesKey
 		} else {
 			co.errs = []string{err.Error()}
 		}
+		co.errs = boundErrors(co.errs)
 	}
 	c.compiled[obj.GetUID()] = co
 	return co
+}
+
+// Status bounds: errors quote what a tenant wrote (an expression is up to 5,000 characters), and a
+// status must stay well within an object's size limit.
+const (
+	maxStatusErrors     = 32
+	maxStatusErrorBytes = 1 << 10
+)
+
+// boundErrors keeps the first maxStatusErrors errors, each cut at maxStatusErrorBytes, and says
+// how many were left out.
+func boundErrors(errs []string) []string {
+	out := make([]string, 0, min(len(errs), maxStatusErrors+1))
+	for i, e := range errs {
+		if i == maxStatusErrors {
+			out = append(out, fmt.Sprintf("… and %d more errors", len(errs)-i))
+			break
+		}
+		out = append(out, policies.Truncate(e, maxStatusErrorBytes))
+	}
+	return out
 }
 
 func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, conds *[]metav1.Condition, observed *int64, errs *[]string, co *compiledObject) error {

@@ -51,6 +51,7 @@ type PolicySpec struct {
 	// override that selects a resource's namespace wins.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
 	EnforcementOverrides []EnforcementOverride `json:"enforcementOverrides,omitempty"`
 
 	// FailurePolicy says what an evaluation error means: Fail (the rule fails) or Ignore
@@ -87,6 +88,8 @@ type EnforcementOverride struct {
 	// Namespaces are names or globs ("dev-*").
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
 	Namespaces []string `json:"namespaces,omitempty"`
 	// NamespaceSelector selects namespaces by label.
 	// +optional
@@ -101,14 +104,19 @@ type MatchResources struct {
 	// Kinds are "Kind" (any group), "group/Kind" ("apps/Deployment"; "core/Pod" for the core group) or "*".
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
 	Kinds []string `json:"kinds,omitempty"`
 	// Operations the policy applies to. Default: CREATE and UPDATE.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=4
 	Operations []Operation `json:"operations,omitempty"`
 	// Namespaces are names or globs. Cluster-scoped resources never match a non-empty list.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
 	Namespaces []string `json:"namespaces,omitempty"`
 	// NamespaceSelector selects by the labels of the resource's namespace.
 	// +optional
@@ -165,10 +173,13 @@ type VerifyImagesRule struct {
 	// match none are untouched.
 	// +kubebuilder:validation:MinItems=1
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
 	Images []string `json:"images"`
 	// Keys are the trusted public keys.
 	// +kubebuilder:validation:MinItems=1
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
 	Keys []KeyRef `json:"keys"`
 	// KeyMode: Any (default) accepts a signature by any one key; All requires every key.
 	// +kubebuilder:default=Any
@@ -191,6 +202,7 @@ type VerifyImagesRule struct {
 type KeyRef struct {
 	// PublicKey is a PEM-encoded public key.
 	// +optional
+	// +kubebuilder:validation:MaxLength=8192
 	PublicKey string `json:"publicKey,omitempty"`
 	// SecretRef names a Secret key holding a PEM-encoded public key.
 	// +optional
@@ -203,11 +215,14 @@ type SecretKeyRef struct {
 	// a ClusterPolicy only those of the namespaces the operator allows (--key-secret-namespaces;
 	// default and only by default: Portcullis's own).
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Key in the Secret's data; default cosign.pub.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Key string `json:"key,omitempty"`
 }
 
@@ -236,6 +251,7 @@ type ProbeDefaults struct {
 	// Path makes the probe an httpGet on this path (e.g. /readyz, /healthz); without it, tcpSocket.
 	// +kubebuilder:validation:Pattern=`^/`
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Path string `json:"path,omitempty"`
 	// +kubebuilder:validation:Minimum=0
 	// +optional
@@ -261,12 +277,14 @@ type PodSecurityRule struct {
 	Level PodSecurityLevel `json:"level"`
 	// Version of the standard: "latest" or "v1.NN" (v1.0 or later).
 	// +kubebuilder:validation:Pattern=`^(latest|v1\.(0|[1-9][0-9]*))$`
+	// +kubebuilder:validation:MaxLength=16
 	// +kubebuilder:default=latest
 	// +optional
 	Version string `json:"version,omitempty"`
 	// Exclude skips a control, for all containers or only for containers whose image matches.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
 	Exclude []PodSecurityExclusion `json:"exclude,omitempty"`
 }
 
@@ -274,11 +292,14 @@ type PodSecurityRule struct {
 type PodSecurityExclusion struct {
 	// Control is the upstream check ID, e.g. runAsNonRoot, capabilities_restricted, hostPorts.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
 	Control string `json:"control"`
 	// Images are image globs; when set, the control still applies to the pod-level fields and to
 	// every container whose image matches none of them.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
 	Images []string `json:"images,omitempty"`
 }
 
@@ -288,10 +309,14 @@ type ResourcesRule struct {
 	// Requests that must be set, e.g. cpu, memory.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
 	Requests []string `json:"requests,omitempty"`
 	// Limits that must be set, e.g. memory.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
 	Limits []string `json:"limits,omitempty"`
 }
 
@@ -302,9 +327,12 @@ type LabelsRule struct {
 	// Required label keys.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
 	Required []string `json:"required,omitempty"`
 	// Patterns are regular expressions (RE2) that a label's value must match when the label is set.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
 	Patterns map[string]string `json:"patterns,omitempty"`
 }
 
@@ -317,10 +345,12 @@ type CELRule struct {
 	Expression string `json:"expression"`
 	// Message is returned when the expression is false.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
 	// MessageExpression is a CEL expression that returns the message as a string; it wins over
 	// message when it evaluates without error.
 	// +optional
+	// +kubebuilder:validation:MaxLength=5000
 	MessageExpression string `json:"messageExpression,omitempty"`
 }
 
@@ -391,15 +421,18 @@ type PolicyExceptionSpec struct {
 	// Exceptions name the policies and rules exempted.
 	// +kubebuilder:validation:MinItems=1
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
 	Exceptions []ExceptionTarget `json:"exceptions"`
 	// Match selects the resources exempted, within the exception's namespace.
 	// +optional
 	Match MatchResources `json:"match,omitempty"`
 	// Owner is the team or person accountable for the exception.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
 	Owner string `json:"owner"`
 	// Reason says why the exception exists.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
 	Reason string `json:"reason"`
 	// Expires is mandatory: after it the exception no longer applies.
 	Expires metav1.Time `json:"expires"`
@@ -409,10 +442,13 @@ type PolicyExceptionSpec struct {
 type ExceptionTarget struct {
 	// PolicyName is a ClusterPolicy name, or a Policy name in the exception's namespace.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	PolicyName string `json:"policyName"`
 	// RuleNames are the rules exempted; empty means every rule of the policy.
 	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=253
 	RuleNames []string `json:"ruleNames,omitempty"`
 }
 
