@@ -260,6 +260,7 @@ func (c *PolicyController) compile(obj client.Object, kind, name string, usesKey
 const (
 	maxStatusErrors     = 32
 	maxStatusErrorBytes = 1 << 10
+	maxConditionMessage = 16 << 10 // the API allows 32768
 )
 
 // boundErrors keeps the first maxStatusErrors errors, each cut at maxStatusErrorBytes, and says
@@ -282,6 +283,7 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "CompileError",
 			Message: fmt.Sprintf("%d compile error(s), the policy is not enforced: %s", len(co.errs), strings.Join(co.errs, "; ")), ObservedGeneration: co.generation}
 	}
+	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
 	return c.patchStatus(ctx, obj, func() bool {
 		changed := apimeta.SetStatusCondition(conds, cond)
 		if *observed != co.generation {
@@ -310,6 +312,7 @@ func (c *PolicyController) writeExceptionStatus(ctx context.Context, x *v1alpha1
 	if co.exception != nil && !co.exception.ClusterPolicies {
 		cond.Message += "; it exempts only from the Policies of its namespace: exceptions to ClusterPolicies are honoured only in the exception namespaces (--exception-namespaces)"
 	}
+	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
 	return c.patchStatus(ctx, x, func() bool {
 		changed := apimeta.SetStatusCondition(&x.Status.Conditions, cond)
 		if x.Status.ObservedGeneration != co.generation {
