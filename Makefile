@@ -37,6 +37,8 @@ envtest-bins: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s
 .PHONY: test
 test: envtest-bins ## Run every test: unit, golden, fixtures, and e2e against a real API server
 	KUBEBUILDER_ASSETS=$(CURDIR)/bin/k8s $(GO) test -race -count=1 ./...
+	@echo "== every benchmark once (-benchtime 1x), so a broken one fails the build"
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 
 .PHONY: generate
 generate: ## Regenerate deepcopy and CRDs (controller-gen, pinned in go.mod)

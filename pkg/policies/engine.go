@@ -22,19 +22,60 @@ import (
 
 // Engine evaluates requests against a set of compiled policies and exceptions. It is immutable
 // and safe for concurrent use; a policy change builds a new Engine.
+//
+// Policies and exceptions are indexed by namespace: a review looks at the ClusterPolicies and at
+// its own namespace's Policies only, so however many Policies other tenants write, a review's
+// work does not grow with them.
 type Engine struct {
-	policies   []*CompiledPolicy
-	exceptions []*CompiledException
-	now        func() time.Time
+	cluster     []*CompiledPolicy            // ClusterPolicies, in order
+	namespaced  map[string][]*CompiledPolicy // namespace -> its Policies, in order
+	exceptions  map[string][]*CompiledException
+	acrossNs    []*CompiledException // exceptions that exempt beyond their own namespace
+	nExceptions int
+	now         func() time.Time
 }
 
-// NewEngine returns an engine over the compiled policies and exceptions. now tells the time for
-// exception expiry; nil means time.Now.
+// NewEngine returns an engine over the compiled policies and exceptions, each evaluated in the
+// order given (ClusterPolicies before a namespace's Policies). now tells the time for exception
+// expiry; nil means time.Now.
 func NewEngine(policies []*CompiledPolicy, exceptions []*CompiledException, now func() time.Time) *Engine {
 	if now == nil {
 		now = time.Now
 	}
-	return &Engine{policies: policies, exceptions: exceptions, now: now}
+	e := &Engine{namespaced: map[string][]*CompiledPolicy{}, exceptions: map[string][]*CompiledException{}, nExceptions: len(exceptions), now: now}
+	for _, p := range policies {
+		if p.Namespace == "" {
+			e.cluster = append(e.cluster, p)
+		} else {
+			e.namespaced[p.Namespace] = append(e.namespaced[p.Namespace], p)
+		}
+	}
+	for _, x := range exceptions {
+		if x.acrossNamespaces {
+			e.acrossNs = append(e.acrossNs, x)
+		} else {
+			e.exceptions[x.Namespace] = append(e.exceptions[x.Namespace], x)
+		}
+	}
+	return e
+}
+
+// policiesFor returns the policies that may apply in namespace ns: every ClusterPolicy, then the
+// namespace's Policies. f returning false stops the walk.
+func (e *Engine) policiesFor(ns string, f func(*CompiledPolicy) bool) {
+	for _, p := range e.cluster {
+		if !f(p) {
+			return
+		}
+	}
+	if ns == "" {
+		return
+	}
+	for _, p := range e.namespaced[ns] {
+		if !f(p) {
+			return
+		}
+	}
 }
 
 // Request is one admission request, or one manifest seen as a CREATE.
@@ -150,9 +191,9 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 	in := &input{ctx: ctx, req: req, res: res, nsLabels: namespaceLabels(req.Namespace, ns)}
 	target := res.Ref()
 	var results []Result
-	for _, p := range e.policies {
+	e.policiesFor(ns, func(p *CompiledPolicy) bool {
 		if !p.applies(req, res, in.nsLabels) {
-			continue
+			return true
 		}
 		action := p.enforcementFor(req, res, in.nsLabels)
 		for _, r := range p.rules {
@@ -182,7 +223,8 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 			}
 			results = append(results, result)
 		}
-	}
+		return true
+	})
 	return results
 }
 
@@ -224,16 +266,19 @@ func (p *CompiledPolicy) enforcementFor(req *Request, res *Resource, nsLabels la
 }
 
 func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res *Resource, nsLabels labels.Set) *CompiledException {
-	if len(e.exceptions) == 0 {
+	if e.nExceptions == 0 {
 		return nil
 	}
 	now := e.now()
-	for _, x := range e.exceptions {
-		if !now.Before(x.expires) || !x.reaches(p, res.Meta.GetNamespace()) || !x.covers(p, rule) {
-			continue
-		}
-		if x.match.matches(req, res, nsLabels) {
-			return x
+	ns := res.Meta.GetNamespace()
+	for _, list := range [][]*CompiledException{e.exceptions[ns], e.acrossNs} {
+		for _, x := range list {
+			if !now.Before(x.expires) || !x.reaches(p, ns) || !x.covers(p, rule) {
+				continue
+			}
+			if x.match.matches(req, res, nsLabels) {
+				return x
+			}
 		}
 	}
 	return nil

@@ -47,9 +47,10 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	nsLabels := namespaceLabels(req.Namespace, ns)
 	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath), Keychain: req.Keychain}
 	var applied []string
-	for _, p := range e.policies {
+	var failed error
+	e.policiesFor(ns, func(p *CompiledPolicy) bool {
 		if !p.mutating || !p.applies(req, res, nsLabels) {
-			continue
+			return true
 		}
 		action := p.enforcementFor(req, res, nsLabels)
 		for _, r := range p.rules {
@@ -63,7 +64,8 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
+				failed = fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
+				return false
 			}
 			out := r.mutator.Mutate(ctx, pod)
 			if action != v1alpha1.Audit { // an Audit rule records, it does not speak to users
@@ -92,6 +94,10 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 			result.Message = Truncate(strings.Join(append(parts, out.Warnings...), "; "), MaxMessageBytes)
 			m.Results = append(m.Results, result)
 		}
+		return true
+	})
+	if failed != nil {
+		return nil, failed
 	}
 	if len(applied) > 0 {
 		m.Patches = append(m.Patches, recordPatch(res, applied))
