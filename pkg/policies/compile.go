@@ -204,8 +204,8 @@ func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.Policy
 		}
 	}
 	if cp.cost > MaxPolicyCost {
-		errs = append(errs, field.Invalid(path.Child("rules"), formatCost(cp.cost)+" (estimated cost)",
-			fmt.Sprintf("the policy's CEL expressions are estimated to cost %s together, past the limit of %s per policy; split the policy or bound its loops", formatCost(cp.cost), formatCost(MaxPolicyCost))))
+		errs = append(errs, field.Invalid(path.Child("rules"), FormatCost(cp.cost)+" (estimated cost)",
+			fmt.Sprintf("the policy's CEL expressions are estimated to cost %s together, past the limit of %s per policy; split the policy or bound its loops", FormatCost(cp.cost), FormatCost(MaxPolicyCost))))
 	}
 	if len(errs) > 0 {
 		return nil, &CompileError{Object: object, Errs: errs}

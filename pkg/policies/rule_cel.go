@@ -138,7 +138,7 @@ func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, 
 	}
 	if est.Max > MaxExpressionCost {
 		return nil, est.Max, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
-			formatCost(est.Max), formatCost(MaxExpressionCost), EstimateSize, EstimateSize)
+			FormatCost(est.Max), FormatCost(MaxExpressionCost), EstimateSize, EstimateSize)
 	}
 	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
 	if err != nil {
@@ -155,8 +155,8 @@ func addCost(a, b uint64) uint64 {
 	return a + b
 }
 
-// formatCost writes a cost with thousands separators; "unbounded" for the estimator's maximum.
-func formatCost(c uint64) string {
+// FormatCost writes a cost with thousands separators; "unbounded" for the estimator's maximum.
+func FormatCost(c uint64) string {
 	if c == math.MaxUint64 {
 		return "unbounded"
 	}

@@ -42,6 +42,8 @@ type PolicyController struct {
 	// KeyRefresh is how often policies with keys in Secrets are recompiled, so that a rotated
 	// key takes effect; zero is one minute.
 	KeyRefresh time.Duration
+	// Budget bounds what namespaced Policies may cost; the zero value bounds nothing.
+	Budget TenantBudget
 
 	leader   chan struct{} // closed when this replica is elected
 	compiled map[types.UID]*compiledObject
@@ -56,6 +58,7 @@ type compiledObject struct {
 	policy     *policies.CompiledPolicy
 	exception  *policies.CompiledException
 	errs       []string
+	overBudget string // why the policy, compiled or not, is not enforced: the tenant budget
 }
 
 // the single work item: every change rebuilds the engine from the cache, coalesced.
@@ -118,7 +121,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	var exceptions []*policies.CompiledException
 	var statusErrs []error
 	sortByName(cps.Items, func(p v1alpha1.ClusterPolicy) string { return p.Name })
-	sortByName(ps.Items, func(p v1alpha1.Policy) string { return p.Namespace + "/" + p.Name })
+	sortByName(ps.Items, func(p v1alpha1.Policy) string { return p.Namespace + "/" + p.Name }) // ties of the oldest-first order below
 	sortByName(xs.Items, func(x v1alpha1.PolicyException) string { return x.Namespace + "/" + x.Name })
 
 	refresh := false
@@ -134,18 +137,43 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		}
 		statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co))
 	}
+	// Namespaced Policies within the tenant budget, oldest first: a new or grown Policy cannot
+	// push an older one out. Policies and rules are counted before compiling, and what does not
+	// fit is not compiled: whatever a tenant writes, compile work and the compiled rules kept are
+	// bounded by the budget. A Policy that does not compile, or whose cost does not fit, still
+	// holds its count.
+	usage := newTenantUsage(c.Budget)
+	slices.SortStableFunc(ps.Items, func(a, b v1alpha1.Policy) int {
+		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
+	})
+	var namespaced []*policies.CompiledPolicy
 	for i := range ps.Items {
 		p := &ps.Items[i]
+		seen[p.UID] = true
+		rules := len(p.Spec.Rules)
+		if why := usage.reserve(p.Namespace, rules); why != "" {
+			delete(c.compiled, p.UID) // an earlier generation, compiled when it fitted, is not kept
+			statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors,
+				&compiledObject{generation: p.Generation, overBudget: why}))
+			continue
+		}
 		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cp, err := c.Compiler.CompilePolicy(p)
 			return cp, nil, err
 		})
-		seen[p.UID] = true
 		if co.policy != nil {
-			compiled = append(compiled, co.policy)
+			if why := usage.charge(p.Namespace, co.policy.Cost()); why != "" {
+				over := *co
+				over.overBudget = why
+				co = &over
+			} else {
+				namespaced = append(namespaced, co.policy)
+			}
 		}
 		statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co))
 	}
+	sortByName(namespaced, func(p *policies.CompiledPolicy) string { return p.Name })
+	compiled = append(compiled, namespaced...)
 	now := time.Now
 	if c.Now != nil {
 		now = c.Now
@@ -277,11 +305,17 @@ func boundErrors(errs []string) []string {
 	return out
 }
 
-func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, conds *[]metav1.Condition, observed *int64, errs *[]string, co *compiledObject) error {
+func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, conds *[]metav1.Condition, observed *int64, statusErrs *[]string, co *compiledObject) error {
 	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Compiled", Message: "the policy is compiled and enforced", ObservedGeneration: co.generation}
-	if len(co.errs) > 0 {
+	errs := co.errs
+	switch {
+	case len(co.errs) > 0:
 		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "CompileError",
 			Message: fmt.Sprintf("%d compile error(s), the policy is not enforced: %s", len(co.errs), strings.Join(co.errs, "; ")), ObservedGeneration: co.generation}
+	case co.overBudget != "":
+		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "OverBudget",
+			Message: "the policy is not enforced, its namespace is over budget: " + co.overBudget + "; the namespace's older Policies stay enforced", ObservedGeneration: co.generation}
+		errs = []string{"over budget: " + co.overBudget}
 	}
 	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
 	return c.patchStatus(ctx, obj, func() bool {
@@ -289,8 +323,8 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 		if *observed != co.generation {
 			*observed, changed = co.generation, true
 		}
-		if !slices.Equal(*errs, co.errs) {
-			*errs, changed = co.errs, true
+		if !slices.Equal(*statusErrs, errs) {
+			*statusErrs, changed = errs, true
 		}
 		return changed
 	})

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/portcullis-dev/portcullis/pkg/server"
 )
 
 // Options are every flag of the server, validated in one place.
@@ -70,11 +72,13 @@ type Options struct {
 	ExceptionNamespaces []string
 	// KeySecretNamespaces are where ClusterPolicies may read keys from Secrets; empty is --namespace.
 	KeySecretNamespaces []string
-	VerifyCacheSize     int
-	VerifyCacheTTL      time.Duration
-	VerifyNegativeTTL   time.Duration
-	PullSecrets         bool
-	KeyRefresh          time.Duration
+	// Budget bounds what each namespace's Policies, and all of them together, may cost.
+	Budget            server.TenantBudget
+	VerifyCacheSize   int
+	VerifyCacheTTL    time.Duration
+	VerifyNegativeTTL time.Duration
+	PullSecrets       bool
+	KeyRefresh        time.Duration
 
 	LeaderElect      bool
 	LeaderElectionID string
@@ -106,6 +110,7 @@ func NewOptions() *Options {
 		MemoryLimitRatio:     0.9,
 		VerifyTimeout:        2 * time.Second,
 		MaxExceptionLifetime: 90 * 24 * time.Hour,
+		Budget:               server.DefaultTenantBudget,
 		VerifyCacheSize:      4096,
 		VerifyCacheTTL:       time.Hour,
 		VerifyNegativeTTL:    30 * time.Second,
@@ -150,6 +155,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MaxExceptionLifetime, "max-exception-lifetime", o.MaxExceptionLifetime, "the longest a PolicyException may last after its creation; one that asks for more is refused at the door and stops applying at the maximum")
 	fs.StringSliceVar(&o.ExceptionNamespaces, "exception-namespaces", o.ExceptionNamespaces, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, in the namespaces their match selects (default: --namespace); elsewhere an exception exempts only from its own namespace's Policies")
 	fs.StringSliceVar(&o.KeySecretNamespaces, "key-secret-namespaces", o.KeySecretNamespaces, "namespaces whose Secrets ClusterPolicies may read verification keys from (default: --namespace); a Policy reads only its own namespace's")
+	fs.IntVar(&o.Budget.MaxPolicies, "namespace-max-policies", o.Budget.MaxPolicies, "the most Policies a namespace may have; past it, the newest are not compiled nor enforced, and say so in their status (0: no bound)")
+	fs.IntVar(&o.Budget.MaxRules, "namespace-max-rules", o.Budget.MaxRules, "the most rules a namespace's Policies may hold together (0: no bound)")
+	fs.Uint64Var(&o.Budget.MaxCost, "namespace-max-cost", o.Budget.MaxCost, "the most a namespace's CEL expressions may be estimated to cost together, in CEL cost units (0: no bound; see docs/security.md)")
+	fs.IntVar(&o.Budget.MaxNamespacedRules, "max-namespaced-rules", o.Budget.MaxNamespacedRules, "the most rules every namespace's Policies may hold together; bounds the memory of compiled tenant rules however many namespaces there are (0: no bound)")
 	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
 	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
 	fs.DurationVar(&o.VerifyNegativeTTL, "verification-negative-ttl", o.VerifyNegativeTTL, "how long a definitive failure (unsigned, wrong key) stays cached; registry errors never are")
@@ -177,6 +186,14 @@ func (o *Options) Validate() error {
 	}
 	if o.KeyRefresh <= 0 {
 		bad("key-refresh-interval", o.KeyRefresh, "must be positive")
+	}
+	for _, b := range []struct {
+		flag string
+		n    int
+	}{{"namespace-max-policies", o.Budget.MaxPolicies}, {"namespace-max-rules", o.Budget.MaxRules}, {"max-namespaced-rules", o.Budget.MaxNamespacedRules}} {
+		if b.n < 0 {
+			bad(b.flag, b.n, "must not be negative (0: no bound)")
+		}
 	}
 	if o.VerifyCacheSize < 1 {
 		bad("verification-cache-size", o.VerifyCacheSize, "must be at least 1")

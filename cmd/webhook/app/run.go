@@ -152,7 +152,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		pullSecrets = &server.PullSecrets{Client: cs}
 	}
 	engines := &server.EngineHolder{}
-	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m, KeyRefresh: o.KeyRefresh}
+	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m, KeyRefresh: o.KeyRefresh, Budget: o.Budget}
 	if err := pc.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
