@@ -199,8 +199,10 @@ func TestInvalidPolicies(t *testing.T) {
 		}
 	}
 
-	// Valid for the schema, invalid for the engine: reported in status, with the field path.
-	p := applyPolicy(t, `apiVersion: portcullis.dev/v1alpha1
+	// Valid for the schema, invalid for the engine: the policy webhook refuses it as the API
+	// server refuses what fails its own validation (422 Invalid, one cause per field), so no
+	// policy is stored that would not be enforced.
+	broken := `apiVersion: portcullis.dev/v1alpha1
 kind: ClusterPolicy
 metadata: {name: broken-cel}
 spec:
@@ -208,22 +210,52 @@ spec:
   rules:
     - name: not-boolean
       cel: {expression: "object.metadata.name"}
+    - name: too-costly
+      cel: {expression: "object.spec.items.all(a, object.spec.items.all(b, object.spec.items.all(c, true)))"}
+`
+	_, stderr, err := kubectl(t, broken, "apply", "-f", "-")
+	for _, want := range []string{
+		`The ClusterPolicy "broken-cel" is invalid:`,
+		`* spec.rules[0].cel.expression: Invalid value: "object.metadata.name": must evaluate to bool but got dyn`,
+		`* spec.rules[1].cel.expression: Invalid value: "object.spec.items.all(a, object.spec.items.all(b, object.spec.items.all(c, true)))": estimated cost 3,050,502 exceeds the limit of 1,000,000 per expression`,
+	} {
+		if err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("kubectl apply of a broken policy: %v\n%s\nwant %q", err, stderr, want)
+		}
+	}
+	var none v1alpha1.ClusterPolicy
+	if err := e2e.client.Get(ctx, client.ObjectKey{Name: "broken-cel"}, &none); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused policy was stored: %v", err)
+	}
+
+	// What the webhook cannot know when the policy is written (a key's Secret is not read at the
+	// door) is reported in status, with the field path.
+	p := applyPolicy(t, `apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: broken-key}
+spec:
+  enforcement: Deny
+  rules:
+    - name: signed
+      verifyImages:
+        images: ["registry.example.com/*"]
+        keys: [{secretRef: {name: no-such-secret}}]
 `)
-	defer deletePolicy(t, "broken-cel")
+	defer deletePolicy(t, "broken-key")
 	cond := meta.FindStatusCondition(p.Status.Conditions, "Ready")
 	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != "CompileError" || cond.ObservedGeneration != p.Generation {
 		t.Fatalf("Ready condition: %+v", cond)
 	}
-	want := `spec.rules[0].cel.expression: Invalid value: "object.metadata.name": must evaluate to bool but got dyn`
+	want := `spec.rules[0].verifyImages.keys[0].secretRef: Invalid value: "portcullis-system/no-such-secret": key "cosign.pub": no such Secret or key, or not a PEM public key`
 	if len(p.Status.Errors) != 1 || p.Status.Errors[0] != want {
 		t.Errorf("status.errors = %q, want [%q]", p.Status.Errors, want)
 	}
 	// kubectl shows it in the printer columns.
-	out, _, err := kubectl(t, "", "get", "clusterpolicy", "broken-cel")
+	out, _, err := kubectl(t, "", "get", "clusterpolicy", "broken-key")
 	if err != nil || !strings.Contains(out, "ENFORCEMENT") || !strings.Contains(out, "False") {
 		t.Errorf("kubectl get: %v\n%s", err, out)
 	}
-	if m := scrapeMetrics(t); !strings.Contains(m, `portcullis_policy_compile_errors{kind="ClusterPolicy",policy="broken-cel"} 1`) {
+	if m := scrapeMetrics(t); !strings.Contains(m, `portcullis_policy_compile_errors{kind="ClusterPolicy",policy="broken-key"} 1`) {
 		t.Errorf("compile error metric missing")
 	}
 }

@@ -165,18 +165,19 @@ func setup(dir, assets string) error {
 	stopAll = append(stopAll, p.Stop)
 	e2e.auditURL = fmt.Sprintf("https://127.0.0.1:%d%s", ports[3], app.ValidatePath)
 
-	main, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", e2e.webhookURL, nil)
+	main, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.webhookURL, app.ValidatePath), nil)
 	if err != nil {
 		return err
 	}
 	cluster.ExcludeLabel(main, auditOnlyLabel, metav1.LabelSelectorOpDoesNotExist)
-	audit, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", e2e.auditURL, caPEM)
+	audit, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.auditURL, app.ValidatePath), caPEM)
 	if err != nil {
 		return err
 	}
+	audit.Webhooks = audit.Webhooks[:1] // the main server judges the policies themselves
 	audit.Name, audit.Webhooks[0].Name = "portcullis-audit-only", "audit.portcullis.dev"
 	cluster.ExcludeLabel(audit, auditOnlyLabel, metav1.LabelSelectorOpExists)
-	mutating, err := cluster.MutatingConfig("../manifests/base/mutating.yaml", strings.Replace(e2e.webhookURL, app.ValidatePath, app.MutatePath, 1), nil)
+	mutating, err := cluster.MutatingConfig("../manifests/base/mutating.yaml", strings.TrimSuffix(e2e.webhookURL, app.ValidatePath), nil)
 	if err != nil {
 		return err
 	}

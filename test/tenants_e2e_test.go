@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -87,10 +88,23 @@ func waitPolicy(t *testing.T, c client.Client, ns, name, reason string) string {
 	return msg
 }
 
+// refusedAtDoor asserts that creating p as c is refused by the policy webhook with want.
+func refusedAtDoor(t *testing.T, c client.Client, p client.Object, want string) {
+	t.Helper()
+	err := c.Create(t.Context(), p)
+	if err == nil {
+		t.Errorf("%s was admitted, want it refused with %q", p.GetName(), want)
+		return
+	}
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), want) {
+		t.Errorf("creating %s: %v, want a refusal containing %q", p.GetName(), err, want)
+	}
+}
+
 // TestTenantBudget: a tenant, through the shipped RBAC, writes Policies past its namespace's
-// budget (rules, estimated CEL cost, count). The Policy that pushes the namespace over says so in
-// its status and is not enforced; the namespace's older Policies, and every other namespace's,
-// stay enforced; freeing budget enforces the waiting Policy.
+// budget (rules, estimated CEL cost, count). The policy webhook refuses the Policy that would push
+// the namespace over, saying why; the namespace's other Policies, and every other namespace's,
+// stay enforced; freeing budget lets the refused Policy in.
 func TestTenantBudget(t *testing.T) {
 	ctx := t.Context()
 	quiet := newNamespace(t, nil)
@@ -105,15 +119,8 @@ func TestTenantBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPolicy(t, alice, ns, "first", "Compiled")
-	time.Sleep(time.Second) // creation timestamps have a resolution of one second
-	if err := alice.Create(ctx, namespacedPolicy(ns, "second", 60, labelRule)); err != nil {
-		t.Fatal(err)
-	}
-	msg := waitPolicy(t, alice, ns, "second", "OverBudget")
-	if want := fmt.Sprintf("its 60 rules would bring namespace %s to 120, past its budget of 100 (--namespace-max-rules)", ns); !strings.Contains(msg, want) {
-		t.Errorf("status: %q, want it to contain %q", msg, want)
-	}
-	waitPolicy(t, alice, ns, "first", "Compiled")
+	refusedAtDoor(t, alice, namespacedPolicy(ns, "second", 60, labelRule),
+		fmt.Sprintf(`admission webhook "policies.portcullis.dev" denied the request: portcullis: Policy %q: namespace over budget: its 60 rules would bring namespace %s to 120, past its budget of 100 (--namespace-max-rules)`, ns+"/second", ns))
 	waitPolicy(t, e2e.client, quiet, "quiet", "Compiled")
 	unlabelled := func(name string) *corev1.Pod {
 		p := testPod(name, "registry.example.com/app:1")
@@ -121,12 +128,13 @@ func TestTenantBudget(t *testing.T) {
 		return p
 	}
 	if err := alice.Create(ctx, unlabelled("denied"), client.DryRunAll); err == nil || !strings.Contains(err.Error(), "["+ns+"/first/r0]") {
-		t.Errorf("the older Policy is not enforced: %v", err)
+		t.Errorf("the first Policy is not enforced: %v", err)
 	}
-	// Freeing budget enforces the waiting Policy.
+	// Freeing budget lets the refused Policy in.
 	if err := alice.Delete(ctx, &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "first", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 20*time.Second, func() error { return alice.Create(ctx, namespacedPolicy(ns, "second", 60, labelRule)) })
 	waitPolicy(t, alice, ns, "second", "Compiled")
 
 	// Estimated cost: 6,420,080 twice is past the 10,000,000 of --namespace-max-cost.
@@ -136,35 +144,45 @@ func TestTenantBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPolicy(t, bob, costly, "cost-1", "Compiled")
-	time.Sleep(time.Second)
-	if err := bob.Create(ctx, namespacedPolicy(costly, "cost-2", 40, costlyRule)); err != nil {
-		t.Fatal(err)
-	}
-	msg = waitPolicy(t, bob, costly, "cost-2", "OverBudget")
-	if want := "its CEL expressions are estimated to cost 6,420,080; with the 6,420,080 of namespace " + costly + "'s older Policies that is past its budget of 10,000,000 (--namespace-max-cost)"; !strings.Contains(msg, want) {
-		t.Errorf("status: %q, want it to contain %q", msg, want)
-	}
+	refusedAtDoor(t, bob, namespacedPolicy(costly, "cost-2", 40, costlyRule),
+		"its CEL expressions are estimated to cost 6,420,080; with the 6,420,080 of namespace "+costly+"'s other Policies that is past its budget of 10,000,000 (--namespace-max-cost)")
 
-	// Count: the 21st Policy is past the 20 of --namespace-max-policies; ties of creation time
-	// are broken by name, so p20 is the newest.
+	// Count: a 21st Policy is past the 20 of --namespace-max-policies.
 	many := newNamespace(t, nil)
 	carol := tenant(t, many, "carol")
-	for i := range 21 {
+	for i := range 20 {
 		if err := carol.Create(ctx, namespacedPolicy(many, fmt.Sprintf("p%02d", i), 1, labelRule)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	msg = waitPolicy(t, carol, many, "p20", "OverBudget")
-	if want := "namespace " + many + " already has 20 Policies, its budget (--namespace-max-policies)"; !strings.Contains(msg, want) {
-		t.Errorf("status: %q, want it to contain %q", msg, want)
-	}
 	waitPolicy(t, carol, many, "p19", "Compiled")
+	refusedAtDoor(t, carol, namespacedPolicy(many, "p20", 1, labelRule),
+		"namespace "+many+" already has 20 Policies, its budget (--namespace-max-policies)")
 
 	// The tenant's role reaches nothing outside its namespace.
-	if err := carol.Create(ctx, namespacedPolicy(quiet, "intruder", 1, labelRule)); err == nil {
-		t.Error("a tenant wrote a Policy in another namespace")
+	if err := carol.Create(ctx, namespacedPolicy(quiet, "intruder", 1, labelRule)); !apierrors.IsForbidden(err) {
+		t.Errorf("a tenant wrote a Policy in another namespace: %v", err)
 	}
-	if err := carol.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: "portcullis-webhook-tls"}, &corev1.Secret{}); err == nil {
-		t.Error("a tenant read a Secret")
+	if err := carol.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: "portcullis-webhook-tls"}, &corev1.Secret{}); !apierrors.IsForbidden(err) {
+		t.Errorf("a tenant read a Secret: %v", err)
+	}
+}
+
+// TestExceptionLifetimeAtTheDoor: an exception that asks to last longer than
+// --max-exception-lifetime (90 days) is refused when it is written; one within it is admitted.
+func TestExceptionLifetimeAtTheDoor(t *testing.T) {
+	ns := newNamespace(t, nil)
+	alice := tenant(t, ns, "alice-exceptions")
+	exception := func(name string, expires time.Time) *v1alpha1.PolicyException {
+		return &v1alpha1.PolicyException{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: v1alpha1.PolicyExceptionSpec{
+			Exceptions: []v1alpha1.ExceptionTarget{{PolicyName: "own"}}, Owner: "team", Reason: "migration",
+			Expires: metav1.NewTime(expires)}}
+	}
+	err := alice.Create(t.Context(), exception("forever", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)))
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), `spec.expires: Invalid value: "9999-12-31T00:00:00Z": must be at most 90d after the exception's creation`) {
+		t.Errorf("an exception past the maximum lifetime: %v", err)
+	}
+	if err := alice.Create(t.Context(), exception("month", time.Now().Add(30*24*time.Hour))); err != nil {
+		t.Errorf("an exception within the maximum lifetime: %v", err)
 	}
 }

@@ -23,6 +23,18 @@ type Compiler struct {
 	exceptions   ExceptionOptions
 	// exceptionNamespaces are ExceptionOptions.ClusterPolicyNamespaces compiled; nil: every one.
 	exceptionNamespaces []glob
+	// checkOnly: compile to find errors and estimate costs, for the admission of policies; keys
+	// in Secrets are not read, and what is compiled is not for evaluation.
+	checkOnly bool
+}
+
+// Checker returns a compiler that finds what is wrong with a policy without evaluating it: it
+// reads no Secret (a key's Secret may come after its policy, and whether it exists is not the
+// writer's to learn), and what it compiles must not be evaluated.
+func (c *Compiler) Checker() *Compiler {
+	cc := *c
+	cc.checkOnly = true
+	return &cc
 }
 
 // ExceptionOptions govern PolicyExceptions: how long they may last, and where exceptions to

@@ -85,6 +85,11 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 			errs = append(errs, field.Invalid(p, "", "set exactly one of publicKey or secretRef"))
 		case k.PublicKey != "":
 			keys = append(keys, k.PublicKey)
+		case c.checkOnly:
+			// At the door: where the key may be read from is checked, the Secret is not read
+			// (it may come later; and the answer must not tell whether it exists).
+			_, e := c.secretNamespace(k.SecretRef, namespace, p.Child("secretRef"))
+			errs = append(errs, e...)
 		case c.verification.Secrets == nil:
 			errs = append(errs, field.Invalid(p.Child("secretRef"), k.SecretRef.Name, "keys in Secrets are read in the cluster; offline, give publicKey"))
 		default:
@@ -102,6 +107,9 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 	}
 	if len(errs) > 0 {
 		return nil, nil, errs
+	}
+	if c.checkOnly {
+		return rule, nil, nil
 	}
 	v, err := verify.Compile(verify.Options{
 		PublicKeys: keys, RequireAll: r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog,
@@ -137,7 +145,8 @@ func (c *Compiler) registryAllowed(glob string) bool {
 // secretKey reads the public key a secretRef names. A Policy reads only Secrets of its own
 // namespace and a ClusterPolicy only those of KeyNamespaces. Whatever went wrong, the error is
 // the same fixed phrase: a policy's status must not tell whether a Secret exists or what it holds.
-func (c *Compiler) secretKey(ref *v1alpha1.SecretKeyRef, policyNamespace string, path *field.Path) (string, field.ErrorList) {
+// secretNamespace returns the namespace a key's Secret is read from, or why it may not be.
+func (c *Compiler) secretNamespace(ref *v1alpha1.SecretKeyRef, policyNamespace string, path *field.Path) (string, field.ErrorList) {
 	ns := ref.Namespace
 	switch {
 	case policyNamespace != "":
@@ -155,6 +164,14 @@ func (c *Compiler) secretKey(ref *v1alpha1.SecretKeyRef, policyNamespace string,
 			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), fmt.Sprintf("a ClusterPolicy may read keys only from Secrets in %s (--key-secret-namespaces)",
 				strings.Join(c.verification.KeyNamespaces, ", ")))}
 		}
+	}
+	return ns, nil
+}
+
+func (c *Compiler) secretKey(ref *v1alpha1.SecretKeyRef, policyNamespace string, path *field.Path) (string, field.ErrorList) {
+	ns, errs := c.secretNamespace(ref, policyNamespace, path)
+	if len(errs) > 0 {
+		return "", errs
 	}
 	key := ref.Key
 	if key == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -47,6 +48,23 @@ type PolicyController struct {
 
 	leader   chan struct{} // closed when this replica is elected
 	compiled map[types.UID]*compiledObject
+	// usage is what each counted Policy used at the last build, for the policy webhook.
+	usage atomic.Pointer[map[types.UID]charge]
+}
+
+// BudgetFor returns why Policy p, of rules rules estimated to cost cost, would take its
+// namespace past the tenant budget, given what every other Policy used at the last engine
+// build; "" when it fits, or before the first build.
+func (c *PolicyController) BudgetFor(p *v1alpha1.Policy, rules int, cost uint64) string {
+	snapshot := c.usage.Load()
+	if snapshot == nil {
+		return ""
+	}
+	u := usageWithout(c.Budget, *snapshot, p.UID)
+	if why := u.reserve(p.Namespace, rules); why != "" {
+		return why
+	}
+	return u.charge(p.Namespace, cost)
 }
 
 // compiledObject is the compile result of one generation of one policy or exception.
@@ -125,6 +143,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	sortByName(xs.Items, func(x v1alpha1.PolicyException) string { return x.Namespace + "/" + x.Name })
 
 	refresh := false
+	var pending []func() error // status writes, once the engine is in place
 	for i := range cps.Items {
 		p := &cps.Items[i]
 		co := c.compile(p, "ClusterPolicy", p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
@@ -135,7 +154,9 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		if co.policy != nil {
 			compiled = append(compiled, co.policy)
 		}
-		statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co))
+		pending = append(pending, func() error {
+			return c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co)
+		})
 	}
 	// Namespaced Policies within the tenant budget, oldest first: a new or grown Policy cannot
 	// push an older one out. Policies and rules are counted before compiling, and what does not
@@ -147,20 +168,24 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
 	})
 	var namespaced []*policies.CompiledPolicy
+	charges := map[types.UID]charge{}
 	for i := range ps.Items {
 		p := &ps.Items[i]
 		seen[p.UID] = true
 		rules := len(p.Spec.Rules)
 		if why := usage.reserve(p.Namespace, rules); why != "" {
 			delete(c.compiled, p.UID) // an earlier generation, compiled when it fitted, is not kept
-			statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors,
-				&compiledObject{generation: p.Generation, overBudget: why}))
+			co := &compiledObject{generation: p.Generation, overBudget: why}
+			pending = append(pending, func() error {
+				return c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co)
+			})
 			continue
 		}
 		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cp, err := c.Compiler.CompilePolicy(p)
 			return cp, nil, err
 		})
+		ch := charge{namespace: p.Namespace, rules: rules}
 		if co.policy != nil {
 			if why := usage.charge(p.Namespace, co.policy.Cost()); why != "" {
 				over := *co
@@ -168,10 +193,17 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 				co = &over
 			} else {
 				namespaced = append(namespaced, co.policy)
+				ch.cost = co.policy.Cost()
 			}
 		}
-		statusErrs = append(statusErrs, c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co))
+		charges[p.UID] = ch
+		pending = append(pending, func() error {
+			return c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co)
+		})
 	}
+	// The policy webhook judges new Policies by this usage: it is in place before any status
+	// says a Policy is enforced.
+	c.usage.Store(&charges)
 	sortByName(namespaced, func(p *policies.CompiledPolicy) string { return p.Name })
 	compiled = append(compiled, namespaced...)
 	now := time.Now
@@ -192,7 +224,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 				nextExpiry = exp
 			}
 		}
-		statusErrs = append(statusErrs, c.writeExceptionStatus(ctx, x, co, now()))
+		pending = append(pending, func() error { return c.writeExceptionStatus(ctx, x, co, now()) })
 	}
 	for uid := range c.compiled {
 		if !seen[uid] {
@@ -201,6 +233,10 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	}
 	c.recordCompileErrors()
 	c.Engines.Store(policies.NewEngine(compiled, exceptions, c.Now))
+	// Status last: what it says is enforced, is.
+	for _, write := range pending {
+		statusErrs = append(statusErrs, write())
+	}
 	if c.Metrics != nil {
 		c.Metrics.Policies.Set(float64(len(compiled)))
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
@@ -75,10 +77,34 @@ func (t *tenantUsage) reserve(ns string, rules int) string {
 func (t *tenantUsage) charge(ns string, cost uint64) string {
 	u, b := t.ns(ns), t.budget
 	if b.MaxCost > 0 && (cost > b.MaxCost || u.cost > b.MaxCost-cost) {
-		return fmt.Sprintf("its CEL expressions are estimated to cost %s; with the %s of namespace %s's older Policies that is past its budget of %s (--namespace-max-cost)",
+		return fmt.Sprintf("its CEL expressions are estimated to cost %s; with the %s of namespace %s's other Policies that is past its budget of %s (--namespace-max-cost)",
 			policies.FormatCost(cost), policies.FormatCost(u.cost), ns, policies.FormatCost(b.MaxCost))
 	}
 	u.cost += cost
 	return ""
 }
 
+
+// charge is what one counted Policy uses, as the last engine build saw it.
+type charge struct {
+	namespace string
+	rules     int
+	cost      uint64 // zero unless enforced
+}
+
+// usageWithout rebuilds the usage of snapshot without the Policy uid: what every other Policy
+// uses, to judge one being written.
+func usageWithout(b TenantBudget, snapshot map[types.UID]charge, uid types.UID) *tenantUsage {
+	t := newTenantUsage(b)
+	for id, ch := range snapshot {
+		if id == uid {
+			continue
+		}
+		u := t.ns(ch.namespace)
+		u.policies++
+		u.rules += ch.rules
+		u.cost += ch.cost
+		t.rules += ch.rules
+	}
+	return t
+}

@@ -98,29 +98,39 @@ func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (st
 	return out.String(), errb.String(), err
 }
 
-// WebhookConfig reads the validating webhook configuration of manifests/base and points it at
-// url instead of the in-cluster Service.
-func WebhookConfig(manifest, url string, caBundle []byte) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+// WebhookConfig reads the validating webhook configuration of manifests/base and points each
+// webhook at base (https://host:port) with its path, instead of the in-cluster Service.
+func WebhookConfig(manifest, base string, caBundle []byte) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
 	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
 	if err := readManifest(manifest, &cfg); err != nil {
 		return nil, err
 	}
 	for i := range cfg.Webhooks {
-		cfg.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
+		cfg.Webhooks[i].ClientConfig = urlConfig(base, cfg.Webhooks[i].ClientConfig, caBundle)
 	}
 	return &cfg, nil
 }
 
-// MutatingConfig reads the mutating webhook configuration of manifests/base and points it at url.
-func MutatingConfig(manifest, url string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+// MutatingConfig reads the mutating webhook configuration of manifests/base and points it at
+// base, with each webhook's path.
+func MutatingConfig(manifest, base string, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	var cfg admissionregistrationv1.MutatingWebhookConfiguration
 	if err := readManifest(manifest, &cfg); err != nil {
 		return nil, err
 	}
 	for i := range cfg.Webhooks {
-		cfg.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
+		cfg.Webhooks[i].ClientConfig = urlConfig(base, cfg.Webhooks[i].ClientConfig, caBundle)
 	}
 	return &cfg, nil
+}
+
+// urlConfig points a webhook at base (https://host:port) with the path of its Service.
+func urlConfig(base string, cc admissionregistrationv1.WebhookClientConfig, caBundle []byte) admissionregistrationv1.WebhookClientConfig {
+	url := base
+	if cc.Service != nil && cc.Service.Path != nil {
+		url += *cc.Service.Path
+	}
+	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
 }
 
 func readManifest(path string, into any) error {

@@ -41,6 +41,8 @@ import (
 const (
 	ValidatePath = "/validate"
 	MutatePath   = "/mutate"
+	// PolicyPath judges ClusterPolicies, Policies and PolicyExceptions as they are written.
+	PolicyPath = "/validate-policies"
 )
 
 // Run starts the server and blocks until ctx ends and in-flight reviews have drained.
@@ -170,6 +172,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
 	mgr.GetWebhookServer().Register(MutatePath, &server.ReviewHandler{Handler: &server.Mutator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
+	mgr.GetWebhookServer().Register(PolicyPath, &server.ReviewHandler{Handler: &server.PolicyAdmission{Compiler: compiler, Budget: pc.BudgetFor}, Budget: budget, Timeout: o.EvaluationTimeout})
 
 	if src != nil {
 		src.Client = mgr.GetClient()

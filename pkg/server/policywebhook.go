@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// PolicyAdmission judges ClusterPolicies, Policies and PolicyExceptions as they are written, so
+// that what the API server stores is what Portcullis enforces. It refuses, with every field
+// error:
+//   - a policy or exception that does not compile (the same compiler as the engine's, reading no
+//     Secret);
+//   - an exception that would last past the maximum lifetime;
+//   - a Policy that would take its namespace past the tenant budget.
+//
+// Its webhook fails closed: while Portcullis is down, policies cannot be created or changed
+// (they can be deleted).
+type PolicyAdmission struct {
+	// Compiler is the engine's compiler; it is used as a Checker.
+	Compiler *policies.Compiler
+	// Budget says why a Policy would not fit its namespace's budget; nil: no budget.
+	Budget func(p *v1alpha1.Policy, rules int, cost uint64) string
+	// Now tells the time for exception lifetimes; nil is time.Now.
+	Now func() time.Time
+}
+
+var _ admission.Handler = (*PolicyAdmission)(nil)
+
+// Handle implements admission.Handler.
+func (a *PolicyAdmission) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	if req.Kind.Group != v1alpha1.GroupVersion.Group {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("portcullis: the policy webhook judges %s objects only, not %s", v1alpha1.GroupVersion.Group, req.Kind))
+	}
+	checker := a.Compiler.Checker()
+	var err error
+	switch req.Kind.Kind {
+	case "ClusterPolicy":
+		var p v1alpha1.ClusterPolicy
+		if err = decodeObject(req, &p); err == nil {
+			_, err = checker.CompileClusterPolicy(&p)
+		}
+	case "Policy":
+		var p v1alpha1.Policy
+		if err = decodeObject(req, &p); err == nil {
+			var cp *policies.CompiledPolicy
+			if cp, err = checker.CompilePolicy(&p); err == nil && a.Budget != nil {
+				if why := a.Budget(&p, len(p.Spec.Rules), cp.Cost()); why != "" {
+					return forbidden(req, "namespace over budget: "+why)
+				}
+			}
+		}
+	case "PolicyException":
+		var x v1alpha1.PolicyException
+		if err = decodeObject(req, &x); err == nil {
+			_, err = checker.CompileException(&x)
+			now := time.Now
+			if a.Now != nil {
+				now = a.Now
+			}
+			if fe := a.Compiler.ExceptionLifetime(&x, now()); fe != nil {
+				var ce *policies.CompileError
+				if !errors.As(err, &ce) {
+					ce = &policies.CompileError{Object: fmt.Sprintf("PolicyException %q", x.Namespace+"/"+x.Name)}
+				}
+				ce.Errs = append(ce.Errs, fe)
+				err = ce
+			}
+		}
+	default:
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("portcullis: the policy webhook does not judge %s", req.Kind.Kind))
+	}
+	var ce *policies.CompileError
+	switch {
+	case errors.As(err, &ce):
+		return invalid(req, ce.Errs)
+	case err != nil:
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	return admission.Allowed("")
+}
+
+func decodeObject(req admission.Request, into any) error {
+	if err := json.Unmarshal(req.Object.Raw, into); err != nil {
+		return fmt.Errorf("portcullis: decoding the %s: %w", req.Kind.Kind, err)
+	}
+	return nil
+}
+
+// invalid refuses the object as the API server refuses one that fails validation: 422 Invalid,
+// with one cause per field error, so kubectl shows them as it shows its own.
+func invalid(req admission.Request, errs field.ErrorList) admission.Response {
+	kept := boundErrors(fieldErrorStrings(errs))
+	status := &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid,
+		Message: fmt.Sprintf("portcullis: %s %q is invalid, it would not be enforced: %s", req.Kind.Kind, objectName(req), strings.Join(kept, "; ")),
+		Details: &metav1.StatusDetails{Name: req.Name, Group: req.Kind.Group, Kind: req.Kind.Kind},
+	}
+	for i, fe := range errs {
+		if i == maxStatusErrors {
+			break
+		}
+		status.Details.Causes = append(status.Details.Causes, metav1.StatusCause{
+			Type: metav1.CauseType(fe.Type), Message: policies.Truncate(fe.ErrorBody(), maxStatusErrorBytes), Field: fe.Field})
+	}
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: status}}
+}
+
+func forbidden(req admission.Request, why string) admission.Response {
+	resp := admission.Denied(fmt.Sprintf("portcullis: %s %q: %s", req.Kind.Kind, objectName(req), why))
+	resp.Result.Code, resp.Result.Reason = http.StatusForbidden, metav1.StatusReasonForbidden
+	return resp
+}
+
+func objectName(req admission.Request) string {
+	if req.Namespace != "" {
+		return req.Namespace + "/" + req.Name
+	}
+	return req.Name
+}
+
+func fieldErrorStrings(errs field.ErrorList) []string {
+	out := make([]string, len(errs))
+	for i, fe := range errs {
+		out[i] = fe.Error()
+	}
+	return out
+}
