@@ -84,7 +84,6 @@ func (t *tenantUsage) charge(ns string, cost uint64) string {
 	return ""
 }
 
-
 // charge is what one counted Policy uses, as the last engine build saw it.
 type charge struct {
 	namespace string

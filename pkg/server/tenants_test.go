@@ -1,0 +1,105 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+func TestTenantUsage(t *testing.T) {
+	u := newTenantUsage(TenantBudget{MaxPolicies: 2, MaxRules: 10, MaxCost: 100, MaxNamespacedRules: 15})
+	for _, step := range []struct {
+		ns    string
+		rules int
+		want  string
+	}{
+		{"a", 6, ""},
+		{"a", 5, "past its budget of 10 (--namespace-max-rules)"},
+		{"a", 4, ""},
+		{"a", 1, "already has 2 Policies"},
+		{"b", 6, "past the budget of 15 (--max-namespaced-rules)"},
+		{"b", 5, ""},
+	} {
+		if got := u.reserve(step.ns, step.rules); (step.want == "") != (got == "") || !strings.Contains(got, step.want) {
+			t.Errorf("reserve(%s, %d) = %q, want %q", step.ns, step.rules, got, step.want)
+		}
+	}
+	if why := u.charge("a", 60); why != "" {
+		t.Errorf("charge 60: %s", why)
+	}
+	if why := u.charge("a", 41); !strings.Contains(why, "estimated to cost 41; with the 60 of namespace a's other Policies that is past its budget of 100") {
+		t.Errorf("charge 41: %q", why)
+	}
+	if why := u.charge("a", ^uint64(0)); why == "" {
+		t.Error("an unbounded cost was charged")
+	}
+	if why := newTenantUsage(TenantBudget{}).reserve("a", 1000); why != "" {
+		t.Errorf("the zero budget bounds: %s", why)
+	}
+}
+
+// TestControllerBudgetOldestFirst is the backstop behind the policy webhook (Policies written at
+// once, or a budget lowered on restart): the oldest Policies fit, the newest does not, is not
+// compiled, and says so in its status; an earlier compile of it is not kept.
+func TestControllerBudgetOldestFirst(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	policy := func(name string, age time.Duration, rules int) *v1alpha1.Policy {
+		p := &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID(name), Generation: 1,
+			CreationTimestamp: metav1.NewTime(t0.Add(-age))}, Spec: v1alpha1.PolicySpec{Enforcement: v1alpha1.Deny}}
+		for i := range rules {
+			p.Spec.Rules = append(p.Spec.Rules, v1alpha1.Rule{Name: fmt.Sprintf("r%d", i), Labels: &v1alpha1.LabelsRule{Required: []string{"team"}}})
+		}
+		return p
+	}
+	// Named so that name order and age order differ.
+	objs := []client.Object{policy("a-newest", time.Minute, 30), policy("z-oldest", time.Hour, 60), policy("m-middle", 30*time.Minute, 30)}
+	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Policy{}).Build()
+	compiler, err := policies.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: TenantBudget{MaxRules: 100},
+		leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
+	close(c.leader)
+	c.compiled["a-newest"] = &compiledObject{generation: 1, policy: &policies.CompiledPolicy{}} // compiled when it fitted
+	if _, err := c.Reconcile(t.Context(), rebuild); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"z-oldest": "Compiled", "m-middle": "Compiled", "a-newest": "OverBudget"} {
+		var p v1alpha1.Policy
+		if err := cl.Get(t.Context(), client.ObjectKey{Namespace: "shop", Name: name}, &p); err != nil {
+			t.Fatal(err)
+		}
+		cond := apimeta.FindStatusCondition(p.Status.Conditions, ConditionReady)
+		if cond == nil || cond.Reason != want {
+			t.Errorf("%s: %+v, want %s", name, cond, want)
+		}
+		if want == "OverBudget" && !strings.Contains(cond.Message, "its 30 rules would bring namespace shop to 120, past its budget of 100 (--namespace-max-rules); the namespace's older Policies stay enforced") {
+			t.Errorf("%s: %q", name, cond.Message)
+		}
+	}
+	if _, kept := c.compiled["a-newest"]; kept {
+		t.Error("the compiled form of a Policy over budget is kept")
+	}
+	if why := c.BudgetFor(policy("another", 0, 10), 10, 0); why != "" { // 60 + 30 + 10
+		t.Errorf("BudgetFor: %q", why)
+	}
+	if why := c.BudgetFor(policy("another", 0, 11), 11, 0); !strings.Contains(why, "its 11 rules would bring namespace shop to 101") {
+		t.Errorf("BudgetFor at the door: %q", why)
+	}
+}
