@@ -69,9 +69,11 @@ bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99,
 	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION)
 
 .PHONY: fuzz
-fuzz: ## Fuzz manifest reading and evaluation for FUZZTIME each
-	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
-	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzDecodeEvaluate -fuzztime $(FUZZTIME)
+fuzz: ## Fuzz manifest reading, evaluation, policy compilation and the review handler for FUZZTIME each
+	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzDecodeEvaluate -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/server -run '^$$' -fuzz FuzzReviewHandler -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 
 .PHONY: clean
 clean: ## Remove build output

@@ -27,7 +27,7 @@ spec:
       cel: {expression: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, a+b+c > 0)))"}
 `
 
-func validatorFor(t *testing.T, policy string, timeout time.Duration) *Validator {
+func validatorFor(t testing.TB, policy string, timeout time.Duration) *Validator {
 	t.Helper()
 	docs, err := manifest.Split("policy.yaml", []byte(policy))
 	if err != nil {
