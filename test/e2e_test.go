@@ -45,6 +45,9 @@ var e2e struct {
 	// metricsToken is a ServiceAccount token bound to the shipped portcullis-metrics-reader role.
 	metricsToken string
 	probeURL     string
+	// webhookBin is the server binary built for the e2e; dir holds the run's files.
+	webhookBin, dir string
+	certDir         string // a user-provided certificate for 127.0.0.1
 }
 
 const (
@@ -149,6 +152,7 @@ func setup(dir, assets string) error {
 	if err != nil {
 		return err
 	}
+	e2e.webhookBin, e2e.dir, e2e.certDir = bin, dir, certDir
 	logFile, err := os.Create(filepath.Join(dir, "webhook-audit-only.log"))
 	if err != nil {
 		return err

@@ -176,9 +176,15 @@ func BuildWebhook(root, dir string) (string, error) {
 
 // StartProcess runs the webhook binary with args, its output going to log.
 func StartProcess(bin string, log *os.File, args ...string) (*Process, error) {
+	return StartProcessEnv(bin, log, nil, args...)
+}
+
+// StartProcessEnv is StartProcess with env added to the process's environment.
+func StartProcessEnv(bin string, log *os.File, env []string, args ...string) (*Process, error) {
 	//nolint:gosec // the harness runs the binaries it built, with its own arguments
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

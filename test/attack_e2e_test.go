@@ -1,0 +1,388 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portcullis-dev/portcullis/cmd/webhook/app"
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/test/cluster"
+)
+
+// The shipped Deployment's memory limit, and the soft limit --memory-limit-ratio (0.9) derives
+// from it in the container.
+const (
+	deploymentMemoryLimit = 256 << 20
+	attackGoMemLimit      = "230MiB"
+)
+
+// attackServer is the real binary as the shipped manifests run it: as the webhook's
+// ServiceAccount (impersonated, so the shipped RBAC is what it may do), with the default limits,
+// no private or insecure registry, and the soft memory limit it sets itself in its container.
+type attackServer struct {
+	url  string // https://127.0.0.1:port
+	pid  int
+	http *http.Client
+}
+
+func startAttackServer(t *testing.T) *attackServer {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(e2e.cluster.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range cfg.AuthInfos {
+		user.Impersonate = "system:serviceaccount:" + systemNamespace + ":portcullis-webhook"
+		user.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + systemNamespace, "system:authenticated"}
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	port, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(e2e.dir, "webhook-attack.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cluster.StartProcessEnv(e2e.webhookBin, log, []string{"GOMEMLIMIT=" + attackGoMemLimit},
+		"--kubeconfig", kubeconfig, "--namespace", systemNamespace, "--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(port),
+		"--cert-dir", e2e.certDir, "--leader-elect=false", "--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(); _ = log.Close() })
+	eventually(t, 30*time.Second, func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes))
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %d (log: %s)", resp.StatusCode, log.Name())
+		}
+		return nil
+	})
+	return &attackServer{url: fmt.Sprintf("https://127.0.0.1:%d", port), pid: p.Pid(), http: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // loopback, a test certificate
+	}}
+}
+
+// peakRSS reads the process's peak resident set (VmHWM) and resets it for the next phase.
+func (s *attackServer) peakRSS(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb int64
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	if kb == 0 {
+		t.Fatalf("no VmHWM in /proc/%d/status", s.pid)
+	}
+	// 5 resets the peak (proc(5), clear_refs).
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.pid), []byte("5"), 0o600); err != nil {
+		t.Fatalf("resetting the peak RSS: %v", err)
+	}
+	return kb << 10
+}
+
+// review posts an AdmissionReview of obj to path and returns the HTTP status and the response.
+func (s *attackServer) review(t *testing.T, path, ns string, obj any) (int, string) {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},` +
+		`"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"` + ns + `","name":"p","operation":"CREATE","userInfo":{"username":"tenant"},"object":`)
+	body = append(append(body, raw...), "}}"...)
+	resp, err := s.http.Post(s.url+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Errorf("review: %v", err)
+		return 0, ""
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func manyContainers(ns string, n int) *corev1.Pod {
+	p := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns}}
+	for i := range n {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: "registry.example.com/app:1"})
+	}
+	return p
+}
+
+// TestHostileTenant drives the real binary, deployed as shipped, with the attacks a tenant can
+// make, and asserts each bound: peak RSS (from /proc) under the Deployment's limit in every
+// phase, connections that stall cut off, no request reaching an internal server, no upstream
+// body reflected, no Secret's existence told.
+func TestHostileTenant(t *testing.T) {
+	s := startAttackServer(t)
+	ctx := t.Context()
+	ns := newNamespace(t, nil)
+	mallory := tenant(t, ns, "mallory")
+	type peak struct {
+		phase string
+		rss   int64
+	}
+	peaks := []peak{{"idle", s.peakRSS(t)}}
+
+	// 1. Policy flood: 30 Policies of 100 distinct CEL rules (1.3 MB of YAML in the issue's
+	// reproduction was 150). The budget admits one; the webhook refuses the rest at the door.
+	refused := 0
+	for i := range 30 {
+		p := namespacedPolicy(ns, fmt.Sprintf("flood-%02d", i), 100, func(j int) v1alpha1.Rule {
+			return v1alpha1.Rule{Name: fmt.Sprintf("r%d", j), CEL: &v1alpha1.CELRule{
+				Expression: fmt.Sprintf("podSpec == null || podSpec.containers.all(c, c.image.startsWith('registry.example.com/') || %d < %d)", i, j)}}
+		})
+		switch err := mallory.Create(ctx, p); {
+		case apierrors.IsForbidden(err):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+		if i == 0 {
+			waitPolicy(t, mallory, ns, p.Name, "Compiled")
+		}
+	}
+	if refused != 29 {
+		t.Errorf("%d of 30 flooding Policies refused, want 29", refused)
+	}
+	time.Sleep(2 * time.Second) // the attack server's own rebuilds
+	peaks = append(peaks, peak{"policy flood", s.peakRSS(t)})
+
+	// 2. Large Pods, four at a time: 20,000 containers (too large to evaluate: refused before it
+	// is decoded) and 4,000 (decoded and judged).
+	for _, n := range []int{20000, 4000} {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 3 {
+					code, out := s.review(t, app.ValidatePath, ns, manyContainers(ns, n))
+					if code != http.StatusOK || !strings.Contains(out, `"allowed":false`) && !strings.Contains(out, `"allowed":true`) {
+						t.Errorf("%d containers: %d %.300s", n, code, out)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		peaks = append(peaks, peak{fmt.Sprintf("4 x %d containers", n), s.peakRSS(t)})
+	}
+
+	// 3. Stalled bodies: 30 connections announce 7 MB, send all but the last byte, and stall.
+	// 4. Slowloris: 200 connections send a header byte per second.
+	stalled := openStalled(t, s, 30, 7<<20)
+	slow := openSlowloris(t, s, 200)
+	time.Sleep(5 * time.Second)
+	peaks = append(peaks, peak{"30 stalled 7 MB bodies + 200 slowloris", s.peakRSS(t)})
+	for name, conns := range map[string][]*stallConn{"stalled bodies": stalled, "slowloris": slow} {
+		deadline := time.Now().Add(20 * time.Second) // --review-read-timeout is 10s
+		for _, c := range conns {
+			if !c.closedBy(deadline) {
+				t.Errorf("%s: a connection is still open 20s after it stalled", name)
+				break
+			}
+		}
+	}
+	for _, p := range peaks {
+		t.Logf("peak RSS, %s: %.1f MiB", p.phase, float64(p.rss)/(1<<20))
+		if p.rss >= deploymentMemoryLimit {
+			t.Errorf("%s: peak RSS %d MiB, past the Deployment's limit of 256 MiB", p.phase, p.rss>>20)
+		}
+	}
+
+	// 5. SSRF: a Policy verifying every image, and Pods whose images point at an internal
+	// service and at the cloud metadata address. Nothing is dialled; the answer carries a fixed
+	// phrase, never the internal body.
+	var hits atomic.Int64
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "INTERNAL-ONLY-DATA", http.StatusForbidden)
+	}))
+	defer internal.Close()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	ssrfNS := newNamespace(t, nil)
+	eve := tenant(t, ssrfNS, "eve")
+	verifyAll := &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "verify-all", Namespace: ssrfNS}, Spec: v1alpha1.PolicySpec{
+		Enforcement: v1alpha1.Deny, Rules: []v1alpha1.Rule{{Name: "signed", VerifyImages: &v1alpha1.VerifyImagesRule{
+			Images: []string{"*"}, Keys: []v1alpha1.KeyRef{{PublicKey: pub}}, IgnoreTlog: true}}}}}
+	if err := eve.Create(ctx, verifyAll); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(t, eve, ssrfNS, "verify-all", "Compiled")
+	for _, image := range []string{strings.TrimPrefix(internal.URL, "http://") + "/team/app:1", "169.254.169.254/latest/meta-data:1", "localhost:5000/team/app:1"} {
+		pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ssrfNS},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image}}}}
+		eventually(t, 10*time.Second, func() error { // the attack server's engine has the Policy
+			code, out := s.review(t, app.ValidatePath, ssrfNS, pod)
+			if code != http.StatusOK || !strings.Contains(out, `"allowed":false`) {
+				return fmt.Errorf("%s: %d %.300s", image, code, out)
+			}
+			if strings.Contains(out, "INTERNAL-ONLY-DATA") || !strings.Contains(out, "the registry's address is not allowed") {
+				t.Errorf("%s: the answer is %.500s, want the fixed phrase and no upstream body", image, out)
+			}
+			return nil
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the internal server was reached %d times", n)
+	}
+
+	// 6. Secret probing. Another namespace's Secret: refused whether it exists or not, in the
+	// same words. Its own namespace's: a private key and a missing Secret read the same.
+	if err := e2e.client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "real", Namespace: "kube-system"},
+		StringData: map[string]string{"cosign.pub": pub}}); err != nil {
+		t.Fatal(err)
+	}
+	keyPolicy := func(name, secretNS, secret string) *v1alpha1.Policy {
+		return &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ssrfNS}, Spec: v1alpha1.PolicySpec{
+			Rules: []v1alpha1.Rule{{Name: "signed", VerifyImages: &v1alpha1.VerifyImagesRule{
+				Images: []string{"registry.example.com/*"}, Keys: []v1alpha1.KeyRef{{SecretRef: &v1alpha1.SecretKeyRef{Namespace: secretNS, Name: secret}}}}}}}}
+	}
+	var answers []string
+	for _, name := range []string{"real", "absent"} {
+		err := eve.Create(ctx, keyPolicy("probe-"+name, "kube-system", name))
+		if !apierrors.IsInvalid(err) {
+			t.Fatalf("a Policy reading kube-system/%s: %v", name, err)
+		}
+		answers = append(answers, strings.ReplaceAll(err.Error(), "probe-"+name, "probe"))
+	}
+	if answers[0] != answers[1] || !strings.Contains(answers[0], "a Policy may read keys only from Secrets in its own namespace") {
+		t.Errorf("the answers differ or do not say why:\n%s\n%s", answers[0], answers[1])
+	}
+	der, err = x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2e.client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "private", Namespace: ssrfNS},
+		StringData: map[string]string{"cosign.pub": string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))}}); err != nil {
+		t.Fatal(err)
+	}
+	answers = nil
+	for _, name := range []string{"private", "absent"} {
+		if err := eve.Create(ctx, keyPolicy("own-"+name, "", name)); err != nil {
+			t.Fatal(err)
+		}
+		msg := waitPolicy(t, eve, ssrfNS, "own-"+name, "CompileError")
+		answers = append(answers, strings.ReplaceAll(msg, name, "NAME"))
+	}
+	if answers[0] != answers[1] || strings.Contains(answers[0], "PRIVATE") {
+		t.Errorf("the statuses tell a private key from a missing Secret:\n%s\n%s", answers[0], answers[1])
+	}
+	if err := mallory.Get(ctx, client.ObjectKey{Namespace: ssrfNS, Name: "private"}, &corev1.Secret{}); !apierrors.IsForbidden(err) {
+		t.Errorf("a tenant read a Secret: %v", err)
+	}
+}
+
+// stallConn is a connection the attack left hanging; closedBy reports whether the server closed
+// it before the deadline.
+type stallConn struct{ conn net.Conn }
+
+func (c *stallConn) closedBy(deadline time.Time) bool {
+	defer func() { _ = c.conn.Close() }()
+	_ = c.conn.SetReadDeadline(deadline)
+	_, err := io.Copy(io.Discard, c.conn) // returns at EOF or reset (closed), or at the deadline
+	var ne net.Error
+	return err == nil || !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func dialTLS(t *testing.T, s *attackServer) net.Conn {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(s.url, "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// openStalled opens n connections that announce size bytes and send all but the last.
+func openStalled(t *testing.T, s *attackServer, n, size int) []*stallConn {
+	t.Helper()
+	body := bytes.Repeat([]byte("x"), size-1)
+	var conns []*stallConn
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			conn := dialTLS(t, s)
+			w := bufio.NewWriter(conn)
+			fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", app.ValidatePath, size)
+			_, _ = w.Write(body) // the server may stop reading: the write then fails, which is fine
+			_ = w.Flush()
+			mu.Lock()
+			conns = append(conns, &stallConn{conn})
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return conns
+}
+
+// openSlowloris opens n connections that send their headers a byte per second.
+func openSlowloris(t *testing.T, s *attackServer, n int) []*stallConn {
+	t.Helper()
+	var conns []*stallConn
+	for range n {
+		conn := dialTLS(t, s)
+		go func() {
+			header := "POST " + app.ValidatePath + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: " + strings.Repeat("a", 60)
+			for i := range len(header) {
+				if _, err := conn.Write([]byte{header[i]}); err != nil {
+					return
+				}
+				time.Sleep(time.Second)
+			}
+		}()
+		conns = append(conns, &stallConn{conn})
+	}
+	return conns
+}
