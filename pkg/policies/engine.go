@@ -60,6 +60,16 @@ func NewEngine(policies []*CompiledPolicy, exceptions []*CompiledException, now 
 	return e
 }
 
+// NamespaceCost is the estimated CEL cost of namespace ns's own Policies together (see
+// EstimateSize): what judging one of its objects may cost beyond the ClusterPolicies.
+func (e *Engine) NamespaceCost(ns string) uint64 {
+	var c uint64
+	for _, p := range e.namespaced[ns] {
+		c = addCost(c, p.cost)
+	}
+	return c
+}
+
 // policiesFor returns the policies that may apply in namespace ns: every ClusterPolicy, then the
 // namespace's Policies. f returning false stops the walk.
 func (e *Engine) policiesFor(ns string, f func(*CompiledPolicy) bool) {

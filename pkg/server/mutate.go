@@ -25,9 +25,9 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	return resp
 }
 
-// Refuse implements Refuser: an object too large to evaluate is not mutated; the validating
+// Refuse implements Refuser: an object that is not evaluated is not mutated; the validating
 // webhook decides whether it is admitted.
-func (m *Mutator) Refuse(req admission.Request, why string) admission.Response {
+func (m *Mutator) Refuse(req admission.Request, why string, _ int32) admission.Response {
 	m.observe("mutate", req, Refused, time.Now())
 	return admission.Allowed("").WithWarnings(why + ": not mutated")
 }

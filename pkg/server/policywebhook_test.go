@@ -40,7 +40,9 @@ func TestPolicyAdmission(t *testing.T) {
 			Kind:   metav1.GroupVersionKind{Group: "portcullis.dev", Version: "v1alpha1", Kind: kind},
 			Object: runtime.RawExtension{Raw: raw}}})
 	}
-	rule := func(expr string) v1alpha1.Rule { return v1alpha1.Rule{Name: "r", CEL: &v1alpha1.CELRule{Expression: expr}} }
+	rule := func(expr string) v1alpha1.Rule {
+		return v1alpha1.Rule{Name: "r", CEL: &v1alpha1.CELRule{Expression: expr}}
+	}
 	good := v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{rule("true")}}
 
 	tests := []struct {

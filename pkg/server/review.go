@@ -38,10 +38,17 @@ type ReviewHandler struct {
 	Timeout time.Duration
 }
 
+// Gater is a handler that may make a review wait for its namespace before the review's decoding
+// memory is reserved (the TenantGate): waiting reviews then hold only their body's share of the
+// budget. It returns the release, or why the review is turned away.
+type Gater interface {
+	Gate(ctx context.Context, namespace string) (release func(), why string)
+}
+
 // Refuser answers a review that is too large or too complex to evaluate; a handler that is not
 // one denies it.
 type Refuser interface {
-	Refuse(req admission.Request, why string) admission.Response
+	Refuse(req admission.Request, why string, code int32) admission.Response
 }
 
 func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -86,8 +93,16 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s := scanShape(body)
 	if why := s.check(len(body), h.Budget); why != "" {
-		h.refuse(ctx, w, body, why)
+		h.refuse(ctx, w, body, "is too large to evaluate: "+why, http.StatusRequestEntityTooLarge)
 		return
+	}
+	if g, ok := h.Handler.(Gater); ok {
+		release, why := g.Gate(ctx, reviewNamespace(body))
+		if why != "" {
+			h.refuse(ctx, w, body, why, http.StatusTooManyRequests)
+			return
+		}
+		defer release()
 	}
 	if err := res.grow(ctx, s.decodeCost(len(body))); err != nil {
 		tooBusy(w)
@@ -104,6 +119,19 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := admission.Request{AdmissionRequest: *review.Request}
 	h.respond(ctx, w, review.TypeMeta, req, h.handle(ctx, req))
+}
+
+// reviewNamespace reads the request's namespace alone from a review's body.
+func reviewNamespace(body []byte) string {
+	var envelope struct {
+		Request *struct {
+			Namespace string `json:"namespace"`
+		} `json:"request"`
+	}
+	if gojson.Unmarshal(body, &envelope) != nil || envelope.Request == nil {
+		return ""
+	}
+	return envelope.Request.Namespace
 }
 
 func isReview(tm metav1.TypeMeta) bool {
@@ -124,9 +152,9 @@ func readBody(r io.Reader, announced int64) ([]byte, error) {
 	return buf, nil
 }
 
-// refuse answers a review that is too large or complex to decode, after reading only its
-// envelope's identity.
-func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body []byte, why string) {
+// refuse answers a review that is not decoded (too large or complex, or its namespace busy), after
+// reading only its envelope's identity; why completes "Kind "ns/name" …".
+func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body []byte, why string, code int32) {
 	var envelope struct {
 		metav1.TypeMeta
 		Request *struct {
@@ -138,7 +166,7 @@ func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body 
 		} `json:"request"`
 	}
 	if err := gojson.Unmarshal(body, &envelope); err != nil || !isReview(envelope.TypeMeta) || envelope.Request == nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the review is too large to evaluate: %s", why))
+		writeError(w, int(code), fmt.Errorf("the review %s", why))
 		return
 	}
 	e := envelope.Request
@@ -147,13 +175,13 @@ func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body 
 	if e.Namespace != "" {
 		name = e.Namespace + "/" + e.Name
 	}
-	why = fmt.Sprintf("portcullis: %s %q is too large to evaluate: %s", e.Kind.Kind, name, why)
+	why = fmt.Sprintf("portcullis: %s %q %s", e.Kind.Kind, name, why)
 	var resp admission.Response
 	if rf, ok := h.Handler.(Refuser); ok {
-		resp = rf.Refuse(req, why)
+		resp = rf.Refuse(req, why, code)
 	} else {
 		resp = admission.Denied(why)
-		resp.Result.Code = http.StatusRequestEntityTooLarge
+		resp.Result.Code = code
 	}
 	h.respond(ctx, w, envelope.TypeMeta, req, resp)
 }

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -106,4 +109,70 @@ func usageWithout(b TenantBudget, snapshot map[types.UID]charge, uid types.UID) 
 		t.rules += ch.rules
 	}
 	return t
+}
+
+// GatedCost is the estimated cost of a namespace's Policies from which its reviews go through the
+// TenantGate: about 0.1 s of CPU on the reference object. Cheaper Policies never wait.
+const GatedCost = 1_000_000
+
+// TenantGate bounds how many reviews of one namespace evaluate its costly Policies at once, so
+// that a tenant whose Policies are costly, sending many objects, takes at most that many of the
+// replica's cores. A few more may wait for a slot until their deadline; past that queue a review
+// is turned away at once, so that the waiting reviews of one namespace cannot hold the memory
+// budget every review shares. Namespaces without costly Policies never go through it. Memory is
+// bounded by the reviews in flight: a namespace's entry lives while one of its reviews does.
+type TenantGate struct {
+	slots, queue int
+	mu           sync.Mutex
+	gates        map[string]*nsGate
+}
+
+type nsGate struct {
+	sem  chan struct{}
+	refs int // holding or waiting for a slot
+}
+
+// NewTenantGate returns a gate of slots reviews per namespace, with as many again times three
+// waiting; nil (slots ≤ 0) bounds nothing.
+func NewTenantGate(slots int) *TenantGate {
+	if slots <= 0 {
+		return nil
+	}
+	return &TenantGate{slots: slots, queue: 3 * slots, gates: map[string]*nsGate{}}
+}
+
+// errGateFull is acquire's answer when the namespace's queue is full.
+var errGateFull = errors.New("the namespace's queue is full")
+
+// acquire waits for one of the namespace's slots until ctx ends, and returns its release.
+func (g *TenantGate) acquire(ctx context.Context, ns string) (func(), error) {
+	if g == nil {
+		return func() {}, nil
+	}
+	g.mu.Lock()
+	e := g.gates[ns]
+	if e == nil {
+		e = &nsGate{sem: make(chan struct{}, g.slots)}
+		g.gates[ns] = e
+	}
+	if e.refs >= g.slots+g.queue {
+		g.mu.Unlock()
+		return nil, errGateFull
+	}
+	e.refs++
+	g.mu.Unlock()
+	done := func() {
+		g.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(g.gates, ns)
+		}
+		g.mu.Unlock()
+	}
+	select {
+	case e.sem <- struct{}{}:
+		return func() { <-e.sem; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, context.Cause(ctx)
+	}
 }

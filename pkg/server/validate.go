@@ -33,6 +33,9 @@ type Config struct {
 	Timeout time.Duration
 	// PullSecrets gives image verification the pod's registry credentials; nil is anonymous.
 	PullSecrets *PullSecrets
+	// Tenants bounds the reviews of one namespace that evaluate its costly Policies at once;
+	// nil: no bound.
+	Tenants *TenantGate
 }
 
 // Validator is the validating webhook: it decodes the review once, evaluates it with the engine
@@ -51,7 +54,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 
 // Refuse implements Refuser: an object too large to evaluate is denied; in audit-only mode it is
 // admitted with a warning and recorded.
-func (v *Validator) Refuse(req admission.Request, why string) admission.Response {
+func (v *Validator) Refuse(req admission.Request, why string, code int32) admission.Response {
 	v.observe("validate", req, Refused, time.Now())
 	if v.AuditOnly {
 		resp := admission.Allowed("").WithWarnings(why + " (audit-only: admitted)")
@@ -59,8 +62,22 @@ func (v *Validator) Refuse(req admission.Request, why string) admission.Response
 		return resp
 	}
 	resp := admission.Denied(why)
-	resp.Result.Code = http.StatusRequestEntityTooLarge
+	resp.Result.Code = code
 	return resp
+}
+
+// Gate implements Gater: a review of a namespace whose Policies are costly (GatedCost) waits for
+// one of the namespace's slots (--namespace-max-concurrency) before it is decoded.
+func (v *Validator) Gate(ctx context.Context, namespace string) (func(), string) {
+	engine := v.Engines.Load()
+	if v.Tenants == nil || engine == nil || engine.NamespaceCost(namespace) < GatedCost {
+		return func() {}, ""
+	}
+	release, err := v.Tenants.acquire(ctx, namespace)
+	if err != nil {
+		return nil, fmt.Sprintf("not evaluated: the reviews of namespace %s held every slot of --namespace-max-concurrency (its Policies are costly to evaluate) until this review's deadline, or too many were waiting", namespace)
+	}
+	return release, ""
 }
 
 func (v *Validator) handle(ctx context.Context, req admission.Request) (admission.Response, Decision) {

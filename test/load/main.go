@@ -29,7 +29,10 @@ import (
 	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
-var metricsAddr string
+var (
+	metricsAddr string
+	tenantRate  int
+)
 
 type result struct {
 	Server       string  `json:"server"`
@@ -48,6 +51,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
+	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
 	flag.Parse()
 	if err := run(*root, *rates, *duration, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-load: %v\n", err)
@@ -155,6 +159,14 @@ func run(root, rateList string, duration time.Duration, out string) error {
 		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
 			results[n-1].CPUPerReview/results[n-2].CPUPerReview, results[n-1].P50Ms/results[n-2].P50Ms, results[n-1].P99Ms/results[n-2].P99Ms)
 	}
+	if tenantRate > 0 {
+		rate, _ := strconv.Atoi(strings.TrimSpace(strings.Split(rateList, ",")[0]))
+		res, err := noisyTenant(ctx, c, port, srv.Pid(), body, rate, duration)
+		if err != nil {
+			return err
+		}
+		results = append(results, res...)
+	}
 	data, _ := json.MarshalIndent(results, "", "  ")
 	if err := os.MkdirAll(filepath.Dir(out), 0o750); err != nil {
 		return err
@@ -163,6 +175,12 @@ func run(root, rateList string, duration time.Duration, out string) error {
 }
 
 func attack(name string, port, pid int, body []byte, rate int, d time.Duration) (result, error) {
+	return attackWith(name, port, pid, body, rate, d, nil)
+}
+
+// attackWith is attack with, when beside is set, a second attack running for the same time
+// (the noisy tenant); its own metrics are not reported.
+func attackWith(name string, port, pid int, body []byte, rate int, d time.Duration, beside func(d time.Duration)) (result, error) {
 	target := vegeta.Target{Method: http.MethodPost, URL: fmt.Sprintf("https://127.0.0.1:%d/validate", port), Body: body,
 		Header: http.Header{"Content-Type": []string{"application/json"}}}
 	attacker := func() *vegeta.Attacker { // an Attacker runs one attack
@@ -177,11 +195,18 @@ func attack(name string, port, pid int, body []byte, rate int, d time.Duration) 
 	if err != nil {
 		return result{}, err
 	}
+	done := make(chan struct{})
+	if beside != nil {
+		go func() { beside(d); close(done) }()
+	} else {
+		close(done)
+	}
 	var m vegeta.Metrics
 	for res := range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, d, name) {
 		m.Add(res)
 	}
 	m.Close()
+	<-done
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		return result{}, err

@@ -166,6 +166,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		AuditOnly:   o.AuditOnly,
 		Timeout:     o.EvaluationTimeout,
 		PullSecrets: pullSecrets,
+		Tenants:     server.NewTenantGate(o.NamespaceConcurrency),
 	}
 	// One memory budget for both webhooks: they share the process.
 	budget := server.NewBudget(o.ReviewMemory.Value())
