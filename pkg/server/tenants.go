@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -111,13 +112,21 @@ func usageWithout(b TenantBudget, snapshot map[types.UID]charge, uid types.UID) 
 	return t
 }
 
+// gatedDuty is the share of a core one slot of the TenantGate may keep busy: after an evaluation
+// of d, the slot stays closed for 3d more, so a tenant that keeps it busy uses a quarter of a
+// core per slot, not a whole one.
+const gatedDuty = 4
+
+// maxCooldown bounds how long a slot stays closed after one evaluation.
+const maxCooldown = 10 * time.Second
+
 // GatedCost is the estimated cost of a namespace's Policies from which its reviews go through the
 // TenantGate: about 0.1 s of CPU on the reference object. Cheaper Policies never wait.
 const GatedCost = 1_000_000
 
-// TenantGate bounds how many reviews of one namespace evaluate its costly Policies at once, so
-// that a tenant whose Policies are costly, sending many objects, takes at most that many of the
-// replica's cores. A few more may wait for a slot until their deadline; past that queue a review
+// TenantGate bounds how many reviews of one namespace evaluate its costly Policies at once, and how
+// much of a core each slot keeps busy (gatedDuty), so that a tenant whose Policies are costly,
+// sending many objects, takes at most a quarter of a core per slot. A few more may wait for a slot until their deadline; past that queue a review
 // is turned away at once, so that the waiting reviews of one namespace cannot hold the memory
 // budget every review shares. Namespaces without costly Policies never go through it. Memory is
 // bounded by the reviews in flight: a namespace's entry lives while one of its reviews does.
@@ -170,7 +179,15 @@ func (g *TenantGate) acquire(ctx context.Context, ns string) (func(), error) {
 	}
 	select {
 	case e.sem <- struct{}{}:
-		return func() { <-e.sem; done() }, nil
+		start := time.Now()
+		return func() {
+			free := func() { <-e.sem; done() }
+			if cool := min(time.Since(start)*(gatedDuty-1), maxCooldown); cool > time.Millisecond {
+				time.AfterFunc(cool, free)
+			} else {
+				free()
+			}
+		}, nil
 	case <-ctx.Done():
 		done()
 		return nil, context.Cause(ctx)
