@@ -9,6 +9,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 6
 RATES ?= 500,1000,2000
 DURATION ?= 10s
+TENANT_RATE ?= 0
 
 .DEFAULT_GOAL := help
 
@@ -65,8 +66,8 @@ bench: ## Run the engine benchmarks (BENCHCOUNT runs each, for benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/...
 
 .PHONY: bench-load
-bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor
-	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION)
+bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant)
+	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE)
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading, evaluation, policy compilation and the review handler for FUZZTIME each
