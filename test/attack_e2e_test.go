@@ -332,7 +332,7 @@ func (c *stallConn) closedBy(deadline time.Time) bool {
 	_ = c.conn.SetReadDeadline(deadline)
 	_, err := io.Copy(io.Discard, c.conn) // returns at EOF or reset (closed), or at the deadline
 	var ne net.Error
-	return err == nil || !(errors.As(err, &ne) && ne.Timeout())
+	return err == nil || !errors.As(err, &ne) || !ne.Timeout()
 }
 
 func dialTLS(t *testing.T, s *attackServer) net.Conn {
@@ -355,7 +355,7 @@ func openStalled(t *testing.T, s *attackServer, n, size int) []*stallConn {
 		wg.Go(func() {
 			conn := dialTLS(t, s)
 			w := bufio.NewWriter(conn)
-			fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", app.ValidatePath, size)
+			_, _ = fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", app.ValidatePath, size)
 			_, _ = w.Write(body) // the server may stop reading: the write then fails, which is fine
 			_ = w.Flush()
 			mu.Lock()

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -54,8 +55,8 @@ func TestBoundsCheckedBeforeCompiling(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := testCompiler.CompileClusterPolicy(&v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: tt.spec})
-			ce, ok := err.(*CompileError)
-			if !ok || len(ce.Errs) != 1 || !strings.Contains(ce.Errs[0].Error(), tt.want) {
+			var ce *CompileError
+			if !errors.As(err, &ce) || len(ce.Errs) != 1 || !strings.Contains(ce.Errs[0].Error(), tt.want) {
 				t.Fatalf("got %v, want exactly one error containing %q", err, tt.want)
 			}
 		})

@@ -24,7 +24,7 @@ func TestPolicyAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &PolicyAdmission{Compiler: compiler, Now: func() time.Time { return now },
-		Budget: func(p *v1alpha1.Policy, rules int, _ uint64) string {
+		Budget: func(_ *v1alpha1.Policy, rules int, _ uint64) string {
 			if rules > 1 {
 				return "too many rules"
 			}
