@@ -112,10 +112,10 @@ func usageWithout(b TenantBudget, snapshot map[types.UID]charge, uid types.UID) 
 	return t
 }
 
-// gatedDuty is the share of a core one slot of the TenantGate may keep busy: after an evaluation
-// of d, the slot stays closed for 3d more, so a tenant that keeps it busy uses a quarter of a
-// core per slot, not a whole one.
-const gatedDuty = 4
+// gatedDuty is the inverse of the share of a core one slot of the TenantGate may keep busy: after
+// an evaluation of d, the slot stays closed for 7d more, so a tenant that keeps it busy uses an
+// eighth of a core per slot, not a whole one.
+const gatedDuty = 8
 
 // maxCooldown bounds how long a slot stays closed after one evaluation.
 const maxCooldown = 10 * time.Second
@@ -124,11 +124,11 @@ const maxCooldown = 10 * time.Second
 // TenantGate: about 0.1 s of CPU on the reference object. Cheaper Policies never wait.
 const GatedCost = 1_000_000
 
-// TenantGate bounds how many reviews of one namespace evaluate its costly Policies at once, and how
-// much of a core each slot keeps busy (gatedDuty), so that a tenant whose Policies are costly,
-// sending many objects, takes at most a quarter of a core per slot. A few more may wait for a slot until their deadline; past that queue a review
-// is turned away at once, so that the waiting reviews of one namespace cannot hold the memory
-// budget every review shares. Namespaces without costly Policies never go through it. Memory is
+// TenantGate bounds how many reviews of one namespace evaluate its costly Policies at once, and
+// how much of a core each slot keeps busy (gatedDuty), so that a tenant whose Policies are costly,
+// sending many objects, takes at most an eighth of a core per slot. A few more reviews may wait
+// for a slot until their deadline; past that queue a review is turned away at once, so that the
+// waiting reviews of one namespace cannot hold the memory budget every review shares. Namespaces without costly Policies never go through it. Memory is
 // bounded by the reviews in flight: a namespace's entry lives while one of its reviews does.
 type TenantGate struct {
 	slots, queue int
