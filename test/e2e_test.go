@@ -48,11 +48,13 @@ var e2e struct {
 	// webhookBin is the server binary built for the e2e; dir holds the run's files.
 	webhookBin, dir string
 	certDir         string // a user-provided certificate for 127.0.0.1
+	caPEM           []byte // its CA
 }
 
 const (
 	systemNamespace = "portcullis-system"
 	auditOnlyLabel  = "e2e.portcullis.dev/audit-only"
+	attackLabel     = "e2e.portcullis.dev/attack" // namespaces judged by TestHostileTenant's server
 )
 
 func TestMain(m *testing.M) {
@@ -152,7 +154,7 @@ func setup(dir, assets string) error {
 	if err != nil {
 		return err
 	}
-	e2e.webhookBin, e2e.dir, e2e.certDir = bin, dir, certDir
+	e2e.webhookBin, e2e.dir, e2e.certDir, e2e.caPEM = bin, dir, certDir, caPEM
 	logFile, err := os.Create(filepath.Join(dir, "webhook-audit-only.log"))
 	if err != nil {
 		return err
@@ -174,6 +176,7 @@ func setup(dir, assets string) error {
 		return err
 	}
 	cluster.ExcludeLabel(main, auditOnlyLabel, metav1.LabelSelectorOpDoesNotExist)
+	cluster.ExcludeLabel(main, attackLabel, metav1.LabelSelectorOpDoesNotExist)
 	audit, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.auditURL, app.ValidatePath), caPEM)
 	if err != nil {
 		return err
@@ -185,6 +188,7 @@ func setup(dir, assets string) error {
 	if err != nil {
 		return err
 	}
+	cluster.ExcludeLabel(mutating, attackLabel, metav1.LabelSelectorOpDoesNotExist)
 	for _, cfg := range []client.Object{main, audit, mutating} {
 		if err := e2e.client.Create(ctx, cfg); err != nil {
 			return fmt.Errorf("creating %s: %w", cfg.GetName(), err)

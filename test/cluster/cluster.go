@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -144,15 +145,32 @@ func readManifest(path string, into any) error {
 	return nil
 }
 
-// ExcludeLabel adds a requirement on a namespace label to every webhook's namespaceSelector.
-func ExcludeLabel(cfg *admissionregistrationv1.ValidatingWebhookConfiguration, key string, op metav1.LabelSelectorOperator) {
-	for i := range cfg.Webhooks {
-		sel := cfg.Webhooks[i].NamespaceSelector
-		if sel == nil {
-			sel = &metav1.LabelSelector{}
-			cfg.Webhooks[i].NamespaceSelector = sel
+// ExcludeLabel adds a requirement on a namespace label to the namespaceSelector of every webhook
+// of cfg (a Validating- or MutatingWebhookConfiguration) that judges workloads; the policy
+// webhook, which judges Portcullis's own objects, is left as it is.
+func ExcludeLabel(cfg any, key string, op metav1.LabelSelectorOperator) {
+	add := func(sel **metav1.LabelSelector, rules []admissionregistrationv1.RuleWithOperations) {
+		for _, r := range rules {
+			if slices.Contains(r.APIGroups, "portcullis.dev") {
+				return
+			}
 		}
-		sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{Key: key, Operator: op})
+		if *sel == nil {
+			*sel = &metav1.LabelSelector{}
+		}
+		(*sel).MatchExpressions = append((*sel).MatchExpressions, metav1.LabelSelectorRequirement{Key: key, Operator: op})
+	}
+	switch c := cfg.(type) {
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			add(&c.Webhooks[i].NamespaceSelector, c.Webhooks[i].Rules)
+		}
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			add(&c.Webhooks[i].NamespaceSelector, c.Webhooks[i].Rules)
+		}
+	default:
+		panic(fmt.Sprintf("ExcludeLabel: %T is not a webhook configuration", cfg))
 	}
 }
 
