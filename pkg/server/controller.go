@@ -48,8 +48,27 @@ type PolicyController struct {
 
 	leader   chan struct{} // closed when this replica is elected
 	compiled map[types.UID]*compiledObject
-	// usage is what each counted Policy used at the last build, for the policy webhook.
-	usage atomic.Pointer[map[types.UID]charge]
+	// usage is what each counted Policy used at the last build, for the policy webhook;
+	// exceptionUsage the namespace of each counted exception.
+	usage          atomic.Pointer[map[types.UID]charge]
+	exceptionUsage atomic.Pointer[map[types.UID]string]
+}
+
+// ExceptionBudgetFor returns why exception x would take its namespace past
+// --namespace-max-exceptions, given the exceptions counted at the last engine build; "" when it
+// fits, or before the first build.
+func (c *PolicyController) ExceptionBudgetFor(x *v1alpha1.PolicyException) string {
+	snapshot := c.exceptionUsage.Load()
+	if snapshot == nil {
+		return ""
+	}
+	n := 0
+	for uid, ns := range *snapshot {
+		if ns == x.Namespace && uid != x.UID {
+			n++
+		}
+	}
+	return exceptionBudget(c.Budget, x.Namespace, n)
 }
 
 // BudgetFor returns why Policy p, of rules rules estimated to cost cost, would take its
@@ -211,13 +230,27 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 		now = c.Now
 	}
 	var nextExpiry time.Time
+	// Exceptions within the namespace's budget, oldest first, counted before compiling.
+	slices.SortStableFunc(xs.Items, func(a, b v1alpha1.PolicyException) int {
+		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
+	})
+	exceptionsIn := map[string]int{}
+	counted := map[types.UID]string{}
 	for i := range xs.Items {
 		x := &xs.Items[i]
+		seen[x.UID] = true
+		if why := exceptionBudget(c.Budget, x.Namespace, exceptionsIn[x.Namespace]); why != "" {
+			delete(c.compiled, x.UID)
+			co := &compiledObject{generation: x.Generation, overBudget: why}
+			pending = append(pending, func() error { return c.writeExceptionStatus(ctx, x, co, now()) })
+			continue
+		}
+		exceptionsIn[x.Namespace]++
+		counted[x.UID] = x.Namespace
 		co := c.compile(x, "PolicyException", x.Namespace+"/"+x.Name, false, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cx, err := c.Compiler.CompileException(x)
 			return nil, cx, err
 		})
-		seen[x.UID] = true
 		if co.exception != nil {
 			exceptions = append(exceptions, co.exception)
 			if exp := co.exception.Expires(); exp.After(now()) && (nextExpiry.IsZero() || exp.Before(nextExpiry)) {
@@ -231,6 +264,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 			delete(c.compiled, uid)
 		}
 	}
+	c.exceptionUsage.Store(&counted)
 	c.recordCompileErrors()
 	c.Engines.Store(policies.NewEngine(compiled, exceptions, c.Now))
 	// Status last: what it says is enforced, is.
@@ -369,6 +403,8 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 func (c *PolicyController) writeExceptionStatus(ctx context.Context, x *v1alpha1.PolicyException, co *compiledObject, now time.Time) error {
 	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Active", ObservedGeneration: co.generation}
 	switch {
+	case co.overBudget != "":
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "OverBudget", "the exception does not apply, its namespace is over budget: "+co.overBudget
 	case len(co.errs) > 0:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "CompileError", strings.Join(co.errs, "; ")
 	case !now.Before(co.exception.Expires()):

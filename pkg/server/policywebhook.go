@@ -33,6 +33,8 @@ type PolicyAdmission struct {
 	Compiler *policies.Compiler
 	// Budget says why a Policy would not fit its namespace's budget; nil: no budget.
 	Budget func(p *v1alpha1.Policy, rules int, cost uint64) string
+	// ExceptionBudget says why an exception would not fit its namespace's budget; nil: none.
+	ExceptionBudget func(x *v1alpha1.PolicyException) string
 	// Now tells the time for exception lifetimes; nil is time.Now.
 	Now func() time.Time
 }
@@ -68,6 +70,11 @@ func (a *PolicyAdmission) Handle(_ context.Context, req admission.Request) admis
 	case "PolicyException":
 		var x v1alpha1.PolicyException
 		if err = decodeObject(req, &x); err == nil {
+			if a.ExceptionBudget != nil && req.Operation == admissionv1.Create {
+				if why := a.ExceptionBudget(&x); why != "" {
+					return forbidden(req, "namespace over budget: "+why)
+				}
+			}
 			_, err = checker.CompileException(&x)
 			now := time.Now
 			if a.Now != nil {

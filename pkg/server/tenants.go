@@ -25,12 +25,23 @@ type TenantBudget struct {
 	// MaxNamespacedRules is the most rules every namespace's Policies may hold together: with
 	// namespaces created by self-service, the per-namespace budget alone does not bound memory.
 	MaxNamespacedRules int
+	// MaxExceptions is the most PolicyExceptions a namespace may have.
+	MaxExceptions int
+}
+
+// exceptionBudget returns why one more exception, with n counted already, would take namespace
+// ns past its budget, or "".
+func exceptionBudget(b TenantBudget, ns string, n int) string {
+	if b.MaxExceptions > 0 && n+1 > b.MaxExceptions {
+		return fmt.Sprintf("namespace %s already has %d PolicyExceptions, its budget (--namespace-max-exceptions)", ns, n)
+	}
+	return ""
 }
 
 // DefaultTenantBudget is the server's default: a namespace may have 20 Policies of 100 rules
-// together, estimated to cost at most one ValidatingAdmissionPolicy runtime budget, and the
-// cluster 2,000 namespaced rules.
-var DefaultTenantBudget = TenantBudget{MaxPolicies: 20, MaxRules: 100, MaxCost: 10_000_000, MaxNamespacedRules: 2000}
+// together, estimated to cost at most one ValidatingAdmissionPolicy runtime budget, and 50
+// PolicyExceptions; the cluster 2,000 namespaced rules.
+var DefaultTenantBudget = TenantBudget{MaxPolicies: 20, MaxRules: 100, MaxCost: 10_000_000, MaxNamespacedRules: 2000, MaxExceptions: 50}
 
 // tenantUsage counts what the Policies admitted so far use, in the order the controller walks
 // them: oldest first, so a new or grown Policy cannot evict an older one.

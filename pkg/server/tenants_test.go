@@ -205,3 +205,45 @@ func BenchmarkRebuildWithTenantChurn(b *testing.B) {
 		}
 	})
 }
+
+// TestControllerExceptionBudget: past --namespace-max-exceptions, the newest exceptions of a
+// namespace do not apply and say so; the policy webhook refuses one more at the door.
+func TestControllerExceptionBudget(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exception := func(name string, age time.Duration) *v1alpha1.PolicyException {
+		return &v1alpha1.PolicyException{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID(name), Generation: 1,
+			CreationTimestamp: metav1.NewTime(t0.Add(-age))}, Spec: v1alpha1.PolicyExceptionSpec{
+			Exceptions: []v1alpha1.ExceptionTarget{{PolicyName: "p"}}, Owner: "o", Reason: "r", Expires: metav1.NewTime(t0.Add(time.Hour))}}
+	}
+	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(exception("b-older", time.Hour), exception("a-newer", time.Minute)).
+		WithStatusSubresource(&v1alpha1.PolicyException{}).Build()
+	compiler, err := policies.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: TenantBudget{MaxExceptions: 1},
+		Now: func() time.Time { return t0 }, leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
+	close(c.leader)
+	if _, err := c.Reconcile(t.Context(), rebuild); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"b-older": "Active", "a-newer": "OverBudget"} {
+		var x v1alpha1.PolicyException
+		if err := cl.Get(t.Context(), client.ObjectKey{Namespace: "shop", Name: name}, &x); err != nil {
+			t.Fatal(err)
+		}
+		if cond := apimeta.FindStatusCondition(x.Status.Conditions, ConditionReady); cond == nil || cond.Reason != want {
+			t.Errorf("%s: %+v, want %s", name, cond, want)
+		}
+	}
+	if why := c.ExceptionBudgetFor(exception("another", 0)); !strings.Contains(why, "namespace shop already has 1 PolicyExceptions, its budget (--namespace-max-exceptions)") {
+		t.Errorf("at the door: %q", why)
+	}
+	if why := c.ExceptionBudgetFor(exception("b-older", 0)); why != "" {
+		t.Errorf("an update of a counted exception: %q", why)
+	}
+}

@@ -162,6 +162,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Budget.MaxRules, "namespace-max-rules", o.Budget.MaxRules, "the most rules a namespace's Policies may hold together (0: no bound)")
 	fs.Uint64Var(&o.Budget.MaxCost, "namespace-max-cost", o.Budget.MaxCost, "the most a namespace's CEL expressions may be estimated to cost together, in CEL cost units (0: no bound; see docs/security.md)")
 	fs.IntVar(&o.Budget.MaxNamespacedRules, "max-namespaced-rules", o.Budget.MaxNamespacedRules, "the most rules every namespace's Policies may hold together; bounds the memory of compiled tenant rules however many namespaces there are (0: no bound)")
+	fs.IntVar(&o.Budget.MaxExceptions, "namespace-max-exceptions", o.Budget.MaxExceptions, "the most PolicyExceptions a namespace may have; past it, the newest do not apply and say so in their status (0: no bound)")
 	fs.IntVar(&o.NamespaceConcurrency, "namespace-max-concurrency", o.NamespaceConcurrency, "the most reviews of one namespace that evaluate its Policies at once, on each replica; the others wait until their deadline, then are denied: a tenant's costly Policies take at most this many cores (0: no bound; namespaces without Policies never wait)")
 	fs.IntVar(&o.VerifyCacheSize, "verification-cache-size", o.VerifyCacheSize, "verdicts kept in the image verification cache (LRU)")
 	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
@@ -194,7 +195,7 @@ func (o *Options) Validate() error {
 	for _, b := range []struct {
 		flag string
 		n    int
-	}{{"namespace-max-policies", o.Budget.MaxPolicies}, {"namespace-max-rules", o.Budget.MaxRules}, {"max-namespaced-rules", o.Budget.MaxNamespacedRules}, {"namespace-max-concurrency", o.NamespaceConcurrency}} {
+	}{{"namespace-max-policies", o.Budget.MaxPolicies}, {"namespace-max-rules", o.Budget.MaxRules}, {"max-namespaced-rules", o.Budget.MaxNamespacedRules}, {"namespace-max-concurrency", o.NamespaceConcurrency}, {"namespace-max-exceptions", o.Budget.MaxExceptions}} {
 		if b.n < 0 {
 			bad(b.flag, b.n, "must not be negative (0: no bound)")
 		}

@@ -173,7 +173,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
 	mgr.GetWebhookServer().Register(MutatePath, &server.ReviewHandler{Handler: &server.Mutator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
-	mgr.GetWebhookServer().Register(PolicyPath, &server.ReviewHandler{Handler: &server.PolicyAdmission{Compiler: compiler, Budget: pc.BudgetFor}, Budget: budget, Timeout: o.EvaluationTimeout})
+	mgr.GetWebhookServer().Register(PolicyPath, &server.ReviewHandler{Handler: &server.PolicyAdmission{Compiler: compiler, Budget: pc.BudgetFor, ExceptionBudget: pc.ExceptionBudgetFor}, Budget: budget, Timeout: o.EvaluationTimeout})
 
 	if src != nil {
 		src.Client = mgr.GetClient()
