@@ -30,6 +30,10 @@ import (
 // ConditionReady is the condition every policy and exception reports.
 const ConditionReady = "Ready"
 
+// ConditionDegraded is set on a policy whose latest generation does not compile while an earlier
+// one stays in force.
+const ConditionDegraded = "Degraded"
+
 // PolicyController compiles the cluster's policies and exceptions into the engine in force. It
 // runs on every replica, each building its own engine from its informer cache; only the leader
 // writes status. A policy is recompiled only when its generation changes.
@@ -96,6 +100,9 @@ type compiledObject struct {
 	exception  *policies.CompiledException
 	errs       []string
 	overBudget string // why the policy, compiled or not, is not enforced: the tenant budget
+	// lastGood, when not zero, is the generation whose compiled policy stays in force while this
+	// one does not compile (errs).
+	lastGood int64
 }
 
 // the single work item: every change rebuilds the engine from the cache, coalesced.
@@ -348,6 +355,15 @@ func (c *PolicyController) compile(obj client.Object, kind, name string, usesKey
 			co.errs = []string{err.Error()}
 		}
 		co.errs = boundErrors(co.errs)
+		// A policy that was enforced stays enforced at its last good generation: a key Secret
+		// deleted, a transient read error or an edit the policy webhook did not see must not
+		// switch it off. Its status says it is degraded.
+		if prev, ok := c.compiled[obj.GetUID()]; ok && prev.policy != nil {
+			co.policy, co.lastGood = prev.policy, prev.generation
+			if prev.lastGood != 0 {
+				co.lastGood = prev.lastGood
+			}
+		}
 	}
 	c.compiled[obj.GetUID()] = co
 	return co
@@ -378,7 +394,14 @@ func boundErrors(errs []string) []string {
 func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, conds *[]metav1.Condition, observed *int64, statusErrs *[]string, co *compiledObject) error {
 	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Compiled", Message: "the policy is compiled and enforced", ObservedGeneration: co.generation}
 	errs := co.errs
+	var degraded *metav1.Condition
 	switch {
+	case len(co.errs) > 0 && co.lastGood != 0 && co.overBudget == "":
+		cond.Reason = "LastGoodGeneration"
+		cond.Message = fmt.Sprintf("generation %d is enforced: generation %d does not compile (see the Degraded condition)", co.lastGood, co.generation)
+		degraded = &metav1.Condition{Type: ConditionDegraded, Status: metav1.ConditionTrue, Reason: "CompileError", ObservedGeneration: co.generation,
+			Message: policies.Truncate(fmt.Sprintf("%d compile error(s) in generation %d; generation %d stays in force until it compiles: %s",
+				len(co.errs), co.generation, co.lastGood, strings.Join(co.errs, "; ")), maxConditionMessage)}
 	case len(co.errs) > 0:
 		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "CompileError",
 			Message: fmt.Sprintf("%d compile error(s), the policy is not enforced: %s", len(co.errs), strings.Join(co.errs, "; ")), ObservedGeneration: co.generation}
@@ -390,6 +413,11 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
 	return c.patchStatus(ctx, obj, func() bool {
 		changed := apimeta.SetStatusCondition(conds, cond)
+		if degraded != nil {
+			changed = apimeta.SetStatusCondition(conds, *degraded) || changed
+		} else {
+			changed = apimeta.RemoveStatusCondition(conds, ConditionDegraded) || changed
+		}
 		if *observed != co.generation {
 			*observed, changed = co.generation, true
 		}
