@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -225,4 +226,76 @@ func imageTag(image string) string {
 		return ""
 	}
 	return "latest"
+}
+
+// The deprecated AppArmor annotation, per container, and its values.
+const (
+	appArmorAnnotationPrefix = "container.apparmor.security.beta.kubernetes.io/"
+	appArmorLocalhostPrefix  = "localhost/"
+	maxLocalhostProfile      = 4095
+)
+
+// prepareForCreate applies to a Pod what the API server's pod strategy does on CREATE before any
+// validating webhook sees it (PrepareForCreate in k8s.io/kubernetes/pkg/registry/core/pod), for
+// the fields policies read. The CLI judges manifests as CREATEs the API server has not prepared;
+// the webhook sees prepared objects and does not run this.
+//
+// Applied:
+//   - applyAppArmorVersionSkew: a container's deprecated AppArmor annotation
+//     (container.apparmor.security.beta.kubernetes.io/<name>) becomes its
+//     securityContext.appArmorProfile, unless the container has one, the value is not a valid
+//     profile, or it equals the pod's profile; Windows pods are left alone.
+//
+// Not applied, because no policy field depends on them: metadata.generation and the status
+// (phase, QoS class, the scheduling-gated condition); dropping fields of disabled features (every
+// field is enabled by default); the matchLabelKeys merge into affinity and topology spread
+// selectors; pod-level resource defaults.
+func prepareForCreate(pod *corev1.Pod) {
+	if pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows {
+		return
+	}
+	var podProfile *corev1.AppArmorProfile
+	if pod.Spec.SecurityContext != nil {
+		podProfile = pod.Spec.SecurityContext.AppArmorProfile
+	}
+	sync := func(name string, sc **corev1.SecurityContext) {
+		annotation, ok := pod.Annotations[appArmorAnnotationPrefix+name]
+		if !ok || (*sc != nil && (*sc).AppArmorProfile != nil) {
+			return
+		}
+		profile := appArmorProfileFor(annotation)
+		if profile == nil || equality.Semantic.DeepEqual(profile, podProfile) {
+			return
+		}
+		if *sc == nil {
+			*sc = &corev1.SecurityContext{}
+		}
+		(*sc).AppArmorProfile = profile
+	}
+	for i := range pod.Spec.InitContainers {
+		sync(pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].SecurityContext)
+	}
+	for i := range pod.Spec.Containers {
+		sync(pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].SecurityContext)
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		sync(pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].SecurityContext)
+	}
+}
+
+// appArmorProfileFor is the profile an annotation value names, or nil when it names none validly.
+func appArmorProfileFor(annotation string) *corev1.AppArmorProfile {
+	switch {
+	case annotation == "unconfined":
+		return &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined}
+	case annotation == "runtime/default":
+		return &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeRuntimeDefault}
+	case strings.HasPrefix(annotation, appArmorLocalhostPrefix):
+		name := strings.TrimPrefix(annotation, appArmorLocalhostPrefix)
+		if name == "" || len(name) > maxLocalhostProfile || strings.TrimSpace(name) != name {
+			return nil
+		}
+		return &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeLocalhost, LocalhostProfile: &name}
+	}
+	return nil
 }

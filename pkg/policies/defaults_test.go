@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
 func TestDefaults(t *testing.T) {
@@ -126,5 +127,84 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	if _, err := NewDecoder(false).Decode([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containerz":[]}}`), nil); err != nil {
 		t.Errorf("the lenient decoder rejected an unknown field: %v", err)
+	}
+}
+
+// TestPrepareForCreateAppArmor: the deprecated AppArmor annotations become fields as the API
+// server's pod strategy makes them on CREATE, for the CLI; the webhook's decoder leaves prepared
+// objects alone.
+func TestPrepareForCreateAppArmor(t *testing.T) {
+	const manifest = `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  annotations:
+    container.apparmor.security.beta.kubernetes.io/runtime: runtime/default
+    container.apparmor.security.beta.kubernetes.io/local: localhost/my-profile
+    container.apparmor.security.beta.kubernetes.io/open: unconfined
+    container.apparmor.security.beta.kubernetes.io/bad: localhost/
+    container.apparmor.security.beta.kubernetes.io/same: runtime/default
+    container.apparmor.security.beta.kubernetes.io/set: unconfined
+    container.apparmor.security.beta.kubernetes.io/init: runtime/default
+spec:
+  securityContext: {appArmorProfile: {type: RuntimeDefault}}
+  initContainers: [{name: init, image: x}]
+  containers:
+  - {name: runtime, image: x}
+  - {name: local, image: x}
+  - {name: open, image: x}
+  - {name: bad, image: x}
+  - {name: none, image: x}
+  - {name: set, image: x, securityContext: {appArmorProfile: {type: RuntimeDefault}}}
+`
+	pod := mustResource(t, strings.Replace(manifest, "    container.apparmor.security.beta.kubernetes.io/same: runtime/default\n", "", 1)).Object.(*corev1.Pod)
+	profile := func(c corev1.Container) string {
+		if c.SecurityContext == nil || c.SecurityContext.AppArmorProfile == nil {
+			return "none"
+		}
+		p := c.SecurityContext.AppArmorProfile
+		if p.LocalhostProfile != nil {
+			return string(p.Type) + ":" + *p.LocalhostProfile
+		}
+		return string(p.Type)
+	}
+	got := map[string]string{"init": profile(pod.Spec.InitContainers[0])}
+	for _, c := range pod.Spec.Containers {
+		got[c.Name] = profile(c)
+	}
+	want := map[string]string{
+		"runtime": "none", // equal to the pod's profile: not copied, as upstream
+		"init":    "none",
+		"local":   "Localhost:my-profile",
+		"open":    "Unconfined",
+		"bad":     "none", // not a valid profile
+		"none":    "none",
+		"set":     "RuntimeDefault", // the field wins over the annotation
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: %s, want %s", name, got[name], w)
+		}
+	}
+	// Without a pod-level profile, runtime/default is copied; a Windows pod is left alone.
+	bare := strings.Replace(manifest, "  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n", "", 1)
+	if p := mustResource(t, bare).Object.(*corev1.Pod); profile(p.Spec.Containers[0]) != "RuntimeDefault" || profile(p.Spec.InitContainers[0]) != "RuntimeDefault" {
+		t.Errorf("runtime/default without a pod profile: %s, %s", profile(p.Spec.Containers[0]), profile(p.Spec.InitContainers[0]))
+	}
+	windows := strings.Replace(bare, "spec:\n", "spec:\n  os: {name: windows}\n", 1)
+	if p := mustResource(t, windows).Object.(*corev1.Pod); profile(p.Spec.Containers[1]) != "none" {
+		t.Errorf("a Windows pod was prepared: %s", profile(p.Spec.Containers[1]))
+	}
+	// The webhook's decoder (lenient: the API server prepared the object) changes nothing.
+	js, err := yaml.YAMLToJSON([]byte(bare))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := NewDecoder(false).Decode(js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Object.(*corev1.Pod); profile(p.Spec.Containers[1]) != "none" {
+		t.Errorf("the webhook's decoder prepared a reviewed object: %s", profile(p.Spec.Containers[1]))
 	}
 }

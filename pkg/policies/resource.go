@@ -163,6 +163,11 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 	}
 	obj.GetObjectKind().SetGroupVersionKind(kind)
 	applyDefaults(obj)
+	if pod, ok := obj.(*corev1.Pod); ok && d.strict {
+		// A strict decoder reads what the API server has not seen (the CLI): prepare it as the
+		// API server does a CREATE before validating webhooks run.
+		prepareForCreate(pod)
+	}
 	return newResource(kind, obj)
 }
 
