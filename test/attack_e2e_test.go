@@ -79,7 +79,7 @@ func startAttackServer(t *testing.T) *attackServer {
 	}
 	p, err := cluster.StartProcessEnv(e2e.webhookBin, log, []string{"GOMEMLIMIT=" + attackGoMemLimit},
 		"--kubeconfig", kubeconfig, "--namespace", systemNamespace, "--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(port),
-		"--cert-dir", e2e.certDir, "--leader-elect=false", "--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+		"--cert-dir", e2e.certDir, "--leader-elect=false", "--lame-duck=1s", "--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,6 +131,7 @@ func setup(dir, assets string) error {
 	o.PrivateRegistries = []string{"127.0.0.1"}  // and a private address
 	o.KeyRefresh = time.Second
 	o.ShutdownTimeout = 5 * time.Second
+	o.LameDuck = time.Second
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func setup(dir, assets string) error {
 		logFile = os.Stderr
 	}
 	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--webhook-host", "127.0.0.1",
-		"--webhook-port", fmt.Sprint(ports[3]), "--cert-dir", certDir, "--audit-only", "--leader-elect=false",
+		"--webhook-port", fmt.Sprint(ports[3]), "--cert-dir", certDir, "--audit-only", "--leader-elect=false", "--lame-duck=1s",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[4]))
 	if err != nil {
 		return err

@@ -32,7 +32,10 @@ type WebhookServerOptions struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers.
 	MaxHeaderBytes int
-	// ShutdownTimeout is how long reviews in flight may finish once the server stops.
+	// LameDuck is how long the server keeps accepting once told to stop, while its readiness
+	// says it is stopping, so that endpoints drop it before it refuses connections.
+	LameDuck time.Duration
+	// ShutdownTimeout is how long reviews in flight may finish once the server stops accepting.
 	ShutdownTimeout time.Duration
 }
 
@@ -44,6 +47,7 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 	WriteTimeout:      35 * time.Second,
 	IdleTimeout:       90 * time.Second, // the API server's keep-alive
 	MaxHeaderBytes:    64 << 10,
+	LameDuck:          5 * time.Second,
 	ShutdownTimeout:   30 * time.Second,
 }
 
@@ -54,9 +58,10 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 type WebhookServer struct {
 	Options WebhookServerOptions
 
-	mu      sync.Mutex
-	mux     *http.ServeMux
-	started bool
+	mu       sync.Mutex
+	mux      *http.ServeMux
+	started  bool // listening, with a certificate
+	stopping bool // in its lame-duck period or after
 }
 
 var _ webhook.Server = (*WebhookServer)(nil)
@@ -77,11 +82,16 @@ func (s *WebhookServer) Register(path string, hook http.Handler) {
 // WebhookMux implements webhook.Server.
 func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.mux }
 
-// Start implements webhook.Server: it serves until ctx ends, then stops accepting and lets the
-// reviews in flight finish, for at most ShutdownTimeout.
+// Start implements webhook.Server. It listens only once a certificate is loaded, so that no
+// client meets a TLS error; it serves until ctx ends; then, for LameDuck, it still accepts while
+// its readiness says it is stopping; then it stops accepting and lets the reviews in flight
+// finish on their own deadlines, for at most ShutdownTimeout.
 func (s *WebhookServer) Start(ctx context.Context) error {
 	if s.Options.TLSConfig == nil || s.Options.TLSConfig.GetCertificate == nil {
 		return errors.New("webhook server: no certificate source")
+	}
+	if err := s.waitForCertificate(ctx); err != nil {
+		return nil // stopped before a certificate came: nothing was served
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(s.Options.Host, strconv.Itoa(s.Options.Port)))
 	if err != nil {
@@ -90,7 +100,26 @@ func (s *WebhookServer) Start(ctx context.Context) error {
 	return s.Serve(ctx, l)
 }
 
-// Serve serves on l until ctx ends.
+// waitForCertificate returns once the TLS configuration yields a certificate, or when ctx ends.
+func (s *WebhookServer) waitForCertificate(ctx context.Context) error {
+	logged := false
+	for {
+		if c, err := s.Options.TLSConfig.GetCertificate(&tls.ClientHelloInfo{}); err == nil && c != nil {
+			return nil
+		}
+		if !logged {
+			log.FromContext(ctx).Info("waiting for the serving certificate before listening")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Serve serves on l until ctx ends, then drains as Start says.
 func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	o := s.Options
 	srv := &http.Server{
@@ -113,6 +142,14 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	go func() { //nolint:gosec // G118: shutdown outlives ctx by design: reviews in flight get their own time
 		defer close(done)
 		<-ctx.Done()
+		s.mu.Lock()
+		s.stopping = true
+		s.mu.Unlock()
+		if o.LameDuck > 0 {
+			log.FromContext(ctx).Info("stopping: not ready, still serving for the lame-duck period", "period", o.LameDuck.String())
+			time.Sleep(o.LameDuck)
+		}
+		srv.SetKeepAlivesEnabled(false)
 		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
@@ -125,6 +162,22 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	}
 	<-done
 	return nil
+}
+
+// ReadyChecker is ready while the server listens and is not stopping: in its lame-duck period
+// it still serves, but says so, so that endpoints drop it.
+func (s *WebhookServer) ReadyChecker() healthz.Checker {
+	return func(*http.Request) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch {
+		case !s.started:
+			return errors.New("webhook server has not been started yet")
+		case s.stopping:
+			return errors.New("webhook server is stopping")
+		}
+		return nil
+	}
 }
 
 // StartedChecker implements webhook.Server: healthy once the server listens. It does not dial

@@ -85,6 +85,8 @@ type Options struct {
 	LeaderElect      bool
 	LeaderElectionID string
 	ShutdownTimeout  time.Duration
+	// LameDuck is how long the server keeps serving, not ready, once told to stop.
+	LameDuck time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -122,6 +124,7 @@ func NewOptions() *Options {
 		LeaderElect:          true,
 		LeaderElectionID:     "portcullis-webhook",
 		ShutdownTimeout:      30 * time.Second,
+		LameDuck:             5 * time.Second,
 	}
 }
 
@@ -171,7 +174,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.PullSecrets, "use-pull-secrets", o.PullSecrets, "read registries with the pod's imagePullSecrets and its service account's, as the kubelet does")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates and write policy status (needed with several replicas)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
-	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight reviews may drain on shutdown")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight reviews may drain on shutdown, once the server stops accepting")
+	fs.DurationVar(&o.LameDuck, "lame-duck", o.LameDuck, "on SIGTERM, how long the server keeps accepting reviews while /readyz fails, so that endpoints drop it first (at least 1s; keep lame-duck + shutdown-timeout below terminationGracePeriodSeconds)")
 }
 
 // Validate returns every problem with the options.
@@ -216,6 +220,9 @@ func (o *Options) Validate() error {
 		if _, err := os.Stat(o.ClientCAFile); err != nil {
 			bad("client-ca-file", o.ClientCAFile, "must be a readable file")
 		}
+	}
+	if o.LameDuck < time.Second {
+		bad("lame-duck", o.LameDuck, "must be at least 1s, so that endpoints drop the replica before it refuses connections")
 	}
 	if o.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")

@@ -19,6 +19,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -116,7 +117,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.Namespace,
 		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       &o.ShutdownTimeout,
+		GracefulShutdownTimeout:       ptr.To(o.LameDuck + o.ShutdownTimeout),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Cache the one Secret we serve from, not every Secret of the cluster.
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", o.CertSecret)}}},
@@ -201,7 +202,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 			return nil, nil, err
 		}
 	}
-	for name, check := range map[string]healthz.Checker{"policies": engines.ReadyCheck, "webhook": whServer.StartedChecker()} {
+	for name, check := range map[string]healthz.Checker{"policies": engines.ReadyCheck, "webhook": whServer.ReadyChecker()} {
 		if err := mgr.AddReadyzCheck(name, check); err != nil {
 			return nil, nil, err
 		}
@@ -243,7 +244,7 @@ func buildWebhookServer(o *Options, src *certs.Source) (*server.WebhookServer, *
 	}
 	so := server.DefaultWebhookServerOptions
 	so.Host, so.Port, so.TLSConfig = o.WebhookHost, o.WebhookPort, cfg
-	so.ReadTimeout, so.ShutdownTimeout = o.ReviewReadTimeout, o.ShutdownTimeout
+	so.ReadTimeout, so.ShutdownTimeout, so.LameDuck = o.ReviewReadTimeout, o.ShutdownTimeout, o.LameDuck
 	return server.NewWebhookServer(so), watcher, nil
 }
 
