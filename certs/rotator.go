@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -31,28 +32,54 @@ type Rotator struct {
 	ValidatingWebhooks []string
 	MutatingWebhooks   []string
 	Lifetimes          Lifetimes
-	// Interval between checks; renewal happens long before expiry, so minutes are plenty.
+	// Interval between checks; renewal happens long before expiry, so minutes are plenty. A
+	// change to the Secret (Kick) is checked at once.
 	Interval time.Duration
 	Now      func() time.Time
+
+	kickOnce sync.Once
+	kick     chan struct{}
+}
+
+func (r *Rotator) kicks() chan struct{} {
+	r.kickOnce.Do(func() { r.kick = make(chan struct{}, 1) })
+	return r.kick
+}
+
+// Kick asks for a check now: the Secret changed or was deleted. It never blocks; kicks that come
+// while one is pending are one.
+func (r *Rotator) Kick() {
+	select {
+	case r.kicks() <- struct{}{}:
+	default:
+	}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable.
 func (*Rotator) NeedLeaderElection() bool { return true }
 
-// Start checks at once and then every Interval until ctx ends.
+// Start checks at once, then on every Kick and every Interval, until ctx ends. A failed check is
+// retried within seconds, backing off to Interval.
 func (r *Rotator) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("cert-rotator")
-	t := time.NewTicker(r.Interval)
-	defer t.Stop()
+	retry := time.Second
 	for {
+		wait := r.Interval
 		if err := r.Ensure(ctx); err != nil {
-			logger.Error(err, "keeping the serving certificate current; retrying", "in", r.Interval)
+			wait, retry = min(retry, r.Interval), min(2*retry, r.Interval)
+			logger.Error(err, "keeping the serving certificate current; retrying", "in", wait.String())
+		} else {
+			retry = time.Second
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
+		case <-r.kicks():
 		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 

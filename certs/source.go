@@ -26,7 +26,10 @@ import (
 type Source struct {
 	Client client.Reader // the manager's cache
 	Secret types.NamespacedName
-	cert   atomic.Pointer[tls.Certificate]
+	// Changed, when set, is told of every change to the Secret, its deletion included: the
+	// Rotator's Kick, so that a damaged Secret is repaired at once, not at the next check.
+	Changed func()
+	cert    atomic.Pointer[tls.Certificate]
 }
 
 // GetCertificate is tls.Config.GetCertificate.
@@ -58,6 +61,9 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile loads the Secret's certificate.
 func (s *Source) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	if s.Changed != nil {
+		s.Changed()
+	}
 	var secret corev1.Secret
 	if err := s.Client.Get(ctx, s.Secret, &secret); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -191,11 +191,13 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		}
 		lt := certs.DefaultLifetimes
 		lt.Leaf, lt.CA = o.LeafLifetime, o.CALifetime
-		if err := mgr.Add(&certs.Rotator{
+		rotator := &certs.Rotator{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Secret: secret,
 			DNSNames: names, IPs: ips, ValidatingWebhooks: validating, MutatingWebhooks: mutating,
 			Lifetimes: lt, Interval: o.CertCheck,
-		}); err != nil {
+		}
+		src.Changed = rotator.Kick // a damaged or deleted Secret is repaired at once
+		if err := mgr.Add(rotator); err != nil {
 			return nil, nil, err
 		}
 		if err := mgr.AddReadyzCheck("certificate", src.ReadyCheck); err != nil {
