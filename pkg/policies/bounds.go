@@ -66,10 +66,7 @@ func checkExceptionBounds(spec *v1alpha1.PolicyExceptionSpec, path *field.Path) 
 	for i, t := range spec.Exceptions {
 		p := path.Child("exceptions").Index(i)
 		b.text(p.Child("policyName"), t.PolicyName, MaxNameLength)
-		b.items(p.Child("ruleNames"), len(t.RuleNames), MaxRules)
-		for j, r := range t.RuleNames {
-			b.text(p.Child("ruleNames").Index(j), r, MaxNameLength)
-		}
+		b.list(p.Child("ruleNames"), t.RuleNames, MaxRules, MaxNameLength)
 	}
 	b.match(path.Child("match"), &spec.Match)
 	b.text(path.Child("owner"), spec.Owner, MaxTextLength)
@@ -95,10 +92,15 @@ func (b *bounds) text(path *field.Path, s string, limit int) {
 	}
 }
 
+// strings checks a list of at most MaxListItems strings of at most limit characters.
 func (b *bounds) strings(path *field.Path, list []string, limit int) {
-	b.items(path, len(list), MaxListItems)
+	b.list(path, list, MaxListItems, limit)
+}
+
+func (b *bounds) list(path *field.Path, list []string, maxItems, maxLength int) {
+	b.items(path, len(list), maxItems)
 	for i, s := range list {
-		b.text(path.Index(i), s, limit)
+		b.text(path.Index(i), s, maxLength)
 	}
 }
 
@@ -125,10 +127,7 @@ func (b *bounds) selector(path *field.Path, s *metav1.LabelSelector) {
 	for i, e := range s.MatchExpressions {
 		p := path.Child("matchExpressions").Index(i)
 		b.text(p.Child("key"), e.Key, MaxNameLength)
-		b.items(p.Child("values"), len(e.Values), MaxSelectorTerms)
-		for j, v := range e.Values {
-			b.text(p.Child("values").Index(j), v, MaxNameLength)
-		}
+		b.list(p.Child("values"), e.Values, MaxSelectorTerms, MaxNameLength)
 	}
 }
 

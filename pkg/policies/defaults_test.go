@@ -6,7 +6,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 )
 
 func TestDefaults(t *testing.T) {
@@ -196,15 +195,7 @@ spec:
 		t.Errorf("a Windows pod was prepared: %s", profile(p.Spec.Containers[1]))
 	}
 	// The webhook's decoder (lenient: the API server prepared the object) changes nothing.
-	js, err := yaml.YAMLToJSON([]byte(bare))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := NewDecoder(false).Decode(js, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := res.Object.(*corev1.Pod); profile(p.Spec.Containers[1]) != "none" {
+	if p := mustDecode(t, NewDecoder(false), bare).Object.(*corev1.Pod); profile(p.Spec.Containers[1]) != "none" {
 		t.Errorf("the webhook's decoder prepared a reviewed object: %s", profile(p.Spec.Containers[1]))
 	}
 }

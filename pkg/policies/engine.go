@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/google/cel-go/common/types"
@@ -27,12 +28,12 @@ import (
 // its own namespace's Policies only, so however many Policies other tenants write, a review's
 // work does not grow with them.
 type Engine struct {
-	cluster     []*CompiledPolicy            // ClusterPolicies, in order
-	namespaced  map[string][]*CompiledPolicy // namespace -> its Policies, in order
-	exceptions  map[string][]*CompiledException
-	acrossNs    []*CompiledException // exceptions that exempt beyond their own namespace
-	nExceptions int
-	now         func() time.Time
+	cluster    []*CompiledPolicy            // ClusterPolicies, in order
+	namespaced map[string][]*CompiledPolicy // namespace -> its Policies, in order
+	exceptions map[string][]*CompiledException
+	acrossNs   []*CompiledException // exceptions that exempt beyond their own namespace
+	nsCost     map[string]uint64    // namespace -> the estimated cost of its Policies
+	now        func() time.Time
 }
 
 // NewEngine returns an engine over the compiled policies and exceptions, each evaluated in the
@@ -42,12 +43,13 @@ func NewEngine(policies []*CompiledPolicy, exceptions []*CompiledException, now 
 	if now == nil {
 		now = time.Now
 	}
-	e := &Engine{namespaced: map[string][]*CompiledPolicy{}, exceptions: map[string][]*CompiledException{}, nExceptions: len(exceptions), now: now}
+	e := &Engine{namespaced: map[string][]*CompiledPolicy{}, exceptions: map[string][]*CompiledException{}, nsCost: map[string]uint64{}, now: now}
 	for _, p := range policies {
 		if p.Namespace == "" {
 			e.cluster = append(e.cluster, p)
 		} else {
 			e.namespaced[p.Namespace] = append(e.namespaced[p.Namespace], p)
+			e.nsCost[p.Namespace] = addCost(e.nsCost[p.Namespace], p.cost)
 		}
 	}
 	for _, x := range exceptions {
@@ -62,28 +64,18 @@ func NewEngine(policies []*CompiledPolicy, exceptions []*CompiledException, now 
 
 // NamespaceCost is the estimated CEL cost of namespace ns's own Policies together (see
 // EstimateSize): what judging one of its objects may cost beyond the ClusterPolicies.
-func (e *Engine) NamespaceCost(ns string) uint64 {
-	var c uint64
-	for _, p := range e.namespaced[ns] {
-		c = addCost(c, p.cost)
-	}
-	return c
-}
+func (e *Engine) NamespaceCost(ns string) uint64 { return e.nsCost[ns] }
 
-// policiesFor returns the policies that may apply in namespace ns: every ClusterPolicy, then the
-// namespace's Policies. f returning false stops the walk.
-func (e *Engine) policiesFor(ns string, f func(*CompiledPolicy) bool) {
-	for _, p := range e.cluster {
-		if !f(p) {
-			return
-		}
-	}
-	if ns == "" {
-		return
-	}
-	for _, p := range e.namespaced[ns] {
-		if !f(p) {
-			return
+// policiesFor yields the policies that may apply in namespace ns, in order: every ClusterPolicy,
+// then the namespace's Policies.
+func (e *Engine) policiesFor(ns string) iter.Seq[*CompiledPolicy] {
+	return func(yield func(*CompiledPolicy) bool) {
+		for _, list := range [2][]*CompiledPolicy{e.cluster, e.namespaced[ns]} {
+			for _, p := range list {
+				if !yield(p) {
+					return
+				}
+			}
 		}
 	}
 }
@@ -201,9 +193,9 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 	in := &input{ctx: ctx, req: req, res: res, nsLabels: namespaceLabels(req.Namespace, ns)}
 	target := res.Ref()
 	var results []Result
-	e.policiesFor(ns, func(p *CompiledPolicy) bool {
+	for p := range e.policiesFor(ns) {
 		if !p.applies(req, res, in.nsLabels) {
-			return true
+			continue
 		}
 		action := p.enforcementFor(req, res, in.nsLabels)
 		for _, r := range p.rules {
@@ -233,8 +225,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 			}
 			results = append(results, result)
 		}
-		return true
-	})
+	}
 	return results
 }
 
@@ -276,7 +267,7 @@ func (p *CompiledPolicy) enforcementFor(req *Request, res *Resource, nsLabels la
 }
 
 func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res *Resource, nsLabels labels.Set) *CompiledException {
-	if e.nExceptions == 0 {
+	if len(e.exceptions) == 0 && len(e.acrossNs) == 0 {
 		return nil
 	}
 	now := e.now()

@@ -23,11 +23,17 @@ var testCompiler = func() *Compiler {
 // mustResource decodes a YAML manifest strictly, with defaulting, as the CLI does.
 func mustResource(t testing.TB, manifest string) *Resource {
 	t.Helper()
+	return mustDecode(t, NewDecoder(true), manifest)
+}
+
+// mustDecode decodes a YAML manifest with d.
+func mustDecode(t testing.TB, d *Decoder, manifest string) *Resource {
+	t.Helper()
 	js, err := yaml.YAMLToJSON([]byte(manifest))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := NewDecoder(true).Decode(js, nil)
+	res, err := d.Decode(js, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

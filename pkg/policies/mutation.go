@@ -47,10 +47,9 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	nsLabels := namespaceLabels(req.Namespace, ns)
 	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath), Keychain: req.Keychain}
 	var applied []string
-	var failed error
-	e.policiesFor(ns, func(p *CompiledPolicy) bool {
+	for p := range e.policiesFor(ns) {
 		if !p.mutating || !p.applies(req, res, nsLabels) {
-			return true
+			continue
 		}
 		action := p.enforcementFor(req, res, nsLabels)
 		for _, r := range p.rules {
@@ -64,8 +63,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
-				failed = fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
-				return false
+				return nil, fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
 			}
 			out := r.mutator.Mutate(ctx, pod)
 			if action != v1alpha1.Audit { // an Audit rule records, it does not speak to users
@@ -94,10 +92,6 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 			result.Message = Truncate(strings.Join(append(parts, out.Warnings...), "; "), MaxMessageBytes)
 			m.Results = append(m.Results, result)
 		}
-		return true
-	})
-	if failed != nil {
-		return nil, failed
 	}
 	if len(applied) > 0 {
 		m.Patches = append(m.Patches, recordPatch(res, applied))

@@ -348,9 +348,7 @@ func (c *PolicyController) compile(obj client.Object, kind, name string, usesKey
 	if err != nil {
 		var ce *policies.CompileError
 		if errors.As(err, &ce) {
-			for _, fe := range ce.Errs {
-				co.errs = append(co.errs, fe.Error())
-			}
+			co.errs = fieldErrorStrings(ce.Errs)
 		} else {
 			co.errs = []string{err.Error()}
 		}

@@ -2,11 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -16,13 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
 )
 
 // flakySecrets serves one key until it is told to fail, as a deleted Secret or a read error does.
@@ -42,33 +36,19 @@ func (f *flakySecrets) PublicKey(context.Context, string, string, string) (strin
 // last good generation stays in force and the status says Degraded; when it compiles again, the
 // Degraded condition goes. A policy that never compiled is not enforced.
 func TestLastGoodGeneration(t *testing.T) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secrets := &flakySecrets{key: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	secrets := &flakySecrets{key: verifytest.NewKeyPair(t).PublicKey}
 	policy := &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "signed", UID: types.UID("signed"), Generation: 1},
 		Spec: v1alpha1.PolicySpec{Enforcement: v1alpha1.Deny, Rules: []v1alpha1.Rule{
 			{Name: "team", Labels: &v1alpha1.LabelsRule{Required: []string{"team"}}},
 			{Name: "keys", VerifyImages: &v1alpha1.VerifyImagesRule{Images: []string{"registry.example.com/*"},
 				Keys: []v1alpha1.KeyRef{{SecretRef: &v1alpha1.SecretKeyRef{Name: "cosign"}}}}},
 		}}}
-	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(policy).WithStatusSubresource(&v1alpha1.ClusterPolicy{}).Build()
 	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{Secrets: secrets, KeyNamespaces: []string{"portcullis-system"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, KeyRefresh: time.Nanosecond,
-		leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
-	close(c.leader)
+	c, cl := testController(t, compiler, TenantBudget{}, policy)
+	c.KeyRefresh = time.Nanosecond
 	pod, err := policies.NewResource(&corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "elsewhere.example.com/app:1"}}}})
 	if err != nil {

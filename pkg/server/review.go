@@ -38,9 +38,9 @@ type ReviewHandler struct {
 	Timeout time.Duration
 }
 
-// Gater is a handler that may make a review wait for its namespace before the review's decoding
-// memory is reserved (the TenantGate): waiting reviews then hold only their body's share of the
-// budget. It returns the release, or why the review is turned away.
+// Gater is a handler that may make a review wait for its namespace before the memory its object's
+// decoding takes is reserved (the TenantGate): waiting reviews then hold only their body's share
+// of the budget. It returns the release, or why the review is turned away.
 type Gater interface {
 	Gate(ctx context.Context, namespace string) (release func(), why string)
 }
@@ -96,18 +96,8 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(ctx, w, body, "is too large to evaluate: "+why, http.StatusRequestEntityTooLarge)
 		return
 	}
-	if g, ok := h.Handler.(Gater); ok {
-		release, why := g.Gate(ctx, reviewNamespace(body))
-		if why != "" {
-			h.refuse(ctx, w, body, why, http.StatusTooManyRequests)
-			return
-		}
-		defer release()
-	}
-	if err := res.grow(ctx, s.decodeCost(len(body))); err != nil {
-		tooBusy(w)
-		return
-	}
+	// The envelope (its copy of the object is within the body's reservation), then the gate,
+	// then the memory the object's decoding takes.
 	var review admissionv1.AdmissionReview
 	if err := gojson.Unmarshal(body, &review); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding the review: %w", err))
@@ -118,20 +108,19 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := admission.Request{AdmissionRequest: *review.Request}
+	if g, ok := h.Handler.(Gater); ok {
+		release, why := g.Gate(ctx, req.Namespace)
+		if why != "" {
+			h.refuseRequest(ctx, w, review.TypeMeta, req, why, http.StatusTooManyRequests)
+			return
+		}
+		defer release()
+	}
+	if err := res.grow(ctx, s.decodeCost(len(body))); err != nil {
+		tooBusy(w)
+		return
+	}
 	h.respond(ctx, w, review.TypeMeta, req, h.handle(ctx, req))
-}
-
-// reviewNamespace reads the request's namespace alone from a review's body.
-func reviewNamespace(body []byte) string {
-	var envelope struct {
-		Request *struct {
-			Namespace string `json:"namespace"`
-		} `json:"request"`
-	}
-	if gojson.Unmarshal(body, &envelope) != nil || envelope.Request == nil {
-		return ""
-	}
-	return envelope.Request.Namespace
 }
 
 func isReview(tm metav1.TypeMeta) bool {
@@ -171,11 +160,13 @@ func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body 
 	}
 	e := envelope.Request
 	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: e.UID, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Operation: e.Operation}}
-	name := e.Name
-	if e.Namespace != "" {
-		name = e.Namespace + "/" + e.Name
-	}
-	why = fmt.Sprintf("portcullis: %s %q %s", e.Kind.Kind, name, why)
+	h.refuseRequest(ctx, w, envelope.TypeMeta, req, why, code)
+}
+
+// refuseRequest answers req without evaluating it: why completes "Kind "ns/name" …"; a handler
+// that is a Refuser says what that means (denied, or admitted with a warning).
+func (h *ReviewHandler) refuseRequest(ctx context.Context, w http.ResponseWriter, tm metav1.TypeMeta, req admission.Request, why string, code int32) {
+	why = fmt.Sprintf("portcullis: %s %q %s", req.Kind.Kind, objectName(req), why)
 	var resp admission.Response
 	if rf, ok := h.Handler.(Refuser); ok {
 		resp = rf.Refuse(req, why, code)
@@ -183,7 +174,7 @@ func (h *ReviewHandler) refuse(ctx context.Context, w http.ResponseWriter, body 
 		resp = admission.Denied(why)
 		resp.Result.Code = code
 	}
-	h.respond(ctx, w, envelope.TypeMeta, req, resp)
+	h.respond(ctx, w, tm, req, resp)
 }
 
 func (h *ReviewHandler) respond(ctx context.Context, w http.ResponseWriter, tm metav1.TypeMeta, req admission.Request, resp admission.Response) {

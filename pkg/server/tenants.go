@@ -82,10 +82,17 @@ func (t *tenantUsage) reserve(ns string, rules int) string {
 	case b.MaxNamespacedRules > 0 && t.rules+rules > b.MaxNamespacedRules:
 		return fmt.Sprintf("its %d rules would bring the cluster's namespaced Policies to %d rules, past the budget of %d (--max-namespaced-rules)", rules, t.rules+rules, b.MaxNamespacedRules)
 	}
+	t.add(ns, rules, 0)
+	return ""
+}
+
+// add counts one Policy.
+func (t *tenantUsage) add(ns string, rules int, cost uint64) {
+	u := t.ns(ns)
 	u.policies++
 	u.rules += rules
+	u.cost += cost
 	t.rules += rules
-	return ""
 }
 
 // charge adds a compiled Policy's estimated cost, or returns why it does not fit.
@@ -111,14 +118,9 @@ type charge struct {
 func usageWithout(b TenantBudget, snapshot map[types.UID]charge, uid types.UID) *tenantUsage {
 	t := newTenantUsage(b)
 	for id, ch := range snapshot {
-		if id == uid {
-			continue
+		if id != uid {
+			t.add(ch.namespace, ch.rules, ch.cost)
 		}
-		u := t.ns(ch.namespace)
-		u.policies++
-		u.rules += ch.rules
-		u.cost += ch.cost
-		t.rules += ch.rules
 	}
 	return t
 }
@@ -132,15 +134,17 @@ const gatedDuty = 8
 const maxCooldown = 10 * time.Second
 
 // GatedCost is the estimated cost of a namespace's Policies from which its reviews go through the
-// TenantGate: about 0.1 s of CPU on the reference object. Cheaper Policies never wait.
+// TenantGate: 0.1 to 0.3 s of CPU on the reference object (see docs/security.md). Cheaper
+// Policies never wait.
 const GatedCost = 1_000_000
 
 // TenantGate bounds how many reviews of one namespace evaluate its costly Policies at once, and
 // how much of a core each slot keeps busy (gatedDuty), so that a tenant whose Policies are costly,
 // sending many objects, takes at most an eighth of a core per slot. A few more reviews may wait
 // for a slot until their deadline; past that queue a review is turned away at once, so that the
-// waiting reviews of one namespace cannot hold the memory budget every review shares. Namespaces without costly Policies never go through it. Memory is
-// bounded by the reviews in flight: a namespace's entry lives while one of its reviews does.
+// waiting reviews of one namespace cannot hold the memory budget every review shares. Namespaces
+// without costly Policies never go through it. Memory is bounded by the reviews in flight: a
+// namespace's entry lives while one of its reviews does.
 type TenantGate struct {
 	slots, queue int
 	mu           sync.Mutex

@@ -20,6 +20,28 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
+// testController is a PolicyController over a fake client that holds objs, elected leader and
+// bounded by budget; a nil compiler is a default one.
+func testController(tb testing.TB, compiler *policies.Compiler, budget TenantBudget, objs ...client.Object) (*PolicyController, client.Client) {
+	tb.Helper()
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		tb.Fatal(err)
+	}
+	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
+		WithStatusSubresource(&v1alpha1.ClusterPolicy{}, &v1alpha1.Policy{}, &v1alpha1.PolicyException{}).Build()
+	if compiler == nil {
+		var err error
+		if compiler, err = policies.NewCompiler(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: budget,
+		leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
+	close(c.leader)
+	return c, cl
+}
+
 func TestTenantUsage(t *testing.T) {
 	u := newTenantUsage(TenantBudget{MaxPolicies: 2, MaxRules: 10, MaxCost: 100, MaxNamespacedRules: 15})
 	for _, step := range []struct {
@@ -56,10 +78,6 @@ func TestTenantUsage(t *testing.T) {
 // once, or a budget lowered on restart): the oldest Policies fit, the newest does not, is not
 // compiled, and says so in its status; an earlier compile of it is not kept.
 func TestControllerBudgetOldestFirst(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	policy := func(name string, age time.Duration, rules int) *v1alpha1.Policy {
 		p := &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID(name), Generation: 1,
@@ -71,14 +89,7 @@ func TestControllerBudgetOldestFirst(t *testing.T) {
 	}
 	// Named so that name order and age order differ.
 	objs := []client.Object{policy("a-newest", time.Minute, 30), policy("z-oldest", time.Hour, 60), policy("m-middle", 30*time.Minute, 30)}
-	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Policy{}).Build()
-	compiler, err := policies.NewCompiler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: TenantBudget{MaxRules: 100},
-		leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
-	close(c.leader)
+	c, cl := testController(t, nil, TenantBudget{MaxRules: 100}, objs...)
 	c.compiled["a-newest"] = &compiledObject{generation: 1, policy: &policies.CompiledPolicy{}} // compiled when it fitted
 	if _, err := c.Reconcile(t.Context(), rebuild); err != nil {
 		t.Fatal(err)
@@ -165,10 +176,6 @@ func eventuallyTrue(t *testing.T, f func() bool) {
 // and when one tenant has just edited its Policy (its 100 rules compiled again): how long one
 // tenant's edit holds up the build that carries everyone else's changes.
 func BenchmarkRebuildWithTenantChurn(b *testing.B) {
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		b.Fatal(err)
-	}
 	var objs []client.Object
 	for ns := range 20 {
 		p := &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: fmt.Sprintf("tenant-%d", ns), UID: types.UID(fmt.Sprint(ns)), Generation: 1},
@@ -179,13 +186,7 @@ func BenchmarkRebuildWithTenantChurn(b *testing.B) {
 		}
 		objs = append(objs, p)
 	}
-	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Policy{}).Build()
-	compiler, err := policies.NewCompiler()
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: DefaultTenantBudget,
-		leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
+	c, _ := testController(b, nil, DefaultTenantBudget, objs...)
 	if _, err := c.Reconcile(b.Context(), rebuild); err != nil {
 		b.Fatal(err)
 	}
@@ -209,25 +210,14 @@ func BenchmarkRebuildWithTenantChurn(b *testing.B) {
 // TestControllerExceptionBudget: past --namespace-max-exceptions, the newest exceptions of a
 // namespace do not apply and say so; the policy webhook refuses one more at the door.
 func TestControllerExceptionBudget(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	exception := func(name string, age time.Duration) *v1alpha1.PolicyException {
 		return &v1alpha1.PolicyException{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID(name), Generation: 1,
 			CreationTimestamp: metav1.NewTime(t0.Add(-age))}, Spec: v1alpha1.PolicyExceptionSpec{
 			Exceptions: []v1alpha1.ExceptionTarget{{PolicyName: "p"}}, Owner: "o", Reason: "r", Expires: metav1.NewTime(t0.Add(time.Hour))}}
 	}
-	cl := fake.NewClientBuilder().WithScheme(scheme).WithObjects(exception("b-older", time.Hour), exception("a-newer", time.Minute)).
-		WithStatusSubresource(&v1alpha1.PolicyException{}).Build()
-	compiler, err := policies.NewCompiler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: TenantBudget{MaxExceptions: 1},
-		Now: func() time.Time { return t0 }, leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
-	close(c.leader)
+	c, cl := testController(t, nil, TenantBudget{MaxExceptions: 1}, exception("b-older", time.Hour), exception("a-newer", time.Minute))
+	c.Now = func() time.Time { return t0 }
 	if _, err := c.Reconcile(t.Context(), rebuild); err != nil {
 		t.Fatal(err)
 	}

@@ -178,15 +178,23 @@ func attack(name string, port, pid int, body []byte, rate int, d time.Duration) 
 	return attackWith(name, port, pid, body, rate, d, nil)
 }
 
+// reviewTarget posts body to the webhook's /validate on port.
+func reviewTarget(port int, body []byte) vegeta.Target {
+	return vegeta.Target{Method: http.MethodPost, URL: fmt.Sprintf("https://127.0.0.1:%d/validate", port), Body: body,
+		Header: http.Header{"Content-Type": []string{"application/json"}}}
+}
+
+// attacker is the API server's side of the load: HTTP/1.1 with keep-alive over TLS. An Attacker
+// runs one attack.
+func attacker() *vegeta.Attacker {
+	return vegeta.NewAttacker(vegeta.HTTP2(false), vegeta.KeepAlive(true), vegeta.Connections(64),
+		vegeta.TLSConfig(&tls.Config{InsecureSkipVerify: true}), vegeta.Timeout(10*time.Second)) //nolint:gosec // loopback benchmark
+}
+
 // attackWith is attack with, when beside is set, a second attack running for the same time
 // (the noisy tenant); its own metrics are not reported.
 func attackWith(name string, port, pid int, body []byte, rate int, d time.Duration, beside func(d time.Duration)) (result, error) {
-	target := vegeta.Target{Method: http.MethodPost, URL: fmt.Sprintf("https://127.0.0.1:%d/validate", port), Body: body,
-		Header: http.Header{"Content-Type": []string{"application/json"}}}
-	attacker := func() *vegeta.Attacker { // an Attacker runs one attack
-		return vegeta.NewAttacker(vegeta.HTTP2(false), vegeta.KeepAlive(true), vegeta.Connections(64),
-			vegeta.TLSConfig(&tls.Config{InsecureSkipVerify: true}), vegeta.Timeout(10*time.Second)) //nolint:gosec // loopback benchmark
-	}
+	target := reviewTarget(port, body)
 	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
 	// Warm up (connections, caches), then measure.
 	for range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, 2*time.Second, name+"-warmup") {

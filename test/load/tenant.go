@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -92,11 +90,7 @@ func noisyTenant(ctx context.Context, c *cluster.Cluster, port, pid int, quiet [
 	}
 	var tenant vegeta.Metrics
 	beside, err := attackWith("quiet+noisy", port, pid, quiet, rate, d, func(d time.Duration) {
-		target := vegeta.Target{Method: http.MethodPost, URL: fmt.Sprintf("https://127.0.0.1:%d/validate", port), Body: noisy,
-			Header: http.Header{"Content-Type": []string{"application/json"}}}
-		a := vegeta.NewAttacker(vegeta.HTTP2(false), vegeta.KeepAlive(true), vegeta.Connections(64),
-			vegeta.TLSConfig(&tls.Config{InsecureSkipVerify: true}), vegeta.Timeout(10*time.Second)) //nolint:gosec // loopback benchmark
-		for res := range a.Attack(vegeta.NewStaticTargeter(target), vegeta.ConstantPacer{Freq: tenantRate, Per: time.Second}, d, "noisy") {
+		for res := range attacker().Attack(vegeta.NewStaticTargeter(reviewTarget(port, noisy)), vegeta.ConstantPacer{Freq: tenantRate, Per: time.Second}, d, "noisy") {
 			tenant.Add(res)
 		}
 		tenant.Close()
