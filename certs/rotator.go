@@ -19,7 +19,8 @@ import (
 )
 
 // Rotator keeps the Secret's CA and serving certificate valid and the webhook configurations'
-// caBundle current. It runs on the elected leader only, so replicas never race to renew.
+// caBundle current. It runs on the elected leader only (see package leader), so replicas never
+// race to renew; Start may be called again after it returns, when leadership comes back.
 type Rotator struct {
 	// Client writes; Reader reads from the API server directly (no cache of every Secret).
 	Client client.Client
@@ -54,9 +55,6 @@ func (r *Rotator) Kick() {
 	default:
 	}
 }
-
-// NeedLeaderElection implements manager.LeaderElectionRunnable.
-func (*Rotator) NeedLeaderElection() bool { return true }
 
 // Start checks at once, then on every Kick and every Interval, until ctx ends. A failed check is
 // retried within seconds, backing off to Interval.

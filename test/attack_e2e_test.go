@@ -77,9 +77,11 @@ func startAttackServer(t *testing.T) *attackServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second replica: it campaigns for the main server's lease, which the main server holds,
+	// so it serves reviews and leaves status, certificates and webhook rules to the leader.
 	p, err := cluster.StartProcessEnv(e2e.webhookBin, log, []string{"GOMEMLIMIT=" + attackGoMemLimit},
 		"--kubeconfig", kubeconfig, "--namespace", systemNamespace, "--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(port),
-		"--cert-dir", e2e.certDir, "--leader-elect=false", "--lame-duck=1s", "--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+		"--cert-dir", e2e.certDir, "--lame-duck=1s", "--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +104,13 @@ func startAttackServer(t *testing.T) *attackServer {
 		t.Fatal(err)
 	}
 	cfg2.Name, cfg2.Webhooks = "portcullis-attack", cfg2.Webhooks[:1]
-	cfg2.Webhooks[0].Name = "attack.portcullis.dev"
+	cfg2.Webhooks[0].Name, cfg2.Webhooks[0].Rules = "attack.portcullis.dev", cluster.PodRules()
 	cluster.ExcludeLabel(cfg2, attackLabel, metav1.LabelSelectorOpExists)
 	mcfg, err := cluster.MutatingConfig("../manifests/base/mutating.yaml", fmt.Sprintf("https://127.0.0.1:%d", port), e2e.caPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mcfg.Name, mcfg.Webhooks[0].Name = "portcullis-attack", "attack-mutate.portcullis.dev"
+	mcfg.Name, mcfg.Webhooks[0].Name, mcfg.Webhooks[0].Rules = "portcullis-attack", "attack-mutate.portcullis.dev", cluster.PodRules()
 	cluster.ExcludeLabel(mcfg, attackLabel, metav1.LabelSelectorOpExists)
 	for _, obj := range []client.Object{cfg2, mcfg} {
 		if err := e2e.client.Create(t.Context(), obj); err != nil {

@@ -145,8 +145,30 @@ func setup(dir, assets string) error {
 	}
 	e2e.probeURL = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
 
+	main, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.webhookURL, app.ValidatePath), nil)
+	if err != nil {
+		return err
+	}
+	cluster.ExcludeLabel(main, auditOnlyLabel, metav1.LabelSelectorOpDoesNotExist)
+	cluster.ExcludeLabel(main, attackLabel, metav1.LabelSelectorOpDoesNotExist)
+	mutating, err := cluster.MutatingConfig("../manifests/base/mutating.yaml", strings.TrimSuffix(e2e.webhookURL, app.ValidatePath), nil)
+	if err != nil {
+		return err
+	}
+	cluster.ExcludeLabel(mutating, attackLabel, metav1.LabelSelectorOpDoesNotExist)
+	for _, cfg := range []client.Object{main, mutating} {
+		if err := e2e.client.Create(ctx, cfg); err != nil {
+			return fmt.Errorf("creating %s: %w", cfg.GetName(), err)
+		}
+	}
+	// Ready: the main server leads (it injected the caBundle), before any other replica starts.
+	if err := waitReady(ctx); err != nil {
+		return err
+	}
+
 	// A second server, the real binary in its own process, in audit-only mode with a
-	// user-provided certificate (as from cert-manager), for the namespaces labelled for it.
+	// user-provided certificate (as from cert-manager), for the namespaces labelled for it. It
+	// campaigns for the same lease as a follower would.
 	caPEM, certDir, err := userProvidedCert(dir)
 	if err != nil {
 		return err
@@ -163,39 +185,39 @@ func setup(dir, assets string) error {
 	if os.Getenv("E2E_VERBOSE") != "" {
 		logFile = os.Stderr
 	}
+	auditProbe := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[4])
 	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--webhook-host", "127.0.0.1",
-		"--webhook-port", fmt.Sprint(ports[3]), "--cert-dir", certDir, "--audit-only", "--leader-elect=false", "--lame-duck=1s",
+		"--webhook-port", fmt.Sprint(ports[3]), "--cert-dir", certDir, "--audit-only", "--lame-duck=1s",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[4]))
 	if err != nil {
 		return err
 	}
 	stopAll = append(stopAll, p.Stop)
 	e2e.auditURL = fmt.Sprintf("https://127.0.0.1:%d%s", ports[3], app.ValidatePath)
-
-	main, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.webhookURL, app.ValidatePath), nil)
-	if err != nil {
-		return err
-	}
-	cluster.ExcludeLabel(main, auditOnlyLabel, metav1.LabelSelectorOpDoesNotExist)
-	cluster.ExcludeLabel(main, attackLabel, metav1.LabelSelectorOpDoesNotExist)
 	audit, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.auditURL, app.ValidatePath), caPEM)
 	if err != nil {
 		return err
 	}
 	audit.Webhooks = audit.Webhooks[:1] // the main server judges the policies themselves
-	audit.Name, audit.Webhooks[0].Name = "portcullis-audit-only", "audit.portcullis.dev"
+	audit.Name, audit.Webhooks[0].Name, audit.Webhooks[0].Rules = "portcullis-audit-only", "audit.portcullis.dev", cluster.PodRules()
 	cluster.ExcludeLabel(audit, auditOnlyLabel, metav1.LabelSelectorOpExists)
-	mutating, err := cluster.MutatingConfig("../manifests/base/mutating.yaml", strings.TrimSuffix(e2e.webhookURL, app.ValidatePath), nil)
-	if err != nil {
-		return err
+	if err := e2e.client.Create(ctx, audit); err != nil {
+		return fmt.Errorf("creating %s: %w", audit.GetName(), err)
 	}
-	cluster.ExcludeLabel(mutating, attackLabel, metav1.LabelSelectorOpDoesNotExist)
-	for _, cfg := range []client.Object{main, audit, mutating} {
-		if err := e2e.client.Create(ctx, cfg); err != nil {
-			return fmt.Errorf("creating %s: %w", cfg.GetName(), err)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(auditProbe)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
 		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the audit-only server did not become ready (log: %s)", logFile.Name())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	return waitReady(ctx)
 }
 
 func startServer(cfg *rest.Config, o *app.Options) error {

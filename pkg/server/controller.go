@@ -23,12 +23,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
 // ConditionReady is the condition every policy and exception reports.
 const ConditionReady = "Ready"
+
+// ConditionIntercepted says whether the webhooks send a policy every kind and operation it
+// matches.
+const ConditionIntercepted = "Intercepted"
 
 // ConditionDegraded is set on a policy whose latest generation does not compile while an earlier
 // one stays in force.
@@ -49,9 +54,15 @@ type PolicyController struct {
 	KeyRefresh time.Duration
 	// Budget bounds what namespaced Policies may cost; the zero value bounds nothing.
 	Budget TenantBudget
+	// Interceptor, when set, keeps the webhooks' rules equal to what the policies need; the
+	// leader calls it after each build, before any status says a policy is enforced.
+	Interceptor Interceptor
 
-	leader   chan struct{} // closed when this replica is elected
+	leading  atomic.Bool // this replica leads: it writes status
+	kick     chan event.GenericEvent
 	compiled map[types.UID]*compiledObject
+	// notIntercepted is what the last sync of the webhooks' rules could not give each policy.
+	notIntercepted map[string][]string
 	// usage is what each counted Policy used at the last build, for the policy webhook;
 	// exceptionUsage the namespace of each counted exception.
 	usage          atomic.Pointer[map[types.UID]charge]
@@ -90,6 +101,12 @@ func (c *PolicyController) BudgetFor(p *v1alpha1.Policy, rules int, cost uint64)
 	return u.charge(p.Namespace, cost)
 }
 
+// Interceptor keeps the webhooks' rules equal to what the policies need (intercept.Syncer).
+type Interceptor interface {
+	// Sync returns, per policy, what it matches that the webhooks cannot send it.
+	Sync(ctx context.Context, needs []intercept.Need) (map[string][]string, error)
+}
+
 // compiledObject is the compile result of one generation of one policy or exception.
 type compiledObject struct {
 	generation int64
@@ -105,50 +122,49 @@ type compiledObject struct {
 	lastGood int64
 }
 
+// reresolve is how often the kinds of policies that cannot all be intercepted are resolved again.
+const reresolve = 30 * time.Second
+
 // the single work item: every change rebuilds the engine from the cache, coalesced.
 var rebuild = reconcile.Request{NamespacedName: types.NamespacedName{Name: "engine"}}
 
 // SetupWithManager registers the controller. It also triggers one build at start, so that a
-// cluster without any policy is ready too, and one when this replica becomes the leader, so that
-// the new leader writes status.
+// cluster without any policy is ready too. Lead is the leader-only part.
 func (c *PolicyController) SetupWithManager(mgr manager.Manager) error {
-	c.leader = make(chan struct{})
 	c.compiled = map[types.UID]*compiledObject{}
-	kick := make(chan event.GenericEvent, 2)
-	kick <- event.GenericEvent{Object: &v1alpha1.ClusterPolicy{}}
-	if err := mgr.Add(leaderRunnable(func(ctx context.Context) error {
-		close(c.leader)
-		kick <- event.GenericEvent{Object: &v1alpha1.ClusterPolicy{}}
-		<-ctx.Done()
-		return nil
-	})); err != nil {
-		return err
-	}
+	c.kick = make(chan event.GenericEvent, 1)
+	c.Rebuild()
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{rebuild} })
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("policies").
 		Watches(&v1alpha1.ClusterPolicy{}, all).
 		Watches(&v1alpha1.Policy{}, all).
 		Watches(&v1alpha1.PolicyException{}, all).
-		WatchesRawSource(source.Channel(kick, all)).
+		WatchesRawSource(source.Channel(c.kick, all)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1, NeedLeaderElection: ptr.To(false)}).
 		Complete(c)
 }
 
-// leaderRunnable runs f only on the elected leader.
-type leaderRunnable func(ctx context.Context) error
-
-func (f leaderRunnable) Start(ctx context.Context) error { return f(ctx) }
-func (leaderRunnable) NeedLeaderElection() bool          { return true }
-
-func (c *PolicyController) isLeader() bool {
+// Rebuild asks for an engine build, as a policy change does. It never blocks: requests that
+// come while one is pending are one.
+func (c *PolicyController) Rebuild() {
 	select {
-	case <-c.leader:
-		return true
+	case c.kick <- event.GenericEvent{Object: &v1alpha1.ClusterPolicy{}}:
 	default:
-		return false
 	}
 }
+
+// Lead is the controller's leader-only work: while ctx lives this replica writes status, starting
+// with a build that brings every status up to date.
+func (c *PolicyController) Lead(ctx context.Context) error {
+	c.leading.Store(true)
+	defer c.leading.Store(false)
+	c.Rebuild()
+	<-ctx.Done()
+	return nil
+}
+
+func (c *PolicyController) isLeader() bool { return c.leading.Load() }
 
 // Reconcile rebuilds the engine from every policy and exception in the cache.
 func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
@@ -274,6 +290,19 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	c.exceptionUsage.Store(&counted)
 	c.recordCompileErrors()
 	c.Engines.Store(policies.NewEngine(compiled, exceptions, c.Now))
+	// Then the webhooks' rules: a policy is enforced once the API server sends it its kinds.
+	var notIntercepted map[string][]string
+	if c.Interceptor != nil && c.isLeader() {
+		needs := make([]intercept.Need, 0, len(compiled))
+		for _, p := range compiled {
+			needs = append(needs, intercept.Need{Policy: p.Name, Interception: p.Interception()})
+		}
+		var err error
+		if notIntercepted, err = c.Interceptor.Sync(ctx, needs); err != nil {
+			return reconcile.Result{}, fmt.Errorf("keeping the webhook rules: %w", err)
+		}
+		c.notIntercepted = notIntercepted
+	}
 	// Status last: what it says is enforced, is.
 	for _, write := range pending {
 		statusErrs = append(statusErrs, write())
@@ -290,6 +319,11 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	}
 	if refresh && (result.RequeueAfter == 0 || result.RequeueAfter > c.keyRefresh()) {
 		result.RequeueAfter = c.keyRefresh()
+	}
+	// A kind not served yet may come (an API service back, a CRD established after its watch
+	// event): look again.
+	if len(notIntercepted) > 0 && (result.RequeueAfter == 0 || result.RequeueAfter > reresolve) {
+		result.RequeueAfter = reresolve
 	}
 	return result, errors.Join(statusErrs...)
 }
@@ -409,8 +443,14 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 		errs = []string{"over budget: " + co.overBudget}
 	}
 	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
+	intercepted := c.interceptedCondition(co)
 	return c.patchStatus(ctx, obj, func() bool {
 		changed := apimeta.SetStatusCondition(conds, cond)
+		if intercepted != nil {
+			changed = apimeta.SetStatusCondition(conds, *intercepted) || changed
+		} else {
+			changed = apimeta.RemoveStatusCondition(conds, ConditionIntercepted) || changed
+		}
 		if degraded != nil {
 			changed = apimeta.SetStatusCondition(conds, *degraded) || changed
 		} else {
@@ -424,6 +464,21 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, c
 		}
 		return changed
 	})
+}
+
+// interceptedCondition says whether the webhooks send an enforced policy all it matches; nil when
+// the policy is not enforced or no Interceptor keeps the rules.
+func (c *PolicyController) interceptedCondition(co *compiledObject) *metav1.Condition {
+	if c.Interceptor == nil || co.policy == nil || co.overBudget != "" {
+		return nil
+	}
+	cond := &metav1.Condition{Type: ConditionIntercepted, Status: metav1.ConditionTrue, Reason: "Intercepted", ObservedGeneration: co.generation,
+		Message: "the webhooks send this policy every kind and operation it matches"}
+	if problems := c.notIntercepted[co.policy.Name]; len(problems) > 0 {
+		cond.Status, cond.Reason = metav1.ConditionFalse, "NotIntercepted"
+		cond.Message = policies.Truncate("the cluster does not enforce all this policy matches, the rest is enforced: "+strings.Join(problems, "; "), maxConditionMessage)
+	}
+	return cond
 }
 
 func (c *PolicyController) writeExceptionStatus(ctx context.Context, x *v1alpha1.PolicyException, co *compiledObject, now time.Time) error {

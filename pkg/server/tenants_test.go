@@ -37,8 +37,8 @@ func testController(tb testing.TB, compiler *policies.Compiler, budget TenantBud
 		}
 	}
 	c := &PolicyController{Client: cl, Compiler: compiler, Engines: &EngineHolder{}, Budget: budget,
-		leader: make(chan struct{}), compiled: map[types.UID]*compiledObject{}}
-	close(c.leader)
+		compiled: map[types.UID]*compiledObject{}}
+	c.leading.Store(true)
 	return c, cl
 }
 

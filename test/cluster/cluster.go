@@ -125,6 +125,24 @@ func MutatingConfig(manifest, base string, caBundle []byte) (*admissionregistrat
 	return &cfg, nil
 }
 
+// PodRules are static rules for Pods and the pod controllers on CREATE and UPDATE, for a test
+// server's own configuration that no leader keeps (the shipped ones start empty and follow the
+// policies).
+func PodRules() []admissionregistrationv1.RuleWithOperations {
+	rule := func(group string, resources ...string) admissionregistrationv1.RuleWithOperations {
+		scope := admissionregistrationv1.NamespacedScope
+		return admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources, Scope: &scope},
+		}
+	}
+	return []admissionregistrationv1.RuleWithOperations{
+		rule("", "pods", "replicationcontrollers"),
+		rule("apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
+		rule("batch", "jobs", "cronjobs"),
+	}
+}
+
 // urlConfig points a webhook at base (https://host:port) with the path of its Service.
 func urlConfig(base string, cc admissionregistrationv1.WebhookClientConfig, caBundle []byte) admissionregistrationv1.WebhookClientConfig {
 	url := base

@@ -11,10 +11,13 @@ import (
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -32,6 +35,8 @@ import (
 
 	"github.com/portcullis-dev/portcullis/certs"
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+	"github.com/portcullis-dev/portcullis/pkg/leader"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/server"
@@ -113,15 +118,11 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		WebhookServer:                 whServer,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.ProbeAddr,
-		LeaderElection:                o.LeaderElect,
-		LeaderElectionID:              o.LeaderElectionID,
-		LeaderElectionNamespace:       o.Namespace,
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       ptr.To(o.LameDuck + o.ShutdownTimeout),
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Cache the one Secret we serve from, not every Secret of the cluster.
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", o.CertSecret)}}},
-		}},
+		// Leader-only work runs under our own elector (leaderWork), which campaigns again when
+		// the lease is lost: controller-runtime's ends the process.
+		LeaderElection:          false,
+		GracefulShutdownTimeout: ptr.To(o.LameDuck + o.ShutdownTimeout),
+		Cache: cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o)},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the manager: %w", err)
@@ -158,6 +159,16 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m, KeyRefresh: o.KeyRefresh, Budget: o.Budget}
 	if err := pc.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
+	}
+	work := []leader.Work{pc.Lead}
+	onWebhookChange := pc.Rebuild
+	if o.ValidatingConfig != "" || o.MutatingConfig != "" {
+		disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		pc.Interceptor = &intercept.Syncer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Discover: intercept.Discover(disco),
+			Validating: o.ValidatingConfig, Mutating: o.MutatingConfig, ValidatePath: ValidatePath, MutatePath: MutatePath}
 	}
 	shared := server.Config{
 		Engines:     engines,
@@ -197,12 +208,18 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 			Lifetimes: lt, Interval: o.CertCheck,
 		}
 		src.Changed = rotator.Kick // a damaged or deleted Secret is repaired at once
-		if err := mgr.Add(rotator); err != nil {
-			return nil, nil, err
-		}
+		work = append(work, rotator.Start)
+		onWebhookChange = func() { pc.Rebuild(); rotator.Kick() }
 		if err := mgr.AddReadyzCheck("certificate", src.ReadyCheck); err != nil {
 			return nil, nil, err
 		}
+	}
+	// Rules and caBundle repaired at once when a configuration is edited or a CRD comes or goes.
+	if err := intercept.Watch(mgr, o.ValidatingConfig, o.MutatingConfig, onWebhookChange); err != nil {
+		return nil, nil, err
+	}
+	if err := addLeaderWork(mgr, cfg, o, work); err != nil {
+		return nil, nil, err
 	}
 	for name, check := range map[string]healthz.Checker{"policies": engines.ReadyCheck, "webhook": whServer.ReadyChecker()} {
 		if err := mgr.AddReadyzCheck(name, check); err != nil {
@@ -248,6 +265,46 @@ func buildWebhookServer(o *Options, src *certs.Source) (*server.WebhookServer, *
 	so.Host, so.Port, so.TLSConfig = o.WebhookHost, o.WebhookPort, cfg
 	so.ReadTimeout, so.ShutdownTimeout, so.LameDuck = o.ReviewReadTimeout, o.ShutdownTimeout, o.LameDuck
 	return server.NewWebhookServer(so), watcher, nil
+}
+
+// cacheByObject restricts the cache to the objects Portcullis reads by name: the one Secret it
+// serves from (not every Secret of the cluster) and its own webhook configurations.
+func cacheByObject(o *Options) map[client.Object]cache.ByObject {
+	named := func(name string) cache.ByObject {
+		return cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", name)}
+	}
+	m := map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", o.CertSecret)}}},
+	}
+	if o.ValidatingConfig != "" {
+		m[&admissionregistrationv1.ValidatingWebhookConfiguration{}] = named(o.ValidatingConfig)
+	}
+	if o.MutatingConfig != "" {
+		m[&admissionregistrationv1.MutatingWebhookConfiguration{}] = named(o.MutatingConfig)
+	}
+	return m
+}
+
+// addLeaderWork runs work on the leader only (with --leader-elect) or on this replica.
+func addLeaderWork(mgr ctrl.Manager, cfg *rest.Config, o *Options, work []leader.Work) error {
+	if !o.LeaderElect {
+		for _, w := range work {
+			if err := mgr.Add(everyReplica(w)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("leader election identity: %w", err)
+	}
+	return mgr.Add(&leader.Elector{Leases: cs.CoordinationV1(), Namespace: o.Namespace, Name: o.LeaderElectionID,
+		ID: host + "_" + string(uuid.NewUUID()), Timings: leader.DefaultTimings, Work: work})
 }
 
 // everyReplica is a runnable that runs on every replica, leader or not.

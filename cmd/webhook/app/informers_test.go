@@ -1,0 +1,78 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+// refused is what a client sees while the API server is down.
+var refused = &url.Error{Op: "Get", URL: "https://127.0.0.1:6443/api", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+
+func TestPatientListWatch(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("no"))
+	for _, tc := range []struct {
+		name      string
+		errs      []error // returned by the first calls, then success
+		wantErr   error
+		wantCalls int
+	}{
+		{"answers at once", nil, nil, 1},
+		{"waits out an outage", []error{refused, refused, refused}, nil, 4},
+		{"waits out a restart", []error{apierrors.NewServiceUnavailable("starting"), apierrors.NewTooManyRequests("busy", 1)}, nil, 3},
+		{"returns what is not about reaching the server", []error{forbidden}, forbidden, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			lw := &toolscache.ListWatch{
+				ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+					calls++
+					if calls <= len(tc.errs) {
+						return nil, tc.errs[calls-1]
+					}
+					return &corev1.PodList{}, nil
+				},
+				WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) {
+					calls++
+					if calls <= len(tc.errs) {
+						return nil, tc.errs[calls-1]
+					}
+					return watch.NewEmptyWatch(), nil
+				},
+			}
+			p := patientListWatch{inner: toolscache.ToListerWatcherWithContext(lw), first: time.Millisecond}
+			_, err := p.ListWithContext(t.Context(), metav1.ListOptions{})
+			if !errors.Is(err, tc.wantErr) || calls != tc.wantCalls {
+				t.Errorf("list: err %v after %d calls, want %v after %d", err, calls, tc.wantErr, tc.wantCalls)
+			}
+			calls = 0
+			_, err = p.WatchWithContext(t.Context(), metav1.ListOptions{})
+			if !errors.Is(err, tc.wantErr) || calls != tc.wantCalls {
+				t.Errorf("watch: err %v after %d calls, want %v after %d", err, calls, tc.wantErr, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// An informer stops waiting when it is stopped, and says why.
+func TestPatientListWatchStops(t *testing.T) {
+	lw := &toolscache.ListWatch{WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return nil, refused }}
+	ctx, cancel := context.WithTimeout(t.Context(), 600*time.Millisecond)
+	defer cancel()
+	_, err := patientListWatch{inner: toolscache.ToListerWatcherWithContext(lw), first: time.Millisecond}.WatchWithContext(ctx, metav1.ListOptions{})
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("got %v, want the last connection error", err)
+	}
+}
