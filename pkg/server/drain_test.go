@@ -77,10 +77,12 @@ func TestWebhookServerCertificateAndDrain(t *testing.T) {
 	}
 	loaded.Store(true)
 	client := func() *http.Client {
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: 1,
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a test certificate
 	}
-	get := func() error {
+	// get makes a review; when the server is stopping, the answer must close the connection,
+	// so that the client opens its next one to a replica that stays.
+	get := func(wantClose bool) error {
 		resp, err := client().Get("https://" + addr + "/slow")
 		if err != nil {
 			return err
@@ -88,6 +90,9 @@ func TestWebhookServerCertificateAndDrain(t *testing.T) {
 		defer func() { _ = resp.Body.Close() }()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if resp.Close != wantClose {
+			return fmt.Errorf("Connection: close is %t, want %t", resp.Close, wantClose)
 		}
 		return nil
 	}
@@ -99,8 +104,11 @@ func TestWebhookServerCertificateAndDrain(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	if err := get(false); err != nil {
+		t.Fatalf("a review before stopping: %v", err)
+	}
 	inFlight := make(chan error, 1)
-	go func() { inFlight <- get() }()
+	go func() { inFlight <- get(true) }()
 	time.Sleep(100 * time.Millisecond) // the review is in flight
 	stop()
 	time.Sleep(50 * time.Millisecond)

@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -58,10 +58,9 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 type WebhookServer struct {
 	Options WebhookServerOptions
 
-	mu       sync.Mutex
 	mux      *http.ServeMux
-	started  bool // listening, with a certificate
-	stopping bool // in its lame-duck period or after
+	started  atomic.Bool // listening, with a certificate
+	stopping atomic.Bool // in its lame-duck period or after
 }
 
 var _ webhook.Server = (*WebhookServer)(nil)
@@ -123,7 +122,7 @@ func (s *WebhookServer) waitForCertificate(ctx context.Context) error {
 func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	o := s.Options
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.closingWhenStopping(s.mux),
 		TLSConfig:         o.TLSConfig,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		ReadTimeout:       o.ReadTimeout,
@@ -133,18 +132,14 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 		// A review's context is not the process's: stopping does not cancel reviews in flight.
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
-	s.mu.Lock()
-	s.started = true
-	s.mu.Unlock()
+	s.started.Store(true)
 	log.FromContext(ctx).Info("serving webhooks", "address", l.Addr().String())
 
 	done := make(chan struct{})
 	go func() { //nolint:gosec // G118: shutdown outlives ctx by design: reviews in flight get their own time
 		defer close(done)
 		<-ctx.Done()
-		s.mu.Lock()
-		s.stopping = true
-		s.mu.Unlock()
+		s.stopping.Store(true)
 		if o.LameDuck > 0 {
 			log.FromContext(ctx).Info("stopping: not ready, still serving for the lame-duck period", "period", o.LameDuck.String())
 			time.Sleep(o.LameDuck)
@@ -168,12 +163,10 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 // it still serves, but says so, so that endpoints drop it.
 func (s *WebhookServer) ReadyChecker() healthz.Checker {
 	return func(*http.Request) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
 		switch {
-		case !s.started:
+		case !s.started.Load():
 			return errors.New("webhook server has not been started yet")
-		case s.stopping:
+		case s.stopping.Load():
 			return errors.New("webhook server is stopping")
 		}
 		return nil
@@ -184,11 +177,44 @@ func (s *WebhookServer) ReadyChecker() healthz.Checker {
 // the server: a probe's half-made TLS connections would only fill the log.
 func (s *WebhookServer) StartedChecker() healthz.Checker {
 	return func(*http.Request) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if !s.started {
+		if !s.started.Load() {
 			return errors.New("webhook server has not been started yet")
 		}
 		return nil
 	}
+}
+
+// closingWhenStopping answers with "Connection: close" once the server is stopping, so that the
+// API server retires each kept-alive connection to this replica as soon as it carries one more
+// review, and opens the next one through the Service, to a replica that stays. Closing them from
+// this side instead would race with a review the client is sending on one.
+func (s *WebhookServer) closingWhenStopping(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&closeWhenStopping{ResponseWriter: w, stopping: &s.stopping}, r)
+	})
+}
+
+// closeWhenStopping decides on "Connection: close" when the response's header is written, so that
+// a review in flight when the server was told to stop closes its connection too.
+type closeWhenStopping struct {
+	http.ResponseWriter
+	stopping *atomic.Bool
+	wrote    bool
+}
+
+func (w *closeWhenStopping) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		if w.stopping.Load() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closeWhenStopping) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
