@@ -45,8 +45,9 @@ var e2e struct {
 	// metricsToken is a ServiceAccount token bound to the shipped portcullis-metrics-reader role.
 	metricsToken string
 	probeURL     string
-	// webhookBin is the server binary built for the e2e; dir holds the run's files.
-	webhookBin, dir string
+	// webhookBin is the server binary built for the e2e; dir holds the run's files; assets the
+	// control plane's binaries, for tests that start a control plane of their own.
+	webhookBin, dir, assets string
 	certDir         string // a user-provided certificate for 127.0.0.1
 	caPEM           []byte // its CA
 }
@@ -77,6 +78,7 @@ func runE2E(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	e2e.assets = assets
 	if err := setup(dir, assets); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e setup: %v\n", err)
 		teardown()

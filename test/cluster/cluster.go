@@ -5,13 +5,16 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +30,8 @@ type Cluster struct {
 	KubectlBin string
 	AuditLog   string
 	env        *envtest.Environment
+	dir        string
+	restarted  *exec.Cmd // kube-apiserver started again after KillAPIServer
 }
 
 // auditPolicy records metadata, with admission annotations, for workloads.
@@ -50,7 +55,7 @@ func Start(assets, crdDir, dir string) (*Cluster, error) {
 			return nil, fmt.Errorf("%s not found in %s: run `make envtest-bins`", b, assets)
 		}
 	}
-	c := &Cluster{AuditLog: filepath.Join(dir, "audit.log"), KubectlBin: filepath.Join(assets, "kubectl")}
+	c := &Cluster{AuditLog: filepath.Join(dir, "audit.log"), KubectlBin: filepath.Join(assets, "kubectl"), dir: dir}
 	policyFile := filepath.Join(dir, "audit-policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(auditPolicy), 0o600); err != nil {
 		return nil, err
@@ -85,7 +90,77 @@ func Start(assets, crdDir, dir string) (*Cluster, error) {
 
 // Stop stops the control plane.
 func (c *Cluster) Stop() {
+	if c.restarted != nil {
+		_ = c.restarted.Process.Kill()
+		_ = c.restarted.Wait()
+	}
 	_ = c.env.Stop()
+}
+
+// KillAPIServer kills kube-apiserver with SIGKILL, as a crash or a lost node would, and returns
+// a function that starts it again with the same arguments; etcd keeps the cluster's state.
+func (c *Cluster) KillAPIServer() (restart func() error, err error) {
+	port := c.env.ControlPlane.APIServer.SecureServing.Port
+	pid, argv, err := findProcess("kube-apiserver", "--secure-port="+port)
+	if err != nil {
+		return nil, err
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
+	if err := proc.Kill(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.env.ControlPlane.APIServer.SecureServing.Address, port), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		_ = conn.Close()
+		if time.Now().After(deadline) {
+			return nil, errors.New("kube-apiserver still accepts after SIGKILL")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() error {
+		log, err := os.Create(filepath.Join(c.dir, "kube-apiserver-restarted.log"))
+		if err != nil {
+			return err
+		}
+		//nolint:gosec // the harness runs the binaries it built, with their own arguments
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		c.restarted = cmd
+		return nil
+	}, nil
+}
+
+// findProcess returns the pid and arguments of the process named name whose
+// arguments include arg.
+func findProcess(name, arg string) (int, []string, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if filepath.Base(argv[0]) == name && slices.Contains(argv, arg) {
+			return pid, argv, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("no %s process with %s", name, arg)
 }
 
 // Kubectl runs kubectl against the cluster.
@@ -233,6 +308,22 @@ func StartProcessEnv(bin string, log *os.File, env []string, args ...string) (*P
 func (p *Process) Stop() {
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	<-p.done
+}
+
+// Kill sends SIGKILL, as a crash or an OOM kill would, and waits for the process to go.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // FreePort returns a free TCP port on loopback.

@@ -32,6 +32,7 @@ func TestPatientListWatch(t *testing.T) {
 		{"answers at once", nil, nil, 1},
 		{"waits out an outage", []error{refused, refused, refused}, nil, 4},
 		{"waits out a restart", []error{apierrors.NewServiceUnavailable("starting"), apierrors.NewTooManyRequests("busy", 1)}, nil, 3},
+		{"waits for custom resources to be served again", []error{apierrors.NewNotFound(schema.GroupResource{Group: "portcullis.dev", Resource: "clusterpolicies"}, "")}, nil, 2},
 		{"returns what is not about reaching the server", []error{forbidden}, forbidden, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

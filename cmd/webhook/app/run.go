@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -221,7 +223,21 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if err := addLeaderWork(mgr, cfg, o, work); err != nil {
 		return nil, nil, err
 	}
-	for name, check := range map[string]healthz.Checker{"policies": engines.ReadyCheck, "webhook": whServer.ReadyChecker()} {
+	// Every review reads its namespace from the cache: that informer starts with the manager, not
+	// on the first review (which, in an API server outage, would find nothing to read), and a
+	// replica is ready only once every informer has synced.
+	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
+		return nil, nil, err
+	}
+	synced := func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("informers not synced with the API server yet")
+		}
+		return nil
+	}
+	for name, check := range map[string]healthz.Checker{"informers": synced, "policies": engines.ReadyCheck, "webhook": whServer.ReadyChecker()} {
 		if err := mgr.AddReadyzCheck(name, check); err != nil {
 			return nil, nil, err
 		}
