@@ -48,8 +48,8 @@ var e2e struct {
 	// webhookBin is the server binary built for the e2e; dir holds the run's files; assets the
 	// control plane's binaries, for tests that start a control plane of their own.
 	webhookBin, dir, assets string
-	certDir         string // a user-provided certificate for 127.0.0.1
-	caPEM           []byte // its CA
+	certDir                 string // a user-provided certificate for 127.0.0.1
+	caPEM                   []byte // its CA
 }
 
 const (

@@ -114,13 +114,13 @@ func TestBuild(t *testing.T) {
 			name:       "a kind not served is reported",
 			needs:      []Need{need("typo", false, createUpdate, "apps/Deploymnt", "Service")},
 			validating: []string{"/v1 CREATE,UPDATE: services"}, mutating: []string{},
-			problems:   map[string][]string{"typo": {`kind "apps/Deploymnt" is not served`}},
+			problems: map[string][]string{"typo": {`kind "apps/Deploymnt" is not served`}},
 		},
 		{
 			name:       "a kind in a group whose discovery failed is reported as unresolved",
 			needs:      []Need{need("metrics", false, createUpdate, "metrics.k8s.io/PodMetrics")},
 			validating: []string{}, mutating: []string{},
-			problems:   map[string][]string{"metrics": {`discovery of group "metrics.k8s.io" failed`}},
+			problems: map[string][]string{"metrics": {`discovery of group "metrics.k8s.io" failed`}},
 		},
 		{
 			name:       "excluded kinds are reported, never intercepted",
@@ -143,7 +143,7 @@ func TestBuild(t *testing.T) {
 			name:       "CONNECT is reported",
 			needs:      []Need{need("exec", false, []v1alpha1.Operation{v1alpha1.Connect, v1alpha1.Create}, "Pod")},
 			validating: []string{"/v1 CREATE: pods"}, mutating: []string{},
-			problems:   map[string][]string{"exec": {"operation CONNECT is not intercepted"}},
+			problems: map[string][]string{"exec": {"operation CONNECT is not intercepted"}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -116,7 +116,9 @@ func TestOneLeaderAndHandover(t *testing.T) {
 		t.Fatal("b started leader work while a holds the lease")
 	}
 	stopA()
-	<-doneA
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
 	// The lease lasts a minute: b can only lead this soon because a released it.
 	waitFor(t, "b takes over", func() bool { return b.running.Load() == 1 })
 }

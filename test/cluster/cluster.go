@@ -100,7 +100,7 @@ func (c *Cluster) Stop() {
 // KillAPIServer kills kube-apiserver with SIGKILL, as a crash or a lost node would, and returns
 // a function that starts it again with the same arguments; etcd keeps the cluster's state.
 func (c *Cluster) KillAPIServer() (restart func() error, err error) {
-	port := c.env.ControlPlane.APIServer.SecureServing.Port
+	port := c.env.ControlPlane.APIServer.Port
 	pid, argv, err := findProcess("kube-apiserver", "--secure-port="+port)
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (c *Cluster) KillAPIServer() (restart func() error, err error) {
 		return nil, err
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.env.ControlPlane.APIServer.SecureServing.Address, port), 100*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.env.ControlPlane.APIServer.Address, port), 100*time.Millisecond)
 		if err != nil {
 			break
 		}

@@ -116,15 +116,15 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile), "/debug/pprof/heap": pprof.Handler("heap")}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		WebhookServer:                 whServer,
-		Metrics:                       metricsOpts,
-		HealthProbeBindAddress:        o.ProbeAddr,
+		Scheme:                 scheme,
+		WebhookServer:          whServer,
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: o.ProbeAddr,
 		// Leader-only work runs under our own elector (leaderWork), which campaigns again when
 		// the lease is lost: controller-runtime's ends the process.
 		LeaderElection:          false,
 		GracefulShutdownTimeout: ptr.To(o.LameDuck + o.ShutdownTimeout),
-		Cache: cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o)},
+		Cache:                   cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o)},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the manager: %w", err)
