@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -67,6 +68,7 @@ func runE2E(m *testing.M) int {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	} else {
 		ctrl.SetLogger(logr.Discard()) // tests assert outcomes; E2E_VERBOSE=1 shows the servers' logs
+		klog.SetLogger(logr.Discard())
 	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/server"
 )
 
@@ -129,5 +131,34 @@ spec:
 	}
 	if rules := validatingRules(t); !intercepts(rules, "", "configmaps") || intercepts(rules, "coordination.k8s.io", "leases") {
 		t.Errorf("rules %+v: want configmaps, never leases", rules)
+	}
+}
+
+// TestTenantPolicyKindsBounded: a tenant's Policy on Secrets and ClusterRoles cannot make the
+// cluster-wide webhook intercept them (--namespaced-policy-kinds); its ConfigMaps are allowed.
+func TestTenantPolicyKindsBounded(t *testing.T) {
+	ns := newNamespace(t, nil)
+	p := namespacedPolicy(ns, "greedy", 1, labelRule)
+	p.Spec.Match.Kinds = []string{"core/Secret", "rbac.authorization.k8s.io/ClusterRole", "core/ConfigMap"}
+	if err := e2e.client.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), p) })
+	waitPolicy(t, e2e.client, ns, "greedy", "Compiled")
+	var got v1alpha1.Policy
+	if err := e2e.client.Get(t.Context(), client.ObjectKeyFromObject(p), &got); err != nil {
+		t.Fatal(err)
+	}
+	c := apimeta.FindStatusCondition(got.Status.Conditions, server.ConditionIntercepted)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		t.Fatalf("Intercepted %+v, want False", c)
+	}
+	for _, want := range []string{`kind "core/Secret" is not intercepted for namespaced Policies in secrets`, `kind "rbac.authorization.k8s.io/ClusterRole" is not intercepted for namespaced Policies`, "(--namespaced-policy-kinds)"} {
+		if !strings.Contains(c.Message, want) {
+			t.Errorf("condition message %q does not say %q", c.Message, want)
+		}
+	}
+	if rules := validatingRules(t); intercepts(rules, "", "secrets") || intercepts(rules, "rbac.authorization.k8s.io", "clusterroles") || !intercepts(rules, "", "configmaps") {
+		t.Errorf("rules %+v: want configmaps, neither secrets nor clusterroles", rules)
 	}
 }

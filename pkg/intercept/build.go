@@ -18,7 +18,8 @@ import (
 // Resource is a resource the API server serves, in its preferred version, as discovery lists it.
 type Resource struct {
 	schema.GroupVersionResource
-	Kind string
+	Kind       string
+	Namespaced bool
 }
 
 // Need is what one policy needs intercepted.
@@ -70,8 +71,31 @@ func Never(gr schema.GroupResource) string {
 // mutatingOps are the operations a mutation can act on.
 var mutatingOps = sets.New(admissionregistrationv1.Create, admissionregistrationv1.Update)
 
+// TenantKinds bounds what namespaced Policies, which tenants write, can make the webhooks
+// intercept: every interception is cluster-wide, and with failurePolicy Fail it is a write that
+// waits for Portcullis in every namespace. Nil allows every namespaced kind.
+type TenantKinds []policies.KindSelector
+
+func (t TenantKinds) allow(r Resource) bool {
+	if !r.Namespaced {
+		return false // a Policy applies in its own namespace only
+	}
+	return t == nil || slices.ContainsFunc(t, func(k policies.KindSelector) bool {
+		return k.Selects(schema.GroupKind{Group: r.Group, Kind: r.Kind})
+	})
+}
+
+func (t TenantKinds) String() string {
+	out := make([]string, 0, len(t))
+	for _, k := range t {
+		out = append(out, k.String())
+	}
+	return strings.Join(out, ", ")
+}
+
 // Build returns the rules that send every policy what it needs, from what the API server serves.
-func Build(served Served, needs []Need) Plan {
+// Namespaced Policies get only the kinds tenants allows them.
+func Build(served Served, tenants TenantKinds, needs []Need) Plan {
 	byKind := map[string][]Resource{}
 	for _, r := range served.Resources {
 		byKind[r.Kind] = append(byKind[r.Kind], r)
@@ -93,6 +117,15 @@ func Build(served Served, needs []Need) Plan {
 			if why != "" {
 				plan.NotIntercepted[n.Policy] = append(plan.NotIntercepted[n.Policy], why)
 			}
+			if n.Namespaced {
+				var refused []string
+				resources, refused = bound(resources, tenants)
+				if len(refused) > 0 && !k.Any {
+					plan.NotIntercepted[n.Policy] = append(plan.NotIntercepted[n.Policy], fmt.Sprintf(
+						"kind %q is not intercepted for namespaced Policies in %s: tenants' Policies may have the webhooks intercept only namespaced kinds among %s (--namespaced-policy-kinds)",
+						k.String(), strings.Join(refused, ", "), tenantList(tenants)))
+				}
+			}
 			for _, r := range resources {
 				add(validating, r.GroupVersionResource, ops)
 				if n.Mutates {
@@ -103,6 +136,25 @@ func Build(served Served, needs []Need) Plan {
 	}
 	plan.Validating, plan.Mutating = rules(validating), rules(mutating)
 	return plan
+}
+
+// bound keeps the resources tenants may have intercepted and names the others.
+func bound(resources []Resource, tenants TenantKinds) (kept []Resource, refused []string) {
+	for _, r := range resources {
+		if tenants.allow(r) {
+			kept = append(kept, r)
+		} else {
+			refused = append(refused, r.GroupResource().String())
+		}
+	}
+	return kept, refused
+}
+
+func tenantList(t TenantKinds) string {
+	if t == nil {
+		return "every namespaced kind"
+	}
+	return "[" + t.String() + "]"
 }
 
 // resolve returns the resources k selects that may be intercepted, and why some it names cannot.

@@ -14,7 +14,8 @@ import (
 )
 
 func res(group, version, resource, kind string) Resource {
-	return Resource{GroupVersionResource: schema.GroupVersionResource{Group: group, Version: version, Resource: resource}, Kind: kind}
+	clusterScoped := kind == "Node" || kind == "ClusterPolicy" || kind == "Namespace"
+	return Resource{GroupVersionResource: schema.GroupVersionResource{Group: group, Version: version, Resource: resource}, Kind: kind, Namespaced: !clusterScoped}
 }
 
 // served is a small API server: core, apps, batch, the excluded kinds, and a custom resource.
@@ -24,6 +25,7 @@ var served = Served{Resources: []Resource{
 	res("", "v1", "replicationcontrollers", "ReplicationController"),
 	res("", "v1", "events", "Event"),
 	res("", "v1", "nodes", "Node"),
+	res("", "v1", "namespaces", "Namespace"),
 	res("apps", "v1", "deployments", "Deployment"),
 	res("apps", "v1", "statefulsets", "StatefulSet"),
 	res("apps", "v1", "daemonsets", "DaemonSet"),
@@ -58,6 +60,13 @@ func need(policy string, mutates bool, ops []v1alpha1.Operation, ks ...string) N
 	return Need{Policy: policy, Interception: policies.Interception{Kinds: kinds(ks...), Operations: ops, Mutates: mutates}}
 }
 
+// tenantNeed is need for a namespaced Policy.
+func tenantNeed(policy string, ops []v1alpha1.Operation, ks ...string) Need {
+	n := need(policy, false, ops, ks...)
+	n.Namespaced = true
+	return n
+}
+
 var createUpdate = []v1alpha1.Operation{v1alpha1.Create, v1alpha1.Update}
 
 // rule is a compact form of one rule: "group/version ops: resources".
@@ -85,6 +94,7 @@ func TestBuild(t *testing.T) {
 	podRules := []string{"/v1 CREATE,UPDATE: pods,replicationcontrollers", "apps/v1 CREATE,UPDATE: daemonsets,deployments,replicasets,statefulsets", "batch/v1 CREATE,UPDATE: cronjobs,jobs"}
 	for _, tc := range []struct {
 		name                 string
+		tenants              TenantKinds
 		needs                []Need
 		validating, mutating []string
 		problems             map[string][]string // policy -> substrings, one per problem
@@ -136,8 +146,31 @@ func TestBuild(t *testing.T) {
 		{
 			name:       "every kind is every served kind but the excluded ones, silently",
 			needs:      []Need{need("all", false, []v1alpha1.Operation{v1alpha1.Delete}, "*")},
-			validating: []string{"/v1 DELETE: pods,replicationcontrollers,services", "apps/v1 DELETE: daemonsets,deployments,replicasets,statefulsets", "batch/v1 DELETE: cronjobs,jobs", "example.com/v2 DELETE: widgets"},
+			validating: []string{"/v1 DELETE: namespaces,pods,replicationcontrollers,services", "apps/v1 DELETE: daemonsets,deployments,replicasets,statefulsets", "batch/v1 DELETE: cronjobs,jobs", "example.com/v2 DELETE: widgets"},
 			mutating:   []string{},
+		},
+		{
+			name:       "tenants' Policies get only the kinds the platform allows them",
+			tenants:    TenantKinds(kinds("Pod", "apps/Deployment")),
+			needs:      []Need{tenantNeed("shop/svc", createUpdate, "core/Service", "Pod"), need("cluster-svc", false, []v1alpha1.Operation{v1alpha1.Delete}, "core/Service")},
+			validating: []string{"/v1 CREATE,UPDATE: pods", "/v1 DELETE: services"}, mutating: []string{},
+			problems: map[string][]string{"shop/svc": {`kind "core/Service" is not intercepted for namespaced Policies in services: tenants' Policies may have the webhooks intercept only namespaced kinds among [Pod, apps/Deployment] (--namespaced-policy-kinds)`}},
+		},
+		{
+			name:       "a tenant's every kind is the kinds it is allowed, silently",
+			tenants:    TenantKinds(kinds("Pod", "apps/Deployment")),
+			needs:      []Need{tenantNeed("shop/all", createUpdate, "*")},
+			validating: []string{"/v1 CREATE,UPDATE: pods", "apps/v1 CREATE,UPDATE: deployments"}, mutating: []string{},
+		},
+		{
+			name:       "a tenant's Policy never intercepts a cluster-scoped kind",
+			needs:      []Need{tenantNeed("shop/cluster", createUpdate, "*", "example.com/Widget", "portcullis.dev/ClusterPolicy", "core/Namespace")},
+			validating: []string{"/v1 CREATE,UPDATE: pods,replicationcontrollers,services", "apps/v1 CREATE,UPDATE: daemonsets,deployments,replicasets,statefulsets", "batch/v1 CREATE,UPDATE: cronjobs,jobs", "example.com/v2 CREATE,UPDATE: widgets"},
+			mutating:   []string{},
+			problems: map[string][]string{"shop/cluster": {
+				`kind "core/Namespace" is not intercepted for namespaced Policies in namespaces: tenants' Policies may have the webhooks intercept only namespaced kinds among every namespaced kind`,
+				`kind "portcullis.dev/ClusterPolicy" is never intercepted`,
+			}},
 		},
 		{
 			name:       "CONNECT is reported",
@@ -147,7 +180,7 @@ func TestBuild(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := Build(served, tc.needs)
+			plan := Build(served, tc.tenants, tc.needs)
 			if got := compact(plan.Validating); !slices.Equal(got, tc.validating) {
 				t.Errorf("validating rules\n got %q\nwant %q", got, tc.validating)
 			}
@@ -178,9 +211,9 @@ func TestBuild(t *testing.T) {
 // policies never rewrites a configuration.
 func TestBuildIsStable(t *testing.T) {
 	needs := []Need{need("a", true, createUpdate, "Pod", "core/Service"), need("b", false, []v1alpha1.Operation{v1alpha1.Delete}, "apps/Deployment", "example.com/Widget")}
-	first := Build(served, needs)
+	first := Build(served, nil, needs)
 	slices.Reverse(needs)
-	second := Build(served, needs)
+	second := Build(served, nil, needs)
 	if !slices.Equal(compact(first.Validating), compact(second.Validating)) || !slices.Equal(compact(first.Mutating), compact(second.Mutating)) {
 		t.Errorf("order changed the plan:\n%q\n%q", compact(first.Validating), compact(second.Validating))
 	}
@@ -189,9 +222,9 @@ func TestBuildIsStable(t *testing.T) {
 // Rules for a group whose discovery failed stay in place: an aggregated API that is briefly down
 // does not switch off the policies on its kinds.
 func TestSetRulesKeepsFailedGroups(t *testing.T) {
-	metricsRule := Build(Served{Resources: []Resource{res("metrics.k8s.io", "v1beta1", "podmetrics", "PodMetrics")}}, []Need{need("m", false, createUpdate, "metrics.k8s.io/PodMetrics")}).Validating
+	metricsRule := Build(Served{Resources: []Resource{res("metrics.k8s.io", "v1beta1", "podmetrics", "PodMetrics")}}, nil, []Need{need("m", false, createUpdate, "metrics.k8s.io/PodMetrics")}).Validating
 	have := slices.Clone(metricsRule)
-	want := Build(served, []Need{need("p", false, createUpdate, "Pod")}).Validating
+	want := Build(served, nil, []Need{need("p", false, createUpdate, "Pod")}).Validating
 	if !setRules(&have, want, sets.New("metrics.k8s.io")) {
 		t.Fatal("no change reported")
 	}

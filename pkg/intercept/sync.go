@@ -30,6 +30,8 @@ type Syncer struct {
 	// call ValidatePath or MutatePath are managed: the policy webhook keeps its own rules.
 	Validating, Mutating     string
 	ValidatePath, MutatePath string
+	// Tenants bounds the kinds namespaced Policies can have intercepted (see Build).
+	Tenants TenantKinds
 }
 
 // Sync brings both configurations to what needs require and returns, per policy, what cannot be
@@ -39,7 +41,7 @@ func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, e
 	if err != nil && len(served.Resources) == 0 {
 		return nil, fmt.Errorf("discovering the API server's resources: %w", err)
 	}
-	plan := Build(served, needs)
+	plan := Build(served, s.Tenants, needs)
 	var errs []error
 	if s.Validating != "" {
 		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
@@ -137,7 +139,7 @@ func Discover(d discovery.DiscoveryInterface) func() (Served, error) {
 				if strings.Contains(r.Name, "/") || !slices.ContainsFunc(r.Verbs, func(v string) bool { return v == "create" || v == "update" || v == "delete" }) {
 					continue
 				}
-				served.Resources = append(served.Resources, Resource{GroupVersionResource: gv.WithResource(r.Name), Kind: r.Kind})
+				served.Resources = append(served.Resources, Resource{GroupVersionResource: gv.WithResource(r.Name), Kind: r.Kind, Namespaced: r.Namespaced})
 			}
 		}
 		return served, err

@@ -30,6 +30,20 @@ func (k KindSelector) String() string {
 	return k.Group + "/" + k.Kind
 }
 
+// ParseKindSelector parses an entry of match.kinds: "*", "Kind", "group/Kind" or "core/Kind".
+func ParseKindSelector(s string) (KindSelector, error) {
+	k, err := parseKind(s)
+	if err != nil {
+		return KindSelector{}, err
+	}
+	return KindSelector{GroupKind: k.gk, AnyGroup: k.anyGroup, Any: k.any}, nil
+}
+
+// Selects reports whether k selects gk.
+func (k KindSelector) Selects(gk schema.GroupKind) bool {
+	return kindMatcher{any: k.Any, anyGroup: k.AnyGroup, gk: k.GroupKind}.match(gk)
+}
+
 // Interception is what a policy needs the API server to send it: the requests for these kinds
 // and operations. A webhook configuration that leaves one out leaves the policy unenforced there.
 type Interception struct {
@@ -41,11 +55,13 @@ type Interception struct {
 	// Mutates is set when the policy mutates (defaultProbes, verifyImages pinning digests): the
 	// mutating webhook must send it its kinds too.
 	Mutates bool
+	// Namespaced is set for a namespaced Policy: tenant input, which applies in its namespace only.
+	Namespaced bool
 }
 
 // Interception returns what the policy needs intercepted.
 func (p *CompiledPolicy) Interception() Interception {
-	in := Interception{Mutates: p.mutating}
+	in := Interception{Mutates: p.mutating, Namespaced: p.Namespace != ""}
 	m := p.match
 	if len(m.kinds) == 0 {
 		in.Kinds = []KindSelector{{Any: true}}

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/server"
 )
 
@@ -65,6 +67,9 @@ type Options struct {
 	PrivateRegistries []string
 	// NamespacedPolicyRegistries, when set, are the only registries namespaced Policies may verify.
 	NamespacedPolicyRegistries []string
+	// NamespacedPolicyKinds are the kinds namespaced Policies may have the webhooks intercept
+	// (match.kinds entries; "*" for every namespaced kind).
+	NamespacedPolicyKinds []string
 	// MaxExceptionLifetime bounds how long after its creation an exception may expire.
 	MaxExceptionLifetime time.Duration
 	// ExceptionNamespaces are globs of the namespaces whose PolicyExceptions are honoured for
@@ -125,6 +130,8 @@ func NewOptions() *Options {
 		LeaderElectionID:     "portcullis-webhook",
 		ShutdownTimeout:      30 * time.Second,
 		LameDuck:             5 * time.Second,
+		NamespacedPolicyKinds: []string{"core/Pod", "apps/Deployment", "apps/StatefulSet", "apps/DaemonSet", "apps/ReplicaSet",
+			"core/ReplicationController", "batch/Job", "batch/CronJob", "core/Service", "networking.k8s.io/Ingress", "core/ConfigMap", "core/PersistentVolumeClaim"},
 	}
 }
 
@@ -138,8 +145,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the server (default: $POD_NAMESPACE)")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the server; the certificate is valid for its DNS names")
 	fs.StringSliceVar(&o.ExtraHosts, "extra-hosts", o.ExtraHosts, "more DNS names or IP addresses for the serving certificate")
-	fs.StringVar(&o.ValidatingConfig, "validating-webhook-configuration", o.ValidatingConfig, "ValidatingWebhookConfiguration whose caBundle is kept current (self-managed certificates)")
-	fs.StringVar(&o.MutatingConfig, "mutating-webhook-configuration", o.MutatingConfig, "MutatingWebhookConfiguration whose caBundle is kept current (self-managed certificates)")
+	fs.StringVar(&o.ValidatingConfig, "validating-webhook-configuration", o.ValidatingConfig, "ValidatingWebhookConfiguration whose workload webhook's rules follow the policies, and whose caBundle is kept current (self-managed certificates); empty: none")
+	fs.StringVar(&o.MutatingConfig, "mutating-webhook-configuration", o.MutatingConfig, "MutatingWebhookConfiguration whose workload webhook's rules follow the mutating policies, and whose caBundle is kept current (self-managed certificates); empty: none")
 	fs.DurationVar(&o.CertCheck, "cert-check-interval", o.CertCheck, "how often the leader checks the certificates")
 	fs.DurationVar(&o.LeafLifetime, "cert-lifetime", o.LeafLifetime, "lifetime of the serving certificate; renewed with a third left")
 	fs.DurationVar(&o.CALifetime, "ca-lifetime", o.CALifetime, "lifetime of the CA; renewed with a third left")
@@ -157,6 +164,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
 	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP, for testing; not a permission to reach private addresses (see --private-registries)")
 	fs.StringSliceVar(&o.PrivateRegistries, "private-registries", o.PrivateRegistries, "registries (host[:port]) that may resolve to loopback, link-local or private addresses; no other registry host, redirect or token realm may")
+	fs.StringSliceVar(&o.NamespacedPolicyKinds, "namespaced-policy-kinds", o.NamespacedPolicyKinds, "the kinds namespaced Policies (tenant input) may have the webhooks intercept, cluster-wide: match.kinds entries, \"*\" for every namespaced kind; a Policy on another kind says so in its Intercepted condition")
 	fs.StringSliceVar(&o.NamespacedPolicyRegistries, "namespaced-policy-registries", o.NamespacedPolicyRegistries, "when set, the only registries (host[:port]) whose images namespaced Policies may verify; empty: any public registry")
 	fs.DurationVar(&o.MaxExceptionLifetime, "max-exception-lifetime", o.MaxExceptionLifetime, "the longest a PolicyException may last after its creation; one that asks for more is refused at the door and stops applying at the maximum")
 	fs.StringSliceVar(&o.ExceptionNamespaces, "exception-namespaces", o.ExceptionNamespaces, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, in the namespaces their match selects (default: --namespace); elsewhere an exception exempts only from its own namespace's Policies")
@@ -172,7 +180,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.VerifyNegativeTTL, "verification-negative-ttl", o.VerifyNegativeTTL, "how long a definitive failure (unsigned, wrong key) stays cached; registry errors never are")
 	fs.DurationVar(&o.KeyRefresh, "key-refresh-interval", o.KeyRefresh, "how often policies with verification keys in Secrets re-read them")
 	fs.BoolVar(&o.PullSecrets, "use-pull-secrets", o.PullSecrets, "read registries with the pod's imagePullSecrets and its service account's, as the kubelet does")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates and write policy status (needed with several replicas)")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates, keep the webhook rules and write policy status (needed with several replicas); a lost lease stops that work, never the process")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight reviews may drain on shutdown, once the server stops accepting")
 	fs.DurationVar(&o.LameDuck, "lame-duck", o.LameDuck, "on SIGTERM, how long the server keeps accepting reviews while /readyz fails, so that endpoints drop it first (at least 1s; keep lame-duck + shutdown-timeout below terminationGracePeriodSeconds)")
@@ -226,6 +234,11 @@ func (o *Options) Validate() error {
 	}
 	if o.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")
+	}
+	for _, k := range o.NamespacedPolicyKinds {
+		if _, err := policies.ParseKindSelector(k); err != nil {
+			bad("namespaced-policy-kinds", k, err.Error())
+		}
 	}
 	for _, reg := range append(append(slices.Clone(o.InsecureRegistries), o.PrivateRegistries...), o.NamespacedPolicyRegistries...) {
 		if reg == "" || strings.ContainsAny(reg, "/*? ") {
@@ -311,6 +324,20 @@ func (v quantityValue) Set(s string) error {
 }
 
 // keyNamespaces are the namespaces ClusterPolicies may read key Secrets from.
+// tenantKinds are the kinds namespaced Policies may have intercepted: nil for every namespaced
+// kind ("*"), none when the flag is empty.
+func (o *Options) tenantKinds() intercept.TenantKinds {
+	out := intercept.TenantKinds{}
+	for _, k := range o.NamespacedPolicyKinds {
+		sel, err := policies.ParseKindSelector(k)
+		if err != nil || sel.Any {
+			return nil // validated at start; "*" allows every namespaced kind
+		}
+		out = append(out, sel)
+	}
+	return out
+}
+
 func (o *Options) keyNamespaces() []string {
 	if len(o.KeySecretNamespaces) > 0 {
 		return o.KeySecretNamespaces

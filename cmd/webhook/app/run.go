@@ -24,6 +24,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -56,6 +57,7 @@ const (
 // Run starts the server and blocks until ctx ends and in-flight reviews have drained.
 func Run(ctx context.Context, o *Options) error {
 	ctrl.SetLogger(zap.New())
+	klog.SetLogger(ctrl.Log) // client-go's own messages (leader election, informers) as structured logs too
 	if limit := setMemoryLimit(o.MemoryLimitRatio, cgroupMemoryLimitFiles); limit > 0 {
 		ctrl.Log.Info("Go memory limit set from the container's", "bytes", limit, "ratio", o.MemoryLimitRatio)
 	}
@@ -170,7 +172,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 			return nil, nil, err
 		}
 		pc.Interceptor = &intercept.Syncer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Discover: intercept.Discover(disco),
-			Validating: o.ValidatingConfig, Mutating: o.MutatingConfig, ValidatePath: ValidatePath, MutatePath: MutatePath}
+			Validating: o.ValidatingConfig, Mutating: o.MutatingConfig, ValidatePath: ValidatePath, MutatePath: MutatePath, Tenants: o.tenantKinds()}
 	}
 	shared := server.Config{
 		Engines:     engines,
