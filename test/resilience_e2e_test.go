@@ -251,27 +251,24 @@ func (l *podLoad) phase() *tally { return l.cur.Swap(&tally{}) }
 
 func (l *podLoad) halt() { l.stop(); l.wg.Wait() }
 
-const teamPolicy = `apiVersion: portcullis.dev/v1alpha1
+// labelPolicy is a Deny ClusterPolicy named name whose rule, named label, requires that label
+// on Pods.
+func labelPolicy(name, label string) string {
+	return fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
 kind: ClusterPolicy
-metadata: {name: needs-team}
+metadata: {name: %s}
 spec:
   enforcement: Deny
   match: {kinds: [Pod]}
   rules:
-    - name: team
-      labels: {required: [team]}
-`
+    - name: %s
+      labels: {required: [%s]}
+`, name, label, label)
+}
 
-const ownerPolicy = `apiVersion: portcullis.dev/v1alpha1
-kind: ClusterPolicy
-metadata: {name: needs-owner}
-spec:
-  enforcement: Deny
-  match: {kinds: [Pod]}
-  rules:
-    - name: owner
-      labels: {required: [owner]}
-`
+var teamPolicy = labelPolicy("needs-team", "team")
+
+var ownerPolicy = labelPolicy("needs-owner", "owner")
 
 // TestRollingRestart: three replicas behind a round-robin proxy, Pods created through the API
 // server without pause, failurePolicy Fail. Each replica in turn gets SIGTERM (it turns not

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -32,12 +34,40 @@ type Syncer struct {
 	ValidatePath, MutatePath string
 	// Tenants bounds the kinds namespaced Policies can have intercepted (see Build).
 	Tenants TenantKinds
+
+	mu       sync.Mutex
+	served   Served // the last complete discovery, reused for discoveryTTL unless forgotten
+	servedAt time.Time
+}
+
+// discoveryTTL is how long one discovery serves: a burst of policy writes costs the API server
+// one discovery, not one each. A CRD that comes or goes makes it forgotten at once (Forget).
+const discoveryTTL = 10 * time.Second
+
+// Forget drops the discovery kept, so that the next Sync asks the API server again.
+func (s *Syncer) Forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.servedAt = time.Time{}
+}
+
+func (s *Syncer) discover() (Served, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.servedAt.IsZero() && time.Since(s.servedAt) < discoveryTTL {
+		return s.served, nil
+	}
+	served, err := s.Discover()
+	if err == nil {
+		s.served, s.servedAt = served, time.Now()
+	}
+	return served, err
 }
 
 // Sync brings both configurations to what needs require and returns, per policy, what cannot be
 // intercepted. A configuration that does not exist is left alone.
 func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, error) {
-	served, err := s.Discover()
+	served, err := s.discover()
 	if err != nil && len(served.Resources) == 0 {
 		return nil, fmt.Errorf("discovering the API server's resources: %w", err)
 	}
@@ -48,9 +78,7 @@ func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, e
 		errs = append(errs, s.apply(ctx, s.Validating, &cfg, func() bool {
 			changed := false
 			for i := range cfg.Webhooks {
-				if calls(cfg.Webhooks[i].ClientConfig, s.ValidatePath) {
-					changed = setRules(&cfg.Webhooks[i].Rules, plan.Validating, served.FailedGroups) || changed
-				}
+				changed = s.follow(cfg.Webhooks[i].ClientConfig, &cfg.Webhooks[i].Rules, s.ValidatePath, plan.Validating, served.FailedGroups) || changed
 			}
 			return changed
 		}))
@@ -60,14 +88,18 @@ func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, e
 		errs = append(errs, s.apply(ctx, s.Mutating, &cfg, func() bool {
 			changed := false
 			for i := range cfg.Webhooks {
-				if calls(cfg.Webhooks[i].ClientConfig, s.MutatePath) {
-					changed = setRules(&cfg.Webhooks[i].Rules, plan.Mutating, served.FailedGroups) || changed
-				}
+				changed = s.follow(cfg.Webhooks[i].ClientConfig, &cfg.Webhooks[i].Rules, s.MutatePath, plan.Mutating, served.FailedGroups) || changed
 			}
 			return changed
 		}))
 	}
 	return plan.NotIntercepted, errors.Join(errs...)
+}
+
+// follow sets the rules of a webhook that calls path to want, and reports whether they changed;
+// other webhooks (the policy webhook) are left alone.
+func (s *Syncer) follow(cc admissionregistrationv1.WebhookClientConfig, rules *[]admissionregistrationv1.RuleWithOperations, path string, want []admissionregistrationv1.RuleWithOperations, failed sets.Set[string]) bool {
+	return calls(cc, path) && setRules(rules, want, failed)
 }
 
 // calls reports whether a webhook calls path on its Service or URL.

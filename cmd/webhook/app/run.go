@@ -165,15 +165,17 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		return nil, nil, err
 	}
 	work := []leader.Work{pc.Lead}
-	onWebhookChange := pc.Rebuild
+	var syncer *intercept.Syncer
 	if o.ValidatingConfig != "" || o.MutatingConfig != "" {
 		disco, err := discovery.NewDiscoveryClientForConfig(cfg)
 		if err != nil {
 			return nil, nil, err
 		}
-		pc.Interceptor = &intercept.Syncer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Discover: intercept.Discover(disco),
+		syncer = &intercept.Syncer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Discover: intercept.Discover(disco),
 			Validating: o.ValidatingConfig, Mutating: o.MutatingConfig, ValidatePath: ValidatePath, MutatePath: MutatePath, Tenants: o.tenantKinds()}
+		pc.Interceptor = syncer
 	}
+	var rotator *certs.Rotator
 	shared := server.Config{
 		Engines:     engines,
 		Decoder:     policies.NewDecoder(false),
@@ -206,19 +208,27 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		}
 		lt := certs.DefaultLifetimes
 		lt.Leaf, lt.CA = o.LeafLifetime, o.CALifetime
-		rotator := &certs.Rotator{
+		rotator = &certs.Rotator{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Secret: secret,
 			DNSNames: names, IPs: ips, ValidatingWebhooks: validating, MutatingWebhooks: mutating,
 			Lifetimes: lt, Interval: o.CertCheck,
 		}
 		src.Changed = rotator.Kick // a damaged or deleted Secret is repaired at once
 		work = append(work, rotator.Start)
-		onWebhookChange = func() { pc.Rebuild(); rotator.Kick() }
 		if err := mgr.AddReadyzCheck("certificate", src.ReadyCheck); err != nil {
 			return nil, nil, err
 		}
 	}
 	// Rules and caBundle repaired at once when a configuration is edited or a CRD comes or goes.
+	onWebhookChange := func() {
+		if syncer != nil {
+			syncer.Forget()
+		}
+		pc.Rebuild()
+		if rotator != nil {
+			rotator.Kick()
+		}
+	}
 	if err := intercept.Watch(mgr, o.ValidatingConfig, o.MutatingConfig, onWebhookChange); err != nil {
 		return nil, nil, err
 	}
