@@ -315,13 +315,22 @@ func testPod(name, image string) *corev1.Pod {
 	}
 }
 
-// newNamespace creates a namespace for one test, with labels.
+// newNamespace creates a namespace for one test, with labels. Its Policies and exceptions are
+// deleted when the test ends (no namespace controller runs here to do it), so that what they
+// match, and the webhook rules that follow them, do not outlive the test.
 func newNamespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-", Labels: labels}}
 	if err := e2e.client.Create(t.Context(), ns); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		for _, obj := range []client.Object{&v1alpha1.Policy{}, &v1alpha1.PolicyException{}} {
+			if err := e2e.client.DeleteAllOf(context.Background(), obj, client.InNamespace(ns.Name)); err != nil {
+				t.Errorf("deleting the %T objects of %s: %v", obj, ns.Name, err)
+			}
+		}
+	})
 	return ns.Name
 }
 

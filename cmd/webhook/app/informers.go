@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,11 +21,12 @@ import (
 // is away. client-go's reflector backs off up to 30 s (60 s with jitter) between attempts, so
 // after an outage a replica could serve a stale engine for a minute; with this cap every informer
 // is back within reconnectCap of the API server's return.
-const reconnectCap = 2 * time.Second
+const reconnectCap = time.Second
 
 // newPatientInformer is the manager's informer constructor: a shared informer whose list and
 // watch calls wait out an unreachable API server themselves, retrying from 250 ms to
-// reconnectCap, instead of returning the error to the reflector's long backoff. Errors that are
+// reconnectCap, instead of returning the error to the reflector's long backoff; once the server
+// answers again (a restarting API server says 404 or 503 for a moment), from 250 ms again. Errors that are
 // not about reaching the server (forbidden, expired, invalid) are returned as they are.
 func newPatientInformer(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
 	return toolscache.NewSharedIndexInformer(patientListWatch{inner: toolscache.ToListerWatcherWithContext(lw), first: 250 * time.Millisecond}, obj, resync, indexers)
@@ -51,8 +54,9 @@ func (p patientListWatch) Watch(o metav1.ListOptions) (watch.Interface, error) {
 	return p.WatchWithContext(context.Background(), o)
 }
 
-func untilReachable[T any](ctx context.Context, wait time.Duration, call func() (T, error)) (T, error) {
+func untilReachable[T any](ctx context.Context, first time.Duration, call func() (T, error)) (T, error) {
 	var since time.Time
+	wait, wasAnswered := first, false
 	for {
 		v, err := call()
 		if err == nil || !unreachable(err) || ctx.Err() != nil {
@@ -65,6 +69,12 @@ func untilReachable[T any](ctx context.Context, wait time.Duration, call func() 
 			since = time.Now()
 			log.FromContext(ctx).Info("API server unreachable or not serving this resource yet; the informer waits for it, serving what it has", "error", err.Error())
 		}
+		var status apierrors.APIStatus
+		answered := errors.As(err, &status)
+		if answered && !wasAnswered {
+			wait = first // back, but not ready yet: look again soon
+		}
+		wasAnswered = answered
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -87,4 +97,25 @@ func unreachable(err error) bool {
 		errors.As(err, &opErr) || (errors.As(err, &netErr) && netErr.Timeout()) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsNotFound(err) || apierrors.IsTooManyRequests(err) ||
 		apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err)
+}
+
+// maxRetryAfter bounds how long a read waits when the API server answers 429 or 503 with
+// Retry-After. A restarted API server answers the first watches of each custom resource that way
+// while it sets up their handlers and fills its watch cache (503 with Retry-After: 5, then 429);
+// client-go obeys inside the watch call, so the replica's engine would stay stale that long.
+const maxRetryAfter = time.Second
+
+// capRetryAfter is a transport that caps the Retry-After of 429 and 5xx answers to reads (GET:
+// lists and watches) at maxRetryAfter. Writes keep what the server asked.
+type capRetryAfter struct{ next http.RoundTripper }
+
+func (c capRetryAfter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode < http.StatusInternalServerError) {
+		return resp, err
+	}
+	if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && time.Duration(secs)*time.Second > maxRetryAfter {
+		resp.Header.Set("Retry-After", strconv.Itoa(int(maxRetryAfter/time.Second)))
+	}
+	return resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"syscall"
 	"testing"
@@ -75,5 +76,43 @@ func TestPatientListWatchStops(t *testing.T) {
 	_, err := patientListWatch{inner: toolscache.ToListerWatcherWithContext(lw), first: time.Millisecond}.WatchWithContext(ctx, metav1.ListOptions{})
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("got %v, want the last connection error", err)
+	}
+}
+
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+func (a answer) RoundTrip(*http.Request) (*http.Response, error) {
+	h := http.Header{}
+	if a.retryAfter != "" {
+		h.Set("Retry-After", a.retryAfter)
+	}
+	return &http.Response{StatusCode: a.status, Header: h, Body: http.NoBody}, nil
+}
+
+func TestCapRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		in     answer
+		want   string
+	}{
+		{http.MethodGet, answer{http.StatusTooManyRequests, "5"}, "1"},
+		{http.MethodGet, answer{http.StatusTooManyRequests, "1"}, "1"},
+		{http.MethodGet, answer{http.StatusTooManyRequests, ""}, ""},
+		{http.MethodPost, answer{http.StatusTooManyRequests, "5"}, "5"},
+		{http.MethodGet, answer{http.StatusServiceUnavailable, "5"}, "1"},
+		{http.MethodPost, answer{http.StatusServiceUnavailable, "5"}, "5"},
+		{http.MethodGet, answer{http.StatusNotFound, "5"}, "5"},
+	} {
+		req, _ := http.NewRequest(tc.method, "https://apiserver/apis/portcullis.dev/v1alpha1/clusterpolicies?watch=true", nil)
+		resp, err := capRetryAfter{next: tc.in}.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("Retry-After"); got != tc.want {
+			t.Errorf("%s %d Retry-After %q: got %q, want %q", tc.method, tc.in.status, tc.in.retryAfter, got, tc.want)
+		}
 	}
 }

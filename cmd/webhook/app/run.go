@@ -91,6 +91,8 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // on reg (controller-runtime's registry, which the metrics endpoint serves). It returns the
 // source (nil with --cert-dir).
 func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.Manager, *certs.Source, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return capRetryAfter{next: rt} })
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
