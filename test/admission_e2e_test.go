@@ -183,7 +183,7 @@ func TestInvalidPolicies(t *testing.T) {
 		{"spec: {rules: [{name: a, cel: {expression: 'true'}, labels: {required: [x]}}]}", "exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"},
 		{"spec: {rules: [{name: a}]}", "exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"},
 		{"spec: {rules: []}", "spec.rules: Invalid value: 0: spec.rules in body should have at least 1 items"},
-		{"spec: {rules: [{name: a, podSecurity: {level: privileged}}]}", `spec.rules[0].podSecurity.level: Unsupported value: "privileged"`},
+		{"spec: {rules: [{name: a, podSecurity: {level: privileged}}]}", `spec.rules[0] (a).podSecurity.level: Unsupported value: "privileged"`},
 		{"spec: {rules: [{name: Bad_Name, cel: {expression: 'true'}}]}", "spec.rules[0].name: Invalid value"},
 		{"spec: {rules: [{name: a, resources: {}}]}", "list at least one of requests or limits"},
 	}
@@ -216,8 +216,8 @@ spec:
 	_, stderr, err := kubectl(t, broken, "apply", "-f", "-")
 	for _, want := range []string{
 		`The ClusterPolicy "broken-cel" is invalid:`,
-		`* spec.rules[0].cel.expression: Invalid value: "object.metadata.name": must evaluate to bool but got dyn`,
-		`* spec.rules[1].cel.expression: Invalid value: "object.spec.items.all(a, object.spec.items.all(b, object.spec.items.all(c, true)))": estimated cost 3,050,502 exceeds the limit of 1,000,000 per expression`,
+		`* spec.rules[0] (not-boolean).cel.expression: Invalid value: "object.metadata.name": must evaluate to bool but got dyn`,
+		`* spec.rules[1] (too-costly).cel.expression: Invalid value: "object.spec.items.all(a, object.spec.items.all(b, object.spec.items.all(c, true)))": estimated cost 3,050,502 exceeds the limit of 1,000,000 per expression`,
 	} {
 		if err == nil || !strings.Contains(stderr, want) {
 			t.Errorf("kubectl apply of a broken policy: %v\n%s\nwant %q", err, stderr, want)
@@ -246,7 +246,7 @@ spec:
 	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != "CompileError" || cond.ObservedGeneration != p.Generation {
 		t.Fatalf("Ready condition: %+v", cond)
 	}
-	want := `spec.rules[0].verifyImages.keys[0].secretRef: Invalid value: "portcullis-system/no-such-secret": key "cosign.pub": no such Secret or key, or not a PEM public key`
+	want := `spec.rules[0] (signed).verifyImages.keys[0].secretRef: Invalid value: "portcullis-system/no-such-secret": key "cosign.pub": no such Secret or key, or not a PEM public key`
 	if len(p.Status.Errors) != 1 || p.Status.Errors[0] != want {
 		t.Errorf("status.errors = %q, want [%q]", p.Status.Errors, want)
 	}

@@ -192,6 +192,9 @@ func objects(file, index string, js []byte) ([]Document, error) {
 		}
 		return nil, fmt.Errorf("not a Kubernetes object: %s not set", strings.Join(missing, " and "))
 	}
+	if err := removed(head.APIVersion, head.Kind); err != nil {
+		return nil, err
+	}
 	if strings.HasSuffix(head.Kind, "List") && head.Items != nil {
 		var docs []Document
 		var errs []error

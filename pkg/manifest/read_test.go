@@ -65,6 +65,11 @@ func TestReadErrors(t *testing.T) {
 		"second.yaml":   "apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [}\n",
 		"dupkey.yaml":   "apiVersion: v1\nkind: Pod\nkind: Service\n",
 		"baditems.json": `{"apiVersion":"v1","kind":"List","items":[{"kind":"Pod"}]}`,
+		// Versions no API server of this release serves: refused, never evaluated as passing.
+		"beta2.yaml":   "apiVersion: apps/v1beta2\nkind: Deployment\nmetadata: {name: x}\n",
+		"cronjob.yaml": "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n",
+		"psp.yaml":     "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata: {name: x}\n",
+		"inlist.yaml":  "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: extensions/v1beta1, kind: Deployment, metadata: {name: x}}\n",
 	})
 	_, err := Read([]string{dir, filepath.Join(dir, "missing.yaml")}, nil)
 	if err == nil {
@@ -79,6 +84,10 @@ func TestReadErrors(t *testing.T) {
 		`dupkey.yaml: invalid YAML`,
 		"baditems.json: items[0]: not a Kubernetes object: apiVersion not set",
 		"missing.yaml: no such file or directory",
+		"beta2.yaml: apiVersion apps/v1beta2 of kind Deployment was removed in Kubernetes 1.16: use apiVersion apps/v1",
+		"cronjob.yaml: apiVersion batch/v1beta1 of kind CronJob was removed in Kubernetes 1.25: use apiVersion batch/v1",
+		"psp.yaml: apiVersion policy/v1beta1 of kind PodSecurityPolicy was removed in Kubernetes 1.25, and the kind with it",
+		"inlist.yaml: items[0]: apiVersion extensions/v1beta1 of kind Deployment was removed in Kubernetes 1.16: use apiVersion apps/v1",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not contain %q:\n%v", want, err)

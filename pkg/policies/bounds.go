@@ -54,7 +54,7 @@ func checkPolicyBounds(spec *v1alpha1.PolicySpec, path *field.Path) field.ErrorL
 	}
 	b.items(path.Child("rules"), len(spec.Rules), MaxRules)
 	for i := range spec.Rules {
-		b.rule(path.Child("rules").Index(i), &spec.Rules[i])
+		b.rule(RulePath(path, i, spec.Rules[i].Name), &spec.Rules[i])
 	}
 	return b.errs
 }

@@ -46,11 +46,11 @@ func TestBoundsCheckedBeforeCompiling(t *testing.T) {
 		{"large selector", v1alpha1.PolicySpec{Exclude: &v1alpha1.MatchResources{ObjectSelector: selector}, Rules: rules(1)},
 			"spec.exclude.objectSelector: Too many: 33: must have at most 32 items"},
 		{"long expression", v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{{Name: "r", CEL: &v1alpha1.CELRule{Expression: long(MaxExpressionLength + 1)}}}},
-			"spec.rules[0].cel.expression: Too long"},
+			"spec.rules[0] (r).cel.expression: Too long"},
 		{"many images", v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{{Name: "r", VerifyImages: &v1alpha1.VerifyImagesRule{Images: many(MaxListItems+1, "img"), Keys: []v1alpha1.KeyRef{{PublicKey: "x"}}}}}},
-			"spec.rules[0].verifyImages.images: Too many: 65"},
+			"spec.rules[0] (r).verifyImages.images: Too many: 65"},
 		{"long label pattern", v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{{Name: "r", Labels: &v1alpha1.LabelsRule{Patterns: map[string]string{"team": long(MaxTextLength + 1)}}}}},
-			"spec.rules[0].labels.patterns[team]: Too long"},
+			"spec.rules[0] (r).labels.patterns[team]: Too long"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

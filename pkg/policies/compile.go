@@ -205,7 +205,7 @@ func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.Policy
 	}
 	seen := sets.New[string]()
 	for i := range spec.Rules {
-		r, e := c.compileRule(&spec.Rules[i], path.Child("rules").Index(i), seen, namespace)
+		r, e := c.compileRule(&spec.Rules[i], RulePath(path, i, spec.Rules[i].Name), seen, namespace)
 		errs = append(errs, e...)
 		if r != nil {
 			cp.rules = append(cp.rules, *r)
@@ -240,6 +240,16 @@ func compileEnforcement(e, def v1alpha1.Enforcement, path *field.Path) (v1alpha1
 
 // compileRule compiles one rule of a policy; namespace is the namespace of a Policy, empty for
 // a ClusterPolicy.
+// RulePath is the path of rule i of the spec at spec, named as its author wrote it when the name
+// is a valid rule name: spec.rules[0] (no-latest). An error then says which rule without
+// counting.
+func RulePath(spec *field.Path, i int, name string) *field.Path {
+	if name == "" || len(validation.IsDNS1123Label(name)) > 0 {
+		return spec.Child("rules").Index(i)
+	}
+	return spec.Child(fmt.Sprintf("rules[%d] (%s)", i, name))
+}
+
 func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set[string], namespace string) (*compiledRule, field.ErrorList) {
 	var errs field.ErrorList
 	switch {

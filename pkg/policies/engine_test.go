@@ -127,11 +127,11 @@ func TestCompileErrors(t *testing.T) {
 		{"bad operation", "match: {operations: [PATCH]}\n" + alwaysTrue, []string{`spec.match.operations[0]: Unsupported value: "PATCH"`}},
 		{"bad namespace glob", "exclude: {namespaces: ['Kube_*']}\n" + alwaysTrue, []string{`spec.exclude.namespaces[0]: Invalid value: "Kube_*"`}},
 		{"bad selector", "match: {objectSelector: {matchExpressions: [{key: a, operator: Near}]}}\n" + alwaysTrue, []string{"spec.match.objectSelector: Invalid value"}},
-		{"two rule types", "rules:\n- name: r\n  cel: {expression: 'true'}\n  labels: {required: [a]}\n", []string{`spec.rules[0]: Invalid value: "labels, cel": exactly one of`}},
-		{"no rule type", "rules:\n- name: r\n", []string{`spec.rules[0]: Invalid value: "": exactly one of`}},
-		{"duplicate rule", "rules:\n- name: r\n  cel: {expression: 'true'}\n- name: r\n  cel: {expression: 'true'}\n", []string{`spec.rules[1].name: Duplicate value: "r"`}},
+		{"two rule types", "rules:\n- name: r\n  cel: {expression: 'true'}\n  labels: {required: [a]}\n", []string{`spec.rules[0] (r): Invalid value: "labels, cel": exactly one of`}},
+		{"no rule type", "rules:\n- name: r\n", []string{`spec.rules[0] (r): Invalid value: "": exactly one of`}},
+		{"duplicate rule", "rules:\n- name: r\n  cel: {expression: 'true'}\n- name: r\n  cel: {expression: 'true'}\n", []string{`spec.rules[1] (r).name: Duplicate value: "r"`}},
 		{"every error reported", "enforcement: Nope\nrules:\n- name: a\n  cel: {expression: '1'}\n- name: b\n  labels: {patterns: {team: '[z-a]'}}\n- name: c\n  resources: {requests: ['not a name']}\n",
-			[]string{`spec.enforcement`, `spec.rules[0].cel.expression: Invalid value: "1": must evaluate to bool but got int`, `spec.rules[1].labels.patterns[team]`, `spec.rules[2].resources.requests[0]`}},
+			[]string{`spec.enforcement`, `spec.rules[0] (a).cel.expression: Invalid value: "1": must evaluate to bool but got int`, `spec.rules[1] (b).labels.patterns[team]`, `spec.rules[2] (c).resources.requests[0]`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -98,6 +99,26 @@ func (r *pssRegistry) resolve(level api.Level, v api.Version) []pssCheck {
 	return out
 }
 
+// replacement returns the check that overrides id at level and version (capabilities_restricted
+// replaces capabilities_baseline at restricted), or "".
+func (r *pssRegistry) replacement(level api.Level, v api.Version, id policy.CheckID) policy.CheckID {
+	if level != api.LevelRestricted {
+		return ""
+	}
+	if v.Latest() || r.maxVersion.Older(v) {
+		v = r.maxVersion
+	}
+	for _, c := range r.checks {
+		if c.Level != api.LevelRestricted {
+			continue
+		}
+		if vc, ok := versionedCheck(c, v); ok && slices.Contains(vc.OverrideCheckIDs, id) {
+			return c.ID
+		}
+	}
+	return ""
+}
+
 // newestPSSVersion is the Kubernetes minor whose k8s.io/pod-security-admission this build uses;
 // newer versions are rejected rather than silently evaluated as an older one.
 var newestPSSVersion = api.MajorMinorVersion(1, 37)
@@ -131,6 +152,7 @@ func compilePodSecurity(r *v1alpha1.PodSecurityRule, reg *pssRegistry, path *fie
 	}
 	excludeAll := map[policy.CheckID]bool{}
 	excludeImages := map[policy.CheckID][]glob{}
+	excludePaths := map[policy.CheckID]*field.Path{}
 	for i, ex := range r.Exclude {
 		p := path.Child("exclude").Index(i)
 		id := policy.CheckID(ex.Control)
@@ -143,6 +165,7 @@ func compilePodSecurity(r *v1alpha1.PodSecurityRule, reg *pssRegistry, path *fie
 			errs = append(errs, field.Invalid(p.Child("control"), ex.Control, "is a restricted control; the baseline level does not run it"))
 			continue
 		}
+		excludePaths[id] = p.Child("control")
 		if len(ex.Images) == 0 {
 			excludeAll[id] = true
 			continue
@@ -159,8 +182,25 @@ func compilePodSecurity(r *v1alpha1.PodSecurityRule, reg *pssRegistry, path *fie
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	rule := &podSecurityRule{label: fmt.Sprintf("%s:%s", level, versionStr)}
-	for _, c := range reg.resolve(level, version) {
+	label := fmt.Sprintf("%s:%s", level, versionStr)
+	resolved := reg.resolve(level, version)
+	// An exclusion of a check the level and version never run would do nothing: say which runs.
+	for id, p := range excludePaths {
+		if slices.ContainsFunc(resolved, func(c pssCheck) bool { return c.id == id }) {
+			continue
+		}
+		why := fmt.Sprintf("is not run at %s", label)
+		if by := reg.replacement(level, version, id); by != "" {
+			why += fmt.Sprintf(": %s replaces it, exclude that control instead", by)
+		}
+		errs = append(errs, field.Invalid(p, string(id), why))
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b *field.Error) int { return strings.Compare(a.Field, b.Field) })
+		return nil, errs
+	}
+	rule := &podSecurityRule{label: label}
+	for _, c := range resolved {
 		if excludeAll[c.id] {
 			continue
 		}

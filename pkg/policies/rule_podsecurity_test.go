@@ -185,6 +185,11 @@ func TestPodSecurityCompileErrors(t *testing.T) {
 		{v1alpha1.PodSecurityRule{Level: "baseline", Exclude: []v1alpha1.PodSecurityExclusion{{Control: "nope"}}}, `r.exclude[0].control: Unsupported value: "nope"`},
 		{v1alpha1.PodSecurityRule{Level: "baseline", Exclude: []v1alpha1.PodSecurityExclusion{{Control: "runAsNonRoot"}}}, `is a restricted control`},
 		{v1alpha1.PodSecurityRule{Level: "restricted", Exclude: []v1alpha1.PodSecurityExclusion{{Control: "runAsNonRoot", Images: []string{""}}}}, `r.exclude[0].images[0]`},
+		// A baseline check that restricted replaces would be excluded for nothing.
+		{v1alpha1.PodSecurityRule{Level: "restricted", Exclude: []v1alpha1.PodSecurityExclusion{{Control: "capabilities_baseline"}}},
+			`r.exclude[0].control: Invalid value: "capabilities_baseline": is not run at restricted:latest: capabilities_restricted replaces it, exclude that control instead`},
+		{v1alpha1.PodSecurityRule{Level: "restricted", Version: "v1.22", Exclude: []v1alpha1.PodSecurityExclusion{{Control: "seccompProfile_baseline", Images: []string{"a/*"}}}},
+			`r.exclude[0].control: Invalid value: "seccompProfile_baseline": is not run at restricted:v1.22: seccompProfile_restricted replaces it`},
 	}
 	for _, tt := range tests {
 		_, errs := compilePodSecurity(&tt.rule, reg, field.NewPath("r"))

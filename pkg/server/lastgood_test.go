@@ -87,7 +87,7 @@ func TestLastGoodGeneration(t *testing.T) {
 		t.Error("the policy was switched off when its key could not be read")
 	}
 	if ready.Status != metav1.ConditionTrue || ready.Reason != "LastGoodGeneration" || degraded == nil || degraded.Status != metav1.ConditionTrue ||
-		!strings.Contains(degraded.Message, `generation 1 stays in force until it compiles: spec.rules[1].verifyImages.keys[0].secretRef`) {
+		!strings.Contains(degraded.Message, `generation 1 stays in force until it compiles: spec.rules[1] (keys).verifyImages.keys[0].secretRef`) {
 		t.Errorf("degraded: %+v, %+v", ready, degraded)
 	}
 	reconcile() // still failing: still in force

@@ -56,7 +56,7 @@ func TestPolicyAdmission(t *testing.T) {
 	}{
 		{"valid ClusterPolicy", "ClusterPolicy", &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: good}, admissionv1.Create, http.StatusOK, "", ""},
 		{"broken CEL", "ClusterPolicy", &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{rule("1")}}},
-			admissionv1.Update, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, "spec.rules[0].cel.expression: Invalid value: \"1\": must evaluate to bool"},
+			admissionv1.Update, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, "spec.rules[0] (r).cel.expression: Invalid value: \"1\": must evaluate to bool"},
 		{"Policy within budget", "Policy", &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "shop"}, Spec: good}, admissionv1.Create, http.StatusOK, "", ""},
 		{"Policy over budget", "Policy", &v1alpha1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "shop"},
 			Spec: v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{rule("true"), {Name: "s", CEL: &v1alpha1.CELRule{Expression: "true"}}}}},

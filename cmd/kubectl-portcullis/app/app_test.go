@@ -68,6 +68,7 @@ func TestGoldenErrors(t *testing.T) {
 		{"broken-yaml", []string{"check", "-f", "testdata/bad/broken.yaml", "--policies", library}},
 		{"not-an-object", []string{"check", "-f", "testdata/bad/not-an-object.yaml", "--policies", library}},
 		{"empty", []string{"check", "-f", "testdata/bad/empty.yaml", "--policies", library}},
+		{"removed-api", []string{"check", "-f", "testdata/bad/removed-api.yaml", "--policies", library}},
 		{"unknown-field-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/unknown-field-policy.yaml"}},
 		{"invalid-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/invalid-policy.yaml"}},
 		{"workload-as-policy", []string{"check", "-f", examples, "--policies", examples + "/web.yaml"}},
