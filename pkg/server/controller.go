@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -176,51 +174,90 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 			return reconcile.Result{}, fmt.Errorf("listing policies: %w", err)
 		}
 	}
-	seen := map[types.UID]bool{}
-	var compiled []*policies.CompiledPolicy
-	var exceptions []*policies.CompiledException
+	b := &build{ctx: ctx, now: time.Now, seen: map[types.UID]bool{}, charges: map[types.UID]charge{}, counted: map[types.UID]string{}}
+	if c.Now != nil {
+		b.now = c.Now
+	}
+	c.buildClusterPolicies(b, cps.Items)
+	c.buildPolicies(b, ps.Items)
+	// The policy webhook judges new Policies by this usage: it is in place before any status
+	// says a Policy is enforced.
+	c.usage.Store(&b.charges)
+	c.buildExceptions(b, xs.Items)
+	c.exceptionUsage.Store(&b.counted)
+	for uid := range c.compiled {
+		if !b.seen[uid] {
+			delete(c.compiled, uid)
+		}
+	}
+	c.recordCompileErrors()
+	compiled := append(b.cluster, b.namespaced...)
+	c.Engines.Store(policies.NewEngine(compiled, b.exceptions, c.Now))
+	// Then the webhooks' rules: a policy is enforced once the API server sends it its kinds.
+	notIntercepted, err := c.syncWebhooks(ctx, compiled)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	// Status last: what it says is enforced, is.
 	var statusErrs []error
-	sortByName(cps.Items, func(p v1alpha1.ClusterPolicy) string { return p.Name })
-	sortByName(ps.Items, func(p v1alpha1.Policy) string { return p.Namespace + "/" + p.Name }) // ties of the oldest-first order below
-	sortByName(xs.Items, func(x v1alpha1.PolicyException) string { return x.Namespace + "/" + x.Name })
+	for _, write := range b.pending {
+		statusErrs = append(statusErrs, write())
+	}
+	if c.Metrics != nil {
+		c.Metrics.Policies.Set(float64(len(compiled)))
+	}
+	return c.requeue(b, notIntercepted), errors.Join(statusErrs...)
+}
 
-	refresh := false
-	var pending []func() error // status writes, once the engine is in place
-	for i := range cps.Items {
-		p := &cps.Items[i]
+// build is one engine build: what it compiled, what it counted against the tenant budgets, and
+// the status writes that wait until the engine is in place.
+type build struct {
+	ctx                 context.Context
+	now                 func() time.Time
+	seen                map[types.UID]bool
+	cluster, namespaced []*policies.CompiledPolicy
+	exceptions          []*policies.CompiledException
+	charges             map[types.UID]charge // each counted Policy's use of its namespace's budget
+	counted             map[types.UID]string // each counted exception's namespace
+	nextExpiry          time.Time            // of the exceptions in force
+	pending             []func() error
+}
+
+func (c *PolicyController) buildClusterPolicies(b *build, items []v1alpha1.ClusterPolicy) {
+	sortByName(items, func(p v1alpha1.ClusterPolicy) string { return p.Name })
+	for i := range items {
+		p := &items[i]
+		b.seen[p.UID] = true
 		co := c.compile(p, "ClusterPolicy", p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cp, err := c.Compiler.CompileClusterPolicy(p)
 			return cp, nil, err
 		})
-		seen[p.UID] = true
 		if co.policy != nil {
-			compiled = append(compiled, co.policy)
+			b.cluster = append(b.cluster, co.policy)
 		}
-		pending = append(pending, func() error {
-			return c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co)
-		})
+		b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
 	}
-	// Namespaced Policies within the tenant budget, oldest first: a new or grown Policy cannot
-	// push an older one out. Policies and rules are counted before compiling, and what does not
-	// fit is not compiled: whatever a tenant writes, compile work and the compiled rules kept are
-	// bounded by the budget. A Policy that does not compile, or whose cost does not fit, still
-	// holds its count.
-	usage := newTenantUsage(c.Budget)
-	slices.SortStableFunc(ps.Items, func(a, b v1alpha1.Policy) int {
+}
+
+// buildPolicies compiles the namespaced Policies within the tenant budget, oldest first: a new
+// or grown Policy cannot push an older one out. Policies and rules are counted before compiling,
+// and what does not fit is not compiled: whatever a tenant writes, compile work and the compiled
+// rules kept are bounded by the budget. A Policy that does not compile, or whose cost does not
+// fit, still holds its count.
+func (c *PolicyController) buildPolicies(b *build, items []v1alpha1.Policy) {
+	sortByName(items, func(p v1alpha1.Policy) string { return p.Namespace + "/" + p.Name }) // ties of the oldest-first order
+	slices.SortStableFunc(items, func(a, b v1alpha1.Policy) int {
 		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
 	})
-	var namespaced []*policies.CompiledPolicy
-	charges := map[types.UID]charge{}
-	for i := range ps.Items {
-		p := &ps.Items[i]
-		seen[p.UID] = true
+	usage := newTenantUsage(c.Budget)
+	for i := range items {
+		p := &items[i]
+		b.seen[p.UID] = true
 		rules := len(p.Spec.Rules)
 		if why := usage.reserve(p.Namespace, rules); why != "" {
 			delete(c.compiled, p.UID) // an earlier generation, compiled when it fitted, is not kept
 			co := &compiledObject{generation: p.Generation, overBudget: why}
-			pending = append(pending, func() error {
-				return c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co)
-			})
+			b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
 			continue
 		}
 		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
@@ -234,98 +271,90 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 				over.overBudget = why
 				co = &over
 			} else {
-				namespaced = append(namespaced, co.policy)
+				b.namespaced = append(b.namespaced, co.policy)
 				ch.cost = co.policy.Cost()
 			}
 		}
-		charges[p.UID] = ch
-		pending = append(pending, func() error {
-			return c.writeStatus(ctx, p, &p.Status.Conditions, &p.Status.ObservedGeneration, &p.Status.Errors, co)
-		})
+		b.charges[p.UID] = ch
+		b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
 	}
-	// The policy webhook judges new Policies by this usage: it is in place before any status
-	// says a Policy is enforced.
-	c.usage.Store(&charges)
-	sortByName(namespaced, func(p *policies.CompiledPolicy) string { return p.Name })
-	compiled = append(compiled, namespaced...)
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
-	var nextExpiry time.Time
-	// Exceptions within the namespace's budget, oldest first, counted before compiling.
-	slices.SortStableFunc(xs.Items, func(a, b v1alpha1.PolicyException) int {
+	sortByName(b.namespaced, func(p *policies.CompiledPolicy) string { return p.Name })
+}
+
+// buildExceptions compiles the exceptions within their namespace's budget, oldest first, counted
+// before compiling.
+func (c *PolicyController) buildExceptions(b *build, items []v1alpha1.PolicyException) {
+	sortByName(items, func(x v1alpha1.PolicyException) string { return x.Namespace + "/" + x.Name })
+	slices.SortStableFunc(items, func(a, b v1alpha1.PolicyException) int {
 		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
 	})
-	exceptionsIn := map[string]int{}
-	counted := map[types.UID]string{}
-	for i := range xs.Items {
-		x := &xs.Items[i]
-		seen[x.UID] = true
-		if why := exceptionBudget(c.Budget, x.Namespace, exceptionsIn[x.Namespace]); why != "" {
+	in := map[string]int{}
+	for i := range items {
+		x := &items[i]
+		b.seen[x.UID] = true
+		if why := exceptionBudget(c.Budget, x.Namespace, in[x.Namespace]); why != "" {
 			delete(c.compiled, x.UID)
 			co := &compiledObject{generation: x.Generation, overBudget: why}
-			pending = append(pending, func() error { return c.writeExceptionStatus(ctx, x, co, now()) })
+			b.pending = append(b.pending, func() error { return c.writeExceptionStatus(b.ctx, x, co, b.now()) })
 			continue
 		}
-		exceptionsIn[x.Namespace]++
-		counted[x.UID] = x.Namespace
+		in[x.Namespace]++
+		b.counted[x.UID] = x.Namespace
 		co := c.compile(x, "PolicyException", x.Namespace+"/"+x.Name, false, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
 			cx, err := c.Compiler.CompileException(x)
 			return nil, cx, err
 		})
 		if co.exception != nil {
-			exceptions = append(exceptions, co.exception)
-			if exp := co.exception.Expires(); exp.After(now()) && (nextExpiry.IsZero() || exp.Before(nextExpiry)) {
-				nextExpiry = exp
+			b.exceptions = append(b.exceptions, co.exception)
+			if exp := co.exception.Expires(); exp.After(b.now()) && (b.nextExpiry.IsZero() || exp.Before(b.nextExpiry)) {
+				b.nextExpiry = exp
 			}
 		}
-		pending = append(pending, func() error { return c.writeExceptionStatus(ctx, x, co, now()) })
+		b.pending = append(b.pending, func() error { return c.writeExceptionStatus(b.ctx, x, co, b.now()) })
 	}
-	for uid := range c.compiled {
-		if !seen[uid] {
-			delete(c.compiled, uid)
+}
+
+// syncWebhooks has the leader bring the webhooks' rules to what compiled needs, and returns what
+// each policy cannot have intercepted.
+func (c *PolicyController) syncWebhooks(ctx context.Context, compiled []*policies.CompiledPolicy) (map[string][]string, error) {
+	if c.Interceptor == nil || !c.isLeader() {
+		return nil, nil
+	}
+	needs := make([]intercept.Need, 0, len(compiled))
+	for _, p := range compiled {
+		needs = append(needs, intercept.Need{Policy: p.Name, Interception: p.Interception()})
+	}
+	notIntercepted, err := c.Interceptor.Sync(ctx, needs)
+	if err != nil {
+		return nil, fmt.Errorf("keeping the webhook rules: %w", err)
+	}
+	c.notIntercepted = notIntercepted
+	return notIntercepted, nil
+}
+
+// requeue says when to build again without a change: when an exception expires (to say so in
+// its status), when keys in Secrets are due for a refresh, and while a kind cannot be resolved
+// (an API service back, a CRD established after its watch event).
+func (c *PolicyController) requeue(b *build, notIntercepted map[string][]string) reconcile.Result {
+	var after time.Duration
+	sooner := func(d time.Duration) {
+		if after == 0 || d < after {
+			after = d
 		}
 	}
-	c.exceptionUsage.Store(&counted)
-	c.recordCompileErrors()
-	c.Engines.Store(policies.NewEngine(compiled, exceptions, c.Now))
-	// Then the webhooks' rules: a policy is enforced once the API server sends it its kinds.
-	var notIntercepted map[string][]string
-	if c.Interceptor != nil && c.isLeader() {
-		needs := make([]intercept.Need, 0, len(compiled))
-		for _, p := range compiled {
-			needs = append(needs, intercept.Need{Policy: p.Name, Interception: p.Interception()})
-		}
-		var err error
-		if notIntercepted, err = c.Interceptor.Sync(ctx, needs); err != nil {
-			return reconcile.Result{}, fmt.Errorf("keeping the webhook rules: %w", err)
-		}
-		c.notIntercepted = notIntercepted
-	}
-	// Status last: what it says is enforced, is.
-	for _, write := range pending {
-		statusErrs = append(statusErrs, write())
-	}
-	if c.Metrics != nil {
-		c.Metrics.Policies.Set(float64(len(compiled)))
-	}
-	result := reconcile.Result{}
-	if !nextExpiry.IsZero() {
-		result.RequeueAfter = nextExpiry.Sub(now()) + time.Second // to report the expiry in status
+	if !b.nextExpiry.IsZero() {
+		sooner(b.nextExpiry.Sub(b.now()) + time.Second)
 	}
 	for _, co := range c.compiled {
-		refresh = refresh || co.usesKeys
+		if co.usesKeys {
+			sooner(c.keyRefresh())
+			break
+		}
 	}
-	if refresh && (result.RequeueAfter == 0 || result.RequeueAfter > c.keyRefresh()) {
-		result.RequeueAfter = c.keyRefresh()
+	if len(notIntercepted) > 0 {
+		sooner(reresolve)
 	}
-	// A kind not served yet may come (an API service back, a CRD established after its watch
-	// event): look again.
-	if len(notIntercepted) > 0 && (result.RequeueAfter == 0 || result.RequeueAfter > reresolve) {
-		result.RequeueAfter = reresolve
-	}
-	return result, errors.Join(statusErrs...)
+	return reconcile.Result{RequeueAfter: after}
 }
 
 // recordCompileErrors sets the compile-error gauge: one series per ClusterPolicy, one for every
@@ -399,130 +428,6 @@ func (c *PolicyController) compile(obj client.Object, kind, name string, usesKey
 	}
 	c.compiled[obj.GetUID()] = co
 	return co
-}
-
-// Status bounds: errors quote what a tenant wrote (an expression is up to 5,000 characters), and a
-// status must stay well within an object's size limit.
-const (
-	maxStatusErrors     = 32
-	maxStatusErrorBytes = 1 << 10
-	maxConditionMessage = 16 << 10 // the API allows 32768
-)
-
-// boundErrors keeps the first maxStatusErrors errors, each cut at maxStatusErrorBytes, and says
-// how many were left out.
-func boundErrors(errs []string) []string {
-	out := make([]string, 0, min(len(errs), maxStatusErrors+1))
-	for i, e := range errs {
-		if i == maxStatusErrors {
-			out = append(out, fmt.Sprintf("… and %d more errors", len(errs)-i))
-			break
-		}
-		out = append(out, policies.Truncate(e, maxStatusErrorBytes))
-	}
-	return out
-}
-
-func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, conds *[]metav1.Condition, observed *int64, statusErrs *[]string, co *compiledObject) error {
-	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Compiled", Message: "the policy is compiled and enforced", ObservedGeneration: co.generation}
-	errs := co.errs
-	var degraded *metav1.Condition
-	switch {
-	case len(co.errs) > 0 && co.lastGood != 0 && co.overBudget == "":
-		cond.Reason = "LastGoodGeneration"
-		cond.Message = fmt.Sprintf("generation %d is enforced: generation %d does not compile (see the Degraded condition)", co.lastGood, co.generation)
-		degraded = &metav1.Condition{Type: ConditionDegraded, Status: metav1.ConditionTrue, Reason: "CompileError", ObservedGeneration: co.generation,
-			Message: policies.Truncate(fmt.Sprintf("%d compile error(s) in generation %d; generation %d stays in force until it compiles: %s",
-				len(co.errs), co.generation, co.lastGood, strings.Join(co.errs, "; ")), maxConditionMessage)}
-	case len(co.errs) > 0:
-		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "CompileError",
-			Message: fmt.Sprintf("%d compile error(s), the policy is not enforced: %s", len(co.errs), strings.Join(co.errs, "; ")), ObservedGeneration: co.generation}
-	case co.overBudget != "":
-		cond = metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "OverBudget",
-			Message: "the policy is not enforced, its namespace is over budget: " + co.overBudget + "; the namespace's older Policies stay enforced", ObservedGeneration: co.generation}
-		errs = []string{"over budget: " + co.overBudget}
-	}
-	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
-	intercepted := c.interceptedCondition(co)
-	return c.patchStatus(ctx, obj, func() bool {
-		changed := apimeta.SetStatusCondition(conds, cond)
-		if intercepted != nil {
-			changed = apimeta.SetStatusCondition(conds, *intercepted) || changed
-		} else {
-			changed = apimeta.RemoveStatusCondition(conds, ConditionIntercepted) || changed
-		}
-		if degraded != nil {
-			changed = apimeta.SetStatusCondition(conds, *degraded) || changed
-		} else {
-			changed = apimeta.RemoveStatusCondition(conds, ConditionDegraded) || changed
-		}
-		if *observed != co.generation {
-			*observed, changed = co.generation, true
-		}
-		if !slices.Equal(*statusErrs, errs) {
-			*statusErrs, changed = errs, true
-		}
-		return changed
-	})
-}
-
-// interceptedCondition says whether the webhooks send an enforced policy all it matches; nil when
-// the policy is not enforced or no Interceptor keeps the rules.
-func (c *PolicyController) interceptedCondition(co *compiledObject) *metav1.Condition {
-	if c.Interceptor == nil || co.policy == nil || co.overBudget != "" {
-		return nil
-	}
-	cond := &metav1.Condition{Type: ConditionIntercepted, Status: metav1.ConditionTrue, Reason: "Intercepted", ObservedGeneration: co.generation,
-		Message: "the webhooks send this policy every kind and operation it matches"}
-	if problems := c.notIntercepted[co.policy.Name]; len(problems) > 0 {
-		cond.Status, cond.Reason = metav1.ConditionFalse, "NotIntercepted"
-		cond.Message = policies.Truncate("the cluster does not enforce all this policy matches, the rest is enforced: "+strings.Join(problems, "; "), maxConditionMessage)
-	}
-	return cond
-}
-
-func (c *PolicyController) writeExceptionStatus(ctx context.Context, x *v1alpha1.PolicyException, co *compiledObject, now time.Time) error {
-	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Active", ObservedGeneration: co.generation}
-	switch {
-	case co.overBudget != "":
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "OverBudget", "the exception does not apply, its namespace is over budget: "+co.overBudget
-	case len(co.errs) > 0:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "CompileError", strings.Join(co.errs, "; ")
-	case !now.Before(co.exception.Expires()):
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Expired", "the exception expired at "+co.exception.Expires().UTC().Format(time.RFC3339)
-	default:
-		cond.Message = "the exception applies until " + co.exception.Expires().UTC().Format(time.RFC3339)
-	}
-	if co.exception != nil && co.exception.Capped {
-		cond.Message += " (the end of its maximum lifetime, --max-exception-lifetime, before " + x.Spec.Expires.UTC().Format(time.RFC3339) + ")"
-	}
-	if co.exception != nil && !co.exception.ClusterPolicies {
-		cond.Message += "; it exempts only from the Policies of its namespace: exceptions to ClusterPolicies are honoured only in the exception namespaces (--exception-namespaces)"
-	}
-	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
-	return c.patchStatus(ctx, x, func() bool {
-		changed := apimeta.SetStatusCondition(&x.Status.Conditions, cond)
-		if x.Status.ObservedGeneration != co.generation {
-			x.Status.ObservedGeneration, changed = co.generation, true
-		}
-		return changed
-	})
-}
-
-// patchStatus applies mutate to obj's status and patches it when something changed; only the
-// leader writes.
-func (c *PolicyController) patchStatus(ctx context.Context, obj client.Object, mutate func() bool) error {
-	if !c.isLeader() {
-		return nil
-	}
-	base := obj.DeepCopyObject().(client.Object)
-	if !mutate() {
-		return nil
-	}
-	if err := c.Client.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("updating the status of %s: %w", client.ObjectKeyFromObject(obj), err)
-	}
-	return nil
 }
 
 func sortByName[T any](items []T, name func(T) string) {
