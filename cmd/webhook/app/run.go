@@ -4,46 +4,33 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portcullis-dev/portcullis/certs"
-	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/leader"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
-	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/server"
-	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
 // The paths of the webhooks.
@@ -93,133 +80,43 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.Manager, *certs.Source, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return capRetryAfter{next: rt} })
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return nil, nil, err
-		}
-	}
-	secret := types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret}
 	var src *certs.Source
 	if o.CertDir == "" {
-		src = &certs.Source{Secret: secret}
+		src = &certs.Source{Secret: types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret}}
 	}
 	whServer, watcher, err := buildWebhookServer(o, src)
 	if err != nil {
 		return nil, nil, err
 	}
-	metricsOpts := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion, c.NextProtos = tls.VersionTLS12, []string{"http/1.1"} }}}
-	if o.MetricsSecure {
-		// As kubebuilder scaffolds: the API server authenticates the scraper's token and
-		// authorizes get on /metrics (the ClusterRole portcullis-metrics-reader).
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-	}
-	if o.Profiling {
-		metricsOpts.ExtraHandlers = map[string]http.Handler{"/debug/pprof/": http.HandlerFunc(pprof.Index),
-			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile), "/debug/pprof/heap": pprof.Handler("heap")}
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		WebhookServer:          whServer,
-		Metrics:                metricsOpts,
-		HealthProbeBindAddress: o.ProbeAddr,
-		// Leader-only work runs under our own elector (leaderWork), which campaigns again when
-		// the lease is lost: controller-runtime's ends the process.
-		LeaderElection:          false,
-		GracefulShutdownTimeout: ptr.To(o.LameDuck + o.ShutdownTimeout),
-		Cache:                   cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o)},
-	})
+	mgr, err := buildManager(cfg, o, whServer)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating the manager: %w", err)
+		return nil, nil, err
 	}
 	if watcher != nil {
 		if err := mgr.Add(everyReplica(watcher.Start)); err != nil {
 			return nil, nil, err
 		}
 	}
-
 	m := metrics.New(reg)
-	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
-		Observer:             m,
-		Cache:                verify.NewCache(o.VerifyCacheSize, o.VerifyCacheTTL, o.VerifyNegativeTTL, nil),
-		Timeout:              o.VerifyTimeout,
-		InsecureRegistries:   o.InsecureRegistries,
-		Transport:            verify.NewTransport(verify.EgressOptions{Insecure: o.InsecureRegistries, Private: o.PrivateRegistries}),
-		NamespacedRegistries: o.NamespacedPolicyRegistries,
-		Secrets:              secretKeys{mgr.GetAPIReader()},
-		KeyNamespaces:        o.keyNamespaces(),
-	}), policies.WithExceptions(policies.ExceptionOptions{MaxLifetime: o.MaxExceptionLifetime, ClusterPolicyNamespaces: o.exceptionNamespaces()}))
+	compiler, err := buildCompiler(o, m, mgr.GetAPIReader())
 	if err != nil {
 		return nil, nil, err
 	}
-	var pullSecrets *server.PullSecrets
-	if o.PullSecrets {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		pullSecrets = &server.PullSecrets{Client: cs}
-	}
 	engines := &server.EngineHolder{}
-	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m, KeyRefresh: o.KeyRefresh, Budget: o.Budget}
-	if err := pc.SetupWithManager(mgr); err != nil {
+	pc, syncer, err := buildPolicySource(mgr, cfg, o, compiler, engines, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := registerWebhooks(mgr, cfg, o, compiler, engines, m, pc); err != nil {
+		return nil, nil, err
+	}
+	rotator, err := buildCertificates(mgr, o, src)
+	if err != nil {
 		return nil, nil, err
 	}
 	work := []leader.Work{pc.Lead}
-	var syncer *intercept.Syncer
-	if o.ValidatingConfig != "" || o.MutatingConfig != "" {
-		disco, err := discovery.NewDiscoveryClientForConfig(cfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		syncer = &intercept.Syncer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Discover: intercept.Discover(disco),
-			Validating: o.ValidatingConfig, Mutating: o.MutatingConfig, ValidatePath: ValidatePath, MutatePath: MutatePath, Tenants: o.tenantKinds()}
-		pc.Interceptor = syncer
-	}
-	var rotator *certs.Rotator
-	shared := server.Config{
-		Engines:     engines,
-		Decoder:     policies.NewDecoder(false),
-		Namespaces:  namespaces{mgr.GetClient()},
-		Metrics:     m,
-		AuditOnly:   o.AuditOnly,
-		Timeout:     o.EvaluationTimeout,
-		PullSecrets: pullSecrets,
-		Tenants:     server.NewTenantGate(o.NamespaceConcurrency),
-	}
-	// One memory budget for both webhooks: they share the process.
-	budget := server.NewBudget(o.ReviewMemory.Value())
-	// GetWebhookServer also adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(ValidatePath, &server.ReviewHandler{Handler: &server.Validator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
-	mgr.GetWebhookServer().Register(MutatePath, &server.ReviewHandler{Handler: &server.Mutator{Config: shared}, Budget: budget, Timeout: o.EvaluationTimeout})
-	mgr.GetWebhookServer().Register(PolicyPath, &server.ReviewHandler{Handler: &server.PolicyAdmission{Compiler: compiler, Budget: pc.BudgetFor, ExceptionBudget: pc.ExceptionBudgetFor}, Budget: budget, Timeout: o.EvaluationTimeout})
-
-	if src != nil {
-		src.Client = mgr.GetClient()
-		if err := src.SetupWithManager(mgr); err != nil {
-			return nil, nil, err
-		}
-		names, ips := o.hosts()
-		var validating, mutating []string
-		if o.ValidatingConfig != "" {
-			validating = append(validating, o.ValidatingConfig)
-		}
-		if o.MutatingConfig != "" {
-			mutating = append(mutating, o.MutatingConfig)
-		}
-		lt := certs.DefaultLifetimes
-		lt.Leaf, lt.CA = o.LeafLifetime, o.CALifetime
-		rotator = &certs.Rotator{
-			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Secret: secret,
-			DNSNames: names, IPs: ips, ValidatingWebhooks: validating, MutatingWebhooks: mutating,
-			Lifetimes: lt, Interval: o.CertCheck,
-		}
-		src.Changed = rotator.Kick // a damaged or deleted Secret is repaired at once
+	if rotator != nil {
 		work = append(work, rotator.Start)
-		if err := mgr.AddReadyzCheck("certificate", src.ReadyCheck); err != nil {
-			return nil, nil, err
-		}
 	}
 	// Rules and caBundle repaired at once when a configuration is edited or a CRD comes or goes.
 	onWebhookChange := func() {
@@ -237,26 +134,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if err := addLeaderWork(mgr, cfg, o, work); err != nil {
 		return nil, nil, err
 	}
-	// Every review reads its namespace from the cache: that informer starts with the manager, not
-	// on the first review (which, in an API server outage, would find nothing to read), and a
-	// replica is ready only once every informer has synced.
-	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
-		return nil, nil, err
-	}
-	synced := func(r *http.Request) error {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return errors.New("informers not synced with the API server yet")
-		}
-		return nil
-	}
-	for name, check := range map[string]healthz.Checker{"informers": synced, "policies": engines.ReadyCheck, "webhook": whServer.ReadyChecker()} {
-		if err := mgr.AddReadyzCheck(name, check); err != nil {
-			return nil, nil, err
-		}
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+	if err := addHealthChecks(mgr, engines, whServer); err != nil {
 		return nil, nil, err
 	}
 	return mgr, src, nil
