@@ -183,7 +183,7 @@ func TestInvalidPolicies(t *testing.T) {
 		{"spec: {rules: [{name: a, cel: {expression: 'true'}, labels: {required: [x]}}]}", "exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"},
 		{"spec: {rules: [{name: a}]}", "exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"},
 		{"spec: {rules: []}", "spec.rules: Invalid value: 0: spec.rules in body should have at least 1 items"},
-		{"spec: {rules: [{name: a, podSecurity: {level: privileged}}]}", `spec.rules[0] (a).podSecurity.level: Unsupported value: "privileged"`},
+		{"spec: {rules: [{name: a, podSecurity: {level: privileged}}]}", `spec.rules[0].podSecurity.level: Unsupported value: "privileged"`},
 		{"spec: {rules: [{name: Bad_Name, cel: {expression: 'true'}}]}", "spec.rules[0].name: Invalid value"},
 		{"spec: {rules: [{name: a, resources: {}}]}", "list at least one of requests or limits"},
 	}

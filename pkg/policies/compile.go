@@ -238,8 +238,6 @@ func compileEnforcement(e, def v1alpha1.Enforcement, path *field.Path) (v1alpha1
 	return "", field.ErrorList{field.NotSupported(path, e, []string{"Deny", "Warn", "Audit"})}
 }
 
-// compileRule compiles one rule of a policy; namespace is the namespace of a Policy, empty for
-// a ClusterPolicy.
 // RulePath is the path of rule i of the spec at spec, named as its author wrote it when the name
 // is a valid rule name: spec.rules[0] (no-latest). An error then says which rule without
 // counting.
@@ -250,6 +248,8 @@ func RulePath(spec *field.Path, i int, name string) *field.Path {
 	return spec.Child(fmt.Sprintf("rules[%d] (%s)", i, name))
 }
 
+// compileRule compiles one rule of a policy; namespace is the namespace of a Policy, empty for
+// a ClusterPolicy.
 func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set[string], namespace string) (*compiledRule, field.ErrorList) {
 	var errs field.ErrorList
 	switch {
