@@ -51,42 +51,28 @@ func CompilePolicies(c *policies.Compiler, docs []Document, now func() time.Time
 }
 
 func compileOne(c *policies.Compiler, d *policies.Decoder, gvk schema.GroupVersionKind, doc Document, compiled *[]*policies.CompiledPolicy, exceptions *[]*policies.CompiledException) (string, error) {
-	switch gvk.Kind {
-	case "ClusterPolicy":
-		var p v1alpha1.ClusterPolicy
-		if err := d.Into(doc.JSON, &p); err != nil {
-			return "", objectError("ClusterPolicy", p.Name, err)
-		}
-		cp, err := c.CompileClusterPolicy(&p)
-		if err != nil {
-			return "", err
-		}
-		*compiled = append(*compiled, cp)
-		return fmt.Sprintf("ClusterPolicy %q", p.Name), nil
-	case "Policy":
-		var p v1alpha1.Policy
-		if err := d.Into(doc.JSON, &p); err != nil {
-			return "", objectError("Policy", p.Name, err)
-		}
-		cp, err := c.CompilePolicy(&p)
-		if err != nil {
-			return "", err
-		}
-		*compiled = append(*compiled, cp)
-		return fmt.Sprintf("Policy %q", cp.Name), nil
-	case "PolicyException":
-		var x v1alpha1.PolicyException
-		if err := d.Into(doc.JSON, &x); err != nil {
-			return "", objectError("PolicyException", x.Name, err)
-		}
-		ce, err := c.CompileException(&x)
-		if err != nil {
-			return "", err
-		}
-		*exceptions = append(*exceptions, ce)
-		return fmt.Sprintf("PolicyException %q", ce.Name), nil
+	obj, ok := policies.NewObject(gvk.Kind)
+	if !ok {
+		return "", fmt.Errorf("kind %s is not a policy: want ClusterPolicy, Policy or PolicyException", gvk.Kind)
 	}
-	return "", fmt.Errorf("kind %s is not a policy: want ClusterPolicy, Policy or PolicyException", gvk.Kind)
+	if err := d.Into(doc.JSON, obj); err != nil {
+		return "", objectError(gvk.Kind, obj.GetName(), err)
+	}
+	cp, cx, err := c.Compile(obj)
+	if err != nil {
+		return "", err
+	}
+	if cp != nil {
+		*compiled = append(*compiled, cp)
+	}
+	if cx != nil {
+		*exceptions = append(*exceptions, cx)
+	}
+	name := obj.GetName()
+	if obj.GetNamespace() != "" {
+		name = obj.GetNamespace() + "/" + name
+	}
+	return fmt.Sprintf("%s %q", gvk.Kind, name), nil
 }
 
 func objectError(kind, name string, err error) error {

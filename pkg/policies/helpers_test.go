@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
 
 // testCompiler is built once: the CEL environment is costly and immutable.
@@ -61,39 +59,22 @@ func mustEngineWith(t testing.TB, c *Compiler, now time.Time, docs ...string) *E
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch gvk.Kind {
-		case "ClusterPolicy":
-			var p v1alpha1.ClusterPolicy
-			if err := d.Into(js, &p); err != nil {
-				t.Fatal(err)
-			}
-			cp, err := c.CompileClusterPolicy(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps = append(ps, cp)
-		case "Policy":
-			var p v1alpha1.Policy
-			if err := d.Into(js, &p); err != nil {
-				t.Fatal(err)
-			}
-			cp, err := c.CompilePolicy(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps = append(ps, cp)
-		case "PolicyException":
-			var x v1alpha1.PolicyException
-			if err := d.Into(js, &x); err != nil {
-				t.Fatal(err)
-			}
-			cx, err := c.CompileException(&x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			xs = append(xs, cx)
-		default:
+		obj, ok := NewObject(gvk.Kind)
+		if !ok {
 			t.Fatalf("unexpected kind %s", gvk.Kind)
+		}
+		if err := d.Into(js, obj); err != nil {
+			t.Fatal(err)
+		}
+		cp, cx, err := c.Compile(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp != nil {
+			ps = append(ps, cp)
+		}
+		if cx != nil {
+			xs = append(xs, cx)
 		}
 	}
 	return NewEngine(ps, xs, func() time.Time { return now })

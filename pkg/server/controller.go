@@ -228,10 +228,7 @@ func (c *PolicyController) buildClusterPolicies(b *build, items []v1alpha1.Clust
 	for i := range items {
 		p := &items[i]
 		b.seen[p.UID] = true
-		co := c.compile(p, "ClusterPolicy", p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
-			cp, err := c.Compiler.CompileClusterPolicy(p)
-			return cp, nil, err
-		})
+		co := c.compile(p, usesSecretKeys(&p.Spec))
 		if co.policy != nil {
 			b.cluster = append(b.cluster, co.policy)
 		}
@@ -260,10 +257,7 @@ func (c *PolicyController) buildPolicies(b *build, items []v1alpha1.Policy) {
 			b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
 			continue
 		}
-		co := c.compile(p, "Policy", p.Namespace+"/"+p.Name, usesSecretKeys(&p.Spec), func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
-			cp, err := c.Compiler.CompilePolicy(p)
-			return cp, nil, err
-		})
+		co := c.compile(p, usesSecretKeys(&p.Spec))
 		ch := charge{namespace: p.Namespace, rules: rules}
 		if co.policy != nil {
 			if why := usage.charge(p.Namespace, co.policy.Cost()); why != "" {
@@ -300,10 +294,7 @@ func (c *PolicyController) buildExceptions(b *build, items []v1alpha1.PolicyExce
 		}
 		in[x.Namespace]++
 		b.counted[x.UID] = x.Namespace
-		co := c.compile(x, "PolicyException", x.Namespace+"/"+x.Name, false, func() (*policies.CompiledPolicy, *policies.CompiledException, error) {
-			cx, err := c.Compiler.CompileException(x)
-			return nil, cx, err
-		})
+		co := c.compile(x, false)
 		if co.exception != nil {
 			b.exceptions = append(b.exceptions, co.exception)
 			if exp := co.exception.Expires(); exp.After(b.now()) && (b.nextExpiry.IsZero() || exp.Before(b.nextExpiry)) {
@@ -401,13 +392,17 @@ func usesSecretKeys(spec *v1alpha1.PolicySpec) bool {
 
 // compile returns the cached result for this generation, or compiles it. A policy with keys in
 // Secrets is recompiled once its result is older than KeyRefresh, so a rotated key takes effect.
-func (c *PolicyController) compile(obj client.Object, kind, name string, usesKeys bool, f func() (*policies.CompiledPolicy, *policies.CompiledException, error)) *compiledObject {
+func (c *PolicyController) compile(obj policies.Object, usesKeys bool) *compiledObject {
 	if co, ok := c.compiled[obj.GetUID()]; ok && co.generation == obj.GetGeneration() && (!usesKeys || time.Since(co.compiledAt) < c.keyRefresh()) {
 		return co
 	}
-	co := &compiledObject{generation: obj.GetGeneration(), compiledAt: time.Now(), usesKeys: usesKeys, kind: kind, name: name}
+	name := obj.GetName()
+	if obj.GetNamespace() != "" {
+		name = obj.GetNamespace() + "/" + name
+	}
+	co := &compiledObject{generation: obj.GetGeneration(), compiledAt: time.Now(), usesKeys: usesKeys, kind: policies.KindOf(obj), name: name}
 	var err error
-	co.policy, co.exception, err = f()
+	co.policy, co.exception, err = c.Compiler.Compile(obj)
 	if err != nil {
 		var ce *policies.CompileError
 		if errors.As(err, &ce) {

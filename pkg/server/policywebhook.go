@@ -49,48 +49,28 @@ func (a *PolicyAdmission) Handle(_ context.Context, req admission.Request) admis
 	if req.Kind.Group != v1alpha1.GroupVersion.Group {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("portcullis: the policy webhook judges %s objects only, not %s", v1alpha1.GroupVersion.Group, req.Kind))
 	}
-	checker := a.Compiler.Checker()
-	var err error
-	switch req.Kind.Kind {
-	case "ClusterPolicy":
-		var p v1alpha1.ClusterPolicy
-		if err = decodeObject(req, &p); err == nil {
-			_, err = checker.CompileClusterPolicy(&p)
-		}
-	case "Policy":
-		var p v1alpha1.Policy
-		if err = decodeObject(req, &p); err == nil {
-			var cp *policies.CompiledPolicy
-			if cp, err = checker.CompilePolicy(&p); err == nil && a.Budget != nil {
-				if why := a.Budget(&p, len(p.Spec.Rules), cp.Cost()); why != "" {
-					return forbidden(req, "namespace over budget: "+why)
-				}
-			}
-		}
-	case "PolicyException":
-		var x v1alpha1.PolicyException
-		if err = decodeObject(req, &x); err == nil {
-			if a.ExceptionBudget != nil && req.Operation == admissionv1.Create {
-				if why := a.ExceptionBudget(&x); why != "" {
-					return forbidden(req, "namespace over budget: "+why)
-				}
-			}
-			_, err = checker.CompileException(&x)
-			now := time.Now
-			if a.Now != nil {
-				now = a.Now
-			}
-			if fe := a.Compiler.ExceptionLifetime(&x, now()); fe != nil {
-				var ce *policies.CompileError
-				if !errors.As(err, &ce) {
-					ce = &policies.CompileError{Object: fmt.Sprintf("PolicyException %q", x.Namespace+"/"+x.Name)}
-				}
-				ce.Errs = append(ce.Errs, fe)
-				err = ce
-			}
-		}
-	default:
+	obj, ok := policies.NewObject(req.Kind.Kind)
+	if !ok {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("portcullis: the policy webhook does not judge %s", req.Kind.Kind))
+	}
+	if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("portcullis: decoding the %s: %w", req.Kind.Kind, err))
+	}
+	if x, ok := obj.(*v1alpha1.PolicyException); ok && a.ExceptionBudget != nil && req.Operation == admissionv1.Create {
+		if why := a.ExceptionBudget(x); why != "" {
+			return forbidden(req, "namespace over budget: "+why)
+		}
+	}
+	cp, _, err := a.Compiler.Checker().Compile(obj)
+	switch o := obj.(type) {
+	case *v1alpha1.Policy:
+		if err == nil && a.Budget != nil {
+			if why := a.Budget(o, len(o.Spec.Rules), cp.Cost()); why != "" {
+				return forbidden(req, "namespace over budget: "+why)
+			}
+		}
+	case *v1alpha1.PolicyException:
+		err = a.withLifetime(o, err)
 	}
 	var ce *policies.CompileError
 	switch {
@@ -102,11 +82,22 @@ func (a *PolicyAdmission) Handle(_ context.Context, req admission.Request) admis
 	return admission.Allowed("")
 }
 
-func decodeObject(req admission.Request, into any) error {
-	if err := json.Unmarshal(req.Object.Raw, into); err != nil {
-		return fmt.Errorf("portcullis: decoding the %s: %w", req.Kind.Kind, err)
+// withLifetime adds to err, the exception's compile error, an expiry past the maximum lifetime.
+func (a *PolicyAdmission) withLifetime(x *v1alpha1.PolicyException, err error) error {
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
 	}
-	return nil
+	fe := a.Compiler.ExceptionLifetime(x, now())
+	if fe == nil {
+		return err
+	}
+	var ce *policies.CompileError
+	if !errors.As(err, &ce) {
+		ce = &policies.CompileError{Object: fmt.Sprintf("PolicyException %q", x.Namespace+"/"+x.Name)}
+	}
+	ce.Errs = append(ce.Errs, fe)
+	return ce
 }
 
 // invalid refuses the object as the API server refuses one that fails validation: 422 Invalid,
