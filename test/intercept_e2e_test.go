@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
-	"github.com/portcullis-dev/portcullis/pkg/server"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
 // validatingRules returns the rules of the shipped validating webhook as the API server holds them.
@@ -57,7 +57,7 @@ spec:
     - name: type
       cel: {expression: "object.spec.type != 'NodePort'", message: "NodePort services are not allowed: use a LoadBalancer or an Ingress"}
 `)
-	if c := apimeta.FindStatusCondition(p.Status.Conditions, server.ConditionIntercepted); c == nil || c.Status != metav1.ConditionTrue {
+	if c := apimeta.FindStatusCondition(p.Status.Conditions, source.ConditionIntercepted); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Intercepted condition %+v, want True", c)
 	}
 	// Ready means enforced: the rules are in place before the status says so.
@@ -120,7 +120,7 @@ spec:
     - name: named
       cel: {expression: "has(object.metadata.name)"}
 `)
-	c := apimeta.FindStatusCondition(p.Status.Conditions, server.ConditionIntercepted)
+	c := apimeta.FindStatusCondition(p.Status.Conditions, source.ConditionIntercepted)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NotIntercepted" {
 		t.Fatalf("Intercepted condition %+v, want False NotIntercepted", c)
 	}
@@ -129,7 +129,7 @@ spec:
 			t.Errorf("condition message %q does not say %q", c.Message, want)
 		}
 	}
-	if ready := apimeta.FindStatusCondition(p.Status.Conditions, server.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue {
+	if ready := apimeta.FindStatusCondition(p.Status.Conditions, source.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue {
 		t.Errorf("Ready %+v, want True: the ConfigMaps are enforced", ready)
 	}
 	if rules := validatingRules(t); !intercepts(rules, "", "configmaps") || intercepts(rules, "coordination.k8s.io", "leases") {
@@ -152,7 +152,7 @@ func TestTenantPolicyKindsBounded(t *testing.T) {
 	if err := e2e.client.Get(t.Context(), client.ObjectKeyFromObject(p), &got); err != nil {
 		t.Fatal(err)
 	}
-	c := apimeta.FindStatusCondition(got.Status.Conditions, server.ConditionIntercepted)
+	c := apimeta.FindStatusCondition(got.Status.Conditions, source.ConditionIntercepted)
 	if c == nil || c.Status != metav1.ConditionFalse {
 		t.Fatalf("Intercepted %+v, want False", c)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
 // loadReview is the load harness's review: the ~7 KB benchmark Pod as the API server sends it.
@@ -91,7 +92,7 @@ func BenchmarkServeNoop(b *testing.B) {
 // BenchmarkServeValidate is the validating webhook's server CPU per review, without the
 // network: the benchmark policy set of test/load/policies (PSS restricted, resources, labels, 20 CEL rules).
 func BenchmarkServeValidate(b *testing.B) {
-	engines := &EngineHolder{}
+	engines := &source.EngineHolder{}
 	engines.Store(loadEngine(b))
 	v := &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false), Metrics: metrics.New(prometheus.NewRegistry()), Timeout: time.Second}}
 	benchServe(b, &ReviewHandler{Handler: v})

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
 func TestScanShape(t *testing.T) {
@@ -137,7 +138,7 @@ func peakHeap(f func()) uint64 {
 // collector), and a review too costly for one share of the budget is refused with a message that
 // says why.
 func TestDecodeCostBound(t *testing.T) {
-	engines := &EngineHolder{}
+	engines := &source.EngineHolder{}
 	engines.Store(loadEngine(t))
 	budget := NewBudget(64 << 20)
 	h := &ReviewHandler{Handler: &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false), Timeout: 10 * time.Second}}, Budget: budget}
@@ -189,7 +190,7 @@ func decodeResponse(t *testing.T, w *httptest.ResponseRecorder) *admissionv1.Adm
 // admitted with a warning; the mutating webhook lets it through unmutated.
 func TestRefusals(t *testing.T) {
 	deep := podReview(`{"containers":[{"name":"c","image":"x"}],"overhead":` + strings.Repeat(`{"a":`, MaxDepth) + `1` + strings.Repeat(`}`, MaxDepth) + `}`)
-	engines := &EngineHolder{}
+	engines := &source.EngineHolder{}
 	engines.Store(loadEngine(t))
 	cfg := Config{Engines: engines, Decoder: policies.NewDecoder(false)}
 	audit := cfg

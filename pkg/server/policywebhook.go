@@ -103,18 +103,18 @@ func (a *PolicyAdmission) withLifetime(x *v1alpha1.PolicyException, err error) e
 // invalid refuses the object as the API server refuses one that fails validation: 422 Invalid,
 // with one cause per field error, so kubectl shows them as it shows its own.
 func invalid(req admission.Request, errs field.ErrorList) admission.Response {
-	kept := boundErrors(fieldErrorStrings(errs))
+	kept := policies.BoundErrors(policies.FieldErrorStrings(errs))
 	status := &metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid,
 		Message: fmt.Sprintf("portcullis: %s %q is invalid, it would not be enforced: %s", req.Kind.Kind, objectName(req), strings.Join(kept, "; ")),
 		Details: &metav1.StatusDetails{Name: req.Name, Group: req.Kind.Group, Kind: req.Kind.Kind},
 	}
 	for i, fe := range errs {
-		if i == maxStatusErrors {
+		if i == policies.MaxListedErrors {
 			break
 		}
 		status.Details.Causes = append(status.Details.Causes, metav1.StatusCause{
-			Type: metav1.CauseType(fe.Type), Message: policies.Truncate(fe.ErrorBody(), maxStatusErrorBytes), Field: fe.Field})
+			Type: metav1.CauseType(fe.Type), Message: policies.Truncate(fe.ErrorBody(), policies.MaxErrorBytes), Field: fe.Field})
 	}
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: status}}
 }
@@ -130,12 +130,4 @@ func objectName(req admission.Request) string {
 		return req.Namespace + "/" + req.Name
 	}
 	return req.Name
-}
-
-func fieldErrorStrings(errs field.ErrorList) []string {
-	out := make([]string, len(errs))
-	for i, fe := range errs {
-		out[i] = fe.Error()
-	}
-	return out
 }

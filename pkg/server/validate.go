@@ -21,9 +21,15 @@ type NamespaceGetter interface {
 	GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error)
 }
 
+// Engines hands out the engine in force (source.EngineHolder): nil until the policies have been
+// compiled once.
+type Engines interface {
+	Load() *policies.Engine
+}
+
 // Config is what the webhooks share.
 type Config struct {
-	Engines    *EngineHolder
+	Engines    Engines
 	Decoder    *policies.Decoder
 	Namespaces NamespaceGetter
 	Metrics    *metrics.Metrics

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
 // slowPolicy's expression iterates long enough to outlive a tiny evaluation deadline.
@@ -41,7 +42,7 @@ func validatorFor(t testing.TB, policy string, timeout time.Duration) *Validator
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &EngineHolder{}
+	h := &source.EngineHolder{}
 	h.Store(e)
 	return &Validator{Config{Engines: h, Decoder: policies.NewDecoder(false), Timeout: timeout}}
 }
@@ -87,7 +88,7 @@ func TestEvaluationDeadline(t *testing.T) {
 }
 
 func TestNotSyncedYet(t *testing.T) {
-	v := &Validator{Config{Engines: &EngineHolder{}, Decoder: policies.NewDecoder(false)}}
+	v := &Validator{Config{Engines: &source.EngineHolder{}, Decoder: policies.NewDecoder(false)}}
 	resp := v.Handle(context.Background(), configMapRequest())
 	if resp.Allowed || resp.Result.Code != 503 {
 		t.Errorf("before the first sync: %+v", resp.Result)

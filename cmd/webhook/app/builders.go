@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/server"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
@@ -88,8 +89,8 @@ func buildCompiler(o *Options, m *metrics.Metrics, secrets client.Reader) (*poli
 // buildPolicySource is the policy controller, which compiles the cluster's policies into the
 // engine in force, with the syncer that keeps the webhooks' rules (nil when no configuration is
 // named).
-func buildPolicySource(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler *policies.Compiler, engines *server.EngineHolder, m *metrics.Metrics) (*server.PolicyController, *intercept.Syncer, error) {
-	pc := &server.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m, KeyRefresh: o.KeyRefresh, Budget: o.Budget}
+func buildPolicySource(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler *policies.Compiler, engines *source.EngineHolder, m *metrics.Metrics) (*source.PolicyController, *intercept.Syncer, error) {
+	pc := &source.PolicyController{Client: mgr.GetClient(), Compiler: compiler, Engines: engines, Metrics: m, KeyRefresh: o.KeyRefresh, Budget: o.Budget}
 	var syncer *intercept.Syncer
 	if o.ValidatingConfig != "" || o.MutatingConfig != "" {
 		disco, err := discovery.NewDiscoveryClientForConfig(cfg)
@@ -105,7 +106,7 @@ func buildPolicySource(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler 
 
 // registerWebhooks registers the three webhooks on the manager's webhook server, sharing one
 // memory budget: they share the process.
-func registerWebhooks(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler *policies.Compiler, engines *server.EngineHolder, m *metrics.Metrics, pc *server.PolicyController) error {
+func registerWebhooks(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler *policies.Compiler, engines *source.EngineHolder, m *metrics.Metrics, pc *source.PolicyController) error {
 	var pullSecrets *server.PullSecrets
 	if o.PullSecrets {
 		cs, err := kubernetes.NewForConfig(cfg)
@@ -167,7 +168,7 @@ func buildCertificates(mgr ctrl.Manager, o *Options, src *certs.Source) (*certs.
 // policies are compiled and the webhook server listens, and stays ready through an API server
 // outage. Every review reads its namespace from the cache: that informer starts with the
 // manager, not on the first review (which, in an outage, would find nothing to read).
-func addHealthChecks(mgr ctrl.Manager, engines *server.EngineHolder, whServer *server.WebhookServer) error {
+func addHealthChecks(mgr ctrl.Manager, engines *source.EngineHolder, whServer *server.WebhookServer) error {
 	if _, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
-	"github.com/portcullis-dev/portcullis/pkg/server"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
 // Options are every flag of the server, validated in one place.
@@ -78,7 +78,7 @@ type Options struct {
 	// KeySecretNamespaces are where ClusterPolicies may read keys from Secrets; empty is --namespace.
 	KeySecretNamespaces []string
 	// Budget bounds what each namespace's Policies, and all of them together, may cost.
-	Budget server.TenantBudget
+	Budget source.TenantBudget
 	// NamespaceConcurrency bounds the reviews of one namespace evaluating its Policies at once.
 	NamespaceConcurrency int
 	VerifyCacheSize      int
@@ -119,7 +119,7 @@ func NewOptions() *Options {
 		MemoryLimitRatio:     0.9,
 		VerifyTimeout:        2 * time.Second,
 		MaxExceptionLifetime: 90 * 24 * time.Hour,
-		Budget:               server.DefaultTenantBudget,
+		Budget:               source.DefaultTenantBudget,
 		NamespaceConcurrency: 1,
 		VerifyCacheSize:      4096,
 		VerifyCacheTTL:       time.Hour,

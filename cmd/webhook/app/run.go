@@ -31,6 +31,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/leader"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/server"
+	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
 // The paths of the webhooks.
@@ -102,7 +103,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if err != nil {
 		return nil, nil, err
 	}
-	engines := &server.EngineHolder{}
+	engines := &source.EngineHolder{}
 	pc, syncer, err := buildPolicySource(mgr, cfg, o, compiler, engines, m)
 	if err != nil {
 		return nil, nil, err

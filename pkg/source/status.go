@@ -1,4 +1,4 @@
-package server
+package source
 
 import (
 	"context"
@@ -15,27 +15,9 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
-// Status bounds: errors quote what a tenant wrote (an expression is up to 5,000 characters), and a
-// status must stay well within an object's size limit.
-const (
-	maxStatusErrors     = 32
-	maxStatusErrorBytes = 1 << 10
-	maxConditionMessage = 16 << 10 // the API allows 32768
-)
-
-// boundErrors keeps the first maxStatusErrors errors, each cut at maxStatusErrorBytes, and says
-// how many were left out.
-func boundErrors(errs []string) []string {
-	out := make([]string, 0, min(len(errs), maxStatusErrors+1))
-	for i, e := range errs {
-		if i == maxStatusErrors {
-			out = append(out, fmt.Sprintf("… and %d more errors", len(errs)-i))
-			break
-		}
-		out = append(out, policies.Truncate(e, maxStatusErrorBytes))
-	}
-	return out
-}
+// maxConditionMessage bounds a condition's message, which quotes compile errors; the API allows
+// 32768.
+const maxConditionMessage = 16 << 10
 
 func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, status *v1alpha1.PolicyStatus, co *compiledObject) error {
 	conds, observed, statusErrs := &status.Conditions, &status.ObservedGeneration, &status.Errors

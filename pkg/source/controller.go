@@ -1,4 +1,4 @@
-package server
+package source
 
 import (
 	"context"
@@ -406,11 +406,11 @@ func (c *PolicyController) compile(obj policies.Object, usesKeys bool) *compiled
 	if err != nil {
 		var ce *policies.CompileError
 		if errors.As(err, &ce) {
-			co.errs = fieldErrorStrings(ce.Errs)
+			co.errs = policies.FieldErrorStrings(ce.Errs)
 		} else {
 			co.errs = []string{err.Error()}
 		}
-		co.errs = boundErrors(co.errs)
+		co.errs = policies.BoundErrors(co.errs)
 		// A policy that was enforced stays enforced at its last good generation: a key Secret
 		// deleted, a transient read error or an edit the policy webhook did not see must not
 		// switch it off. Its status says it is degraded.

@@ -1,4 +1,4 @@
-package server
+package source
 
 import (
 	"context"
