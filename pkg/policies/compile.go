@@ -120,6 +120,7 @@ type CompiledPolicy struct {
 	Name string
 	// Namespace is empty for a ClusterPolicy; a Policy applies only in its namespace.
 	Namespace     string
+	localName     string // metadata.name, as exceptions name the policy
 	enforcement   v1alpha1.Enforcement
 	overrides     []enforcementOverride
 	failurePolicy v1alpha1.FailurePolicy
@@ -143,7 +144,7 @@ type enforcementOverride struct {
 
 // CompileClusterPolicy compiles a ClusterPolicy.
 func (c *Compiler) CompileClusterPolicy(p *v1alpha1.ClusterPolicy) (*CompiledPolicy, error) {
-	return c.compile(fmt.Sprintf("ClusterPolicy %q", p.Name), p.Name, "", &p.Spec)
+	return c.compile(fmt.Sprintf("ClusterPolicy %q", p.Name), p.Name, "", p.Name, &p.Spec)
 }
 
 // CompilePolicy compiles a namespaced Policy.
@@ -152,20 +153,22 @@ func (c *Compiler) CompilePolicy(p *v1alpha1.Policy) (*CompiledPolicy, error) {
 		return nil, &CompileError{Object: fmt.Sprintf("Policy %q", p.Name), Errs: field.ErrorList{field.Required(field.NewPath("metadata", "namespace"), "a Policy is namespaced")}}
 	}
 	name := p.Namespace + "/" + p.Name
-	return c.compile(fmt.Sprintf("Policy %q", name), name, p.Namespace, &p.Spec)
+	return c.compile(fmt.Sprintf("Policy %q", name), name, p.Namespace, p.Name, &p.Spec)
 }
 
-func (c *Compiler) compile(object, name, namespace string, spec *v1alpha1.PolicySpec) (*CompiledPolicy, error) {
+// compile compiles a policy's spec; name is how results name it ("namespace/name" for a
+// Policy), localName its metadata.name.
+func (c *Compiler) compile(object, name, namespace, localName string, spec *v1alpha1.PolicySpec) (*CompiledPolicy, error) {
 	var errs field.ErrorList
 	path := field.NewPath("spec")
-	if name == "" || strings.HasSuffix(name, "/") {
+	if localName == "" {
 		errs = append(errs, field.Required(field.NewPath("metadata", "name"), ""))
 	}
 	// Sizes first: an oversized policy is refused before any compile work.
 	if e := checkPolicyBounds(spec, path); len(e) > 0 {
 		return nil, &CompileError{Object: object, Errs: append(errs, e...)}
 	}
-	cp := &CompiledPolicy{Name: name, Namespace: namespace}
+	cp := &CompiledPolicy{Name: name, Namespace: namespace, localName: localName}
 
 	var e field.ErrorList
 	cp.enforcement, e = compileEnforcement(spec.Enforcement, v1alpha1.Audit, path.Child("enforcement"))
@@ -417,15 +420,12 @@ func (x *CompiledException) reaches(p *CompiledPolicy, ns string) bool {
 	return x.ClusterPolicies && (x.Namespace == ns || x.acrossNamespaces)
 }
 
-// covers reports whether the exception exempts the rule of the policy.
-func (x *CompiledException) covers(p *CompiledPolicy, rule string) bool {
-	name := p.Name
-	if p.Namespace != "" {
-		if p.Namespace != x.Namespace {
-			return false
-		}
-		name = strings.TrimPrefix(name, p.Namespace+"/")
+// rulesOf returns the rules of p the exception names (empty: every rule), and false when it
+// does not name p.
+func (x *CompiledException) rulesOf(p *CompiledPolicy) (sets.Set[string], bool) {
+	if p.Namespace != "" && p.Namespace != x.Namespace {
+		return nil, false
 	}
-	rules, ok := x.targets[name]
-	return ok && (rules.Len() == 0 || rules.Has(rule))
+	rules, ok := x.targets[p.localName]
+	return rules, ok
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/cel/common"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -198,6 +199,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 			continue
 		}
 		action := p.enforcementFor(req, res, in.nsLabels)
+		exemptions := e.exemptionsFor(p, req, res, in.nsLabels)
 		for _, r := range p.rules {
 			if r.eval == nil {
 				continue // a mutation: reported by Mutate
@@ -211,7 +213,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 				results = append(results, result)
 				continue
 			}
-			if x := e.exceptionFor(p, r.name, req, res, in.nsLabels); x != nil {
+			if x := exempting(exemptions, r.name); x != nil {
 				result.Result, result.Message = Skip, exemptionMessage(x)
 				results = append(results, result)
 				continue
@@ -266,20 +268,41 @@ func (p *CompiledPolicy) enforcementFor(req *Request, res *Resource, nsLabels la
 	return e
 }
 
-func (e *Engine) exceptionFor(p *CompiledPolicy, rule string, req *Request, res *Resource, nsLabels labels.Set) *CompiledException {
+// exemption is an exception in force that matches a request, and the rules of one policy it
+// exempts the request from (empty: every rule).
+type exemption struct {
+	x     *CompiledException
+	rules sets.Set[string]
+}
+
+// exemptionsFor returns, in order, the exceptions that exempt the request from rules of p:
+// matched once per policy, not once per rule.
+func (e *Engine) exemptionsFor(p *CompiledPolicy, req *Request, res *Resource, nsLabels labels.Set) []exemption {
 	if len(e.exceptions) == 0 && len(e.acrossNs) == 0 {
 		return nil
 	}
 	now := e.now()
 	ns := res.Meta.GetNamespace()
+	var out []exemption
 	for _, list := range [][]*CompiledException{e.exceptions[ns], e.acrossNs} {
 		for _, x := range list {
-			if !now.Before(x.expires) || !x.reaches(p, ns) || !x.covers(p, rule) {
+			if !now.Before(x.expires) || !x.reaches(p, ns) {
 				continue
 			}
-			if x.match.matches(req, res, nsLabels) {
-				return x
+			rules, ok := x.rulesOf(p)
+			if ok && x.match.matches(req, res, nsLabels) {
+				out = append(out, exemption{x: x, rules: rules})
 			}
+		}
+	}
+	return out
+}
+
+// exempting returns the first exception that exempts the request from rule, or nil.
+func exempting(exemptions []exemption, rule string) *CompiledException {
+	for _, ex := range exemptions {
+		if ex.rules.Len() == 0 || ex.rules.Has(rule) {
+			return ex.x
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,45 @@ func BenchmarkEvaluateQuietNamespace(b *testing.B) {
 				e.Evaluate(b.Context(), &Request{Operation: v1alpha1.Create, Object: pod})
 			}
 		})
+	}
+}
+
+// BenchmarkEvaluateWithExceptions is one review of a Pod in a namespace whose Policy has 30
+// rules and 20 exceptions, each for one rule, selecting Pods by label: what matching the
+// exceptions costs.
+func BenchmarkEvaluateWithExceptions(b *testing.B) {
+	var docs []string
+	var rules strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&rules, "    - {name: r%d, labels: {required: [team]}}\n", i)
+	}
+	docs = append(docs, "apiVersion: portcullis.dev/v1alpha1\nkind: Policy\nmetadata: {name: p, namespace: shop}\nspec:\n  enforcement: Deny\n  rules:\n"+rules.String())
+	for i := range 20 {
+		docs = append(docs, fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: PolicyException
+metadata: {name: x%d, namespace: shop}
+spec:
+  exceptions: [{policyName: p, ruleNames: [r%d]}]
+  match: {objectSelector: {matchLabels: {tier: t%d}}}
+  owner: team-a
+  reason: migration
+  expires: "2099-01-01T00:00:00Z"
+`, i, i, i%4))
+	}
+	e := mustEngineWith(b, testCompiler, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), docs...)
+	pod := mustResource(b, "apiVersion: v1\nkind: Pod\nmetadata: {name: app, namespace: shop, labels: {team: x, tier: t1}}\nspec: {containers: [{name: app, image: ghcr.io/x:1}]}\n")
+	results := e.Evaluate(b.Context(), &Request{Operation: v1alpha1.Create, Object: pod})
+	skipped := 0
+	for _, r := range results {
+		if r.Result == Skip {
+			skipped++
+		}
+	}
+	if len(results) != 30 || skipped != 5 {
+		b.Fatalf("%d results, %d exempted; want 30 and 5", len(results), skipped)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Evaluate(b.Context(), &Request{Operation: v1alpha1.Create, Object: pod})
 	}
 }

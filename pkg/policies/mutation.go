@@ -52,12 +52,13 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 			continue
 		}
 		action := p.enforcementFor(req, res, nsLabels)
+		exemptions := e.exemptionsFor(p, req, res, nsLabels)
 		for _, r := range p.rules {
 			if r.mutator == nil {
 				continue
 			}
 			result := Result{Policy: p.Name, Rule: r.name, Resource: res.Ref(), Action: action, Result: Pass, Namespaced: p.Namespace != ""}
-			if x := e.exceptionFor(p, r.name, req, res, nsLabels); x != nil {
+			if x := exempting(exemptions, r.name); x != nil {
 				result.Result, result.Message = Skip, exemptionMessage(x)
 				m.Results = append(m.Results, result)
 				continue
