@@ -105,8 +105,9 @@ type Decoder struct {
 
 // NewDecoder returns a decoder for the built-in kinds that carry pods and for the Portcullis API.
 // A strict decoder rejects unknown and duplicate fields, as the API server does with
-// fieldValidation=Strict (kubectl's default); the webhook decodes objects the API server has
-// already validated and uses a lenient one.
+// fieldValidation=Strict (kubectl's default), and defaults the object as the API server would;
+// the webhook decodes objects the API server has already validated and defaulted, and uses a
+// lenient one, which does neither.
 func NewDecoder(strict bool) *Decoder {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, v1alpha1.AddToScheme} {
@@ -136,8 +137,8 @@ func TypeMeta(data []byte) (schema.GroupVersionKind, error) {
 	return gv.WithKind(tm.Kind), nil
 }
 
-// Decode decodes one JSON object of the given kind (read from the data when gvk is nil) and
-// applies API defaulting.
+// Decode decodes one JSON object of the given kind (read from the data when gvk is nil); a
+// strict decoder also applies the API defaulting and preparation of a CREATE.
 func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, error) {
 	var kind schema.GroupVersionKind
 	if gvk != nil {
@@ -162,11 +163,14 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 		return nil, fmt.Errorf("%s %s: %w", kind.GroupVersion(), describeObject(kind, data), err)
 	}
 	obj.GetObjectKind().SetGroupVersionKind(kind)
-	applyDefaults(obj)
-	if pod, ok := obj.(*corev1.Pod); ok && d.strict {
-		// A strict decoder reads what the API server has not seen (the CLI): prepare it as the
-		// API server does a CREATE before validating webhooks run.
-		prepareForCreate(pod)
+	if d.strict {
+		// A strict decoder reads what the API server has not seen (the CLI): default and prepare
+		// it as the API server does a CREATE before validating webhooks run. The webhook's
+		// lenient one reads what the API server has defaulted and prepared already.
+		applyDefaults(obj)
+		if pod, ok := obj.(*corev1.Pod); ok {
+			prepareForCreate(pod)
+		}
 	}
 	return newResource(kind, obj)
 }
