@@ -23,12 +23,10 @@ type Mutation struct {
 	// Patches are the JSON patches of the enforced (Deny) rules, with the record annotation.
 	Patches []jsonpatch.JsonPatchOperation
 	// Results has one result per matching mutating rule: pass when nothing was to be done or
-	// it was done (the message lists the changes), fail when a Warn or Audit rule would change
-	// the object (the message says what it would do).
+	// it was done (Changes lists the changes, and the message too), fail when a Warn or Audit
+	// rule would change the object (the message says what it would do). Warnings are what the
+	// rule could not do.
 	Results []Result
-	// Warnings are what a Deny or Warn rule could not do, e.g. a container with no port to
-	// probe, for kubectl to show; Audit rules keep theirs in their result's message.
-	Warnings []string
 }
 
 // Mutate runs the mutating rules of every matching policy, in policy order, each seeing the
@@ -67,11 +65,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 				return nil, fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
 			}
 			out := r.mutator.Mutate(ctx, pod)
-			if action != v1alpha1.Audit { // an Audit rule records, it does not speak to users
-				for _, w := range out.Warnings {
-					m.Warnings = append(m.Warnings, Truncate(fmt.Sprintf("[%s/%s] %s", p.Name, r.name, w), MaxMessageBytes))
-				}
-			}
+			result.Warnings = out.Warnings
 			descriptions := make([]string, len(out.Changes))
 			for i, c := range out.Changes {
 				descriptions[i] = c.Description
@@ -85,6 +79,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 					m.Patches = append(m.Patches, c.Patch)
 				}
 				parts = append(parts, AppliedPrefix+strings.Join(descriptions, "; "))
+				result.Changes = descriptions
 				applied = append(applied, p.Name+"/"+r.name)
 			default:
 				result.Result = Fail

@@ -26,11 +26,22 @@ type Result struct {
 	Message  string               `json:"message,omitempty"`
 	// Namespaced: the policy is a namespaced Policy, whose names its tenant chose.
 	Namespaced bool `json:"-"`
+	// Changes are what a mutating rule in Deny changed, each described.
+	Changes []string `json:"-"`
+	// Warnings are what a mutating rule could not do, e.g. a container with no port to probe.
+	Warnings []string `json:"-"`
 }
 
 // String is the message as users see it: "[policy/rule] message".
 func (r Result) String() string {
-	return "[" + r.Policy + "/" + r.Rule + "] " + r.Message
+	return r.label() + r.Message
+}
+
+func (r *Result) label() string { return Label(r.Policy, r.Rule) }
+
+// Label is the "[policy/rule] " every message to users starts with: formatted here only.
+func Label(policy, rule string) string {
+	return "[" + policy + "/" + rule + "] "
 }
 
 // verdict is what a rule evaluator returns; the engine adds policy, rule, resource and action.

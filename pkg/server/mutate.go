@@ -5,9 +5,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
-	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
 // Mutator is the mutating webhook: it decodes the review once, runs the mutating rules and
@@ -52,33 +49,7 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Allowed("").WithWarnings("portcullis: not mutated: " + err.Error()), Errored
 	}
 	m.countResults(mutation.Results)
-	resp := admission.Allowed("")
+	resp, decision := respond(mutation.Results)
 	resp.Patches = mutation.Patches
-	warnings := mutation.Warnings
-	annotations := map[string]string{}
-	for _, r := range mutation.Results {
-		switch {
-		case r.Result == policies.Pass && r.Message != "":
-			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message
-		case r.Result == policies.Fail:
-			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message
-			if r.Action == v1alpha1.Warn {
-				warnings = append(warnings, r.String())
-			}
-		}
-	}
-	if len(warnings) > 0 {
-		resp = resp.WithWarnings(warnings...)
-	}
-	if len(annotations) > 0 {
-		resp.AuditAnnotations = annotations
-	}
-	decision := Allowed
-	switch {
-	case len(resp.Patches) > 0:
-		decision = Mutated
-	case len(warnings) > 0:
-		decision = Warned
-	}
 	return resp, decision
 }

@@ -10,68 +10,46 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
-// Decision summarizes a review for metrics.
+// Decision summarizes a review for metrics: the engine's verdict, or what kept the engine from
+// giving one.
 type Decision string
 
 // The decisions.
 const (
-	Allowed Decision = "allowed"
-	Denied  Decision = "denied"
-	Warned  Decision = "warned"
+	Allowed          = Decision(policies.Admitted)
+	Denied           = Decision(policies.Denied)
+	Warned           = Decision(policies.Warned)
+	Mutated          = Decision(policies.Mutated)
 	Errored Decision = "error"
-	Mutated Decision = "mutated"
 	// Refused: too large or complex to evaluate.
 	Refused Decision = "refused"
 )
 
-// respond maps results to the admission response:
-//   - a fail with action Deny denies, with every denying rule's message;
-//   - a fail with action Warn becomes a warning that kubectl prints;
-//   - every fail is recorded as an audit annotation, which the API server's audit log keeps;
-//   - an error (failurePolicy Ignore) admits with a warning.
+// respond turns the engine's decision on results into the admission response: its denials, its
+// warnings for kubectl, its audit annotations for the API server's audit log.
 func respond(results []policies.Result) (admission.Response, Decision) {
-	var denials, warnings []string
-	annotations := map[string]string{}
-	for i := range results {
-		r := &results[i]
-		switch r.Result {
-		case policies.Fail:
-			annotations[auditKey(r.Policy, r.Rule)] = string(r.Action) + ": " + r.Message
-			switch r.Action {
-			case v1alpha1.Deny:
-				denials = append(denials, r.String())
-			case v1alpha1.Warn:
-				warnings = append(warnings, r.String())
-			}
-		case policies.Error:
-			warnings = append(warnings, fmt.Sprintf("[%s/%s] evaluation error ignored (failurePolicy Ignore): %s", r.Policy, r.Rule, r.Message))
-		}
-	}
+	d := policies.Decide(results)
 	var resp admission.Response
-	decision := Allowed
-	switch {
-	case len(denials) > 0:
-		resp = admission.Denied(joinBounded(denials, maxDenialBytes, "rules deny"))
+	if d.Verdict == policies.Denied {
+		resp = admission.Denied(joinBounded(d.Denials, maxDenialBytes, "rules deny"))
 		resp.Result.Code = http.StatusForbidden
 		resp.Result.Reason = metav1.StatusReasonForbidden
-		decision = Denied
-	default:
+	} else {
 		resp = admission.Allowed("")
-		if len(warnings) > 0 {
-			decision = Warned
+	}
+	if len(d.Warnings) > 0 {
+		resp = resp.WithWarnings(d.Warnings...)
+	}
+	if len(d.Audit) > 0 {
+		resp.AuditAnnotations = make(map[string]string, len(d.Audit))
+		for _, a := range d.Audit {
+			resp.AuditAnnotations[auditKey(a.Policy, a.Rule)] = a.Value
 		}
 	}
-	if len(warnings) > 0 {
-		resp = resp.WithWarnings(warnings...)
-	}
-	if len(annotations) > 0 {
-		resp.AuditAnnotations = annotations
-	}
-	return resp, decision
+	return resp, Decision(d.Verdict)
 }
 
 // auditKey is "policy.rule", shortened with a hash to the 63 characters an audit annotation

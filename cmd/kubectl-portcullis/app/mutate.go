@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
 func newMutateCommand(s streams) *cobra.Command {
@@ -51,7 +53,7 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 			}
 			if blocking := rep.blocking(); len(blocking) > 0 {
 				for _, r := range blocking {
-					_, _ = fmt.Fprintf(s.err, "%s: %s: [%s/%s] %s\n", r.File, r.Resource, r.Policy, r.Rule, r.Message)
+					_, _ = fmt.Fprintf(s.err, "%s: %s: %s%s\n", r.File, r.Resource, policies.Label(r.Policy, r.Rule), r.Message)
 				}
 				return errViolation
 			}

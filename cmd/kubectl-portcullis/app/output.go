@@ -115,7 +115,7 @@ func (r *report) printText(w io.Writer) error {
 					verdict = "AUDIT"
 				}
 			}
-			action, name := string(res.Action), "["+res.Policy+"/"+res.Rule+"] "
+			action, name := string(res.Action), policies.Label(res.Policy, res.Rule)
 			if res.Policy == "" {
 				action, name = "-", ""
 			}
