@@ -13,7 +13,6 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
-	"github.com/portcullis-dev/portcullis/pkg/mutate"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
@@ -152,28 +151,16 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []input, namespa
 	out := make([]admitted, 0, len(inputs))
 	for _, in := range inputs {
 		req := &policies.Request{Operation: v1alpha1.Create, Object: in.res, Namespace: namespaces[in.res.Meta.GetNamespace()]}
-		m, err := engine.Mutate(ctx, req)
+		adm, err := engine.Admit(ctx, req, in.doc.JSON, d)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", in.doc.Where(), err)
 		}
-		a := admitted{input: in, json: in.doc.JSON}
-		if len(m.Patches) > 0 {
-			if a.json, err = mutate.Apply(in.doc.JSON, m.Patches); err != nil {
-				return nil, nil, fmt.Errorf("%s: applying mutations: %w", in.doc.Where(), err)
-			}
-			res, err := d.Decode(a.json, nil)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: the mutated object: %w", in.doc.Where(), err)
-			}
-			placeInNamespace(res, namespace)
-			req.Object, a.res, a.mutated = res, res, true
-		}
-		results := append(m.Results, engine.Evaluate(ctx, req)...)
+		results := adm.Results
 		if len(results) == 0 {
 			results = []policies.Result{{Resource: in.res.Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
 		}
 		rep.add(in.doc.File, in.res.Ref(), results)
-		out = append(out, a)
+		out = append(out, admitted{input: input{doc: in.doc, res: adm.Object}, json: adm.JSON, mutated: adm.Mutated})
 	}
 	return out, rep, nil
 }
