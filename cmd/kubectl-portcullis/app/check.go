@@ -126,7 +126,7 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, rep, err := admit(ctx, engine, inputs, o.namespace)
+	_, rep, err := admit(ctx, engine, inputs)
 	return rep, err
 }
 
@@ -139,7 +139,7 @@ type admitted struct {
 
 // admit runs every input through the engine as the API server runs the webhooks: the mutating
 // rules first, then the validating rules on the mutated object. The report has both.
-func admit(ctx context.Context, engine *policies.Engine, inputs []input, namespace string) ([]admitted, *report, error) {
+func admit(ctx context.Context, engine *policies.Engine, inputs []input) ([]admitted, *report, error) {
 	namespaces := map[string]*corev1.Namespace{}
 	for _, in := range inputs {
 		if ns, ok := in.res.Object.(*corev1.Namespace); ok {

@@ -44,7 +44,7 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 			if err != nil {
 				return err
 			}
-			objects, rep, err := admit(cmd.Context(), engine, inputs, o.namespace)
+			objects, rep, err := admit(cmd.Context(), engine, inputs)
 			if err != nil {
 				return err
 			}
