@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Pod is the pod a mutator may change: Pod spec or a pod controller's template, with the JSON
@@ -41,22 +40,6 @@ type Result struct {
 // Mutator computes the changes of one compiled rule.
 type Mutator interface {
 	Mutate(ctx context.Context, pod Pod) Result
-}
-
-// Pointer turns a field path (spec.template.spec) into a JSON pointer (/spec/template/spec).
-func Pointer(p *field.Path) string {
-	s := p.String()
-	var b strings.Builder
-	for _, part := range strings.Split(s, ".") {
-		name, rest, _ := strings.Cut(part, "[")
-		b.WriteString("/" + escape(name))
-		for rest != "" {
-			idx, more, _ := strings.Cut(rest, "]")
-			b.WriteString("/" + escape(idx))
-			rest = strings.TrimPrefix(more, "[")
-		}
-	}
-	return b.String()
 }
 
 // escape escapes one JSON pointer token (RFC 6901).

@@ -126,18 +126,3 @@ func TestDefaultProbesCompileErrors(t *testing.T) {
 		}
 	}
 }
-
-func TestPointer(t *testing.T) {
-	for in, want := range map[string]string{"spec": "/spec", "spec.template.spec": "/spec/template/spec", "spec.jobTemplate.spec.template.spec": "/spec/jobTemplate/spec/template/spec"} {
-		p := field.NewPath(strings.Split(in, ".")[0], strings.Split(in, ".")[1:]...)
-		if got := Pointer(p); got != want {
-			t.Errorf("%s: %s", in, got)
-		}
-	}
-	if got := Pointer(field.NewPath("spec").Child("containers").Index(2)); got != "/spec/containers/2" {
-		t.Errorf("index: %s", got)
-	}
-	if got := Escape("portcullis.dev/mutations"); got != "portcullis.dev~1mutations" {
-		t.Errorf("escape: %s", got)
-	}
-}

@@ -101,6 +101,13 @@ func TestPodTemplatePaths(t *testing.T) {
 		if res.Pod.SpecPath.String() != tt.spec || res.Pod.MetaPath.String() != tt.meta || res.Pod.Spec.Containers[0].Name != "c" {
 			t.Errorf("%s: spec at %s, metadata at %s", res.GVK.Kind, res.Pod.SpecPath, res.Pod.MetaPath)
 		}
+		// The state the rules and mutations use, not the paths' text: the same places.
+		if want := "/" + strings.ReplaceAll(tt.spec, ".", "/"); res.Pod.SpecPointer != want {
+			t.Errorf("%s: spec pointer %s, want %s", res.GVK.Kind, res.Pod.SpecPointer, want)
+		}
+		if res.Pod.Template != (tt.spec != "spec") {
+			t.Errorf("%s: Template is %t", res.GVK.Kind, res.Pod.Template)
+		}
 	}
 	for _, m := range []string{"apiVersion: v1\nkind: ReplicationController\nmetadata: {name: x}\nspec: {}\n", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"} {
 		if res := mustResource(t, m); res.Pod != nil {

@@ -43,7 +43,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	}
 	ns := res.Meta.GetNamespace()
 	nsLabels := namespaceLabels(req.Namespace, ns)
-	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: mutate.Pointer(work.Pod.SpecPath), Keychain: req.Keychain}
+	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: work.Pod.SpecPointer, Keychain: req.Keychain}
 	var applied []string
 	for p := range e.policiesFor(ns) {
 		if !p.mutating || !p.applies(req, res, nsLabels) {

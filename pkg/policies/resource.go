@@ -44,6 +44,10 @@ type PodTemplate struct {
 	Spec     *corev1.PodSpec
 	MetaPath *field.Path
 	SpecPath *field.Path
+	// SpecPointer is SpecPath as a JSON pointer (/spec/template/spec), for patches.
+	SpecPointer string
+	// Template is set when the pod is a pod controller's template, not a Pod.
+	Template bool
 }
 
 // Ref identifies a resource in results.
@@ -242,32 +246,39 @@ var (
 	jobTmplPath  = specPath.Child("jobTemplate", "spec", "template")
 )
 
-func template(t *corev1.PodTemplateSpec, at *field.Path) *PodTemplate {
-	return &PodTemplate{Meta: &t.ObjectMeta, Spec: &t.Spec, MetaPath: at.Child("metadata"), SpecPath: at.Child("spec")}
+// The JSON pointers of templatePath and jobTmplPath.
+const (
+	templatePointer = "/spec/template"
+	jobTmplPointer  = "/spec/jobTemplate/spec/template"
+)
+
+func template(t *corev1.PodTemplateSpec, at *field.Path, pointer string) *PodTemplate {
+	return &PodTemplate{Meta: &t.ObjectMeta, Spec: &t.Spec, MetaPath: at.Child("metadata"), SpecPath: at.Child("spec"),
+		SpecPointer: pointer + "/spec", Template: true}
 }
 
 // podTemplateOf locates the pod of the pod-bearing kinds: Pod and the pod controllers.
 func podTemplateOf(obj runtime.Object) *PodTemplate {
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		return &PodTemplate{Meta: &o.ObjectMeta, Spec: &o.Spec, MetaPath: metadataPath, SpecPath: specPath}
+		return &PodTemplate{Meta: &o.ObjectMeta, Spec: &o.Spec, MetaPath: metadataPath, SpecPath: specPath, SpecPointer: "/spec"}
 	case *appsv1.Deployment:
-		return template(&o.Spec.Template, templatePath)
+		return template(&o.Spec.Template, templatePath, templatePointer)
 	case *appsv1.StatefulSet:
-		return template(&o.Spec.Template, templatePath)
+		return template(&o.Spec.Template, templatePath, templatePointer)
 	case *appsv1.DaemonSet:
-		return template(&o.Spec.Template, templatePath)
+		return template(&o.Spec.Template, templatePath, templatePointer)
 	case *appsv1.ReplicaSet:
-		return template(&o.Spec.Template, templatePath)
+		return template(&o.Spec.Template, templatePath, templatePointer)
 	case *corev1.ReplicationController:
 		if o.Spec.Template == nil {
 			return nil
 		}
-		return template(o.Spec.Template, templatePath)
+		return template(o.Spec.Template, templatePath, templatePointer)
 	case *batchv1.Job:
-		return template(&o.Spec.Template, templatePath)
+		return template(&o.Spec.Template, templatePath, templatePointer)
 	case *batchv1.CronJob:
-		return template(&o.Spec.JobTemplate.Spec.Template, jobTmplPath)
+		return template(&o.Spec.JobTemplate.Spec.Template, jobTmplPath, jobTmplPointer)
 	}
 	return nil
 }

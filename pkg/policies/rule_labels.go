@@ -60,7 +60,7 @@ func compileLabels(r *v1alpha1.LabelsRule, path *field.Path) (*labelsRule, field
 func (r *labelsRule) evaluate(in *input) verdict {
 	var problems []string
 	problems = r.check(in.res.Meta.GetLabels(), metadataPath.Child("labels"), problems)
-	if pod := in.res.Pod; pod != nil && pod.MetaPath.String() != "metadata" {
+	if pod := in.res.Pod; pod != nil && pod.Template {
 		problems = r.check(pod.Meta.Labels, pod.MetaPath.Child("labels"), problems)
 	}
 	if len(problems) == 0 {

@@ -239,7 +239,7 @@ func (r *podSecurityRule) evaluate(in *input) verdict {
 		return pass()
 	}
 	msg := fmt.Sprintf("violates PodSecurity %q: %s", r.label, agg.ForbiddenDetail())
-	if pod.SpecPath.String() != "spec" {
+	if pod.Template {
 		msg = pod.SpecPath.String() + ": " + msg
 	}
 	return fail(msg)
