@@ -43,14 +43,8 @@ func (m *PinDigests) Mutate(ctx context.Context, pod Pod) Result {
 			Apply:       func() { c.Image = pinned },
 		})
 	}
-	for i := range pod.Spec.InitContainers {
-		visit(&pod.Spec.InitContainers[i], pod.SpecPointer+"/initContainers/"+index(i))
-	}
-	for i := range pod.Spec.Containers {
-		visit(&pod.Spec.Containers[i], pod.SpecPointer+"/containers/"+index(i))
-	}
-	for i := range pod.Spec.EphemeralContainers {
-		visit((*corev1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon), pod.SpecPointer+"/ephemeralContainers/"+index(i))
-	}
+	VisitContainers(pod.Spec, true, func(list string, i int, c *corev1.Container) {
+		visit(c, ContainerPointer(pod.SpecPointer, list, i))
+	})
 	return res
 }

@@ -3,7 +3,6 @@ package mutate
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
@@ -49,8 +48,6 @@ func escape(token string) string {
 
 // Escape is escape for callers building pointers, e.g. to an annotation key.
 func Escape(token string) string { return escape(token) }
-
-func index(i int) string { return strconv.Itoa(i) }
 
 // Apply applies JSON patches to a JSON document, as the API server applies a webhook's patch.
 func Apply(doc []byte, patches []jsonpatch.JsonPatchOperation) ([]byte, error) {

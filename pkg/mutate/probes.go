@@ -95,16 +95,13 @@ func (m *DefaultProbes) Mutate(_ context.Context, pod Pod) Result {
 			})
 		}
 	}
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
+	VisitContainers(pod.Spec, false, func(list string, i int, c *corev1.Container) {
 		// Only sidecars run alongside the app; init containers that run to completion take no probes.
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			visit(c, pod.SpecPointer+"/initContainers/"+index(i))
+		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+		if list == Containers || sidecar {
+			visit(c, ContainerPointer(pod.SpecPointer, list, i))
 		}
-	}
-	for i := range pod.Spec.Containers {
-		visit(&pod.Spec.Containers[i], pod.SpecPointer+"/containers/"+index(i))
-	}
+	})
 	return res
 }
 

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/portcullis-dev/portcullis/pkg/mutate"
 )
 
 // applyDefaults applies the API server's defaulting (k8s.io/kubernetes/pkg/apis/{core,apps,batch}/v1)
@@ -118,15 +120,7 @@ func defaultPodSpec(s *corev1.PodSpec) {
 			}
 		}
 	}
-	for i := range s.Containers {
-		defaultContainer(&s.Containers[i])
-	}
-	for i := range s.InitContainers {
-		defaultContainer(&s.InitContainers[i])
-	}
-	for i := range s.EphemeralContainers {
-		defaultContainer((*corev1.Container)(&s.EphemeralContainers[i].EphemeralContainerCommon))
-	}
+	mutate.VisitContainers(s, true, func(_ string, _ int, c *corev1.Container) { defaultContainer(c) })
 }
 
 func defaultContainer(c *corev1.Container) {
@@ -272,15 +266,7 @@ func prepareForCreate(pod *corev1.Pod) {
 		}
 		(*sc).AppArmorProfile = profile
 	}
-	for i := range pod.Spec.InitContainers {
-		sync(pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].SecurityContext)
-	}
-	for i := range pod.Spec.Containers {
-		sync(pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].SecurityContext)
-	}
-	for i := range pod.Spec.EphemeralContainers {
-		sync(pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].SecurityContext)
-	}
+	mutate.VisitContainers(&pod.Spec, true, func(_ string, _ int, c *corev1.Container) { sync(c.Name, &c.SecurityContext) })
 }
 
 // appArmorProfileFor is the profile an annotation value names, or nil when it names none validly.

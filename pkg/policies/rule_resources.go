@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/mutate"
 )
 
 // resourcesRule requires the listed requests and limits on every container and init container.
@@ -43,26 +44,22 @@ func (r *resourcesRule) evaluate(in *input) verdict {
 		return skip("resources applies to Pods and pod controllers only")
 	}
 	var problems []string
-	check := func(cs []corev1.Container, p *field.Path) {
-		for i := range cs {
-			var missing []string
-			for _, n := range r.requests {
-				if _, ok := cs[i].Resources.Requests[n]; !ok {
-					missing = append(missing, "requests."+string(n))
-				}
-			}
-			for _, n := range r.limits {
-				if _, ok := cs[i].Resources.Limits[n]; !ok {
-					missing = append(missing, "limits."+string(n))
-				}
-			}
-			if len(missing) > 0 {
-				problems = append(problems, fmt.Sprintf("%s (%q) must set resources.{%s}", p.Index(i), cs[i].Name, strings.Join(missing, ", ")))
+	mutate.VisitContainers(pod.Spec, false, func(list string, i int, c *corev1.Container) {
+		var missing []string
+		for _, n := range r.requests {
+			if _, ok := c.Resources.Requests[n]; !ok {
+				missing = append(missing, "requests."+string(n))
 			}
 		}
-	}
-	check(pod.Spec.InitContainers, pod.SpecPath.Child("initContainers"))
-	check(pod.Spec.Containers, pod.SpecPath.Child("containers"))
+		for _, n := range r.limits {
+			if _, ok := c.Resources.Limits[n]; !ok {
+				missing = append(missing, "limits."+string(n))
+			}
+		}
+		if len(missing) > 0 {
+			problems = append(problems, fmt.Sprintf("%s (%q) must set resources.{%s}", pod.SpecPath.Child(list).Index(i), c.Name, strings.Join(missing, ", ")))
+		}
+	})
 	if len(problems) == 0 {
 		return pass()
 	}

@@ -194,27 +194,19 @@ func (r *verifyImagesRule) evaluate(in *input) verdict {
 	}
 	var problems []string
 	var failures []error
-	check := func(cs []corev1.Container, p *field.Path) {
-		for i, c := range cs {
-			if !matchAny(r.images, c.Image) {
-				continue
-			}
-			v, err := r.verifier.Verify(in.ctx, c.Image, in.req.Keychain)
-			switch {
-			case err != nil:
-				failures = append(failures, fmt.Errorf("%s (%q): %w", p.Index(i), c.Name, err))
-			case !v.Verified:
-				problems = append(problems, fmt.Sprintf("%s (%q): image %s: %s", p.Index(i), c.Name, c.Image, v.Reason))
-			}
+	mutate.VisitContainers(pod.Spec, true, func(list string, i int, c *corev1.Container) {
+		if !matchAny(r.images, c.Image) {
+			return
 		}
-	}
-	check(pod.Spec.InitContainers, pod.SpecPath.Child("initContainers"))
-	check(pod.Spec.Containers, pod.SpecPath.Child("containers"))
-	ephemeral := make([]corev1.Container, len(pod.Spec.EphemeralContainers))
-	for i := range pod.Spec.EphemeralContainers {
-		ephemeral[i] = corev1.Container(pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
-	}
-	check(ephemeral, pod.SpecPath.Child("ephemeralContainers"))
+		p := pod.SpecPath.Child(list).Index(i)
+		v, err := r.verifier.Verify(in.ctx, c.Image, in.req.Keychain)
+		switch {
+		case err != nil:
+			failures = append(failures, fmt.Errorf("%s (%q): %w", p, c.Name, err))
+		case !v.Verified:
+			problems = append(problems, fmt.Sprintf("%s (%q): image %s: %s", p, c.Name, c.Image, v.Reason))
+		}
+	})
 	switch {
 	case len(failures) > 0:
 		// The registry could not answer in time: the policy's failurePolicy decides.
