@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/report"
 	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
@@ -59,10 +60,10 @@ error, unreadable or invalid input, or an invalid policy.`,
 			if err != nil {
 				return err
 			}
-			if err := rep.print(s.out, o.output); err != nil {
+			if err := rep.Write(s.out, o.output); err != nil {
 				return err
 			}
-			if len(rep.blocking()) > 0 {
+			if len(rep.Blocking()) > 0 {
 				return errViolation
 			}
 			return nil
@@ -117,7 +118,7 @@ type input struct {
 	res *policies.Resource
 }
 
-func (o *checkOptions) run(ctx context.Context, s streams) (*report, error) {
+func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, error) {
 	engine, err := o.loadEngine(s)
 	if err != nil {
 		return nil, err
@@ -139,7 +140,7 @@ type admitted struct {
 
 // admit runs every input through the engine as the API server runs the webhooks: the mutating
 // rules first, then the validating rules on the mutated object. The report has both.
-func admit(ctx context.Context, engine *policies.Engine, inputs []input) ([]admitted, *report, error) {
+func admit(ctx context.Context, engine *policies.Engine, inputs []input) ([]admitted, *report.Report, error) {
 	namespaces := map[string]*corev1.Namespace{}
 	for _, in := range inputs {
 		if ns, ok := in.res.Object.(*corev1.Namespace); ok {
@@ -147,7 +148,7 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []input) ([]admi
 		}
 	}
 	d := policies.NewDecoder(true)
-	rep := &report{}
+	rep := &report.Report{}
 	out := make([]admitted, 0, len(inputs))
 	for _, in := range inputs {
 		req := &policies.Request{Operation: v1alpha1.Create, Object: in.res, Namespace: namespaces[in.res.Meta.GetNamespace()]}
@@ -159,7 +160,7 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []input) ([]admi
 		if len(results) == 0 {
 			results = []policies.Result{{Resource: in.res.Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
 		}
-		rep.add(in.doc.File, in.res.Ref(), results)
+		rep.Add(in.doc.File, in.res.Ref(), results)
 		out = append(out, admitted{input: input{doc: in.doc, res: adm.Object}, json: adm.JSON, mutated: adm.Mutated})
 	}
 	return out, rep, nil

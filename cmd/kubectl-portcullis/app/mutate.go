@@ -51,7 +51,7 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 			if err := printObjects(s.out, objects, o.output); err != nil {
 				return err
 			}
-			if blocking := rep.blocking(); len(blocking) > 0 {
+			if blocking := rep.Blocking(); len(blocking) > 0 {
 				for _, r := range blocking {
 					_, _ = fmt.Fprintf(s.err, "%s: %s: %s%s\n", r.File, r.Resource, policies.Label(r.Policy, r.Rule), r.Message)
 				}

@@ -1,4 +1,4 @@
-package app
+package report
 
 import (
 	"encoding/json"
@@ -10,8 +10,8 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
-// jsonResult is one result of the -o json schema (the CLI contract in the README).
-type jsonResult struct {
+// Result is one result of the -o json schema (the CLI contract in the README).
+type Result struct {
 	Policy   string               `json:"policy"`
 	Rule     string               `json:"rule"`
 	Resource policies.Ref         `json:"resource"`
@@ -21,7 +21,8 @@ type jsonResult struct {
 	Message  string               `json:"message,omitempty"`
 }
 
-type summary struct {
+// Summary counts the results by outcome; Warn counts the failures whose action is Warn.
+type Summary struct {
 	Pass  int `json:"pass"`
 	Fail  int `json:"fail"`
 	Warn  int `json:"warn"`
@@ -29,10 +30,11 @@ type summary struct {
 	Skip  int `json:"skip"`
 }
 
-// report holds the results of a run, grouped by resource in input order.
-type report struct {
-	Results []jsonResult `json:"results"`
-	Summary summary      `json:"summary"`
+// Report holds the results of a run, grouped by resource in input order: what the CLI prints,
+// and what tests and reports of other kinds are made from.
+type Report struct {
+	Results []Result `json:"results"`
+	Summary Summary  `json:"summary"`
 
 	groups []group
 }
@@ -40,13 +42,14 @@ type report struct {
 type group struct {
 	file    string
 	ref     policies.Ref
-	results []jsonResult
+	results []Result
 }
 
-func (r *report) add(file string, ref policies.Ref, results []policies.Result) {
+// Add adds the results of one resource, read from file.
+func (r *Report) Add(file string, ref policies.Ref, results []policies.Result) {
 	g := group{file: file, ref: ref}
 	for _, res := range results {
-		jr := jsonResult{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Result: res.Result, Action: res.Action, Message: res.Message}
+		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Result: res.Result, Action: res.Action, Message: res.Message}
 		g.results = append(g.results, jr)
 		r.Results = append(r.Results, jr)
 		switch res.Result {
@@ -67,9 +70,9 @@ func (r *report) add(file string, ref policies.Ref, results []policies.Result) {
 	r.groups = append(r.groups, g)
 }
 
-// blocking returns the results that make the API server reject a resource: fails with Deny.
-func (r *report) blocking() []jsonResult {
-	var out []jsonResult
+// Blocking returns the results that make the API server reject a resource: fails with Deny.
+func (r *Report) Blocking() []Result {
+	var out []Result
 	for _, res := range r.Results {
 		if res.Result == policies.Fail && res.Action == v1alpha1.Deny {
 			out = append(out, res)
@@ -78,10 +81,11 @@ func (r *report) blocking() []jsonResult {
 	return out
 }
 
-func (r *report) print(w io.Writer, format string) error {
+// Write writes the report in format: "json" (the -o json schema) or text.
+func (r *Report) Write(w io.Writer, format string) error {
 	if format == "json" {
 		if r.Results == nil {
-			r.Results = []jsonResult{}
+			r.Results = []Result{}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -94,7 +98,7 @@ func (r *report) print(w io.Writer, format string) error {
 // then each failure, error and skipped rule with its result, action, [policy/rule] and message;
 // passes are counted, and listed only when they carry a message (a mutation applied, a
 // warning). A summary line ends the output.
-func (r *report) printText(w io.Writer) error {
+func (r *Report) printText(w io.Writer) error {
 	denied := 0
 	var b strings.Builder
 	for _, g := range r.groups {
