@@ -8,7 +8,6 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -31,41 +30,24 @@ type DefaultProbes struct {
 	kinds []probeKind
 }
 
-// CompileDefaultProbes validates the rule.
-func CompileDefaultProbes(r *v1alpha1.DefaultProbesRule, path *field.Path) (*DefaultProbes, field.ErrorList) {
-	var errs field.ErrorList
+// NewDefaultProbes is the mutator of a defaultProbes rule the compiler has validated
+// (policies' rule_defaultprobes.go): readiness and liveness probes unless disabled, a startup
+// probe when asked.
+func NewDefaultProbes(r *v1alpha1.DefaultProbesRule) *DefaultProbes {
 	m := &DefaultProbes{}
-	add := func(name, fieldName string, spec *v1alpha1.ProbeDefaults, defaults v1alpha1.ProbeDefaults, get func(*corev1.Container) **corev1.Probe, always bool) {
-		if spec == nil && !always {
+	add := func(fieldName string, spec *v1alpha1.ProbeDefaults, defaults v1alpha1.ProbeDefaults, get func(*corev1.Container) **corev1.Probe, always bool) {
+		if (spec == nil && !always) || (spec != nil && spec.Disabled) {
 			return
-		}
-		if spec != nil {
-			p := path.Child(name)
-			if spec.Disabled {
-				return
-			}
-			if spec.Path != "" && !strings.HasPrefix(spec.Path, "/") {
-				errs = append(errs, field.Invalid(p.Child("path"), spec.Path, "must start with /"))
-			}
-			for f, v := range map[string]*int32{"initialDelaySeconds": spec.InitialDelaySeconds, "periodSeconds": spec.PeriodSeconds, "timeoutSeconds": spec.TimeoutSeconds, "failureThreshold": spec.FailureThreshold} {
-				least := int32(1)
-				if f == "initialDelaySeconds" {
-					least = 0
-				}
-				if v != nil && *v < least {
-					errs = append(errs, field.Invalid(p.Child(f), *v, fmt.Sprintf("must be at least %d", least)))
-				}
-			}
 		}
 		m.kinds = append(m.kinds, probeKind{field: fieldName, defaults: defaults, get: get, spec: spec})
 	}
-	add("readiness", "readinessProbe", r.Readiness, v1alpha1.ProbeDefaults{InitialDelaySeconds: ptr.To[int32](5), PeriodSeconds: ptr.To[int32](10)},
+	add("readinessProbe", r.Readiness, v1alpha1.ProbeDefaults{InitialDelaySeconds: ptr.To[int32](5), PeriodSeconds: ptr.To[int32](10)},
 		func(c *corev1.Container) **corev1.Probe { return &c.ReadinessProbe }, true)
-	add("liveness", "livenessProbe", r.Liveness, v1alpha1.ProbeDefaults{InitialDelaySeconds: ptr.To[int32](15), PeriodSeconds: ptr.To[int32](20)},
+	add("livenessProbe", r.Liveness, v1alpha1.ProbeDefaults{InitialDelaySeconds: ptr.To[int32](15), PeriodSeconds: ptr.To[int32](20)},
 		func(c *corev1.Container) **corev1.Probe { return &c.LivenessProbe }, true)
-	add("startup", "startupProbe", r.Startup, v1alpha1.ProbeDefaults{PeriodSeconds: ptr.To[int32](10), FailureThreshold: ptr.To[int32](30)},
+	add("startupProbe", r.Startup, v1alpha1.ProbeDefaults{PeriodSeconds: ptr.To[int32](10), FailureThreshold: ptr.To[int32](30)},
 		func(c *corev1.Container) **corev1.Probe { return &c.StartupProbe }, false)
-	return m, errs
+	return m
 }
 
 // Mutate implements Mutator.

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -91,10 +90,7 @@ ephemeralContainers: [{name: debug, image: x}]`,
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, errs := CompileDefaultProbes(&tt.rule, field.NewPath("r"))
-			if len(errs) > 0 {
-				t.Fatal(errs)
-			}
+			m := NewDefaultProbes(&tt.rule)
 			pod := Pod{Spec: podSpec(t, tt.spec), SpecPointer: tt.pointer}
 			res := m.Mutate(t.Context(), pod)
 			if got := summary(t, res); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
@@ -108,21 +104,5 @@ ephemeralContainers: [{name: debug, image: x}]`,
 				t.Errorf("not idempotent: %v", summary(t, again))
 			}
 		})
-	}
-}
-
-func TestDefaultProbesCompileErrors(t *testing.T) {
-	_, errs := CompileDefaultProbes(&v1alpha1.DefaultProbesRule{
-		Readiness: &v1alpha1.ProbeDefaults{Path: "healthz", PeriodSeconds: ptr.To[int32](0)},
-		Startup:   &v1alpha1.ProbeDefaults{InitialDelaySeconds: ptr.To[int32](-1)},
-	}, field.NewPath("r"))
-	want := map[string]bool{"r.readiness.path": true, "r.readiness.periodSeconds": true, "r.startup.initialDelaySeconds": true}
-	if len(errs) != len(want) {
-		t.Fatalf("got %v", errs)
-	}
-	for _, e := range errs {
-		if !want[e.Field] {
-			t.Errorf("unexpected %v", e)
-		}
 	}
 }

@@ -112,6 +112,7 @@ type compiledRule struct {
 	name    string
 	eval    evaluator      // validates, when set
 	mutator mutate.Mutator // mutates, when set (verifyImages does both)
+	podOnly bool           // judges the pod only (see ruleType)
 }
 
 // CompiledPolicy is a ClusterPolicy or Policy ready to evaluate.
@@ -268,50 +269,25 @@ func (c *Compiler) compileRule(r *v1alpha1.Rule, path *field.Path, seen sets.Set
 	seen.Insert(r.Name)
 
 	var set []string
-	var eval evaluator
-	var e field.ErrorList
-	if r.PodSecurity != nil {
-		set = append(set, "podSecurity")
-		eval, e = compilePodSecurity(r.PodSecurity, c.pss, path.Child("podSecurity"))
+	var compiled *compiledRule
+	for _, t := range ruleTypes {
+		if !t.set(r) {
+			continue
+		}
+		set = append(set, t.field)
+		eval, mut, e := t.compile(c, r, path.Child(t.field), namespace)
 		errs = append(errs, e...)
-	}
-	if r.Resources != nil {
-		set = append(set, "resources")
-		eval, e = compileResources(r.Resources, path.Child("resources"))
-		errs = append(errs, e...)
-	}
-	if r.Labels != nil {
-		set = append(set, "labels")
-		eval, e = compileLabels(r.Labels, path.Child("labels"))
-		errs = append(errs, e...)
-	}
-	if r.CEL != nil {
-		set = append(set, "cel")
-		eval, e = compileCEL(r.CEL, c.env, path.Child("cel"))
-		errs = append(errs, e...)
-	}
-	var mut mutate.Mutator
-	if r.DefaultProbes != nil {
-		set = append(set, "defaultProbes")
-		mut, e = mutate.CompileDefaultProbes(r.DefaultProbes, path.Child("defaultProbes"))
-		errs = append(errs, e...)
-	}
-	if r.VerifyImages != nil {
-		set = append(set, "verifyImages")
-		var vr *verifyImagesRule
-		vr, mut, e = c.compileVerifyImages(r.VerifyImages, path.Child("verifyImages"), namespace)
-		errs = append(errs, e...)
-		if vr != nil {
-			eval = vr // a rule that both judges (the signatures) and mutates (pins digests)
+		if len(e) == 0 {
+			compiled = &compiledRule{name: r.Name, eval: eval, mutator: mut, podOnly: t.podOnly}
 		}
 	}
 	if len(set) != 1 {
-		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), "exactly one of podSecurity, resources, labels, cel, defaultProbes or verifyImages must be set"))
+		errs = append(errs, field.Invalid(path, strings.Join(set, ", "), exactlyOneRuleType))
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return &compiledRule{name: r.Name, eval: eval, mutator: mut}, nil
+	return compiled, nil
 }
 
 // CompiledException is a PolicyException ready to apply.

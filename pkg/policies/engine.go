@@ -123,13 +123,6 @@ type input struct {
 	unchanged *bool
 }
 
-// podRule marks the rule types that judge the pod only (its spec and Pod Security annotations).
-type podRule interface{ judgesPodOnly() }
-
-func (*podSecurityRule) judgesPodOnly()  {}
-func (*resourcesRule) judgesPodOnly()    {}
-func (*verifyImagesRule) judgesPodOnly() {}
-
 // podUnchanged reports whether an UPDATE leaves the pod's spec and annotations as they were.
 func (in *input) podUnchanged() bool {
 	if in.unchanged == nil {
@@ -205,7 +198,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 				continue // a mutation: reported by Mutate
 			}
 			result := Result{Policy: p.Name, Rule: r.name, Resource: target, Action: action, Namespaced: p.Namespace != ""}
-			if _, podOnly := r.eval.(podRule); podOnly && in.podUnchanged() {
+			if r.podOnly && in.podUnchanged() {
 				// As Pod Security Admission does: an update that leaves the pod as it was (labels,
 				// owner references, status-like metadata) is not judged again, so controllers can
 				// still manage pods admitted before a policy was tightened.
