@@ -57,36 +57,72 @@ func run(ctx context.Context, root string) error {
 		return err
 	}
 	defer func() { step("tearing down"); c.Stop() }()
-	kubectl := func(stdin string, args ...string) (string, string, error) { return c.Kubectl(ctx, stdin, args...) }
-	must := func(stdin string, args ...string) error {
-		if _, stderr, err := kubectl(stdin, args...); err != nil {
-			return fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, stderr)
-		}
-		return nil
-	}
-
-	step("starting the webhook server (self-managed certificates, leader election)")
-	if err := must("", "create", "namespace", "portcullis-system"); err != nil {
-		return err
-	}
-	bin, err := cluster.BuildWebhook(root, dir)
+	d := &demo{ctx: ctx, root: root, dir: dir, c: c}
+	stop, err := d.startWebhook()
 	if err != nil {
 		return err
+	}
+	defer stop()
+	if err := d.installPolicies(); err != nil {
+		return err
+	}
+	return d.applyWorkloads()
+}
+
+// demo is one run of the demo: its control plane and files.
+type demo struct {
+	ctx       context.Context
+	root, dir string
+	c         *cluster.Cluster
+}
+
+func (d *demo) kubectl(stdin string, args ...string) (string, string, error) {
+	return d.c.Kubectl(d.ctx, stdin, args...)
+}
+
+func (d *demo) must(stdin string, args ...string) error {
+	if _, stderr, err := d.kubectl(stdin, args...); err != nil {
+		return fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return nil
+}
+
+// startWebhook runs the server binary against the control plane, installs the webhook
+// configurations pointed at it, and waits until it serves with its caBundle injected.
+func (d *demo) startWebhook() (stop func(), err error) {
+	step("starting the webhook server (self-managed certificates, leader election)")
+	if err := d.must("", "create", "namespace", "portcullis-system"); err != nil {
+		return nil, err
+	}
+	bin, err := cluster.BuildWebhook(d.root, d.dir)
+	if err != nil {
+		return nil, err
 	}
 	port, _ := cluster.FreePort()
 	probes, _ := cluster.FreePort()
-	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	logFile, err := os.Create(filepath.Join(d.dir, "webhook.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = logFile.Close() }()
-	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
+	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", d.c.Kubeconfig, "--namespace", "portcullis-system",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
 	if err != nil {
-		return err
+		_ = logFile.Close()
+		return nil, err
 	}
-	defer p.Stop()
+	stop = func() { p.Stop(); _ = logFile.Close() }
+	if err := d.configure(port, probes, logFile.Name()); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+// configure installs the webhook configurations pointed at the server on port and waits until
+// it is ready (probes: its probe port) with its caBundle injected.
+func (d *demo) configure(port, probes int, log string) error {
+	root := d.root
 	cfg, err := cluster.WebhookConfig(filepath.Join(root, "manifests", "base", "webhook.yaml"), fmt.Sprintf("https://127.0.0.1:%d", port), nil)
 	if err != nil {
 		return err
@@ -100,11 +136,11 @@ func run(ctx context.Context, root string) error {
 		if err != nil {
 			return err
 		}
-		if err := must(string(y), "apply", "-f", "-"); err != nil {
+		if err := d.must(string(y), "apply", "-f", "-"); err != nil {
 			return err
 		}
 	}
-	if err := waitFor(ctx, 60*time.Second, func() error {
+	if err := waitFor(d.ctx, 60*time.Second, func() error {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes))
 		if err != nil {
 			return err
@@ -114,24 +150,27 @@ func run(ctx context.Context, root string) error {
 			return fmt.Errorf("/readyz %d", resp.StatusCode)
 		}
 		for _, kind := range []string{"validatingwebhookconfiguration/portcullis-validating", "mutatingwebhookconfiguration/portcullis-mutating"} {
-			out, _, err := kubectl("", "get", kind, "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
+			out, _, err := d.kubectl("", "get", kind, "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
 			if err != nil || out == "" {
 				return fmt.Errorf("caBundle of %s not injected yet (%w)", kind, err)
 			}
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("the webhook did not become ready (log: %s): %w", logFile.Name(), err)
+		return fmt.Errorf("the webhook did not become ready (log: %s): %w", log, err)
 	}
+	return nil
+}
 
+// installPolicies installs the library and the example policies and waits until they are Ready.
+func (d *demo) installPolicies() error {
 	step("installing the policy library (Audit) and the example policies (Deny, Warn, an exception)")
-	workloads := filepath.Join(root, "examples", "workloads")
 	for _, ns := range []string{"shop", "sandbox-alice", "monitoring"} {
-		if err := must("", "create", "namespace", ns); err != nil {
+		if err := d.must("", "create", "namespace", ns); err != nil {
 			return err
 		}
 	}
-	if err := must("", "apply", "-k", filepath.Join(root, "manifests", "library")); err != nil {
+	if err := d.must("", "apply", "-k", filepath.Join(d.root, "manifests", "library")); err != nil {
 		return err
 	}
 	// An exception may last at most --max-exception-lifetime (90 days) after its creation, and the
@@ -139,21 +178,28 @@ func run(ctx context.Context, root string) error {
 	// 30 days from now as it is applied.
 	expires := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	for _, f := range []string{"platform.yaml", "probes.yaml"} {
-		data, err := os.ReadFile(filepath.Join(root, "examples", "policies", f))
+		data, err := os.ReadFile(filepath.Join(d.root, "examples", "policies", f))
 		if err != nil {
 			return err
 		}
 		doc := strings.ReplaceAll(string(data), `expires: "2099-01-01T00:00:00Z"`, fmt.Sprintf("expires: %q", expires))
-		if err := must(doc, "apply", "-f", "-"); err != nil {
+		if err := d.must(doc, "apply", "-f", "-"); err != nil {
 			return err
 		}
 	}
-	if err := must("", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
+	if err := d.must("", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
 		return err
 	}
+	return nil
+}
 
+// applyWorkloads predicts each workload's verdict with the CLI, applies it with kubectl, and
+// prints both.
+func (d *demo) applyWorkloads() error {
+	root := d.root
+	workloads := filepath.Join(root, "examples", "workloads")
 	step("predicting each verdict offline with kubectl-portcullis check")
-	predicted, predictedMutation, err := predict(ctx, root, workloads)
+	predicted, predictedMutation, err := predict(d.ctx, root, workloads)
 	if err != nil {
 		return err
 	}
@@ -164,19 +210,19 @@ func run(ctx context.Context, root string) error {
 	disagreements := 0
 	for _, f := range files {
 		rel, _ := filepath.Rel(root, f)
-		_, stderr, err := kubectl("", "apply", "-f", f)
+		_, stderr, err := d.kubectl("", "apply", "-f", f)
 		verdict, message := classify(stderr, err)
 		if verdict == "" {
 			return fmt.Errorf("kubectl apply -f %s: %w\n%s", rel, err, stderr)
 		}
 		if verdict == "ADMITTED" {
 			// Stored with the mutations annotation: a mutating rule changed it.
-			if by, _, _ := kubectl("", "get", "-f", f, "-o", `jsonpath={.metadata.annotations.portcullis\.dev/mutations}`); by != "" {
+			if by, _, _ := d.kubectl("", "get", "-f", f, "-o", `jsonpath={.metadata.annotations.portcullis\.dev/mutations}`); by != "" {
 				verdict, message = "MUTATED", "by "+by+": "+predictedMutation[rel]
 			}
 		}
 		if verdict == "ADMITTED" {
-			if n := auditFindings(c.AuditLog, f); n > 0 {
+			if n := auditFindings(d.c.AuditLog, f); n > 0 {
 				message = fmt.Sprintf("(%d audit findings recorded in the audit log)", n)
 			}
 		}
