@@ -188,10 +188,23 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 // Validate returns every problem with the options.
 func (o *Options) Validate() error {
-	var errs []error
-	bad := func(flag string, value any, why string) {
-		errs = append(errs, fmt.Errorf("--%s=%v: %s", flag, value, why))
-	}
+	v := &flagErrors{}
+	o.validateServing(v)
+	o.validateTenancy(v)
+	o.validateCertificates(v)
+	return errors.Join(v.errs...)
+}
+
+// flagErrors collects what is wrong with the flags, each naming its flag and value.
+type flagErrors struct{ errs []error }
+
+func (v *flagErrors) bad(flag string, value any, why string) {
+	v.errs = append(v.errs, fmt.Errorf("--%s=%v: %s", flag, value, why))
+}
+
+// validateServing checks how the server serves and judges reviews.
+func (o *Options) validateServing(v *flagErrors) {
+	bad := v.bad
 	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
 		bad("webhook-port", o.WebhookPort, "must be a port between 1 and 65535")
 	}
@@ -235,6 +248,20 @@ func (o *Options) Validate() error {
 	if o.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", o.ShutdownTimeout, "must not be negative")
 	}
+	for flag, addr := range map[string]string{"metrics-bind-address": o.MetricsAddr, "health-probe-bind-address": o.ProbeAddr} {
+		if addr == "0" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(flag, addr, "must be host:port or :port")
+		}
+	}
+}
+
+// validateTenancy checks what bounds tenants: what their Policies may intercept, which
+// registries and Secrets they reach, how long exceptions last.
+func (o *Options) validateTenancy(v *flagErrors) {
+	bad := v.bad
 	for _, k := range o.NamespacedPolicyKinds {
 		if _, err := policies.ParseKindSelector(k); err != nil {
 			bad("namespaced-policy-kinds", k, err.Error())
@@ -253,14 +280,12 @@ func (o *Options) Validate() error {
 			bad("key-secret-namespaces", ns, strings.Join(msgs, "; "))
 		}
 	}
-	for flag, addr := range map[string]string{"metrics-bind-address": o.MetricsAddr, "health-probe-bind-address": o.ProbeAddr} {
-		if addr == "0" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad(flag, addr, "must be host:port or :port")
-		}
-	}
+}
+
+// validateCertificates checks the serving certificate's flags: user-provided (--cert-dir) or
+// self-managed.
+func (o *Options) validateCertificates(v *flagErrors) {
+	bad := v.bad
 	if o.CertDir != "" {
 		for _, f := range []string{"tls.crt", "tls.key"} {
 			if _, err := os.Stat(o.CertDir + "/" + f); err != nil {
@@ -292,7 +317,6 @@ func (o *Options) Validate() error {
 			}
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // hosts are the DNS names and IPs of the serving certificate.
