@@ -67,67 +67,18 @@ func run(root, rateList string, duration time.Duration, out string) error {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	ctx := context.Background()
-	fmt.Println("==> control plane, webhook and policies")
-	c, err := cluster.Start(filepath.Join(root, "bin", "k8s"), filepath.Join(root, "manifests", "crds"), dir)
+	h, err := start(ctx, root, dir)
 	if err != nil {
 		return err
 	}
-	defer c.Stop()
-	for _, ns := range []string{"portcullis-system", "shop"} {
-		if _, stderr, err := c.Kubectl(ctx, "", "create", "namespace", ns); err != nil {
-			return fmt.Errorf("%w: %s", err, stderr)
-		}
-	}
-	bin, err := cluster.BuildWebhook(root, dir)
-	if err != nil {
-		return err
-	}
-	noopBin := filepath.Join(dir, "noop")
-	if b, err := exec.Command("go", "build", "-o", noopBin, filepath.Join(root, "test", "load", "noop")).CombinedOutput(); err != nil { //nolint:gosec // builds the harness's own binary
-		return fmt.Errorf("building the no-op server: %w\n%s", err, b)
-	}
-	port, _ := cluster.FreePort()
-	probes, _ := cluster.FreePort()
-	noopPort, _ := cluster.FreePort()
-	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
-	if err != nil {
-		return err
-	}
-	srv, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
-		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
-		"--validating-webhook-configuration", "none", "--leader-elect=false",
-		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	if _, stderr, err := c.Kubectl(ctx, "", "apply", "-f", filepath.Join(root, "test", "load", "policies")); err != nil {
-		return fmt.Errorf("%w: %s", err, stderr)
-	}
-	if _, stderr, err := c.Kubectl(ctx, "", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
-		return fmt.Errorf("policies not ready: %w: %s", err, stderr)
-	}
-	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes)); err != nil {
-		return err
-	}
-	// The no-op server serves the same certificate, read back from the Secret.
-	certDir := filepath.Join(dir, "noop-certs")
-	if err := writeCert(ctx, c, certDir); err != nil {
-		return err
-	}
-	noop, err := cluster.StartProcess(noopBin, logFile, "--port", fmt.Sprint(noopPort), "--cert-dir", certDir)
-	if err != nil {
-		return err
-	}
-	defer noop.Stop()
-
+	defer h.stop()
 	body, err := review(filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"))
 	if err != nil {
 		return err
 	}
 	fmt.Printf("==> AdmissionReview of %d bytes (Pod %s), %s per rate, GOMAXPROCS %d, %d CPUs\n", len(body), "pkg/policies/testdata/bench/pod.json", duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	// Both servers must answer the review as expected before being measured.
-	for name, p := range map[string]int{"portcullis": port, "noop": noopPort} {
+	for name, p := range map[string]int{"portcullis": h.port, "noop": h.noopPort} {
 		deadline := time.Now().Add(20 * time.Second)
 		for err := check(p, body); err != nil; err = check(p, body) {
 			if time.Now().After(deadline) {
@@ -136,32 +87,13 @@ func run(root, rateList string, duration time.Duration, out string) error {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	var results []result
-	for _, r := range strings.Split(rateList, ",") {
-		rate, err := strconv.Atoi(strings.TrimSpace(r))
-		if err != nil {
-			return fmt.Errorf("-rates: %w", err)
-		}
-		for _, s := range []struct {
-			name string
-			port int
-			pid  int
-		}{{"noop", noopPort, noop.Pid()}, {"portcullis", port, srv.Pid()}} {
-			res, err := attack(s.name, s.port, s.pid, body, rate, duration)
-			if err != nil {
-				return err
-			}
-			results = append(results, res)
-			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB\n",
-				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB)
-		}
-		n := len(results)
-		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
-			results[n-1].CPUPerReview/results[n-2].CPUPerReview, results[n-1].P50Ms/results[n-2].P50Ms, results[n-1].P99Ms/results[n-2].P99Ms)
+	results, err := measure(rateList, duration, body, []target{{"noop", h.noopPort, h.noop.Pid()}, {"portcullis", h.port, h.srv.Pid()}})
+	if err != nil {
+		return err
 	}
 	if tenantRate > 0 {
 		rate, _ := strconv.Atoi(strings.TrimSpace(strings.Split(rateList, ",")[0]))
-		res, err := noisyTenant(ctx, c, port, srv.Pid(), body, rate, duration)
+		res, err := noisyTenant(ctx, h.c, h.port, h.srv.Pid(), body, rate, duration)
 		if err != nil {
 			return err
 		}
@@ -172,6 +104,117 @@ func run(root, rateList string, duration time.Duration, out string) error {
 		return err
 	}
 	return os.WriteFile(out, data, 0o600)
+}
+
+// harness is the control plane, the server and the no-op floor, running.
+type harness struct {
+	c              *cluster.Cluster
+	srv, noop      *cluster.Process
+	port, noopPort int
+}
+
+func (h *harness) stop() {
+	for _, p := range []*cluster.Process{h.noop, h.srv} {
+		if p != nil {
+			p.Stop()
+		}
+	}
+	h.c.Stop()
+}
+
+// start runs a control plane, the server with the load policies, and the no-op server on the
+// same certificate.
+func start(ctx context.Context, root, dir string) (h *harness, err error) {
+	fmt.Println("==> control plane, webhook and policies")
+	c, err := cluster.Start(filepath.Join(root, "bin", "k8s"), filepath.Join(root, "manifests", "crds"), dir)
+	if err != nil {
+		return nil, err
+	}
+	h = &harness{c: c}
+	defer func() {
+		if err != nil {
+			h.stop()
+		}
+	}()
+	for _, ns := range []string{"portcullis-system", "shop"} {
+		if _, stderr, err := c.Kubectl(ctx, "", "create", "namespace", ns); err != nil {
+			return nil, fmt.Errorf("%w: %s", err, stderr)
+		}
+	}
+	bin, err := cluster.BuildWebhook(root, dir)
+	if err != nil {
+		return nil, err
+	}
+	noopBin := filepath.Join(dir, "noop")
+	if b, err := exec.Command("go", "build", "-o", noopBin, filepath.Join(root, "test", "load", "noop")).CombinedOutput(); err != nil { //nolint:gosec // builds the harness's own binary
+		return nil, fmt.Errorf("building the no-op server: %w\n%s", err, b)
+	}
+	port, _ := cluster.FreePort()
+	probes, _ := cluster.FreePort()
+	noopPort, _ := cluster.FreePort()
+	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
+		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
+		"--validating-webhook-configuration", "none", "--leader-elect=false",
+		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+	if err != nil {
+		return nil, err
+	}
+	h.srv, h.port = srv, port
+	if _, stderr, err := c.Kubectl(ctx, "", "apply", "-f", filepath.Join(root, "test", "load", "policies")); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr)
+	}
+	if _, stderr, err := c.Kubectl(ctx, "", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=60s"); err != nil {
+		return nil, fmt.Errorf("policies not ready: %w: %s", err, stderr)
+	}
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes)); err != nil {
+		return nil, err
+	}
+	// The no-op server serves the same certificate, read back from the Secret.
+	certDir := filepath.Join(dir, "noop-certs")
+	if err := writeCert(ctx, c, certDir); err != nil {
+		return nil, err
+	}
+	noop, err := cluster.StartProcess(noopBin, logFile, "--port", fmt.Sprint(noopPort), "--cert-dir", certDir)
+	if err != nil {
+		return nil, err
+	}
+	h.noop, h.noopPort = noop, noopPort
+	return h, nil
+}
+
+// target is a server to load.
+type target struct {
+	name      string
+	port, pid int
+}
+
+// measure loads each target at each rate and prints each result and its ratio to the first
+// target's (the floor).
+func measure(rateList string, duration time.Duration, body []byte, targets []target) ([]result, error) {
+	var results []result
+	for _, r := range strings.Split(rateList, ",") {
+		rate, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil {
+			return nil, fmt.Errorf("-rates: %w", err)
+		}
+		for _, s := range targets {
+			res, err := attack(s.name, s.port, s.pid, body, rate, duration)
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, res)
+			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB\n",
+				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB)
+		}
+		n := len(results)
+		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
+			results[n-1].CPUPerReview/results[n-2].CPUPerReview, results[n-1].P50Ms/results[n-2].P50Ms, results[n-1].P99Ms/results[n-2].P99Ms)
+	}
+	return results, nil
 }
 
 func attack(name string, port, pid int, body []byte, rate int, d time.Duration) (result, error) {
