@@ -9,18 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 // TestRotatorKick: with checks an hour apart, a Secret that loses its certificate is repaired as
 // soon as the rotator is kicked (by the Source, which watches the Secret), not an hour later.
 func TestRotatorKick(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	cl := fake.NewClientBuilder().WithScheme(scheme).Build()
-	key := types.NamespacedName{Namespace: "portcullis-system", Name: "portcullis-webhook-tls"}
+	cl, key := fakeSecrets(t)
 	r := &Rotator{Client: cl, Reader: cl, Secret: key, DNSNames: []string{"portcullis-webhook.portcullis-system.svc"},
 		Lifetimes: Lifetimes{Leaf: 90 * 24 * time.Hour, CA: 10 * 365 * 24 * time.Hour}, Interval: time.Hour}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -61,4 +57,14 @@ func TestRotatorKick(t *testing.T) {
 	waitFor("the Secret recreated after a kick", func() bool { return crt() != nil })
 	cancel()
 	<-done
+}
+
+// fakeSecrets is a fake client for Secrets, and the name of the serving certificate's Secret.
+func fakeSecrets(t *testing.T) (client.Client, types.NamespacedName) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).Build(), types.NamespacedName{Namespace: "portcullis-system", Name: "portcullis-webhook-tls"}
 }

@@ -7,10 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
@@ -18,12 +14,7 @@ import (
 // served; a Secret deleted or damaged keeps the last good one served, and every change is
 // passed on (to the rotator, which repairs it).
 func TestSource(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	cl := fake.NewClientBuilder().WithScheme(scheme).Build()
-	key := types.NamespacedName{Namespace: "portcullis-system", Name: "portcullis-webhook-tls"}
+	cl, key := fakeSecrets(t)
 	changes := 0
 	s := &Source{Client: cl, Secret: key, Changed: func() { changes++ }}
 	reconcileOnce := func() error {
