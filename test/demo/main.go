@@ -208,6 +208,7 @@ func (d *demo) applyWorkloads() error {
 	files, _ := filepath.Glob(filepath.Join(workloads, "*.yaml"))
 	slices.Sort(files)
 	disagreements := 0
+	var printed []string
 	for _, f := range files {
 		rel, _ := filepath.Rel(root, f)
 		_, stderr, err := d.kubectl("", "apply", "-f", f)
@@ -231,12 +232,58 @@ func (d *demo) applyWorkloads() error {
 			agree = fmt.Sprintf("CLI predicted %s!", predicted[rel])
 			disagreements++
 		}
-		fmt.Printf("%-9s %-38s %s  %s\n", verdict, rel, agree, message)
+		line := fmt.Sprintf("%-9s %-38s %s  %s", verdict, rel, agree, message)
+		fmt.Println(line)
+		printed = append(printed, line)
 	}
 	if disagreements > 0 {
 		return fmt.Errorf("%d verdicts differ between the cluster and the CLI", disagreements)
 	}
+	return checkReadme(filepath.Join(root, "README.md"), printed)
+}
+
+// checkReadme fails when the README's sample of the demo's output is not what the demo printed:
+// the same lines in the same order, where "..." in the README stands for text left out.
+func checkReadme(readme string, printed []string) error {
+	data, err := os.ReadFile(readme)
+	if err != nil {
+		return err
+	}
+	var sample []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if strings.Contains(line, "examples/workloads/") && strings.Contains(line, "CLI agrees") {
+			sample = append(sample, line)
+		}
+	}
+	if len(sample) != len(printed) {
+		return fmt.Errorf("README.md shows %d lines of the demo's output, the demo printed %d: mend the README", len(sample), len(printed))
+	}
+	for i, got := range printed {
+		if want := sample[i]; !elidedMatch(want, got) {
+			return fmt.Errorf("README.md's sample of the demo's output is stale: mend it\n  README: %s\n  demo:   %s", want, got)
+		}
+	}
 	return nil
+}
+
+// elidedMatch reports whether got is want with each "..." standing for any text.
+func elidedMatch(want, got string) bool {
+	parts := strings.Split(want, "...")
+	if len(parts) == 1 {
+		return want == got
+	}
+	if !strings.HasPrefix(got, parts[0]) {
+		return false
+	}
+	rest := got[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(rest, p)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(p):]
+	}
+	return strings.HasSuffix(rest, parts[len(parts)-1])
 }
 
 // classify turns kubectl's answer into the demo's verdict; "" is an unexpected failure.
