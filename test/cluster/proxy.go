@@ -30,8 +30,13 @@ type Proxy struct {
 	wg      sync.WaitGroup
 }
 
-// ProbePeriod is how often the proxy probes each backend's readiness.
-const ProbePeriod = 250 * time.Millisecond
+// ProbePeriod is how often the proxy probes each backend's readiness. As the kubelet does, a
+// backend leaves the rotation after ProbeFailures probes in a row fail (a slow answer on a busy
+// machine is not a stopping replica) and joins it again at the first that passes.
+const (
+	ProbePeriod   = 250 * time.Millisecond
+	ProbeFailures = 2
+)
 
 // StartProxy listens on a free loopback port and proxies to backends.
 func StartProxy(backends []Backend) (*Proxy, error) {
@@ -61,9 +66,10 @@ func (p *Proxy) Close() {
 
 func (p *Proxy) probe() {
 	defer p.wg.Done()
-	client := &http.Client{Timeout: 500 * time.Millisecond}
+	client := &http.Client{Timeout: time.Second}
 	t := time.NewTicker(ProbePeriod)
 	defer t.Stop()
+	failures := make([]int, len(p.backends))
 	for {
 		for i, b := range p.backends {
 			resp, err := client.Get(b.ReadyURL)
@@ -71,7 +77,12 @@ func (p *Proxy) probe() {
 			if err == nil {
 				_ = resp.Body.Close()
 			}
-			p.ready[i].Store(ok)
+			if ok {
+				failures[i] = 0
+			} else {
+				failures[i]++
+			}
+			p.ready[i].Store(failures[i] < ProbeFailures && (ok || p.ready[i].Load()))
 		}
 		select {
 		case <-p.stop:
