@@ -241,8 +241,8 @@ func startServer(cfg *rest.Config, o *app.Options) error {
 	return nil
 }
 
-// waitReady waits for /readyz, the injected caBundle, and a review answered through the API
-// server.
+// waitReady waits for /readyz, the injected caBundle (this server leads), and the API server
+// taking a create.
 func waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var last error
@@ -281,7 +281,8 @@ func readyOnce(ctx context.Context) error {
 	if len(mcfg.Webhooks[0].ClientConfig.CABundle) == 0 {
 		return errors.New("caBundle not injected into the mutating webhook yet")
 	}
-	// A dry-run create goes through the webhook (sideEffects: None).
+	// The API server takes a dry-run create: with no policy yet, the webhooks' rules are empty
+	// and intercept nothing, so this checks the API server, not the webhook.
 	pod := testPod("ready-probe", "nginx:1.27")
 	pod.Namespace = "default"
 	return e2e.client.Create(ctx, pod, client.DryRunAll)

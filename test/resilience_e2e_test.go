@@ -454,7 +454,7 @@ func (f *fleet) review(t *testing.T, i int, labels map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the replica's self-signed certificate
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the replica's self-signed certificate
 	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", f.webhook[i], app.ValidatePath), "application/json", bytes.NewReader(body))
 	if err != nil {
 		return err.Error()

@@ -78,7 +78,7 @@ func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, e
 		errs = append(errs, s.apply(ctx, s.Validating, &cfg, func() bool {
 			changed := false
 			for i := range cfg.Webhooks {
-				changed = s.follow(cfg.Webhooks[i].ClientConfig, &cfg.Webhooks[i].Rules, s.ValidatePath, plan.Validating, served.FailedGroups) || changed
+				changed = follow(cfg.Webhooks[i].ClientConfig, &cfg.Webhooks[i].Rules, s.ValidatePath, plan.Validating, served.FailedGroups) || changed
 			}
 			return changed
 		}))
@@ -88,7 +88,7 @@ func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, e
 		errs = append(errs, s.apply(ctx, s.Mutating, &cfg, func() bool {
 			changed := false
 			for i := range cfg.Webhooks {
-				changed = s.follow(cfg.Webhooks[i].ClientConfig, &cfg.Webhooks[i].Rules, s.MutatePath, plan.Mutating, served.FailedGroups) || changed
+				changed = follow(cfg.Webhooks[i].ClientConfig, &cfg.Webhooks[i].Rules, s.MutatePath, plan.Mutating, served.FailedGroups) || changed
 			}
 			return changed
 		}))
@@ -98,7 +98,7 @@ func (s *Syncer) Sync(ctx context.Context, needs []Need) (map[string][]string, e
 
 // follow sets the rules of a webhook that calls path to want, and reports whether they changed;
 // other webhooks (the policy webhook) are left alone.
-func (s *Syncer) follow(cc admissionregistrationv1.WebhookClientConfig, rules *[]admissionregistrationv1.RuleWithOperations, path string, want []admissionregistrationv1.RuleWithOperations, failed sets.Set[string]) bool {
+func follow(cc admissionregistrationv1.WebhookClientConfig, rules *[]admissionregistrationv1.RuleWithOperations, path string, want []admissionregistrationv1.RuleWithOperations, failed sets.Set[string]) bool {
 	return calls(cc, path) && setRules(rules, want, failed)
 }
 

@@ -47,8 +47,15 @@ func (*Elector) NeedLeaderElection() bool { return false }
 func (e *Elector) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("leader").WithValues("lease", e.Namespace+"/"+e.Name, "identity", e.ID)
 	for ctx.Err() == nil {
-		var led sync.WaitGroup
-		leading := false
+		// Run starts OnStartedLeading in a goroutine of its own and returns, once the lease is
+		// lost, without waiting for it; that goroutine may even start after Run returned. So the
+		// work registers under mu, and once Run has returned (closed) none starts any more.
+		var (
+			mu      sync.Mutex
+			led     sync.WaitGroup
+			leading bool
+			closed  bool
+		)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: &resourcelock.LeaseLock{
 				LeaseMeta:  metav1.ObjectMeta{Namespace: e.Namespace, Name: e.Name},
@@ -62,9 +69,15 @@ func (e *Elector) Start(ctx context.Context) error {
 			Name:            e.Name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					mu.Lock()
+					if closed {
+						mu.Unlock()
+						return // the lease is already lost, and ctx with it
+					}
 					led.Add(1)
-					defer led.Done()
 					leading = true
+					mu.Unlock()
+					defer led.Done()
 					logger.Info("leading: starting leader-only work")
 					e.notify(true)
 					e.lead(ctx)
@@ -76,8 +89,10 @@ func (e *Elector) Start(ctx context.Context) error {
 			return fmt.Errorf("leader election: %w", err)
 		}
 		le.Run(ctx)
-		// Run returns once the lease is lost or ctx ended, without waiting for the work it
-		// started: wait for it, so two generations of leader work never overlap here.
+		// Wait for the work Run started, so two generations of leader work never overlap here.
+		mu.Lock()
+		closed = true
+		mu.Unlock()
 		led.Wait()
 		if leading {
 			logger.Info("stopped leading; leader-only work stopped")

@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"iter"
 	"slices"
 	"strings"
 
@@ -30,18 +29,9 @@ func (k KindSelector) String() string {
 	return k.Group + "/" + k.Kind
 }
 
-// ParseKindSelector parses an entry of match.kinds: "*", "Kind", "group/Kind" or "core/Kind".
-func ParseKindSelector(s string) (KindSelector, error) {
-	k, err := parseKind(s)
-	if err != nil {
-		return KindSelector{}, err
-	}
-	return KindSelector{GroupKind: k.gk, AnyGroup: k.anyGroup, Any: k.any}, nil
-}
-
 // Selects reports whether k selects gk.
 func (k KindSelector) Selects(gk schema.GroupKind) bool {
-	return kindMatcher{any: k.Any, anyGroup: k.AnyGroup, gk: k.GroupKind}.match(gk)
+	return k.Any || (k.Kind == gk.Kind && (k.AnyGroup || k.Group == gk.Group))
 }
 
 // Interception is what a policy needs the API server to send it: the requests for these kinds
@@ -66,9 +56,7 @@ func (p *CompiledPolicy) Interception() Interception {
 	if len(m.kinds) == 0 {
 		in.Kinds = []KindSelector{{Any: true}}
 	}
-	for _, k := range m.kinds {
-		in.Kinds = append(in.Kinds, KindSelector{GroupKind: k.gk, AnyGroup: k.anyGroup, Any: k.any})
-	}
+	in.Kinds = append(in.Kinds, m.kinds...)
 	if m.podControllers {
 		for gk := range podControllerKinds {
 			in.Kinds = append(in.Kinds, KindSelector{GroupKind: gk})
@@ -84,22 +72,4 @@ func (p *CompiledPolicy) Interception() Interception {
 	}
 	slices.Sort(in.Operations)
 	return in
-}
-
-// All yields every policy of the engine: the ClusterPolicies, then each namespace's Policies.
-func (e *Engine) All() iter.Seq[*CompiledPolicy] {
-	return func(yield func(*CompiledPolicy) bool) {
-		for _, p := range e.cluster {
-			if !yield(p) {
-				return
-			}
-		}
-		for _, list := range e.namespaced {
-			for _, p := range list {
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
 }

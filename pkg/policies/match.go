@@ -15,25 +15,14 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
 
-// kindMatcher matches one entry of match.kinds.
-type kindMatcher struct {
-	any      bool
-	anyGroup bool
-	gk       schema.GroupKind
-}
-
-func (k kindMatcher) match(gk schema.GroupKind) bool {
-	return k.any || (k.gk.Kind == gk.Kind && (k.anyGroup || k.gk.Group == gk.Group))
-}
-
 // matchesPod reports whether the entry selects core Pods, which pulls in the pod controllers.
-func (k kindMatcher) matchesPod() bool {
-	return k.match(schema.GroupKind{Kind: "Pod"})
+func (k KindSelector) matchesPod() bool {
+	return k.Selects(schema.GroupKind{Kind: "Pod"})
 }
 
 // matcher is a compiled MatchResources.
 type matcher struct {
-	kinds          []kindMatcher
+	kinds          []KindSelector
 	podControllers bool // a kind entry selects Pods and the policy extends Pod rules to controllers
 	ops            map[v1alpha1.Operation]bool
 	namespaces     []glob
@@ -50,7 +39,7 @@ func compileMatch(m *v1alpha1.MatchResources, podControllers bool, defaultOps []
 	c := &matcher{}
 	for i, k := range m.Kinds {
 		p := path.Child("kinds").Index(i)
-		km, err := parseKind(k)
+		km, err := ParseKindSelector(k)
 		if err != nil {
 			errs = append(errs, field.Invalid(p, k, err.Error()))
 			continue
@@ -113,25 +102,26 @@ func compileNamespaceGlobs(patterns []string, path *field.Path) ([]glob, field.E
 	return out, errs
 }
 
-func parseKind(s string) (kindMatcher, error) {
+// ParseKindSelector parses an entry of match.kinds: "*", "Kind", "group/Kind" or "core/Kind".
+func ParseKindSelector(s string) (KindSelector, error) {
 	if s == "*" {
-		return kindMatcher{any: true}, nil
+		return KindSelector{Any: true}, nil
 	}
 	group, kind, grouped := strings.Cut(s, "/")
 	if !grouped {
 		kind, group = group, ""
 	}
 	if !kindPattern.MatchString(kind) {
-		return kindMatcher{}, fmt.Errorf(`must be "*", "Kind" or "group/Kind", with Kind in CamelCase`)
+		return KindSelector{}, fmt.Errorf(`must be "*", "Kind" or "group/Kind", with Kind in CamelCase`)
 	}
 	if grouped {
 		if group == "core" {
 			group = ""
 		} else if msgs := validation.IsDNS1123Subdomain(group); len(msgs) > 0 {
-			return kindMatcher{}, fmt.Errorf("group: %s", strings.Join(msgs, "; "))
+			return KindSelector{}, fmt.Errorf("group: %s", strings.Join(msgs, "; "))
 		}
 	}
-	return kindMatcher{anyGroup: !grouped, gk: schema.GroupKind{Group: group, Kind: kind}}, nil
+	return KindSelector{AnyGroup: !grouped, GroupKind: schema.GroupKind{Group: group, Kind: kind}}, nil
 }
 
 // matchKind reports whether the kind is selected, directly or as a pod controller.
@@ -140,7 +130,7 @@ func (m *matcher) matchKind(gk schema.GroupKind) bool {
 		return true
 	}
 	for _, k := range m.kinds {
-		if k.match(gk) {
+		if k.Selects(gk) {
 			return true
 		}
 	}

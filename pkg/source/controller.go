@@ -59,8 +59,6 @@ type PolicyController struct {
 	leading  atomic.Bool // this replica leads: it writes status
 	kick     chan event.GenericEvent
 	compiled map[types.UID]*compiledObject
-	// notIntercepted is what the last sync of the webhooks' rules could not give each policy.
-	notIntercepted map[string][]string
 	// usage is what each counted Policy used at the last build, for the policy webhook;
 	// exceptionUsage the namespace of each counted exception.
 	usage          atomic.Pointer[map[types.UID]charge]
@@ -174,7 +172,9 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 			return reconcile.Result{}, fmt.Errorf("listing policies: %w", err)
 		}
 	}
-	b := &build{ctx: ctx, now: time.Now, seen: map[types.UID]bool{}, charges: map[types.UID]charge{}, counted: map[types.UID]string{}}
+	// Leadership is read once: a replica that becomes leader in the middle of this build neither
+	// syncs the rules nor says a policy is enforced; its Lead starts a build of its own.
+	b := &build{ctx: ctx, now: time.Now, leading: c.isLeader(), seen: map[types.UID]bool{}, charges: map[types.UID]charge{}, counted: map[types.UID]string{}}
 	if c.Now != nil {
 		b.now = c.Now
 	}
@@ -194,9 +194,11 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	compiled := append(b.cluster, b.namespaced...)
 	c.Engines.Store(policies.NewEngine(compiled, b.exceptions, c.Now))
 	// Then the webhooks' rules: a policy is enforced once the API server sends it its kinds.
-	notIntercepted, err := c.syncWebhooks(ctx, compiled)
-	if err != nil {
-		return reconcile.Result{}, err
+	if b.leading {
+		var err error
+		if b.notIntercepted, err = c.syncWebhooks(ctx, compiled); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	// Status last: what it says is enforced, is.
 	var statusErrs []error
@@ -206,7 +208,7 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 	if c.Metrics != nil {
 		c.Metrics.Policies.Set(float64(len(compiled)))
 	}
-	return c.requeue(b, notIntercepted), errors.Join(statusErrs...)
+	return c.requeue(b), errors.Join(statusErrs...)
 }
 
 // build is one engine build: what it compiled, what it counted against the tenant budgets, and
@@ -214,13 +216,16 @@ func (c *PolicyController) Reconcile(ctx context.Context, _ reconcile.Request) (
 type build struct {
 	ctx                 context.Context
 	now                 func() time.Time
+	leading             bool // writes status and syncs the webhooks' rules
 	seen                map[types.UID]bool
 	cluster, namespaced []*policies.CompiledPolicy
 	exceptions          []*policies.CompiledException
 	charges             map[types.UID]charge // each counted Policy's use of its namespace's budget
 	counted             map[types.UID]string // each counted exception's namespace
 	nextExpiry          time.Time            // of the exceptions in force
-	pending             []func() error
+	// notIntercepted is, per policy, what the webhooks' rules cannot send it (on the leader).
+	notIntercepted map[string][]string
+	pending        []func() error
 }
 
 func (c *PolicyController) buildClusterPolicies(b *build, items []v1alpha1.ClusterPolicy) {
@@ -232,7 +237,7 @@ func (c *PolicyController) buildClusterPolicies(b *build, items []v1alpha1.Clust
 		if co.policy != nil {
 			b.cluster = append(b.cluster, co.policy)
 		}
-		b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
+		b.pending = append(b.pending, func() error { return c.writeStatus(b, p, &p.Status, co) })
 	}
 }
 
@@ -254,7 +259,7 @@ func (c *PolicyController) buildPolicies(b *build, items []v1alpha1.Policy) {
 		if why := usage.reserve(p.Namespace, rules); why != "" {
 			delete(c.compiled, p.UID) // an earlier generation, compiled when it fitted, is not kept
 			co := &compiledObject{generation: p.Generation, overBudget: why}
-			b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
+			b.pending = append(b.pending, func() error { return c.writeStatus(b, p, &p.Status, co) })
 			continue
 		}
 		co := c.compile(p, usesSecretKeys(&p.Spec))
@@ -270,7 +275,7 @@ func (c *PolicyController) buildPolicies(b *build, items []v1alpha1.Policy) {
 			}
 		}
 		b.charges[p.UID] = ch
-		b.pending = append(b.pending, func() error { return c.writeStatus(b.ctx, p, &p.Status, co) })
+		b.pending = append(b.pending, func() error { return c.writeStatus(b, p, &p.Status, co) })
 	}
 	sortByName(b.namespaced, func(p *policies.CompiledPolicy) string { return p.Name })
 }
@@ -305,10 +310,10 @@ func (c *PolicyController) buildExceptions(b *build, items []v1alpha1.PolicyExce
 	}
 }
 
-// syncWebhooks has the leader bring the webhooks' rules to what compiled needs, and returns what
-// each policy cannot have intercepted.
+// syncWebhooks, on the leader, brings the webhooks' rules to what compiled needs, and returns
+// what each policy cannot have intercepted.
 func (c *PolicyController) syncWebhooks(ctx context.Context, compiled []*policies.CompiledPolicy) (map[string][]string, error) {
-	if c.Interceptor == nil || !c.isLeader() {
+	if c.Interceptor == nil {
 		return nil, nil
 	}
 	needs := make([]intercept.Need, 0, len(compiled))
@@ -319,14 +324,13 @@ func (c *PolicyController) syncWebhooks(ctx context.Context, compiled []*policie
 	if err != nil {
 		return nil, fmt.Errorf("keeping the webhook rules: %w", err)
 	}
-	c.notIntercepted = notIntercepted
 	return notIntercepted, nil
 }
 
 // requeue says when to build again without a change: when an exception expires (to say so in
 // its status), when keys in Secrets are due for a refresh, and while a kind cannot be resolved
 // (an API service back, a CRD established after its watch event).
-func (c *PolicyController) requeue(b *build, notIntercepted map[string][]string) reconcile.Result {
+func (c *PolicyController) requeue(b *build) reconcile.Result {
 	var after time.Duration
 	sooner := func(d time.Duration) {
 		if after == 0 || d < after {
@@ -342,7 +346,7 @@ func (c *PolicyController) requeue(b *build, notIntercepted map[string][]string)
 			break
 		}
 	}
-	if len(notIntercepted) > 0 {
+	if len(b.notIntercepted) > 0 {
 		sooner(reresolve)
 	}
 	return reconcile.Result{RequeueAfter: after}
@@ -357,7 +361,7 @@ func (c *PolicyController) recordCompileErrors() {
 	counts := map[[2]string]int{}
 	for _, co := range c.compiled {
 		key := [2]string{co.kind, co.name}
-		if co.kind != "ClusterPolicy" {
+		if co.kind != policies.KindClusterPolicy {
 			key = [2]string{co.kind, metrics.Namespaced}
 		}
 		counts[key] += len(co.errs)

@@ -19,8 +19,12 @@ import (
 // 32768.
 const maxConditionMessage = 16 << 10
 
-func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, status *v1alpha1.PolicyStatus, co *compiledObject) error {
-	conds, observed, statusErrs := &status.Conditions, &status.ObservedGeneration, &status.Errors
+// writeStatus writes a policy's status once build b's engine is in place, when b was built as
+// the leader.
+func (c *PolicyController) writeStatus(b *build, obj client.Object, status *v1alpha1.PolicyStatus, co *compiledObject) error {
+	if !b.leading {
+		return nil
+	}
 	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Compiled", Message: "the policy is compiled and enforced", ObservedGeneration: co.generation}
 	errs := co.errs
 	var degraded *metav1.Condition
@@ -40,38 +44,39 @@ func (c *PolicyController) writeStatus(ctx context.Context, obj client.Object, s
 		errs = []string{"over budget: " + co.overBudget}
 	}
 	cond.Message = policies.Truncate(cond.Message, maxConditionMessage)
-	intercepted := c.interceptedCondition(co)
-	return c.patchStatus(ctx, obj, func() bool {
-		changed := apimeta.SetStatusCondition(conds, cond)
-		if intercepted != nil {
-			changed = apimeta.SetStatusCondition(conds, *intercepted) || changed
-		} else {
-			changed = apimeta.RemoveStatusCondition(conds, ConditionIntercepted) || changed
+	intercepted := c.interceptedCondition(co, b.notIntercepted)
+	return c.patchStatus(b.ctx, obj, func() bool {
+		changed := apimeta.SetStatusCondition(&status.Conditions, cond)
+		changed = setOrRemove(&status.Conditions, ConditionIntercepted, intercepted) || changed
+		changed = setOrRemove(&status.Conditions, ConditionDegraded, degraded) || changed
+		if status.ObservedGeneration != co.generation {
+			status.ObservedGeneration, changed = co.generation, true
 		}
-		if degraded != nil {
-			changed = apimeta.SetStatusCondition(conds, *degraded) || changed
-		} else {
-			changed = apimeta.RemoveStatusCondition(conds, ConditionDegraded) || changed
-		}
-		if *observed != co.generation {
-			*observed, changed = co.generation, true
-		}
-		if !slices.Equal(*statusErrs, errs) {
-			*statusErrs, changed = errs, true
+		if !slices.Equal(status.Errors, errs) {
+			status.Errors, changed = errs, true
 		}
 		return changed
 	})
 }
 
+// setOrRemove sets the condition of type typ to cond, or removes it when cond is nil, and
+// reports whether anything changed.
+func setOrRemove(conds *[]metav1.Condition, typ string, cond *metav1.Condition) bool {
+	if cond == nil {
+		return apimeta.RemoveStatusCondition(conds, typ)
+	}
+	return apimeta.SetStatusCondition(conds, *cond)
+}
+
 // interceptedCondition says whether the webhooks send an enforced policy all it matches; nil when
 // the policy is not enforced or no Interceptor keeps the rules.
-func (c *PolicyController) interceptedCondition(co *compiledObject) *metav1.Condition {
+func (c *PolicyController) interceptedCondition(co *compiledObject, notIntercepted map[string][]string) *metav1.Condition {
 	if c.Interceptor == nil || co.policy == nil || co.overBudget != "" {
 		return nil
 	}
 	cond := &metav1.Condition{Type: ConditionIntercepted, Status: metav1.ConditionTrue, Reason: "Intercepted", ObservedGeneration: co.generation,
 		Message: "the webhooks send this policy every kind and operation it matches"}
-	if problems := c.notIntercepted[co.policy.Name]; len(problems) > 0 {
+	if problems := notIntercepted[co.policy.Name]; len(problems) > 0 {
 		cond.Status, cond.Reason = metav1.ConditionFalse, "NotIntercepted"
 		cond.Message = policies.Truncate("the cluster does not enforce all this policy matches, the rest is enforced: "+strings.Join(problems, "; "), maxConditionMessage)
 	}

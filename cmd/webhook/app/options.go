@@ -354,8 +354,11 @@ func (o *Options) tenantKinds() intercept.TenantKinds {
 	out := intercept.TenantKinds{}
 	for _, k := range o.NamespacedPolicyKinds {
 		sel, err := policies.ParseKindSelector(k)
-		if err != nil || sel.Any {
-			return nil // validated at start; "*" allows every namespaced kind
+		switch {
+		case err != nil:
+			continue // refused by Validate at start; never widens the bound
+		case sel.Any:
+			return nil // every namespaced kind
 		}
 		out = append(out, sel)
 	}
