@@ -15,8 +15,9 @@ import (
 // MutationsAnnotation records on an object which policy/rule mutated it.
 const MutationsAnnotation = "portcullis.dev/mutations"
 
-// AppliedPrefix starts the message of a mutating rule that changed the object.
-const AppliedPrefix = "applied: "
+// appliedPrefix starts the message of a mutating rule that changed the object; what changed is
+// also in Result.Changes, which is what code reads.
+const appliedPrefix = "applied: "
 
 // Mutation is what the mutating rules do to one request.
 type Mutation struct {
@@ -78,7 +79,7 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 					c.Apply()
 					m.Patches = append(m.Patches, c.Patch)
 				}
-				parts = append(parts, AppliedPrefix+strings.Join(descriptions, "; "))
+				parts = append(parts, appliedPrefix+strings.Join(descriptions, "; "))
 				result.Changes = descriptions
 				applied = append(applied, p.Name+"/"+r.name)
 			default:

@@ -19,6 +19,55 @@ type Result struct {
 	Result   policies.Outcome     `json:"result"`
 	Action   v1alpha1.Enforcement `json:"action,omitempty"`
 	Message  string               `json:"message,omitempty"`
+	// Changes are what a mutating rule in Deny changed, each described; the check went on with
+	// the changed object.
+	Changes []string `json:"changes,omitempty"`
+	// Warnings are what a mutating rule could not do, e.g. a container with no port to probe.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// engine is the result as the engine returned it, for policies.Decide.
+func (r *Result) engine() policies.Result {
+	return policies.Result{Policy: r.Policy, Rule: r.Rule, Resource: r.Resource, Result: r.Result, Action: r.Action,
+		Message: r.Message, Changes: r.Changes, Warnings: r.Warnings}
+}
+
+// Decide is what the API server does with a resource of these results: policies.Decide, the
+// one mapping from results to a decision, on results read back from a report.
+func Decide(results []Result) policies.Decision {
+	engine := make([]policies.Result, len(results))
+	for i := range results {
+		engine[i] = results[i].engine()
+	}
+	return policies.Decide(engine)
+}
+
+// Verdict is a resource's verdict in the text output: the decision's verdict (DENY, MUTATE,
+// WARN, PASS), but AUDIT for an admitted resource an Audit rule fails, and SKIP when no rule
+// applied.
+func Verdict(results []Result) string {
+	d := Decide(results)
+	switch d.Verdict {
+	case policies.Denied:
+		return "DENY"
+	case policies.Mutated:
+		return "MUTATE"
+	case policies.Warned:
+		return "WARN"
+	}
+	skipped := 0
+	for i := range results {
+		switch results[i].Result {
+		case policies.Fail:
+			return "AUDIT"
+		case policies.Skip:
+			skipped++
+		}
+	}
+	if skipped == len(results) {
+		return "SKIP"
+	}
+	return "PASS"
 }
 
 // Summary counts the results by outcome; Warn counts the failures whose action is Warn.
@@ -49,7 +98,8 @@ type group struct {
 func (r *Report) Add(file string, ref policies.Ref, results []policies.Result) {
 	g := group{file: file, ref: ref}
 	for _, res := range results {
-		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Result: res.Result, Action: res.Action, Message: res.Message}
+		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Result: res.Result, Action: res.Action,
+			Message: res.Message, Changes: res.Changes, Warnings: res.Warnings}
 		g.results = append(g.results, jr)
 		r.Results = append(r.Results, jr)
 		switch res.Result {
@@ -102,31 +152,18 @@ func (r *Report) printText(w io.Writer) error {
 	denied := 0
 	var b strings.Builder
 	for _, g := range r.groups {
-		verdict, counts := "PASS", map[policies.Outcome]int{}
+		verdict, counts := Verdict(g.results), map[policies.Outcome]int{}
 		var lines []string
 		for _, res := range g.results {
 			counts[res.Result]++
 			if res.Result == policies.Pass && res.Message == "" {
 				continue // a pass with something to say (a mutation applied, a warning) is listed
 			}
-			if res.Result == policies.Fail {
-				switch {
-				case res.Action == v1alpha1.Deny:
-					verdict = "DENY"
-				case res.Action == v1alpha1.Warn && verdict != "DENY":
-					verdict = "WARN"
-				case verdict == "PASS":
-					verdict = "AUDIT"
-				}
-			}
 			action, name := string(res.Action), policies.Label(res.Policy, res.Rule)
 			if res.Policy == "" {
 				action, name = "-", ""
 			}
 			lines = append(lines, fmt.Sprintf("  %-5s %-5s %s%s", strings.ToUpper(string(res.Result)), action, name, res.Message))
-		}
-		if counts[policies.Skip] == len(g.results) {
-			verdict = "SKIP"
 		}
 		if verdict == "DENY" {
 			denied++

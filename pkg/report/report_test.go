@@ -43,3 +43,51 @@ func TestReport(t *testing.T) {
 		t.Errorf("json round trip: %v %+v", err, back)
 	}
 }
+
+// TestVerdict: a resource's verdict is the engine's decision, with AUDIT and SKIP for what the
+// decision admits silently.
+func TestVerdict(t *testing.T) {
+	fail := func(a v1alpha1.Enforcement) Result {
+		return Result{Policy: "p", Rule: "r", Result: policies.Fail, Action: a}
+	}
+	pass := Result{Policy: "p", Rule: "ok", Result: policies.Pass, Action: v1alpha1.Deny}
+	for _, tc := range []struct {
+		name    string
+		results []Result
+		want    string
+	}{
+		{"deny beats all", []Result{fail(v1alpha1.Warn), fail(v1alpha1.Deny), {Result: policies.Pass, Action: v1alpha1.Deny, Changes: []string{"add x"}}}, "DENY"},
+		{"mutated", []Result{pass, {Result: policies.Pass, Action: v1alpha1.Deny, Changes: []string{"add x"}}, fail(v1alpha1.Warn)}, "MUTATE"},
+		{"warn", []Result{pass, fail(v1alpha1.Warn)}, "WARN"},
+		{"a mutating rule's warning", []Result{{Result: policies.Pass, Action: v1alpha1.Deny, Warnings: []string{"no port"}}}, "WARN"},
+		{"an Audit rule's warning is not shown", []Result{{Result: policies.Pass, Action: v1alpha1.Audit, Warnings: []string{"no port"}}}, "PASS"},
+		{"an ignored error warns", []Result{pass, {Result: policies.Error, Action: v1alpha1.Deny, Message: "x"}}, "WARN"},
+		{"audit", []Result{pass, fail(v1alpha1.Audit)}, "AUDIT"},
+		{"pass", []Result{pass, {Result: policies.Skip}}, "PASS"},
+		{"skip", []Result{{Result: policies.Skip}}, "SKIP"},
+	} {
+		if got := Verdict(tc.results); got != tc.want {
+			t.Errorf("%s: verdict %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestJSONCarriesChanges: what a mutation changed and could not do survive -o json, so a reader
+// decides as the engine does without parsing messages.
+func TestJSONCarriesChanges(t *testing.T) {
+	pod := policies.Ref{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web"}
+	var r Report
+	r.Add("web.yaml", pod, []policies.Result{{Policy: "p", Rule: "m", Resource: pod, Result: policies.Pass, Action: v1alpha1.Deny,
+		Message: "applied: add probe", Changes: []string{"add probe"}, Warnings: []string{"no port for c"}}})
+	var js bytes.Buffer
+	if err := r.Write(&js, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if d := Decide(back.Results); d.Verdict != policies.Mutated || len(d.Warnings) != 1 || d.Warnings[0] != "[p/m] no port for c" {
+		t.Errorf("decision from JSON %+v, want mutated with the warning", d)
+	}
+}

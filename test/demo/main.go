@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/report"
 	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
@@ -216,8 +217,9 @@ func (d *demo) applyWorkloads() error {
 		if verdict == "" {
 			return fmt.Errorf("kubectl apply -f %s: %w\n%s", rel, err, stderr)
 		}
-		if verdict == "ADMITTED" {
-			// Stored with the mutations annotation: a mutating rule changed it.
+		if verdict == "ADMITTED" || verdict == "WARNED" {
+			// Stored with the mutations annotation: a mutating rule changed it, and a mutated
+			// request is MUTATED even when it also warns, as the engine decides.
 			if by, _, _ := d.kubectl("", "get", "-f", f, "-o", `jsonpath={.metadata.annotations.portcullis\.dev/mutations}`); by != "" {
 				verdict, message = "MUTATED", "by "+by+": "+predictedMutation[rel]
 			}
@@ -306,6 +308,11 @@ func classify(stderr string, err error) (verdict, message string) {
 	return "ADMITTED", ""
 }
 
+// demoVerdict names the engine's verdicts as the demo prints them.
+var demoVerdict = map[policies.Verdict]string{
+	policies.Admitted: "ADMITTED", policies.Mutated: "MUTATED", policies.Warned: "WARNED", policies.Denied: "DENIED",
+}
+
 // predict runs the CLI on the workloads with the same policies and returns each file's verdict,
 // and the mutations it applies.
 func predict(ctx context.Context, root, workloads string) (map[string]string, map[string]string, error) {
@@ -317,31 +324,24 @@ func predict(ctx context.Context, root, workloads string) (map[string]string, ma
 	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 1) {
 		return nil, nil, fmt.Errorf("kubectl-portcullis check: %w", err)
 	}
-	var report struct {
-		Results []struct {
-			File, Result, Action, Message string
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(out, &report); err != nil {
+	var rep report.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, nil, err
 	}
-	verdicts, mutations := map[string]string{}, map[string]string{}
-	rank := map[string]int{"ADMITTED": 0, "MUTATED": 1, "WARNED": 2, "DENIED": 3}
-	for _, r := range report.Results {
+	byFile := map[string][]report.Result{}
+	for _, r := range rep.Results {
 		rel, _ := filepath.Rel(root, r.File)
-		v := "ADMITTED"
-		switch {
-		case r.Result == "fail" && r.Action == "Deny":
-			v = "DENIED"
-		case r.Result == "fail" && r.Action == "Warn":
-			v = "WARNED"
-		case r.Result == "pass" && strings.HasPrefix(r.Message, policies.AppliedPrefix):
-			v, mutations[rel] = "MUTATED", strings.TrimPrefix(r.Message, policies.AppliedPrefix)
-		case r.Result == "pass" && r.Message != "" && r.Action != "Audit":
-			v = "WARNED" // a mutating rule's warning, e.g. no port to probe
+		byFile[rel] = append(byFile[rel], r)
+	}
+	verdicts, mutations := map[string]string{}, map[string]string{}
+	for rel, results := range byFile {
+		verdicts[rel] = demoVerdict[report.Decide(results).Verdict]
+		var changes []string
+		for _, r := range results {
+			changes = append(changes, r.Changes...)
 		}
-		if cur, ok := verdicts[rel]; !ok || rank[v] > rank[cur] {
-			verdicts[rel] = v
+		if len(changes) > 0 {
+			mutations[rel] = strings.Join(changes, "; ")
 		}
 	}
 	return verdicts, mutations, nil

@@ -154,7 +154,7 @@ func TestCheckMutatesFirst(t *testing.T) {
 	}
 	golden(t, "check-mutates-first.text", out)
 	for _, want := range []string{
-		"testdata/mutate/workloads.yaml: apps/v1 Deployment shop/api: PASS (2 pass, 0 fail, 0 error, 0 skip)",
+		"testdata/mutate/workloads.yaml: apps/v1 Deployment shop/api: MUTATE (2 pass, 0 fail, 0 error, 0 skip)",
 		"  PASS  Deny  [probes/defaults] applied: add readinessProbe (httpGet :8080/readyz) to container api; add livenessProbe (httpGet :8080/healthz) to container api",
 		`  PASS  Deny  [probes/defaults] container "cleanup" declares no TCP port: no probe added; declare a containerPort or write its probes`,
 		"  FAIL  Deny  [require-probes/readiness] containers without a readinessProbe: cleanup",
