@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/google/cel-go/common/types"
@@ -99,6 +100,10 @@ type Request struct {
 	// AuditOnly turns every Deny into Audit: the cluster-wide dry run. Nothing is denied or
 	// mutated; results are recorded.
 	AuditOnly bool
+	// Background: the object is judged as it stands, outside any request (the audit scan), as
+	// a CREATE of it would be. Rules that read what only a request has (oldObject,
+	// request.userInfo) are skipped, saying so.
+	Background bool
 	// Keychain has the registry credentials for image verification (the pod's pull secrets and
 	// service account in the webhook); nil is the default keychain (~/.docker/config.json).
 	Keychain authn.Keychain
@@ -211,6 +216,11 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 				results = append(results, result)
 				continue
 			}
+			if why := backgroundSkip(req, r.eval); why != "" {
+				result.Result, result.Message = Skip, why
+				results = append(results, result)
+				continue
+			}
 			v := evaluateRule(r.eval, in)
 			result.Result, result.Message = v.outcome, Truncate(v.message, MaxMessageBytes)
 			if v.outcome == Error && p.failurePolicy == v1alpha1.Fail {
@@ -222,6 +232,25 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 		}
 	}
 	return results
+}
+
+// backgroundSkipper is a rule that may read what only an admission request has.
+type backgroundSkipper interface {
+	requestTimeNeeds() []string
+}
+
+// backgroundSkip says why a background request skips a rule: what it reads that only an
+// admission request has; "" when the rule can be judged.
+func backgroundSkip(req *Request, e evaluator) string {
+	if !req.Background {
+		return ""
+	}
+	if s, ok := e.(backgroundSkipper); ok {
+		if needs := s.requestTimeNeeds(); len(needs) > 0 {
+			return "not judged in the background: the rule reads " + strings.Join(needs, " and ") + ", which only an admission request has"
+		}
+	}
+	return ""
 }
 
 // evaluateRule evaluates one rule, or reports the deadline when the review has run out of time:

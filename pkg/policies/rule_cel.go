@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -95,7 +97,13 @@ type celRule struct {
 	message    string
 	messageExp cel.Program // nil when not set
 	cost       uint64      // estimated: the expression's plus the message expression's
+	// needs names what the expressions read that only a request has (oldObject,
+	// request.userInfo); a background scan skips the rule, saying so.
+	needs []string
 }
+
+// requestTimeNeeds implements backgroundSkipper.
+func (r *celRule) requestTimeNeeds() []string { return r.needs }
 
 func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, field.ErrorList) {
 	var errs field.ErrorList
@@ -103,18 +111,23 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, 
 	if strings.TrimSpace(r.Expression) == "" {
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
-		prog, cost, err := compileExpression(env, r.Expression, cel.BoolType)
+		prog, cost, needs, err := compileExpression(env, r.Expression, cel.BoolType)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		}
-		rule.program, rule.cost = prog, cost
+		rule.program, rule.cost, rule.needs = prog, cost, needs
 	}
 	if r.MessageExpression != "" {
-		prog, cost, err := compileExpression(env, r.MessageExpression, cel.StringType)
+		prog, cost, needs, err := compileExpression(env, r.MessageExpression, cel.StringType)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		}
 		rule.messageExp, rule.cost = prog, addCost(rule.cost, cost)
+		for _, n := range needs {
+			if !slices.Contains(rule.needs, n) {
+				rule.needs = append(rule.needs, n)
+			}
+		}
 	}
 	if strings.Contains(r.Message, "\n") {
 		errs = append(errs, field.Invalid(path.Child("message"), r.Message, "must be one line"))
@@ -123,28 +136,72 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, 
 }
 
 // compileExpression compiles expr and estimates its cost; an expression estimated past
-// MaxExpressionCost is refused, before a program is built for it.
-func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, uint64, error) {
+// MaxExpressionCost is refused, before a program is built for it. It also returns what the
+// expression reads that only an admission request has.
+func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, uint64, []string, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, 0, fmt.Errorf("compilation failed: %w", iss.Err())
+		return nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
 	}
 	if !ast.OutputType().IsExactType(want) {
-		return nil, 0, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
+		return nil, 0, nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, costEstimator)
 	if err != nil {
-		return nil, 0, fmt.Errorf("estimating its cost: %w", err)
+		return nil, 0, nil, fmt.Errorf("estimating its cost: %w", err)
 	}
 	if est.Max > MaxExpressionCost {
-		return nil, est.Max, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
+		return nil, est.Max, nil, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
 			FormatCost(est.Max), FormatCost(MaxExpressionCost), EstimateSize, EstimateSize)
 	}
 	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
 	if err != nil {
-		return nil, 0, fmt.Errorf("program instantiation failed: %w", err)
+		return nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
 	}
-	return prog, est.Max, nil
+	return prog, est.Max, requestTimeNeeds(ast), nil
+}
+
+// shadowed reports whether identifier e names a comprehension's variable rather than the
+// declared variable of that name: it sits in a comprehension over another range that binds name.
+func shadowed(e celast.NavigableExpr, name string) bool {
+	child := e
+	for p, ok := e.Parent(); ok; p, ok = p.Parent() {
+		if p.Kind() == celast.ComprehensionKind {
+			c := p.AsComprehension()
+			if (c.IterVar() == name || c.IterVar2() == name || c.AccuVar() == name) && child.ID() != c.IterRange().ID() {
+				return true
+			}
+		}
+		child = p
+	}
+	return false
+}
+
+// requestTimeNeeds names what a checked expression reads that exists only while the API server
+// admits a request: oldObject, and request.userInfo. Identifiers are matched by what the checker
+// resolved them to, so a comprehension variable of the same name is not taken for them.
+func requestTimeNeeds(a *cel.Ast) []string {
+	native := a.NativeRep()
+	refs := native.ReferenceMap()
+	declared := func(e celast.NavigableExpr, name string) bool {
+		r, ok := refs[e.ID()]
+		return ok && e.Kind() == celast.IdentKind && r.Name == name && !shadowed(e, name)
+	}
+	var needs []string
+	for _, e := range celast.MatchDescendants(celast.NavigateAST(native), celast.AllMatcher()) {
+		need := ""
+		switch {
+		case declared(e, varOldObject):
+			need = varOldObject
+		case e.Kind() == celast.SelectKind && e.AsSelect().FieldName() == "userInfo" && len(e.Children()) == 1 && declared(e.Children()[0], varRequest):
+			need = varRequest + ".userInfo"
+		}
+		if need != "" && !slices.Contains(needs, need) {
+			needs = append(needs, need)
+		}
+	}
+	slices.Sort(needs)
+	return needs
 }
 
 // addCost adds without overflowing.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -123,5 +124,52 @@ func TestCELCostEstimates(t *testing.T) {
 	cp, err := testCompiler.CompileClusterPolicy(p)
 	if err != nil || cp.Cost() != 66*150502 || cp.RuleCount() != 66 {
 		t.Errorf("66 rules: %v, cost %d", err, cp.Cost())
+	}
+}
+
+// TestRequestTimeNeeds: what an expression reads that only an admission request has is found
+// by what the checker resolved, not by the spelling.
+func TestRequestTimeNeeds(t *testing.T) {
+	for expr, want := range map[string]string{
+		"object.metadata.name != ''":                                     "",
+		"oldObject == null || object.spec == oldObject.spec":             "oldObject",
+		"request.userInfo.username.startsWith('system:')":                "request.userInfo",
+		"has(request.userInfo.groups) && oldObject != null":              "oldObject,request.userInfo",
+		"request.operation == 'CREATE'":                                  "",
+		"[1, 2].all(oldObject, oldObject > 0)":                           "",
+		"object.metadata.?labels.orValue({}).all(k, k != 'userInfo')":    "",
+		"podSpec.containers.all(c, c.name != request.userInfo.username)": "request.userInfo",
+	} {
+		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, field.NewPath("r"))
+		if len(errs) > 0 {
+			t.Fatalf("%s: %v", expr, errs)
+		}
+		if got := strings.Join(rule.needs, ","); got != want {
+			t.Errorf("%s: needs %q, want %q", expr, got, want)
+		}
+	}
+}
+
+// TestBackgroundSkipsRequestTimeRules: a background request (the audit) skips the rules that read
+// what it does not have, saying what, and judges the others.
+func TestBackgroundSkipsRequestTimeRules(t *testing.T) {
+	e := mustEngine(t, time.Now(), clusterPolicy("p", `enforcement: Deny
+rules:
+- name: who
+  cel: {expression: "request.userInfo.username != 'mallory'"}
+- name: named
+  cel: {expression: "object.metadata.name == 'other'"}
+`))
+	res := mustResource(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n")
+	got := e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: res, Background: true})
+	if s := summarize(got); strings.Join(s, " ") != "p/who=skip:Deny p/named=fail:Deny" {
+		t.Fatalf("background: %v", s)
+	}
+	if !strings.Contains(got[0].Message, "reads request.userInfo, which only an admission request has") {
+		t.Errorf("skip message %q", got[0].Message)
+	}
+	got = e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: res, UserInfo: authenticationv1.UserInfo{Username: "alice"}})
+	if s := summarize(got); strings.Join(s, " ") != "p/who=pass:Deny p/named=fail:Deny" {
+		t.Errorf("admission: %v", s)
 	}
 }
