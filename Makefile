@@ -45,6 +45,8 @@ test: envtest-bins ## Run every test: unit, golden, fixtures, and e2e against a 
 generate: ## Regenerate deepcopy and CRDs (controller-gen, pinned in go.mod)
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... \
 	  crd:crdVersions=v1 output:crd:artifacts:config=manifests/crds
+	@# The OpenReports CRDs the audit writes, as the module in go.mod ships them.
+	install -m 0644 $$($(GO) list -m -f '{{.Dir}}' github.com/openreports/reports-api)/config/crd/openreports.io_*.yaml manifests/crds/
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when generated files are stale

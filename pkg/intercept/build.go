@@ -27,7 +27,14 @@ type Need struct {
 	// Policy names the policy as its status does: the name of a ClusterPolicy, "namespace/name"
 	// of a Policy.
 	Policy string
+	// Namespace is a Policy's namespace, where alone it applies; empty for a ClusterPolicy.
+	Namespace string
 	policies.Interception
+}
+
+// NeedOf is what policy p needs intercepted.
+func NeedOf(p *policies.CompiledPolicy) Need {
+	return Need{Policy: p.Name, Namespace: p.Namespace, Interception: p.Interception()}
 }
 
 // Plan is what both workload webhooks must intercept, and what cannot be.
@@ -112,25 +119,14 @@ func Build(served Served, tenants TenantKinds, needs []Need) Plan {
 			}
 			ops = append(ops, admissionregistrationv1.OperationType(op))
 		}
-		for _, k := range n.Kinds {
-			resources, why := resolve(k, served, byKind)
-			if why != "" {
-				plan.NotIntercepted[n.Policy] = append(plan.NotIntercepted[n.Policy], why)
-			}
-			if n.Namespaced {
-				var refused []string
-				resources, refused = bound(resources, tenants)
-				if len(refused) > 0 && !k.Any {
-					plan.NotIntercepted[n.Policy] = append(plan.NotIntercepted[n.Policy], fmt.Sprintf(
-						"kind %q is not intercepted for namespaced Policies in %s: tenants' Policies may have the webhooks intercept only namespaced kinds among %s (--namespaced-policy-kinds)",
-						k.String(), strings.Join(refused, ", "), tenantList(tenants)))
-				}
-			}
-			for _, r := range resources {
-				add(validating, r.GroupVersionResource, ops)
-				if n.Mutates {
-					add(mutating, r.GroupVersionResource, slices.DeleteFunc(slices.Clone(ops), func(op admissionregistrationv1.OperationType) bool { return !mutatingOps.Has(op) }))
-				}
+		resources, notes := n.resolve(served, tenants, byKind)
+		if len(notes) > 0 {
+			plan.NotIntercepted[n.Policy] = append(plan.NotIntercepted[n.Policy], notes...)
+		}
+		for _, r := range resources {
+			add(validating, r.GroupVersionResource, ops)
+			if n.Mutates {
+				add(mutating, r.GroupVersionResource, slices.DeleteFunc(slices.Clone(ops), func(op admissionregistrationv1.OperationType) bool { return !mutatingOps.Has(op) }))
 			}
 		}
 	}
@@ -138,6 +134,68 @@ func Build(served Served, tenants TenantKinds, needs []Need) Plan {
 	return plan
 }
 
+// resolve returns the served resources the need's kinds select that may be intercepted for
+// it, and why some it names cannot be.
+func (n *Need) resolve(served Served, tenants TenantKinds, byKind map[string][]Resource) (out []Resource, notes []string) {
+	for _, k := range n.Kinds {
+		resources, why := resolve(k, served, byKind)
+		if why != "" {
+			notes = append(notes, why)
+		}
+		if n.Namespaced {
+			var refused []string
+			resources, refused = bound(resources, tenants)
+			if len(refused) > 0 && !k.Any {
+				notes = append(notes, fmt.Sprintf(
+					"kind %q is not intercepted for namespaced Policies in %s: tenants' Policies may have the webhooks intercept only namespaced kinds among %s (--namespaced-policy-kinds)",
+					k.String(), strings.Join(refused, ", "), tenantList(tenants)))
+			}
+		}
+		out = append(out, resources...)
+	}
+	return out, notes
+}
+
+// Scope is a resource some policies match, and where: what a background scan lists.
+type Scope struct {
+	Resource
+	// Namespaces are where the resource is matched; nil is everywhere (a ClusterPolicy matches
+	// it). A namespaced Policy matches in its own namespace only.
+	Namespaces sets.Set[string]
+}
+
+// Scopes returns the resources the policies match, each with where, resolved and bounded as
+// for the webhooks: what no webhook could be sent is not scanned either, and tenants' Policies
+// never widen a scan past their own namespaces.
+func Scopes(served Served, tenants TenantKinds, needs []Need) []Scope {
+	byKind := map[string][]Resource{}
+	for _, r := range served.Resources {
+		byKind[r.Kind] = append(byKind[r.Kind], r)
+	}
+	scopes := map[schema.GroupVersionResource]*Scope{}
+	for _, n := range needs {
+		resources, _ := n.resolve(served, tenants, byKind)
+		for _, r := range resources {
+			sc := scopes[r.GroupVersionResource]
+			if sc == nil {
+				sc = &Scope{Resource: r, Namespaces: sets.New[string]()}
+				scopes[r.GroupVersionResource] = sc
+			}
+			switch {
+			case !n.Namespaced:
+				sc.Namespaces = nil
+			case sc.Namespaces != nil:
+				sc.Namespaces.Insert(n.Namespace)
+			}
+		}
+	}
+	out := make([]Scope, 0, len(scopes))
+	for _, sc := range scopes {
+		out = append(out, *sc)
+	}
+	slices.SortFunc(out, func(a, b Scope) int { return strings.Compare(a.GroupVersionResource.String(), b.GroupVersionResource.String()) })
+	return out
+}
 // bound keeps the resources tenants may have intercepted and names the others.
 func bound(resources []Resource, tenants TenantKinds) (kept []Resource, refused []string) {
 	for _, r := range resources {

@@ -238,3 +238,53 @@ func TestSetRulesKeepsFailedGroups(t *testing.T) {
 		t.Errorf("no policies left rules %q", compact(have))
 	}
 }
+
+// TestScopes: the audit lists what the webhooks would be sent, cluster-wide for a ClusterPolicy
+// and only in their own namespaces for tenants' Policies, whatever kinds they name.
+func TestScopes(t *testing.T) {
+	served := Served{Resources: []Resource{
+		{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true},
+		{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, Kind: "ConfigMap", Namespaced: true},
+		{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, Kind: "Secret", Namespaced: true},
+		{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "events"}, Kind: "Event", Namespaced: true},
+	}}
+	kinds := func(ks ...string) policies.Interception {
+		in := policies.Interception{Operations: []v1alpha1.Operation{v1alpha1.Create}}
+		for _, k := range ks {
+			sel, err := policies.ParseKindSelector(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.Kinds = append(in.Kinds, sel)
+		}
+		return in
+	}
+	tenants := TenantKinds{mustKind(t, "Pod"), mustKind(t, "ConfigMap")}
+	ns := func(i policies.Interception) policies.Interception { i.Namespaced = true; return i }
+	got := Scopes(served, tenants, []Need{
+		{Policy: "pods", Interception: kinds("Pod")},
+		{Policy: "a/cms", Namespace: "a", Interception: ns(kinds("ConfigMap", "Pod"))},
+		{Policy: "b/all", Namespace: "b", Interception: ns(kinds("*"))},
+		{Policy: "events", Interception: kinds("Event")},
+	})
+	var s []string
+	for _, sc := range got {
+		where := "everywhere"
+		if sc.Namespaces != nil {
+			where = strings.Join(sets.List(sc.Namespaces), ",")
+		}
+		s = append(s, sc.Resource.Resource+"@"+where)
+	}
+	if want := "configmaps@a,b pods@everywhere"; strings.Join(s, " ") != want {
+		t.Errorf("scopes %q, want %q", strings.Join(s, " "), want)
+	}
+}
+
+func mustKind(t *testing.T, s string) policies.KindSelector {
+	t.Helper()
+	k, err := policies.ParseKindSelector(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -130,6 +131,9 @@ type CompiledPolicy struct {
 	rules         []compiledRule
 	mutating      bool   // has a rule with a mutator: Mutate looks at no other policy
 	cost          uint64 // estimated CEL cost of every rule together
+	// Category and Severity are what reports say of the policy's results, from its annotations
+	// CategoryAnnotation and SeverityAnnotation.
+	Category, Severity string
 }
 
 // Cost is the estimated cost of the policy's CEL expressions together (see EstimateSize).
@@ -145,7 +149,7 @@ type enforcementOverride struct {
 
 // CompileClusterPolicy compiles a ClusterPolicy.
 func (c *Compiler) CompileClusterPolicy(p *v1alpha1.ClusterPolicy) (*CompiledPolicy, error) {
-	return c.compile(fmt.Sprintf("ClusterPolicy %q", p.Name), p.Name, "", p.Name, &p.Spec)
+	return c.compile(fmt.Sprintf("ClusterPolicy %q", p.Name), p.Name, "", &p.ObjectMeta, &p.Spec)
 }
 
 // CompilePolicy compiles a namespaced Policy.
@@ -154,14 +158,15 @@ func (c *Compiler) CompilePolicy(p *v1alpha1.Policy) (*CompiledPolicy, error) {
 		return nil, &CompileError{Object: fmt.Sprintf("Policy %q", p.Name), Errs: field.ErrorList{field.Required(field.NewPath("metadata", "namespace"), "a Policy is namespaced")}}
 	}
 	name := p.Namespace + "/" + p.Name
-	return c.compile(fmt.Sprintf("Policy %q", name), name, p.Namespace, p.Name, &p.Spec)
+	return c.compile(fmt.Sprintf("Policy %q", name), name, p.Namespace, &p.ObjectMeta, &p.Spec)
 }
 
 // compile compiles a policy's spec; name is how results name it ("namespace/name" for a
-// Policy), localName its metadata.name.
-func (c *Compiler) compile(object, name, namespace, localName string, spec *v1alpha1.PolicySpec) (*CompiledPolicy, error) {
+// Policy).
+func (c *Compiler) compile(object, name, namespace string, meta *metav1.ObjectMeta, spec *v1alpha1.PolicySpec) (*CompiledPolicy, error) {
 	var errs field.ErrorList
 	path := field.NewPath("spec")
+	localName := meta.Name
 	if localName == "" {
 		errs = append(errs, field.Required(field.NewPath("metadata", "name"), ""))
 	}
@@ -170,6 +175,7 @@ func (c *Compiler) compile(object, name, namespace, localName string, spec *v1al
 		return nil, &CompileError{Object: object, Errs: append(errs, e...)}
 	}
 	cp := &CompiledPolicy{Name: name, Namespace: namespace, localName: localName}
+	cp.Category, cp.Severity, errs = compileReportAnnotations(meta.Annotations, errs)
 
 	var e field.ErrorList
 	cp.enforcement, e = compileEnforcement(spec.Enforcement, v1alpha1.Audit, path.Child("enforcement"))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +69,39 @@ func NewEngine(policies []*CompiledPolicy, exceptions []*CompiledException, now 
 // NamespaceCost is the estimated CEL cost of namespace ns's own Policies together (see
 // EstimateSize): what judging one of its objects may cost beyond the ClusterPolicies.
 func (e *Engine) NamespaceCost(ns string) uint64 { return e.nsCost[ns] }
+
+// Policies yields every policy of the engine: the ClusterPolicies, then the Policies by
+// namespace.
+func (e *Engine) Policies() iter.Seq[*CompiledPolicy] {
+	return func(yield func(*CompiledPolicy) bool) {
+		for _, p := range e.cluster {
+			if !yield(p) {
+				return
+			}
+		}
+		for _, ns := range slices.Sorted(maps.Keys(e.namespaced)) {
+			for _, p := range e.namespaced[ns] {
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// SameExceptions reports whether o has the very exceptions of e: a policy change that leaves
+// them alone needs only the kinds its policies match judged again.
+func (e *Engine) SameExceptions(o *Engine) bool {
+	if len(e.acrossNs) != len(o.acrossNs) || len(e.exceptions) != len(o.exceptions) || !slices.Equal(e.acrossNs, o.acrossNs) {
+		return false
+	}
+	for ns, xs := range e.exceptions {
+		if !slices.Equal(xs, o.exceptions[ns]) {
+			return false
+		}
+	}
+	return true
+}
 
 // policiesFor yields the policies that may apply in namespace ns, in order: every ClusterPolicy,
 // then the namespace's Policies.

@@ -219,7 +219,7 @@ func (c *PolicyController) syncWebhooks(ctx context.Context, compiled []*policie
 	}
 	needs := make([]intercept.Need, 0, len(compiled))
 	for _, p := range compiled {
-		needs = append(needs, intercept.Need{Policy: p.Name, Interception: p.Interception()})
+		needs = append(needs, intercept.NeedOf(p))
 	}
 	notIntercepted, err := c.Interceptor.Sync(ctx, needs)
 	if err != nil {

@@ -1,0 +1,88 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+)
+
+// DefaultPageSize is how many objects one LIST call returns, as kubectl asks.
+const DefaultPageSize = 500
+
+// Lister reads every object of a resource a page at a time (chunked LIST), as raw JSON: what is
+// held at once is one page, whatever the size of the cluster.
+type Lister struct {
+	// Client is an unversioned REST client of the API server (rest.UnversionedRESTClientFor).
+	Client   rest.Interface
+	PageSize int64
+}
+
+// page is a LIST response, its items left undecoded.
+type page struct {
+	Metadata struct {
+		Continue        string `json:"continue"`
+		ResourceVersion string `json:"resourceVersion"`
+	} `json:"metadata"`
+	Items []json.RawMessage `json:"items"`
+}
+
+// List calls each with every object of r in namespace ("" for every namespace, and for a
+// cluster-scoped resource), a page at a time, and returns the resource version the list was
+// read at. An error from each stops the list.
+func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace string, each func(raw []byte) error) (string, error) {
+	size := l.PageSize
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	p := resourcePath(r, namespace)
+	token, rv := "", ""
+	for {
+		req := l.Client.Get().AbsPath(p).Param("limit", strconv.FormatInt(size, 10))
+		if token != "" {
+			req = req.Param("continue", token)
+		}
+		body, err := req.DoRaw(ctx)
+		if err != nil {
+			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), err)
+		}
+		var pg page
+		if err := json.Unmarshal(body, &pg); err != nil {
+			return "", fmt.Errorf("listing %s: reading the response: %w", r.GroupResource(), err)
+		}
+		if rv == "" {
+			rv = pg.Metadata.ResourceVersion // the first page's: the snapshot the list reads
+		}
+		for _, item := range pg.Items {
+			if err := each(item); err != nil {
+				return "", err
+			}
+		}
+		if token = pg.Metadata.Continue; token == "" {
+			return rv, nil
+		}
+	}
+}
+
+// Get reads one object of r.
+func (l *Lister) Get(ctx context.Context, r intercept.Resource, namespace, name string) ([]byte, error) {
+	return l.Client.Get().AbsPath(resourcePath(r, namespace), name).DoRaw(ctx)
+}
+
+// resourcePath is the URL path of r's collection, in namespace when r is namespaced and a
+// namespace is given.
+func resourcePath(r intercept.Resource, namespace string) string {
+	base := path.Join("/apis", r.Group, r.Version)
+	if r.Group == "" {
+		base = path.Join("/api", r.Version)
+	}
+	if r.Namespaced && namespace != "" {
+		return path.Join(base, "namespaces", namespace, r.Resource)
+	}
+	return path.Join(base, r.Resource)
+}

@@ -1,0 +1,294 @@
+package audit
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+	"unique"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// Outcome is a result as reports count it: pass, fail, warn (a failure whose action is Warn),
+// error or skip.
+type Outcome string
+
+// The outcomes, as OpenReports names them.
+const (
+	Pass  Outcome = "pass"
+	Fail  Outcome = "fail"
+	Warn  Outcome = "warn"
+	Error Outcome = "error"
+	Skip  Outcome = "skip"
+)
+
+// Outcomes are every outcome, in the order reports list them.
+var Outcomes = []Outcome{Pass, Fail, Warn, Error, Skip}
+
+// outcomeOf is how a report counts an engine result: a failure whose action is Warn is a warn.
+func outcomeOf(r *policies.Result) Outcome {
+	switch r.Result {
+	case policies.Fail:
+		if r.Action == v1alpha1.Warn {
+			return Warn
+		}
+		return Fail
+	case policies.Error:
+		return Error
+	case policies.Skip:
+		return Skip
+	}
+	return Pass
+}
+
+// Counts are results counted by outcome.
+type Counts map[Outcome]int
+
+func (c Counts) add(o Counts) {
+	for k, v := range o {
+		c[k] += v
+	}
+}
+
+// listed is one result a report lists.
+type listed struct {
+	policy, rule string
+	outcome      Outcome
+	action       v1alpha1.Enforcement
+	message      string // interned: the same message of many objects is held once
+	since        int64  // when this result was first seen, in Unix seconds
+}
+
+// sameFinding: the same policy, rule and outcome, whatever the message says now.
+func (l listed) sameFinding(o listed) bool {
+	return l.policy == o.policy && l.rule == o.rule && l.outcome == o.outcome
+}
+
+// entry is what the store keeps of one object: never the object, only its reference, its counts
+// and the results its report lists.
+type entry struct {
+	resource schema.GroupVersionResource
+	ref      corev1.ObjectReference
+	scan     uint64 // the scan that judged it last
+	counts   Counts
+	listed   []listed
+	omitted  int // results not kept, the namespace's report being full
+}
+
+// namespaceState is one report's content: a namespace's objects, or the cluster-scoped ones
+// under "".
+type namespaceState struct {
+	objects map[types.UID]*entry
+	kept    int // results kept for listing, over every object: at most the store's cap
+	omitted int // results not kept
+	changed bool
+}
+
+// Store holds what the scans found, by namespace, for the reports. It keeps, per report, at most
+// MaxResults results for listing, so its memory is bounded by the number of objects, not by
+// what the policies find.
+type Store struct {
+	// Keep says which outcomes reports list (--report-results); every outcome is counted.
+	Keep sets.Set[Outcome]
+	// MaxResults is the most results a report lists (--report-max-results).
+	MaxResults int
+	now        func() time.Time
+
+	mu         sync.Mutex
+	namespaces map[string]*namespaceState
+}
+
+// NewStore returns an empty store.
+func NewStore(keep sets.Set[Outcome], maxResults int, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{Keep: keep, MaxResults: maxResults, now: now, namespaces: map[string]*namespaceState{}}
+}
+
+// Put records the results of one object, judged by scan, in place of what was known of it.
+func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectReference, scan uint64, results []policies.Result) {
+	e := &entry{resource: resource, ref: ref, scan: scan, counts: Counts{}}
+	now := s.now().Unix()
+	for i := range results {
+		r := &results[i]
+		o := outcomeOf(r)
+		e.counts[o]++
+		if s.Keep.Has(o) {
+			e.listed = append(e.listed, listed{policy: r.Policy, rule: r.Rule, outcome: o, action: r.Action,
+				message: unique.Make(r.Message).Value(), since: now})
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.namespace(ref.Namespace)
+	old := ns.objects[ref.UID]
+	if old != nil {
+		ns.drop(old)
+		for i := range e.listed {
+			if j := slices.IndexFunc(old.listed, e.listed[i].sameFinding); j >= 0 {
+				e.listed[i].since = old.listed[j].since
+			}
+		}
+	}
+	if room := s.MaxResults - ns.kept; len(e.listed) > room {
+		e.omitted = len(e.listed) - max(room, 0)
+		e.listed = e.listed[:max(room, 0)]
+	}
+	ns.kept += len(e.listed)
+	ns.omitted += e.omitted
+	ns.objects[ref.UID] = e
+	ns.changed = ns.changed || old == nil || !sameEntry(old, e)
+}
+
+// Remove forgets an object: it was deleted.
+func (s *Store) Remove(namespace string, uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.namespaces[namespace]
+	if ns == nil || ns.objects[uid] == nil {
+		return
+	}
+	ns.drop(ns.objects[uid])
+	delete(ns.objects, uid)
+	ns.changed = true
+}
+
+// Prune forgets the objects of resource that scan did not see in the namespaces in (every
+// namespace when in is nil): they are gone. Objects of resources not in resources at all are
+// forgotten too: no policy matches them any more.
+func (s *Store) Prune(resources map[schema.GroupVersionResource]uint64, in func(namespace string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ns := range s.namespaces {
+		if in != nil && !in(name) {
+			continue
+		}
+		for uid, e := range ns.objects {
+			scan, matched := resources[e.resource]
+			if !matched || e.scan < scan {
+				ns.drop(e)
+				delete(ns.objects, uid)
+				ns.changed = true
+			}
+		}
+	}
+}
+
+// drop takes e's results out of the namespace's totals.
+func (ns *namespaceState) drop(e *entry) {
+	ns.kept -= len(e.listed)
+	ns.omitted -= e.omitted
+}
+
+func (s *Store) namespace(name string) *namespaceState {
+	ns := s.namespaces[name]
+	if ns == nil {
+		ns = &namespaceState{objects: map[types.UID]*entry{}}
+		s.namespaces[name] = ns
+	}
+	return ns
+}
+
+// sameEntry: what a report shows of the two is the same.
+func sameEntry(a, b *entry) bool {
+	if a.ref != b.ref || a.omitted != b.omitted || len(a.listed) != len(b.listed) || len(a.counts) != len(b.counts) {
+		return false
+	}
+	for k, v := range a.counts {
+		if b.counts[k] != v {
+			return false
+		}
+	}
+	return slices.Equal(a.listed, b.listed)
+}
+
+// Content is what one report shows: a snapshot, safe to use while the store changes.
+type Content struct {
+	Namespace string
+	Summary   Counts
+	Results   []Result
+	// Omitted counts the results the report does not list, being full.
+	Omitted int
+}
+
+// Result is one listed result, with the object it is about.
+type Result struct {
+	Object  corev1.ObjectReference
+	Policy  string
+	Rule    string
+	Outcome Outcome
+	Action  v1alpha1.Enforcement
+	Message string
+	Since   time.Time
+}
+
+// Changed returns the content of every report that changed since the last call, and the names
+// of the namespaces whose report should go: they have no object left.
+func (s *Store) Changed() (changed []Content, gone []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ns := range s.namespaces {
+		if !ns.changed {
+			continue
+		}
+		ns.changed = false
+		if len(ns.objects) == 0 {
+			delete(s.namespaces, name)
+			gone = append(gone, name)
+			continue
+		}
+		changed = append(changed, ns.content(name))
+	}
+	slices.SortFunc(changed, func(a, b Content) int { return cmp.Compare(a.Namespace, b.Namespace) })
+	slices.Sort(gone)
+	return changed, gone
+}
+
+// Namespaces returns the names of the namespaces the store has reports for.
+func (s *Store) Namespaces() sets.Set[string] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sets.KeySet(s.namespaces)
+}
+
+// MarkAll marks every report changed, so the next Changed returns them all.
+func (s *Store) MarkAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ns := range s.namespaces {
+		ns.changed = true
+	}
+}
+
+func (ns *namespaceState) content(name string) Content {
+	c := Content{Namespace: name, Summary: Counts{}, Omitted: ns.omitted}
+	for _, e := range ns.objects {
+		c.Summary.add(e.counts)
+		for _, l := range e.listed {
+			c.Results = append(c.Results, Result{Object: e.ref, Policy: l.policy, Rule: l.rule, Outcome: l.outcome,
+				Action: l.action, Message: l.message, Since: time.Unix(l.since, 0).UTC()})
+		}
+	}
+	slices.SortFunc(c.Results, compareResults)
+	return c
+}
+
+// compareResults orders a report's results by object (kind, name), then policy and rule.
+func compareResults(a, b Result) int {
+	for _, c := range [][2]string{{a.Object.Kind, b.Object.Kind}, {a.Object.Name, b.Object.Name}, {string(a.Object.UID), string(b.Object.UID)},
+		{a.Policy, b.Policy}, {a.Rule, b.Rule}} {
+		if d := cmp.Compare(c[0], c[1]); d != 0 {
+			return d
+		}
+	}
+	return 0
+}
+
