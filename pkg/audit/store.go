@@ -113,8 +113,13 @@ func NewStore(keep sets.Set[Outcome], maxResults int, now func() time.Time) *Sto
 	return &Store{Keep: keep, MaxResults: maxResults, now: now, namespaces: map[string]*namespaceState{}}
 }
 
-// Put records the results of one object, judged by scan, in place of what was known of it.
+// Put records the results of one object, judged by scan, in place of what was known of it;
+// an object no policy matches is forgotten.
 func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectReference, scan uint64, results []policies.Result) {
+	if len(results) == 0 {
+		s.Remove(ref.Namespace, ref.UID) // no policy matches it any more
+		return
+	}
 	e := &entry{resource: resource, ref: ref, scan: scan, counts: Counts{}}
 	now := s.now().Unix()
 	for i := range results {
@@ -161,19 +166,24 @@ func (s *Store) Remove(namespace string, uid types.UID) {
 	ns.changed = true
 }
 
-// Prune forgets the objects of resource that scan did not see in the namespaces in (every
-// namespace when in is nil): they are gone. Objects of resources not in resources at all are
-// forgotten too: no policy matches them any more.
-func (s *Store) Prune(resources map[schema.GroupVersionResource]uint64, in func(namespace string) bool) {
+// Scanned is what one scan of a resource covered: the scan, and the namespaces it listed (nil:
+// every namespace).
+type Scanned struct {
+	Scan       uint64
+	Namespaces sets.Set[string]
+}
+
+// Prune forgets what the scans show to be gone: objects of a scanned resource that its scan did
+// not see (deleted), or in a namespace it no longer covers. With matched, objects of any
+// resource not in it are forgotten too: no policy matches them any more.
+func (s *Store) Prune(scanned map[schema.GroupVersionResource]Scanned, matched sets.Set[schema.GroupVersionResource]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, ns := range s.namespaces {
-		if in != nil && !in(name) {
-			continue
-		}
 		for uid, e := range ns.objects {
-			scan, matched := resources[e.resource]
-			if !matched || e.scan < scan {
+			sc, ok := scanned[e.resource]
+			gone := ok && (e.scan < sc.Scan || (sc.Namespaces != nil && !sc.Namespaces.Has(name)))
+			if gone || (matched != nil && !matched.Has(e.resource)) {
 				ns.drop(e)
 				delete(ns.objects, uid)
 				ns.changed = true
@@ -292,3 +302,23 @@ func compareResults(a, b Result) int {
 	return 0
 }
 
+
+// kept lists the outcomes reports list, in order.
+func (s *Store) kept() []Outcome {
+	var out []Outcome
+	for _, o := range Outcomes {
+		if s.Keep.Has(o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// markChanged marks a report to be written again.
+func (s *Store) markChanged(namespace string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns := s.namespaces[namespace]; ns != nil {
+		ns.changed = true
+	}
+}

@@ -32,6 +32,11 @@ type Need struct {
 	policies.Interception
 }
 
+// GroupVersionKind is the kind of the resource's objects.
+func (r Resource) GroupVersionKind() schema.GroupVersionKind {
+	return r.GroupVersion().WithKind(r.Kind)
+}
+
 // NeedOf is what policy p needs intercepted.
 func NeedOf(p *policies.CompiledPolicy) Need {
 	return Need{Policy: p.Name, Namespace: p.Namespace, Interception: p.Interception()}

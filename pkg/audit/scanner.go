@@ -1,0 +1,304 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// Engines gives the engine in force: the one admission uses.
+type Engines interface {
+	Load() *policies.Engine
+}
+
+// Scanner judges every object the policies match, in the background, and keeps the reports.
+type Scanner struct {
+	Engines  Engines
+	Lister   *Lister
+	Discover func() (intercept.Served, error)
+	// Tenants bounds the kinds tenants' Policies make the scan list, as for the webhooks.
+	Tenants intercept.TenantKinds
+	// Namespaces reads Namespace objects, whose labels namespaceSelectors match.
+	Namespaces client.Reader
+	Store      *Store
+	Writer     *Writer
+	// Interval is how often everything is judged again (--audit-interval).
+	Interval time.Duration
+	// ObjectTimeout bounds the judging of one object, image verification included.
+	ObjectTimeout time.Duration
+	// Owns says which namespaces this scanner judges ("" is the cluster-scoped objects); nil
+	// is every one.
+	Owns func(namespace string) bool
+	Log  logr.Logger
+
+	decoder *policies.Decoder
+	scans   uint64
+}
+
+// ScanStats says what one scan did.
+type ScanStats struct {
+	Objects  int
+	Written  int
+	Deleted  int
+	Duration time.Duration
+	// Unlisted names the resources that could not be listed, with why.
+	Unlisted []string
+}
+
+// Run scans at start, again for the kinds a policy change affects, and everything every
+// Interval, until ctx ends. It is leader work: it returns when ctx ends.
+func (s *Scanner) Run(ctx context.Context) error {
+	s.decoder = policies.NewDecoder(false)
+	inPlace, err := s.Writer.Load(ctx)
+	if err != nil {
+		return err
+	}
+	var engine *policies.Engine
+	for engine == nil {
+		if engine = s.Engines.Load(); engine == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	s.logScan(s.Scan(ctx, engine, nil, inPlace))
+	full := time.NewTicker(s.Interval)
+	defer full.Stop()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-full.C:
+			engine = s.Engines.Load()
+			s.logScan(s.Scan(ctx, engine, nil, nil))
+		case <-poll.C:
+			next := s.Engines.Load()
+			if next == engine {
+				continue
+			}
+			only := affected(engine, next)
+			engine = next
+			s.logScan(s.Scan(ctx, engine, only, nil))
+		}
+	}
+}
+
+func (s *Scanner) logScan(st ScanStats, err error) {
+	if err != nil {
+		s.Log.Error(err, "audit scan")
+		return
+	}
+	s.Log.Info("audit scan done", "objects", st.Objects, "reportsWritten", st.Written, "reportsDeleted", st.Deleted,
+		"duration", st.Duration.Round(time.Millisecond).String(), "unlisted", st.Unlisted)
+}
+
+// affected returns the kinds a change from old to next may judge differently: those matched by
+// a policy that came, went or changed; nil (every kind) when an exception changed.
+func affected(old, next *policies.Engine) []policies.KindSelector {
+	if old == nil || !old.SameExceptions(next) {
+		return nil
+	}
+	before := map[*policies.CompiledPolicy]bool{}
+	for p := range old.Policies() {
+		before[p] = true
+	}
+	var kinds []policies.KindSelector
+	for p := range next.Policies() {
+		if !before[p] {
+			kinds = append(kinds, p.Interception().Kinds...)
+		}
+		delete(before, p)
+	}
+	for p := range before {
+		kinds = append(kinds, p.Interception().Kinds...)
+	}
+	if kinds == nil {
+		kinds = []policies.KindSelector{} // nothing changed that a scan would see
+	}
+	return kinds
+}
+
+// Scan judges the objects of every resource the engine's policies match (only those of the
+// kinds in only, when only is not nil), then writes the reports that changed. inPlace names the
+// reports found in place at start: those the scan finds nothing for are deleted.
+func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []policies.KindSelector, inPlace []string) (ScanStats, error) {
+	start := time.Now()
+	var st ScanStats
+	if s.decoder == nil {
+		s.decoder = policies.NewDecoder(false)
+	}
+	served, err := s.Discover()
+	if err != nil && len(served.Resources) == 0 {
+		return st, fmt.Errorf("discovering the served resources: %w", err)
+	}
+	var needs []intercept.Need
+	for p := range engine.Policies() {
+		needs = append(needs, intercept.NeedOf(p))
+	}
+	scopes := intercept.Scopes(served, s.Tenants, needs)
+	matched := sets.New[schema.GroupVersionResource]()
+	for _, sc := range scopes {
+		matched.Insert(sc.GroupVersionResource)
+	}
+	s.scans++
+	scanned := map[schema.GroupVersionResource]Scanned{}
+	namespaces := map[string]*corev1.Namespace{}
+	for _, sc := range scopes {
+		if only != nil && !slices.ContainsFunc(only, func(k policies.KindSelector) bool { return k.Selects(sc.GroupVersionKind().GroupKind()) }) {
+			continue
+		}
+		n, err := s.scanScope(ctx, engine, sc, namespaces)
+		st.Objects += n
+		if err != nil {
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			st.Unlisted = append(st.Unlisted, fmt.Sprintf("%s: %v", sc.GroupResource(), err))
+			continue
+		}
+		scanned[sc.GroupVersionResource] = Scanned{Scan: s.scans, Namespaces: sc.Namespaces}
+	}
+	if only == nil {
+		s.Store.Prune(scanned, matched)
+	} else {
+		s.Store.Prune(scanned, nil)
+	}
+	st.Written, st.Deleted, err = s.flush(ctx, engine, inPlace)
+	st.Duration = time.Since(start)
+	return st, err
+}
+
+// scanScope judges every object of one scope, a page at a time.
+func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc intercept.Scope, namespaces map[string]*corev1.Namespace) (int, error) {
+	where := []string{""}
+	if sc.Namespaces != nil {
+		where = sets.List(sc.Namespaces)
+	}
+	gvk := sc.GroupVersionKind()
+	n := 0
+	for _, ns := range where {
+		if ns != "" && s.Owns != nil && !s.Owns(ns) {
+			continue
+		}
+		_, err := s.Lister.List(ctx, sc.Resource, ns, func(raw []byte) error {
+			n++
+			return s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// judge judges one object and records its results. An object that cannot be decoded is logged
+// and left out: it says nothing of the policies.
+func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercept.Resource, gvk schema.GroupVersionKind, raw []byte, namespaces map[string]*corev1.Namespace) error {
+	if _, err := policies.TypeMeta(raw); err != nil {
+		raw = withTypeMeta(raw, gvk) // list items of built-in kinds have no apiVersion and kind
+	}
+	res, err := s.decoder.Decode(raw, &gvk)
+	if err != nil {
+		s.Log.Error(err, "audit: an object that cannot be decoded is left out", "resource", r.GroupResource().String())
+		return nil
+	}
+	ns := res.Meta.GetNamespace()
+	if s.Owns != nil && !s.Owns(ns) {
+		return nil
+	}
+	objCtx, cancel := context.WithTimeout(ctx, s.ObjectTimeout)
+	defer cancel()
+	req := &policies.Request{Operation: v1alpha1.Create, Object: res, Namespace: s.namespace(objCtx, ns, namespaces), Background: true,
+		Resource: metav1.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}}
+	adm, err := engine.Admit(objCtx, req, raw, s.decoder)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.Log.Error(err, "audit: judging", "object", res.Ref().String())
+		return nil
+	}
+	ref := corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: ns, Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
+	s.Store.Put(r.GroupVersionResource, ref, s.scans, adm.Results)
+	return nil
+}
+
+// namespace returns Namespace ns, read once per scan; nil for cluster-scoped objects, or when it
+// cannot be read (its labels are then taken to be its name label alone, as offline).
+func (s *Scanner) namespace(ctx context.Context, ns string, cache map[string]*corev1.Namespace) *corev1.Namespace {
+	if ns == "" || s.Namespaces == nil {
+		return nil
+	}
+	if obj, ok := cache[ns]; ok {
+		return obj
+	}
+	obj := &corev1.Namespace{}
+	if err := s.Namespaces.Get(ctx, types.NamespacedName{Name: ns}, obj); err != nil {
+		obj = nil
+	}
+	cache[ns] = obj
+	return obj
+}
+
+// flush writes the reports that changed and deletes those with nothing left to say.
+func (s *Scanner) flush(ctx context.Context, engine *policies.Engine, inPlace []string) (written, deleted int, err error) {
+	changed, gone := s.Store.Changed()
+	current := s.Store.Namespaces()
+	for _, ns := range inPlace {
+		if !current.Has(ns) && (s.Owns == nil || s.Owns(ns)) && !slices.Contains(gone, ns) {
+			gone = append(gone, ns)
+		}
+	}
+	describe := DescriberOf(engine)
+	keep := s.Store.kept()
+	var errs []error
+	for _, c := range changed {
+		wrote, err := s.Writer.Write(ctx, Build(c, s.Store.MaxResults, keep, describe))
+		if err != nil {
+			errs = append(errs, err)
+			s.Store.markChanged(c.Namespace) // try again at the next flush
+		} else if wrote {
+			written++
+		}
+	}
+	for _, ns := range gone {
+		if err := s.Writer.Delete(ctx, ns); err != nil {
+			errs = append(errs, err)
+		} else {
+			deleted++
+		}
+	}
+	return written, deleted, errors.Join(errs...)
+}
+
+// withTypeMeta puts apiVersion and kind at the start of an object's JSON.
+func withTypeMeta(raw []byte, gvk schema.GroupVersionKind) []byte {
+	if len(raw) < 2 || raw[0] != '{' {
+		return raw
+	}
+	head := fmt.Sprintf(`{"apiVersion":%q,"kind":%q`, gvk.GroupVersion().String(), gvk.Kind)
+	out := make([]byte, 0, len(head)+len(raw)+1)
+	out = append(out, head...)
+	if raw[1] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, raw[1:]...)
+}

@@ -1,0 +1,104 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// FieldOwner is the field manager of the reports' server-side applies.
+const FieldOwner = "portcullis-audit"
+
+// Writer writes reports with server-side apply, and only those whose content changed: what is
+// in place is known from the content digest each report carries.
+type Writer struct {
+	Client client.Client
+
+	mu      sync.Mutex
+	written map[string]string // namespace ("" for the ClusterReport) -> content digest in place
+}
+
+// Load reads the reports in place, so that what they say already is not written again, and
+// returns their namespaces ("" for the ClusterReport).
+func (w *Writer) Load(ctx context.Context) ([]string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.written = map[string]string{}
+	mine := client.MatchingLabels{ManagedByLabel: ManagedBy}
+	var reports openreports.ReportList
+	if err := w.Client.List(ctx, &reports, mine); err != nil {
+		return nil, fmt.Errorf("listing the reports in place: %w", err)
+	}
+	var namespaces []string
+	for i := range reports.Items {
+		if r := &reports.Items[i]; r.Name == ReportName {
+			w.written[r.Namespace] = ContentHash(r)
+			namespaces = append(namespaces, r.Namespace)
+		}
+	}
+	var cluster openreports.ClusterReport
+	switch err := w.Client.Get(ctx, client.ObjectKey{Name: ReportName}, &cluster); {
+	case err == nil:
+		w.written[""] = ContentHash(&cluster)
+		namespaces = append(namespaces, "")
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading the ClusterReport: %w", err)
+	}
+	return namespaces, nil
+}
+
+// Write applies report unless the same content is in place. It reports whether it wrote.
+func (w *Writer) Write(ctx context.Context, report client.Object) (bool, error) {
+	ns, digest := report.GetNamespace(), ContentHash(report)
+	w.mu.Lock()
+	same := w.written != nil && w.written[ns] == digest
+	w.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(report)
+	if err != nil {
+		return false, err
+	}
+	obj := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+	if err := w.Client.Apply(ctx, obj, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("writing the report of %s: %w", where(ns), err)
+	}
+	w.mu.Lock()
+	if w.written == nil {
+		w.written = map[string]string{}
+	}
+	w.written[ns] = digest
+	w.mu.Unlock()
+	return true, nil
+}
+
+// Delete removes the report of namespace ns ("" for the ClusterReport).
+func (w *Writer) Delete(ctx context.Context, ns string) error {
+	var obj client.Object = &openreports.Report{}
+	if ns == "" {
+		obj = &openreports.ClusterReport{}
+	}
+	obj.SetName(ReportName)
+	obj.SetNamespace(ns)
+	if err := w.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the report of %s: %w", where(ns), err)
+	}
+	w.mu.Lock()
+	delete(w.written, ns)
+	w.mu.Unlock()
+	return nil
+}
+
+func where(ns string) string {
+	if ns == "" {
+		return "cluster-scoped objects"
+	}
+	return "namespace " + ns
+}
