@@ -44,7 +44,7 @@ func TestManifests(t *testing.T) {
 				}
 			}
 		}
-		for kind, n := range map[string]int{"CustomResourceDefinition": 3, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 5, "Role": 1,
+		for kind, n := range map[string]int{"CustomResourceDefinition": 5, "Namespace": 1, "ServiceAccount": 1, "ClusterRole": 8, "Role": 1,
 			"Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ValidatingWebhookConfiguration": 1} {
 			if kinds[kind] != n {
 				t.Errorf("%s: %d %s, want %d", dir, kinds[kind], kind, n)

@@ -7,6 +7,7 @@ import (
 
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +20,9 @@ const FieldOwner = "portcullis-audit"
 // in place is known from the content digest each report carries.
 type Writer struct {
 	Client client.Client
+	// Reader reads the reports in place, metadata only; never a cache, which would hold every
+	// report whole.
+	Reader client.Reader
 
 	mu      sync.Mutex
 	written map[string]string // namespace ("" for the ClusterReport) -> content digest in place
@@ -30,25 +34,26 @@ func (w *Writer) Load(ctx context.Context) ([]string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.written = map[string]string{}
-	mine := client.MatchingLabels{ManagedByLabel: ManagedBy}
-	var reports openreports.ReportList
-	if err := w.Client.List(ctx, &reports, mine); err != nil {
-		return nil, fmt.Errorf("listing the reports in place: %w", err)
-	}
 	var namespaces []string
-	for i := range reports.Items {
-		if r := &reports.Items[i]; r.Name == ReportName {
-			w.written[r.Namespace] = ContentHash(r)
-			namespaces = append(namespaces, r.Namespace)
+	for _, kind := range []string{"ReportList", "ClusterReportList"} {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(openreports.SchemeGroupVersion.WithKind(kind))
+		opts := []client.ListOption{client.MatchingLabels{ManagedByLabel: ManagedBy}, client.Limit(500)}
+		for {
+			if err := w.Reader.List(ctx, list, opts...); err != nil {
+				return nil, fmt.Errorf("listing the reports in place: %w", err)
+			}
+			for i := range list.Items {
+				if r := &list.Items[i]; r.Name == ReportName {
+					w.written[r.Namespace] = ContentHash(r)
+					namespaces = append(namespaces, r.Namespace)
+				}
+			}
+			if list.Continue == "" {
+				break
+			}
+			opts = append(opts[:2], client.Continue(list.Continue))
 		}
-	}
-	var cluster openreports.ClusterReport
-	switch err := w.Client.Get(ctx, client.ObjectKey{Name: ReportName}, &cluster); {
-	case err == nil:
-		w.written[""] = ContentHash(&cluster)
-		namespaces = append(namespaces, "")
-	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("reading the ClusterReport: %w", err)
 	}
 	return namespaces, nil
 }

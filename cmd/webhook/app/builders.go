@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
@@ -39,7 +40,7 @@ import (
 // probes and a cache restricted to what Portcullis reads.
 func buildManager(cfg *rest.Config, o *Options, whServer *server.WebhookServer) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, openreports.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return nil, err
 		}

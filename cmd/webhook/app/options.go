@@ -23,6 +23,7 @@ import (
 // Options are every flag of the server, validated in one place.
 type Options struct {
 	Kubeconfig string
+	Audit      AuditOptions
 
 	WebhookHost string
 	WebhookPort int
@@ -130,6 +131,7 @@ func NewOptions() *Options {
 		LeaderElectionID:     "portcullis-webhook",
 		ShutdownTimeout:      30 * time.Second,
 		LameDuck:             5 * time.Second,
+		Audit:                defaultAuditOptions(),
 		NamespacedPolicyKinds: []string{"core/Pod", "apps/Deployment", "apps/StatefulSet", "apps/DaemonSet", "apps/ReplicaSet",
 			"core/ReplicationController", "batch/Job", "batch/CronJob", "core/Service", "networking.k8s.io/Ingress", "core/ConfigMap", "core/PersistentVolumeClaim"},
 	}
@@ -183,6 +185,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates, keep the webhook rules and write policy status (needed with several replicas); a lost lease stops that work, never the process")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight reviews may drain on shutdown, once the server stops accepting")
+	o.Audit.addFlags(fs)
 	fs.DurationVar(&o.LameDuck, "lame-duck", o.LameDuck, "on SIGTERM, how long the server keeps accepting reviews while /readyz fails, so that endpoints drop it first (at least 1s; keep lame-duck + shutdown-timeout below terminationGracePeriodSeconds)")
 }
 
@@ -192,6 +195,7 @@ func (o *Options) Validate() error {
 	o.validateServing(v)
 	o.validateTenancy(v)
 	o.validateCertificates(v)
+	o.Audit.validate(v)
 	return errors.Join(v.errs...)
 }
 

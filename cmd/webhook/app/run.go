@@ -119,6 +119,13 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if rotator != nil {
 		work = append(work, rotator.Start)
 	}
+	scan, err := buildAudit(mgr, cfg, o, engines)
+	if err != nil {
+		return nil, nil, err
+	}
+	if scan != nil {
+		work = append(work, scan)
+	}
 	// Rules and caBundle repaired at once when a configuration is edited or a CRD comes or goes.
 	onWebhookChange := func() {
 		if syncer != nil {

@@ -1,0 +1,105 @@
+package app
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/portcullis-dev/portcullis/pkg/audit"
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+	"github.com/portcullis-dev/portcullis/pkg/leader"
+	"github.com/portcullis-dev/portcullis/pkg/source"
+)
+
+// AuditOptions are the flags of the background audit.
+type AuditOptions struct {
+	Enabled    bool
+	Interval   time.Duration
+	Results    []string
+	MaxResults int
+	PageSize   int64
+	// ObjectTimeout bounds the judging of one object.
+	ObjectTimeout time.Duration
+}
+
+// defaultAuditOptions are the audit's defaults: on, every hour, failures, warnings and errors
+// listed, 1,000 results a report.
+func defaultAuditOptions() AuditOptions {
+	return AuditOptions{Enabled: true, Interval: time.Hour, Results: []string{"fail", "warn", "error"}, MaxResults: 1000,
+		PageSize: audit.DefaultPageSize, ObjectTimeout: 10 * time.Second}
+}
+
+func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&a.Enabled, "audit", a.Enabled, "judge the objects that already exist in the background, with the policies in force, and write OpenReports Reports (one per namespace, a ClusterReport for cluster-scoped objects)")
+	fs.DurationVar(&a.Interval, "audit-interval", a.Interval, "how often the audit judges every object again; a policy or exception change judges the kinds it affects at once")
+	fs.StringSliceVar(&a.Results, "report-results", a.Results, "the results reports list (pass, fail, warn, error, skip); every result is counted in their summary")
+	fs.IntVar(&a.MaxResults, "report-max-results", a.MaxResults, "the most results one report lists (its summary counts them all); reports also stay under 1 MiB")
+	fs.Int64Var(&a.PageSize, "audit-page-size", a.PageSize, "objects read per LIST call: what the audit holds at once")
+}
+
+func (a *AuditOptions) validate(v *flagErrors) {
+	if !a.Enabled {
+		return
+	}
+	if a.Interval < time.Minute {
+		v.bad("audit-interval", a.Interval, "must be at least 1m")
+	}
+	for _, r := range a.Results {
+		if !slices.Contains(audit.Outcomes, audit.Outcome(r)) {
+			v.bad("report-results", r, "must be among pass, fail, warn, error and skip")
+		}
+	}
+	if a.MaxResults < 1 || a.MaxResults > 10000 {
+		v.bad("report-max-results", a.MaxResults, "must be between 1 and 10000")
+	}
+	if a.PageSize < 1 || a.PageSize > 5000 {
+		v.bad("audit-page-size", a.PageSize, "must be between 1 and 5000")
+	}
+}
+
+// buildAudit is the background audit's scanner, as leader work; nil when --audit=false.
+func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder) (leader.Work, error) {
+	a := o.Audit
+	if !a.Enabled {
+		return nil, nil
+	}
+	rc := rest.CopyConfig(cfg)
+	rc.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	raw, err := rest.UnversionedRESTClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	cached := memory.NewMemCacheClient(disco)
+	keep := sets.New[audit.Outcome]()
+	for _, r := range a.Results {
+		keep.Insert(audit.Outcome(r))
+	}
+	s := &audit.Scanner{
+		Engines: engines,
+		Lister:  &audit.Lister{Client: raw, PageSize: a.PageSize},
+		Discover: func() (intercept.Served, error) {
+			cached.Invalidate() // once per scan: CRDs come and go
+			return intercept.Discover(cached)()
+		},
+		Tenants:       o.tenantKinds(),
+		Namespaces:    mgr.GetCache(),
+		Store:         audit.NewStore(keep, a.MaxResults, nil),
+		Writer:        &audit.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
+		Interval:      a.Interval,
+		ObjectTimeout: a.ObjectTimeout,
+		Log:           ctrl.Log.WithName("audit"),
+	}
+	return s.Run, nil
+}
