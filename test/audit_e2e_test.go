@@ -1,0 +1,217 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	cli "github.com/portcullis-dev/portcullis/cmd/kubectl-portcullis/app"
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/audit"
+	"github.com/portcullis-dev/portcullis/pkg/report"
+)
+
+// auditPolicies are the library policies the audit test applies, in Audit, limited to its
+// namespaces so that other tests' objects do not move its counts.
+var auditPolicies = []string{"pod-security-baseline", "disallow-latest-tag", "require-requests-limits"}
+
+// auditWorkload is a Pod or a Deployment: the even ones violate every audit policy, the odd
+// ones none.
+func auditWorkload(ns string, i int, deployment bool) client.Object {
+	c := corev1.Container{Name: "app", Image: "registry.example/app:1.0", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("16Mi")}}}
+	if i%2 == 0 {
+		c.Image, c.Resources = "registry.example/app:latest", corev1.ResourceRequirements{}
+		c.SecurityContext = &corev1.SecurityContext{Privileged: new(true)}
+	}
+	labels := map[string]string{"app": fmt.Sprintf("w%02d", i)}
+	spec := corev1.PodSpec{Containers: []corev1.Container{c}}
+	if !deployment {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%02d", i), Namespace: ns, Labels: labels}, Spec: spec}
+	}
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("deploy-%02d", i), Namespace: ns},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}}}
+}
+
+// TestAuditReports: 300 Pods and Deployments exist in three namespaces before any policy. Once
+// library policies in Audit match them, the server's background audit writes one Report per
+// namespace: every violating object listed once per rule it fails, passes counted in the
+// summary, and the counts are those of kubectl portcullis check on the same objects exported
+// to files. A policy change is followed.
+func TestAuditReports(t *testing.T) {
+	ctx := t.Context()
+	cfg := rest.CopyConfig(e2e.cluster.Config)
+	cfg.QPS, cfg.Burst = 500, 500
+	fast, err := client.New(cfg, client.Options{Scheme: e2e.client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := []string{newNamespace(t, nil), newNamespace(t, nil), newNamespace(t, nil)}
+	violating := map[types.UID]string{}
+	for _, ns := range namespaces {
+		for i := range 100 {
+			obj := auditWorkload(ns, i/2, i%2 == 1)
+			if err := fast.Create(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+			if (i/2)%2 == 0 {
+				violating[obj.GetUID()] = ns + "/" + obj.GetName()
+			}
+		}
+	}
+	for _, name := range auditPolicies {
+		applyPolicy(t, auditLibraryPolicy(t, name, namespaces))
+	}
+
+	// Three rules on 100 objects a namespace: 150 failures (50 violating objects), 150 passes.
+	reports := waitReports(t, namespaces, 60*time.Second, func(r *openreports.Report) error {
+		if s := r.Summary; s.Fail != 150 || s.Pass != 150 || s.Warn+s.Error+s.Skip != 0 {
+			return fmt.Errorf("report of %s: summary %+v, want 150 fail, 150 pass", r.Namespace, s)
+		}
+		return nil
+	})
+	seen := map[string]bool{}
+	listedObjects := map[types.UID]bool{}
+	for _, r := range reports {
+		if r.Source != audit.Source || r.Labels[audit.ManagedByLabel] != audit.ManagedBy || len(r.Results) != 150 {
+			t.Errorf("report of %s: source %q, labels %v, %d results; want 150", r.Namespace, r.Source, r.Labels, len(r.Results))
+		}
+		for _, res := range r.Results {
+			if len(res.Subjects) != 1 || res.Result != "fail" || res.Properties["action"] != "Audit" || res.Category == "" || res.Severity == "" || res.Description == "" {
+				t.Errorf("result %+v", res)
+				continue
+			}
+			s := res.Subjects[0]
+			key := string(s.UID) + "/" + res.Policy + "/" + res.Rule
+			if seen[key] {
+				t.Errorf("%s/%s listed twice for %s/%s", s.Namespace, s.Name, res.Policy, res.Rule)
+			}
+			seen[key], listedObjects[s.UID] = true, true
+			if violating[s.UID] == "" {
+				t.Errorf("%s/%s is listed, yet it violates nothing", s.Namespace, s.Name)
+			}
+		}
+	}
+	if len(listedObjects) != len(violating) {
+		t.Errorf("%d objects listed, want the %d violating ones", len(listedObjects), len(violating))
+	}
+
+	// The CLI on the same objects, exported to files, counts the same.
+	cliSummary := checkExported(t, namespaces)
+	var pass, fail int
+	for _, r := range reports {
+		pass, fail = pass+r.Summary.Pass, fail+r.Summary.Fail
+	}
+	if cliSummary.Pass != pass || cliSummary.Fail != fail || cliSummary.Error != 0 || cliSummary.Skip != 0 {
+		t.Errorf("check on the exported objects: %+v; the reports: %d pass, %d fail", cliSummary, pass, fail)
+	}
+
+	// A policy change: the reports follow within 60 s.
+	if err := e2e.client.Delete(ctx, &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e-require-requests-limits"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitReports(t, namespaces, 60*time.Second, func(r *openreports.Report) error {
+		if s := r.Summary; s.Fail != 100 || s.Pass != 100 || len(r.Results) != 100 {
+			return fmt.Errorf("report of %s after a policy went: summary %+v, %d results; want 100 fail, 100 pass", r.Namespace, s, len(r.Results))
+		}
+		return nil
+	})
+}
+
+// auditLibraryPolicy is a library policy renamed for the audit test, in Audit, on namespaces.
+func auditLibraryPolicy(t *testing.T, name string, namespaces []string) string {
+	doc := libraryPolicy(t, name, "  enforcement: Audit # the audit test\n")
+	doc = strings.Replace(doc, "  name: "+name+"\n", "  name: audit-e2e-"+name+"\n", 1)
+	return strings.Replace(doc, "  match:\n", "  match:\n    namespaces: ["+strings.Join(namespaces, ", ")+"]\n", 1)
+}
+
+// waitReports waits until every namespace's Report passes check, and returns them.
+func waitReports(t *testing.T, namespaces []string, timeout time.Duration, check func(*openreports.Report) error) []*openreports.Report {
+	t.Helper()
+	var out []*openreports.Report
+	eventually(t, timeout, func() error {
+		out = out[:0]
+		for _, ns := range namespaces {
+			r := &openreports.Report{}
+			if err := e2e.client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: audit.ReportName}, r); err != nil {
+				return err
+			}
+			if err := check(r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out
+}
+
+// checkExported exports the namespaces' Pods and Deployments to a file and runs kubectl
+// portcullis check on it with the audit test's policies.
+func checkExported(t *testing.T, namespaces []string) report.Summary {
+	t.Helper()
+	dir := t.TempDir()
+	var docs []string
+	for _, ns := range namespaces {
+		var pods corev1.PodList
+		var deployments appsv1.DeploymentList
+		for _, list := range []client.ObjectList{&pods, &deployments} {
+			if err := e2e.client.List(t.Context(), list, client.InNamespace(ns)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var objs []any
+		for i := range pods.Items {
+			pods.Items[i].TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+			objs = append(objs, &pods.Items[i])
+		}
+		for i := range deployments.Items {
+			deployments.Items[i].TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+			objs = append(objs, &deployments.Items[i])
+		}
+		for _, obj := range objs {
+			js, err := json.Marshal(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, string(js))
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "exported.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var policyDocs []string
+	for _, name := range auditPolicies {
+		policyDocs = append(policyDocs, auditLibraryPolicy(t, name, namespaces))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(strings.Join(policyDocs, "\n---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := cli.Main(t.Context(), []string{"check", "-f", filepath.Join(dir, "exported.yaml"), "--policies", filepath.Join(dir, "policies.yaml"), "-o", "json"}, nil, &out, &errb)
+	if code > 1 {
+		t.Fatalf("check: exit %d: %s", code, errb.String())
+	}
+	var rep report.Report
+	if err := yaml.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep.Summary
+}
