@@ -123,13 +123,51 @@ func TestAuditReports(t *testing.T) {
 		t.Errorf("check on the exported objects: %+v; the reports: %d pass, %d fail", cliSummary, pass, fail)
 	}
 
+	// Between scans, within 30 s: a fixed object's results go, a deleted object's go, a new
+	// violating object's come.
+	ns := namespaces[0]
+	var fixed appsv1.Deployment
+	if err := e2e.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "deploy-00"}, &fixed); err != nil {
+		t.Fatal(err)
+	}
+	fixed.Spec.Template.Spec = auditWorkload(ns, 1, true).(*appsv1.Deployment).Spec.Template.Spec
+	if err := e2e.client.Update(ctx, &fixed); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2e.client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pod-02"}}, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	added := auditWorkload(ns, 60, false)
+	if err := e2e.client.Create(ctx, added); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitReports(t, namespaces[:1], 30*time.Second, func(r *openreports.Report) error {
+		listed := map[string]int{}
+		for _, res := range r.Results {
+			listed[res.Subjects[0].Name]++
+		}
+		// Of 50 violating objects one is fixed, one deleted, one added: 49 fail 3 rules each; the
+		// 51 others pass them.
+		if s := r.Summary; listed["deploy-00"] != 0 || listed["pod-02"] != 0 || listed["pod-60"] != 3 || s.Fail != 147 || s.Pass != 153 {
+			return fmt.Errorf("after a fix, a deletion and a creation: deploy-00 listed %d times, pod-02 %d, pod-60 %d; summary %+v (want 147 fail, 153 pass)",
+				listed["deploy-00"], listed["pod-02"], listed["pod-60"], s)
+		}
+		return nil
+	})
+	t.Logf("a fix, a deletion and a creation in the report after %s", time.Since(start).Round(100*time.Millisecond))
+
 	// A policy change: the reports follow within 60 s.
 	if err := e2e.client.Delete(ctx, &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e-require-requests-limits"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitReports(t, namespaces, 60*time.Second, func(r *openreports.Report) error {
-		if s := r.Summary; s.Fail != 100 || s.Pass != 100 || len(r.Results) != 100 {
-			return fmt.Errorf("report of %s after a policy went: summary %+v, %d results; want 100 fail, 100 pass", r.Namespace, s, len(r.Results))
+		fail, pass := 100, 100 // two rules on 100 objects, 50 of them violating
+		if r.Namespace == ns {
+			fail, pass = 98, 102 // 49 violating objects, 51 not
+		}
+		if s := r.Summary; s.Fail != fail || s.Pass != pass || len(r.Results) != fail {
+			return fmt.Errorf("report of %s after a policy went: summary %+v, %d results; want %d fail, %d pass", r.Namespace, s, len(r.Results), fail, pass)
 		}
 		return nil
 	})

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -110,7 +110,7 @@ func setup(dir, assets string) error {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = v1alpha1.AddToScheme(scheme)
-	_ = openreports.AddToScheme(scheme)
+	_ = openreports.Install(scheme)
 	if e2e.client, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
 		return err
 	}

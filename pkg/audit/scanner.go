@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/metadata"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -43,10 +44,16 @@ type Scanner struct {
 	// Owns says which namespaces this scanner judges ("" is the cluster-scoped objects); nil
 	// is every one.
 	Owns func(namespace string) bool
-	Log  logr.Logger
+	// Metadata watches the scanned resources, metadata only, so that a created, changed or
+	// deleted object is in its report within seconds, not at the next scan; nil: scans only.
+	Metadata metadata.Interface
+	Log      logr.Logger
 
 	decoder *policies.Decoder
 	scans   uint64
+	fresh   *freshness
+	// lastScopes are the scopes of the last scan: what the watches follow.
+	lastScopes []intercept.Scope
 }
 
 // ScanStats says what one scan did.
@@ -77,6 +84,10 @@ func (s *Scanner) Run(ctx context.Context) error {
 			}
 		}
 	}
+	if s.Metadata != nil {
+		s.fresh = &freshness{client: s.Metadata, s: s, watches: map[schema.GroupVersionResource]*resourceWatch{},
+			pending: map[pendingKey]intercept.Scope{}, rescan: map[schema.GroupVersionResource]bool{}}
+	}
 	s.logScan(s.Scan(ctx, engine, nil, inPlace))
 	full := time.NewTicker(s.Interval)
 	defer full.Stop()
@@ -90,14 +101,40 @@ func (s *Scanner) Run(ctx context.Context) error {
 			engine = s.Engines.Load()
 			s.logScan(s.Scan(ctx, engine, nil, nil))
 		case <-poll.C:
-			next := s.Engines.Load()
-			if next == engine {
-				continue
+			if next := s.Engines.Load(); next != engine {
+				only := affected(engine, next)
+				engine = next
+				s.logScan(s.Scan(ctx, engine, only, nil))
 			}
-			only := affected(engine, next)
-			engine = next
-			s.logScan(s.Scan(ctx, engine, only, nil))
+			s.keepFresh(ctx, engine)
 		}
+	}
+}
+
+// keepFresh judges the objects the watches saw change, scans again the resources whose watch
+// lost events, and writes the reports that changed.
+func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
+	if s.fresh == nil {
+		return
+	}
+	pending, rescan := s.fresh.take()
+	if len(rescan) > 0 {
+		kinds := make([]policies.KindSelector, 0, len(rescan))
+		for _, gvr := range rescan {
+			for _, sc := range s.lastScopes {
+				if sc.GroupVersionResource == gvr {
+					kinds = append(kinds, policies.KindSelector{GroupKind: sc.GroupVersionKind().GroupKind()})
+				}
+			}
+		}
+		s.logScan(s.Scan(ctx, engine, kinds, nil))
+	}
+	if len(pending) == 0 {
+		return
+	}
+	s.refresh(ctx, pending)
+	if _, _, err := s.flush(ctx, engine, nil); err != nil {
+		s.Log.Error(err, "audit: writing reports")
 	}
 }
 
@@ -159,13 +196,15 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 		matched.Insert(sc.GroupVersionResource)
 	}
 	s.scans++
+	s.lastScopes = scopes
 	scanned := map[schema.GroupVersionResource]Scanned{}
+	versions := map[schema.GroupVersionResource]string{}
 	namespaces := map[string]*corev1.Namespace{}
 	for _, sc := range scopes {
 		if only != nil && !slices.ContainsFunc(only, func(k policies.KindSelector) bool { return k.Selects(sc.GroupVersionKind().GroupKind()) }) {
 			continue
 		}
-		n, err := s.scanScope(ctx, engine, sc, namespaces)
+		n, rv, err := s.scanScope(ctx, engine, sc, namespaces)
 		st.Objects += n
 		if err != nil {
 			if ctx.Err() != nil {
@@ -175,6 +214,10 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 			continue
 		}
 		scanned[sc.GroupVersionResource] = Scanned{Scan: s.scans, Namespaces: sc.Namespaces}
+		versions[sc.GroupVersionResource] = rv
+	}
+	if s.fresh != nil {
+		s.fresh.follow(ctx, scopes, versions, only == nil)
 	}
 	if only == nil {
 		s.Store.Prune(scanned, matched)
@@ -186,27 +229,31 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	return st, err
 }
 
-// scanScope judges every object of one scope, a page at a time.
-func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc intercept.Scope, namespaces map[string]*corev1.Namespace) (int, error) {
+// scanScope judges every object of one scope, a page at a time, and returns how many there
+// were and the resource version of its first list: where a watch takes over.
+func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc intercept.Scope, namespaces map[string]*corev1.Namespace) (int, string, error) {
 	where := []string{""}
 	if sc.Namespaces != nil {
 		where = sets.List(sc.Namespaces)
 	}
 	gvk := sc.GroupVersionKind()
-	n := 0
+	n, first := 0, ""
 	for _, ns := range where {
 		if ns != "" && s.Owns != nil && !s.Owns(ns) {
 			continue
 		}
-		_, err := s.Lister.List(ctx, sc.Resource, ns, func(raw []byte) error {
+		rv, err := s.Lister.List(ctx, sc.Resource, ns, func(raw []byte) error {
 			n++
 			return s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
 		})
 		if err != nil {
-			return n, err
+			return n, "", err
+		}
+		if first == "" {
+			first = rv
 		}
 	}
-	return n, nil
+	return n, first, nil
 }
 
 // judge judges one object and records its results. An object that cannot be decoded is logged
@@ -237,7 +284,7 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 		return nil
 	}
 	ref := corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: ns, Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
-	s.Store.Put(r.GroupVersionResource, ref, s.scans, adm.Results)
+	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, adm.Results)
 	return nil
 }
 

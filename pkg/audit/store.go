@@ -77,9 +77,12 @@ type entry struct {
 	resource schema.GroupVersionResource
 	ref      corev1.ObjectReference
 	scan     uint64 // the scan that judged it last
-	counts   Counts
-	listed   []listed
-	omitted  int // results not kept, the namespace's report being full
+	// fingerprint digests the metadata it was judged with (see fingerprint): a watch event
+	// that leaves it as it was is a status update, not judged again.
+	fingerprint uint64
+	counts      Counts
+	listed      []listed
+	omitted     int // results not kept, the namespace's report being full
 }
 
 // namespaceState is one report's content: a namespace's objects, or the cluster-scoped ones
@@ -115,12 +118,12 @@ func NewStore(keep sets.Set[Outcome], maxResults int, now func() time.Time) *Sto
 
 // Put records the results of one object, judged by scan, in place of what was known of it;
 // an object no policy matches is forgotten.
-func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectReference, scan uint64, results []policies.Result) {
+func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectReference, fp uint64, scan uint64, results []policies.Result) {
 	if len(results) == 0 {
 		s.Remove(ref.Namespace, ref.UID) // no policy matches it any more
 		return
 	}
-	e := &entry{resource: resource, ref: ref, scan: scan, counts: Counts{}}
+	e := &entry{resource: resource, ref: ref, fingerprint: fp, scan: scan, counts: Counts{}}
 	now := s.now().Unix()
 	for i := range results {
 		r := &results[i]
@@ -151,6 +154,18 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 	ns.omitted += e.omitted
 	ns.objects[ref.UID] = e
 	ns.changed = ns.changed || old == nil || !sameEntry(old, e)
+}
+
+// Fingerprint returns the metadata fingerprint an object was last judged with.
+func (s *Store) Fingerprint(namespace string, uid types.UID) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns := s.namespaces[namespace]; ns != nil {
+		if e := ns.objects[uid]; e != nil {
+			return e.fingerprint, true
+		}
+	}
+	return 0, false
 }
 
 // Remove forgets an object: it was deleted.
@@ -301,7 +316,6 @@ func compareResults(a, b Result) int {
 	}
 	return 0
 }
-
 
 // kept lists the outcomes reports list, in order.
 func (s *Store) kept() []Outcome {

@@ -41,7 +41,7 @@ var failWarnError = sets.New(Fail, Warn, Error)
 func TestStoreCountsEverythingListsWhatIsKept(t *testing.T) {
 	s := NewStore(failWarnError, 5, nil)
 	for i := range 4 {
-		s.Put(pods, pod("shop", i), 1, results(i%2 == 0, "privileged"))
+		s.Put(pods, pod("shop", i), 0, 1, results(i%2 == 0, "privileged"))
 	}
 	changed, gone := s.Changed()
 	if len(changed) != 1 || len(gone) != 0 {
@@ -59,7 +59,7 @@ func TestStoreCountsEverythingListsWhatIsKept(t *testing.T) {
 		t.Errorf("nothing changed, yet %d reports to write", len(again))
 	}
 	// The same results again: nothing to write.
-	s.Put(pods, pod("shop", 1), 2, results(false, ""))
+	s.Put(pods, pod("shop", 1), 0, 2, results(false, ""))
 	if again, _ := s.Changed(); len(again) != 0 {
 		t.Errorf("same results, yet %d reports to write", len(again))
 	}
@@ -70,14 +70,14 @@ func TestStoreCountsEverythingListsWhatIsKept(t *testing.T) {
 func TestStoreKeepsWhenAFindingWasFirstSeen(t *testing.T) {
 	now := time.Unix(1000, 0)
 	s := NewStore(failWarnError, 100, func() time.Time { return now })
-	s.Put(pods, pod("shop", 0), 1, results(true, "privileged"))
+	s.Put(pods, pod("shop", 0), 0, 1, results(true, "privileged"))
 	first, _ := s.Changed()
 	now = now.Add(time.Hour)
-	s.Put(pods, pod("shop", 0), 2, results(true, "privileged"))
+	s.Put(pods, pod("shop", 0), 0, 2, results(true, "privileged"))
 	if again, _ := s.Changed(); len(again) != 0 {
 		t.Fatalf("the same findings an hour later rewrote the report")
 	}
-	s.Put(pods, pod("shop", 0), 3, results(true, "privileged, hostPath"))
+	s.Put(pods, pod("shop", 0), 0, 3, results(true, "privileged, hostPath"))
 	next, _ := s.Changed()
 	// Results are ordered by object, then policy: labels/team, then pss/restricted.
 	if len(next) != 1 || !next[0].Results[1].Since.Equal(first[0].Results[1].Since) || next[0].Results[1].Message != "privileged, hostPath" {
@@ -90,11 +90,11 @@ func TestStoreKeepsWhenAFindingWasFirstSeen(t *testing.T) {
 func TestStorePrune(t *testing.T) {
 	s := NewStore(failWarnError, 100, nil)
 	deploys := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
-	s.Put(pods, pod("a", 0), 1, results(true, "x"))
-	s.Put(pods, pod("a", 1), 1, results(true, "x"))
-	s.Put(deploys, corev1.ObjectReference{Kind: "Deployment", Namespace: "b", Name: "d", UID: "d"}, 1, results(true, "x"))
+	s.Put(pods, pod("a", 0), 0, 1, results(true, "x"))
+	s.Put(pods, pod("a", 1), 0, 1, results(true, "x"))
+	s.Put(deploys, corev1.ObjectReference{Kind: "Deployment", Namespace: "b", Name: "d", UID: "d"}, 0, 1, results(true, "x"))
 	s.Changed()
-	s.Put(pods, pod("a", 0), 2, results(true, "x"))
+	s.Put(pods, pod("a", 0), 0, 2, results(true, "x"))
 	s.Prune(map[schema.GroupVersionResource]Scanned{pods: {Scan: 2}}, nil)
 	changed, gone := s.Changed()
 	if len(changed) != 1 || changed[0].Summary[Warn] != 1 || len(gone) != 0 {
@@ -112,7 +112,7 @@ func TestBuildBounds(t *testing.T) {
 	s := NewStore(failWarnError, 5000, nil)
 	long := strings.Repeat("m", 3000)
 	for i := range 5000 {
-		s.Put(pods, pod("shop", i), 1, results(true, long))
+		s.Put(pods, pod("shop", i), 0, 1, results(true, long))
 	}
 	changed, _ := s.Changed()
 	none := func(string) (string, string) { return "", "" }

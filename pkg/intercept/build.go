@@ -198,9 +198,12 @@ func Scopes(served Served, tenants TenantKinds, needs []Need) []Scope {
 	for _, sc := range scopes {
 		out = append(out, *sc)
 	}
-	slices.SortFunc(out, func(a, b Scope) int { return strings.Compare(a.GroupVersionResource.String(), b.GroupVersionResource.String()) })
+	slices.SortFunc(out, func(a, b Scope) int {
+		return strings.Compare(a.String(), b.String())
+	})
 	return out
 }
+
 // bound keeps the resources tenants may have intercepted and names the others.
 func bound(resources []Resource, tenants TenantKinds) (kept []Resource, refused []string) {
 	for _, r := range resources {

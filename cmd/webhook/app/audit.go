@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -82,6 +83,10 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	cached := memory.NewMemCacheClient(disco)
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
 	keep := sets.New[audit.Outcome]()
 	for _, r := range a.Results {
 		keep.Insert(audit.Outcome(r))
@@ -99,6 +104,7 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 		Writer:        &audit.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
 		Interval:      a.Interval,
 		ObjectTimeout: a.ObjectTimeout,
+		Metadata:      meta,
 		Log:           ctrl.Log.WithName("audit"),
 	}
 	return s.Run, nil

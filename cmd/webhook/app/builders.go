@@ -40,7 +40,7 @@ import (
 // probes and a cache restricted to what Portcullis reads.
 func buildManager(cfg *rest.Config, o *Options, whServer *server.WebhookServer) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, openreports.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, openreports.Install} {
 		if err := add(scheme); err != nil {
 			return nil, err
 		}
