@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,6 +159,31 @@ func TestAuditReports(t *testing.T) {
 	})
 	t.Logf("a fix, a deletion and a creation in the report after %s", time.Since(start).Round(100*time.Millisecond))
 
+	// Real Prometheus metrics, from the replica that leads: the violations by ClusterPolicy, and
+	// the scans.
+	eventually(t, 10*time.Second, func() error {
+		m := scrapeMetrics(t)
+		if !strings.Contains(m, "portcullis_audit_violations{") {
+			m = scrapePlain(t, e2e.secondMetricsURL) // the second server leads
+		}
+		for _, want := range []string{
+			`portcullis_audit_violations{policy="audit-e2e-pod-security-baseline",result="fail"} 149`,
+			`portcullis_audit_scan_duration_seconds_count{scan="partial"}`,
+			`portcullis_audit_objects_scanned_total`,
+		} {
+			if !strings.Contains(m, want) {
+				var audit []string
+				for _, l := range strings.Split(m, "\n") {
+					if strings.HasPrefix(l, "portcullis_audit_violations") {
+						audit = append(audit, l)
+					}
+				}
+				return fmt.Errorf("metrics lack %s; the audit violations are:\n%s", want, strings.Join(audit, "\n"))
+			}
+		}
+		return nil
+	})
+
 	// A policy change: the reports follow within 60 s.
 	if err := e2e.client.Delete(ctx, &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e-require-requests-limits"}}); err != nil {
 		t.Fatal(err)
@@ -252,4 +279,19 @@ func checkExported(t *testing.T, namespaces []string) report.Summary {
 		t.Fatal(err)
 	}
 	return rep.Summary
+}
+
+// scrapePlain reads a metrics endpoint served over plain HTTP.
+func scrapePlain(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:gosec,noctx // the test's own server on loopback
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

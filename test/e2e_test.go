@@ -43,7 +43,10 @@ var e2e struct {
 	client     client.Client
 	webhookURL string // the main server, self-managed certificates
 	auditURL   string // a second server with --audit-only and a user-provided certificate
-	metricsURL string
+	// secondMetricsURL serves the second server's metrics (plain HTTP): it leads when the main
+	// server has lost the lease, and then runs the leader's work, the audit included.
+	secondMetricsURL string
+	metricsURL       string
 	// metricsToken is a ServiceAccount token bound to the shipped portcullis-metrics-reader role.
 	metricsToken string
 	probeURL     string
@@ -118,7 +121,7 @@ func setup(dir, assets string) error {
 	if err := e2e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
 		return err
 	}
-	ports := make([]int, 5)
+	ports := make([]int, 6)
 	for i := range ports {
 		if ports[i], err = cluster.FreePort(); err != nil {
 			return err
@@ -194,12 +197,14 @@ func setup(dir, assets string) error {
 	auditProbe := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[4])
 	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--webhook-host", "127.0.0.1",
 		"--webhook-port", fmt.Sprint(ports[3]), "--cert-dir", certDir, "--audit-only", "--lame-duck=1s",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[4]))
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[5]), "--metrics-secure=false",
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[4]))
 	if err != nil {
 		return err
 	}
 	stopAll = append(stopAll, p.Stop)
 	e2e.auditURL = fmt.Sprintf("https://127.0.0.1:%d%s", ports[3], app.ValidatePath)
+	e2e.secondMetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[5])
 	audit, err := cluster.WebhookConfig("../manifests/base/webhook.yaml", strings.TrimSuffix(e2e.auditURL, app.ValidatePath), caPEM)
 	if err != nil {
 		return err

@@ -47,6 +47,8 @@ type Scanner struct {
 	// Metadata watches the scanned resources, metadata only, so that a created, changed or
 	// deleted object is in its report within seconds, not at the next scan; nil: scans only.
 	Metadata metadata.Interface
+	// Observer is told of every scan and of the violations after it; nil: nobody.
+	Observer Observer
 	Log      logr.Logger
 
 	decoder *policies.Decoder
@@ -54,6 +56,31 @@ type Scanner struct {
 	fresh   *freshness
 	// lastScopes are the scopes of the last scan: what the watches follow.
 	lastScopes []intercept.Scope
+}
+
+// Observer is told what the audit does and finds (the metrics).
+type Observer interface {
+	AuditScan(partial bool, d time.Duration, objects int)
+	// AuditViolationCounts gets, by policy, the counts of failures, warnings and errors.
+	AuditViolationCounts(byPolicy map[string]map[string]int)
+}
+
+// observe tells the observer of a scan, or of watched changes (d 0), and of the violations now.
+func (s *Scanner) observe(partial bool, d time.Duration, objects int) {
+	if s.Observer == nil {
+		return
+	}
+	if d > 0 {
+		s.Observer.AuditScan(partial, d, objects)
+	}
+	byPolicy := map[string]map[string]int{}
+	for p, c := range s.Store.Violations() {
+		byPolicy[p] = map[string]int{}
+		for o, n := range c {
+			byPolicy[p][string(o)] = n
+		}
+	}
+	s.Observer.AuditViolationCounts(byPolicy)
 }
 
 // ScanStats says what one scan did.
@@ -70,6 +97,10 @@ type ScanStats struct {
 // Interval, until ctx ends. It is leader work: it returns when ctx ends.
 func (s *Scanner) Run(ctx context.Context) error {
 	s.decoder = policies.NewDecoder(false)
+	if s.Observer != nil {
+		// A replica that no longer leads has nothing to say of the violations: the leader does.
+		defer s.Observer.AuditViolationCounts(nil)
+	}
 	inPlace, err := s.Writer.Load(ctx)
 	if err != nil {
 		return err
@@ -136,6 +167,7 @@ func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
 	if _, _, err := s.flush(ctx, engine, nil); err != nil {
 		s.Log.Error(err, "audit: writing reports")
 	}
+	s.observe(true, 0, 0)
 }
 
 func (s *Scanner) logScan(st ScanStats, err error) {
@@ -226,6 +258,7 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	}
 	st.Written, st.Deleted, err = s.flush(ctx, engine, inPlace)
 	st.Duration = time.Since(start)
+	s.observe(only != nil, st.Duration, st.Objects)
 	return st, err
 }
 

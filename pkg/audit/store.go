@@ -83,6 +83,15 @@ type entry struct {
 	counts      Counts
 	listed      []listed
 	omitted     int // results not kept, the namespace's report being full
+	// violations counts the failures, warnings and errors by policy, for the metrics.
+	violations []violation
+}
+
+// violation counts one policy's results of one outcome on one object.
+type violation struct {
+	policy  string
+	outcome Outcome
+	n       int
 }
 
 // namespaceState is one report's content: a namespace's objects, or the cluster-scoped ones
@@ -129,6 +138,13 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 		r := &results[i]
 		o := outcomeOf(r)
 		e.counts[o]++
+		if o == Fail || o == Warn || o == Error {
+			if j := slices.IndexFunc(e.violations, func(v violation) bool { return v.policy == r.Policy && v.outcome == o }); j >= 0 {
+				e.violations[j].n++
+			} else {
+				e.violations = append(e.violations, violation{policy: unique.Make(r.Policy).Value(), outcome: o, n: 1})
+			}
+		}
 		if s.Keep.Has(o) {
 			e.listed = append(e.listed, listed{policy: r.Policy, rule: r.Rule, outcome: o, action: r.Action,
 				message: unique.Make(r.Message).Value(), since: now})
@@ -335,4 +351,23 @@ func (s *Store) markChanged(namespace string) {
 	if ns := s.namespaces[namespace]; ns != nil {
 		ns.changed = true
 	}
+}
+
+// Violations counts the failures, warnings and errors of every object by policy and outcome,
+// over every report.
+func (s *Store) Violations() map[string]Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]Counts{}
+	for _, ns := range s.namespaces {
+		for _, e := range ns.objects {
+			for _, v := range e.violations {
+				if out[v.policy] == nil {
+					out[v.policy] = Counts{}
+				}
+				out[v.policy][v.outcome] += v.n
+			}
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,10 @@ type Metrics struct {
 	PolicyResults  *prometheus.CounterVec
 	CompileErrors  *prometheus.GaugeVec
 	Policies       prometheus.Gauge
+
+	AuditScans      *prometheus.HistogramVec
+	AuditObjects    prometheus.Counter
+	AuditViolations *prometheus.GaugeVec
 
 	Verifications   *prometheus.CounterVec
 	VerifyCache     *prometheus.CounterVec
@@ -66,6 +71,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help:    "Time spent on registries to verify one image's signatures (cache misses).",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	})
+	m.AuditScans = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "portcullis_audit_scan_duration_seconds",
+		Help:    "Time of one background audit scan: full (every kind the policies match) or partial (the kinds a change affects).",
+		Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+	}, []string{"scan"})
+	m.AuditObjects = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portcullis_audit_objects_scanned_total",
+		Help: "Objects judged by the background audit, in scans and as watched changes.",
+	})
+	m.AuditViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portcullis_audit_violations",
+		Help: "(object, rule) results of the existing objects that fail (fail, warn) or cannot be judged (error), by ClusterPolicy; namespaced Policies are summed under policy=\"(namespaced)\".",
+	}, []string{"policy", "result"})
+	reg.MustRegister(m.AuditScans, m.AuditObjects, m.AuditViolations)
 	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies, m.Verifications, m.VerifyCache, m.RegistryLatency)
 	return m
 }
@@ -84,3 +103,27 @@ func (m *Metrics) CacheLookup(hit bool) {
 
 // Registry implements verify.Observer.
 func (m *Metrics) Registry(d time.Duration) { m.RegistryLatency.Observe(d.Seconds()) }
+
+// AuditScan implements audit.Observer.
+func (m *Metrics) AuditScan(partial bool, d time.Duration, objects int) {
+	scan := "full"
+	if partial {
+		scan = "partial"
+	}
+	m.AuditScans.WithLabelValues(scan).Observe(d.Seconds())
+	m.AuditObjects.Add(float64(objects))
+}
+
+// AuditViolationCounts implements audit.Observer: counts by policy name ("namespace/name" for a
+// namespaced Policy) and result. Series of policies that have none any more are dropped.
+func (m *Metrics) AuditViolationCounts(byPolicy map[string]map[string]int) {
+	m.AuditViolations.Reset()
+	for policy, counts := range byPolicy {
+		if strings.Contains(policy, "/") {
+			policy = Namespaced
+		}
+		for result, n := range counts {
+			m.AuditViolations.WithLabelValues(policy, result).Add(float64(n))
+		}
+	}
+}

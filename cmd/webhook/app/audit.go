@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/audit"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/leader"
+	"github.com/portcullis-dev/portcullis/pkg/metrics"
 	"github.com/portcullis-dev/portcullis/pkg/source"
 )
 
@@ -67,7 +68,7 @@ func (a *AuditOptions) validate(v *flagErrors) {
 }
 
 // buildAudit is the background audit's scanner, as leader work; nil when --audit=false.
-func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder) (leader.Work, error) {
+func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder, m *metrics.Metrics) (leader.Work, error) {
 	a := o.Audit
 	if !a.Enabled {
 		return nil, nil
@@ -105,6 +106,7 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 		Interval:      a.Interval,
 		ObjectTimeout: a.ObjectTimeout,
 		Metadata:      meta,
+		Observer:      m,
 		Log:           ctrl.Log.WithName("audit"),
 	}
 	return s.Run, nil

@@ -119,7 +119,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if rotator != nil {
 		work = append(work, rotator.Start)
 	}
-	scan, err := buildAudit(mgr, cfg, o, engines)
+	scan, err := buildAudit(mgr, cfg, o, engines, m)
 	if err != nil {
 		return nil, nil, err
 	}
