@@ -115,6 +115,22 @@ func TestAuditReports(t *testing.T) {
 		t.Errorf("%d objects listed, want the %d violating ones", len(listedObjects), len(violating))
 	}
 
+	// The policies' status says the same, and kubectl get shows the violations at a glance.
+	eventually(t, 20*time.Second, func() error {
+		var p v1alpha1.ClusterPolicy
+		if err := e2e.client.Get(ctx, client.ObjectKey{Name: "audit-e2e-pod-security-baseline"}, &p); err != nil {
+			return err
+		}
+		if a := p.Status.Audit; a == nil || a.Fail != 150 || a.Pass != 150 || a.Violations != 150 || a.LastScanTime == nil {
+			return fmt.Errorf("status.audit %+v, want 150 fail, 150 pass, 150 violations, a scan time", a)
+		}
+		return nil
+	})
+	out, _, err := kubectl(t, "", "get", "clusterpolicy", "audit-e2e-disallow-latest-tag")
+	if err != nil || !strings.Contains(out, "VIOLATIONS") || !strings.Contains(strings.Fields(strings.Split(out, "\n")[1])[3], "150") {
+		t.Errorf("kubectl get clusterpolicy: %v\n%s", err, out)
+	}
+
 	// The CLI on the same objects, exported to files, counts the same.
 	cliSummary := checkExported(t, namespaces)
 	var pass, fail int

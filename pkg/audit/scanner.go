@@ -49,11 +49,14 @@ type Scanner struct {
 	Metadata metadata.Interface
 	// Observer is told of every scan and of the violations after it; nil: nobody.
 	Observer Observer
+	// Status writes the policies' status.audit; nil: not written.
+	Status client.Client
 	Log      logr.Logger
 
 	decoder *policies.Decoder
 	scans   uint64
 	fresh   *freshness
+	status  *policyStatus
 	// lastScopes are the scopes of the last scan: what the watches follow.
 	lastScopes []intercept.Scope
 }
@@ -74,14 +77,22 @@ func (s *Scanner) observe(partial bool, d time.Duration, objects int) {
 		s.Observer.AuditScan(partial, d, objects)
 	}
 	byPolicy := map[string]map[string]int{}
-	for p, c := range s.Store.Violations() {
-		byPolicy[p] = map[string]int{}
-		for o, n := range c {
-			byPolicy[p][string(o)] = n
+	for p, c := range s.Store.PolicyCounts() {
+		for _, o := range []Outcome{Fail, Warn, Error} {
+			if c[o] > 0 {
+				if byPolicy[p] == nil {
+					byPolicy[p] = map[string]int{}
+				}
+				byPolicy[p][string(o)] = c[o]
+			}
 		}
 	}
 	s.Observer.AuditViolationCounts(byPolicy)
 }
+
+// statusSpacing is the least time between two status writes for watched changes: a busy
+// cluster's changes do not turn into a stream of policy updates.
+const statusSpacing = 10 * time.Second
 
 // ScanStats says what one scan did.
 type ScanStats struct {
@@ -114,6 +125,9 @@ func (s *Scanner) Run(ctx context.Context) error {
 			case <-time.After(250 * time.Millisecond):
 			}
 		}
+	}
+	if s.Status != nil {
+		s.status = &policyStatus{client: s.Status, scanned: map[string]time.Time{}, written: map[string]v1alpha1.AuditStatus{}}
 	}
 	if s.Metadata != nil {
 		s.fresh = &freshness{client: s.Metadata, s: s, watches: map[schema.GroupVersionResource]*resourceWatch{},
@@ -168,6 +182,11 @@ func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
 		s.Log.Error(err, "audit: writing reports")
 	}
 	s.observe(true, 0, 0)
+	if s.status != nil && time.Since(s.status.last) >= statusSpacing {
+		if err := s.status.write(ctx, engine, s.Store.PolicyCounts(), time.Now()); err != nil {
+			s.Log.Error(err, "audit: writing policy status")
+		}
+	}
 }
 
 func (s *Scanner) logScan(st ScanStats, err error) {
@@ -259,6 +278,16 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	st.Written, st.Deleted, err = s.flush(ctx, engine, inPlace)
 	st.Duration = time.Since(start)
 	s.observe(only != nil, st.Duration, st.Objects)
+	if s.status != nil {
+		var gks []schema.GroupKind
+		for gvr := range scanned {
+			if i := slices.IndexFunc(scopes, func(sc intercept.Scope) bool { return sc.GroupVersionResource == gvr }); i >= 0 {
+				gks = append(gks, scopes[i].GroupVersionKind().GroupKind())
+			}
+		}
+		s.status.scannedNow(engine, gks, start)
+		err = errors.Join(err, s.status.write(ctx, engine, s.Store.PolicyCounts(), time.Now()))
+	}
 	return st, err
 }
 

@@ -83,12 +83,12 @@ type entry struct {
 	counts      Counts
 	listed      []listed
 	omitted     int // results not kept, the namespace's report being full
-	// violations counts the failures, warnings and errors by policy, for the metrics.
-	violations []violation
+	// byPolicy counts the results by policy, for the policies' status and the metrics.
+	byPolicy []policyCount
 }
 
-// violation counts one policy's results of one outcome on one object.
-type violation struct {
+// policyCount counts one policy's results of one outcome on one object.
+type policyCount struct {
 	policy  string
 	outcome Outcome
 	n       int
@@ -138,12 +138,10 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 		r := &results[i]
 		o := outcomeOf(r)
 		e.counts[o]++
-		if o == Fail || o == Warn || o == Error {
-			if j := slices.IndexFunc(e.violations, func(v violation) bool { return v.policy == r.Policy && v.outcome == o }); j >= 0 {
-				e.violations[j].n++
-			} else {
-				e.violations = append(e.violations, violation{policy: unique.Make(r.Policy).Value(), outcome: o, n: 1})
-			}
+		if j := slices.IndexFunc(e.byPolicy, func(v policyCount) bool { return v.policy == r.Policy && v.outcome == o }); j >= 0 {
+			e.byPolicy[j].n++
+		} else {
+			e.byPolicy = append(e.byPolicy, policyCount{policy: unique.Make(r.Policy).Value(), outcome: o, n: 1})
 		}
 		if s.Keep.Has(o) {
 			e.listed = append(e.listed, listed{policy: r.Policy, rule: r.Rule, outcome: o, action: r.Action,
@@ -353,15 +351,14 @@ func (s *Store) markChanged(namespace string) {
 	}
 }
 
-// Violations counts the failures, warnings and errors of every object by policy and outcome,
-// over every report.
-func (s *Store) Violations() map[string]Counts {
+// PolicyCounts counts the results of every object by policy and outcome, over every report.
+func (s *Store) PolicyCounts() map[string]Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]Counts{}
 	for _, ns := range s.namespaces {
 		for _, e := range ns.objects {
-			for _, v := range e.violations {
+			for _, v := range e.byPolicy {
 				if out[v.policy] == nil {
 					out[v.policy] = Counts{}
 				}

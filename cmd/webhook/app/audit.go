@@ -107,6 +107,7 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 		ObjectTimeout: a.ObjectTimeout,
 		Metadata:      meta,
 		Observer:      m,
+		Status:        mgr.GetClient(),
 		Log:           ctrl.Log.WithName("audit"),
 	}
 	return s.Run, nil

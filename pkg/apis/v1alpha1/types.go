@@ -354,28 +354,13 @@ type CELRule struct {
 	MessageExpression string `json:"messageExpression,omitempty"`
 }
 
-// PolicyStatus is the observed state of a policy.
-type PolicyStatus struct {
-	// ObservedGeneration is the generation the status describes.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready is True when the policy compiled and is enforced.
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// Errors are the compile errors, each with its field path.
-	// +optional
-	// +listType=atomic
-	Errors []string `json:"errors,omitempty"`
-}
-
 // ClusterPolicy applies to resources in every namespace and to cluster-scoped resources.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=cpol,categories=portcullis
 // +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.audit.violations`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -399,6 +384,7 @@ type ClusterPolicyList struct {
 // +kubebuilder:resource:scope=Namespaced,shortName=pol,categories=portcullis
 // +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.audit.violations`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Policy struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -450,16 +436,6 @@ type ExceptionTarget struct {
 	// +kubebuilder:validation:MaxItems=100
 	// +kubebuilder:validation:items:MaxLength=253
 	RuleNames []string `json:"ruleNames,omitempty"`
-}
-
-// PolicyExceptionStatus is the observed state of an exception.
-type PolicyExceptionStatus struct {
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // PolicyException exempts resources from rules, with an owner, a reason and an expiry.
