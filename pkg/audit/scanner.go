@@ -51,7 +51,7 @@ type Scanner struct {
 	Observer Observer
 	// Status writes the policies' status.audit; nil: not written.
 	Status client.Client
-	Log      logr.Logger
+	Log    logr.Logger
 
 	decoder *policies.Decoder
 	scans   uint64
