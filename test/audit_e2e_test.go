@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,10 +16,12 @@ import (
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -66,6 +69,7 @@ func TestAuditReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	namespaces := []string{newNamespace(t, nil), newNamespace(t, nil), newNamespace(t, nil)}
+	auditNamespaces = namespaces
 	violating := map[types.UID]string{}
 	for _, ns := range namespaces {
 		for i := range 100 {
@@ -139,6 +143,31 @@ func TestAuditReports(t *testing.T) {
 	}
 	if cliSummary.Pass != pass || cliSummary.Fail != fail || cliSummary.Error != 0 || cliSummary.Skip != 0 {
 		t.Errorf("check on the exported objects: %+v; the reports: %d pass, %d fail", cliSummary, pass, fail)
+	}
+
+	// check --cluster, as a user who may only read, finds what the reports say, without
+	// installing anything; as one who may list Pods only, it names what it could not list.
+	viewer := readOnlyKubeconfig(t, "auditor", func(user string) {
+		// The shipped role the audit reads with: get, list and watch of the workload kinds
+		// (envtest runs no controller that fills aggregated roles such as view).
+		bind(t, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-auditor"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "portcullis-audit-workloads"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}})
+	})
+	live, stderr := checkCluster(t, viewer, "-A")
+	if live.Pass != pass || live.Fail != fail || live.Error != 0 {
+		t.Errorf("check --cluster -A: %+v (stderr %q); the reports: %d pass, %d fail", live, stderr, pass, fail)
+	}
+	podReader := readOnlyKubeconfig(t, "pod-reader", func(user string) {
+		bind(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "e2e-pod-reader", Namespace: namespaces[1]},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list"}}}})
+		bind(t, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-pod-reader", Namespace: namespaces[1]},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "e2e-pod-reader"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}})
+	})
+	live, stderr = checkCluster(t, podReader, "-n", namespaces[1])
+	if live.Fail != 75 || live.Pass != 75 || !strings.Contains(stderr, "listing deployments.apps: forbidden (HTTP 403)") {
+		t.Errorf("check --cluster -n %s as a reader of Pods only: %+v, stderr:\n%s\nwant the Pods' 75 fail, 75 pass, and deployments named as not listed", namespaces[1], live, stderr)
 	}
 
 	// Between scans, within 30 s: a fixed object's results go, a deleted object's go, a new
@@ -244,6 +273,23 @@ func waitReports(t *testing.T, namespaces []string, timeout time.Duration, check
 	return out
 }
 
+// auditNamespaces are the audit test's namespaces, which its policies match.
+var auditNamespaces []string
+
+// auditPolicyDir writes the audit test's policies to a file for the CLI.
+func auditPolicyDir(t *testing.T) string {
+	t.Helper()
+	var docs []string
+	for _, name := range auditPolicies {
+		docs = append(docs, auditLibraryPolicy(t, name, auditNamespaces))
+	}
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // checkExported exports the namespaces' Pods and Deployments to a file and runs kubectl
 // portcullis check on it with the audit test's policies.
 func checkExported(t *testing.T, namespaces []string) report.Summary {
@@ -278,15 +324,8 @@ func checkExported(t *testing.T, namespaces []string) report.Summary {
 	if err := os.WriteFile(filepath.Join(dir, "exported.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var policyDocs []string
-	for _, name := range auditPolicies {
-		policyDocs = append(policyDocs, auditLibraryPolicy(t, name, namespaces))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(strings.Join(policyDocs, "\n---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var out, errb bytes.Buffer
-	code := cli.Main(t.Context(), []string{"check", "-f", filepath.Join(dir, "exported.yaml"), "--policies", filepath.Join(dir, "policies.yaml"), "-o", "json"}, nil, &out, &errb)
+	code := cli.Main(t.Context(), []string{"check", "-f", filepath.Join(dir, "exported.yaml"), "--policies", auditPolicyDir(t), "-o", "json"}, nil, &out, &errb)
 	if code > 1 {
 		t.Fatalf("check: exit %d: %s", code, errb.String())
 	}
@@ -310,4 +349,51 @@ func scrapePlain(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// bind creates an RBAC object for the test, deleted after it.
+func bind(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := e2e.client.Create(t.Context(), obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), obj) })
+}
+
+// readOnlyKubeconfig writes a kubeconfig that acts as user, after grant has given it its rights.
+func readOnlyKubeconfig(t *testing.T, user string, grant func(user string)) string {
+	t.Helper()
+	grant(user)
+	cfg, err := clientcmd.LoadFromFile(e2e.cluster.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate, a.ImpersonateGroups = user, []string{"system:authenticated"}
+	}
+	path := filepath.Join(t.TempDir(), user+".kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkCluster runs kubectl portcullis check --cluster with the audit test's policies.
+func checkCluster(t *testing.T, kubeconfig string, args ...string) (report.Summary, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cli.Main(t.Context(), append([]string{"check", "--cluster", "--kubeconfig", kubeconfig, "--policies", auditPolicyDir(t), "-o", "json"}, args...), nil, &out, &errb)
+	if code > 1 {
+		t.Fatalf("check --cluster: exit %d: %s", code, errb.String())
+	}
+	var rep report.Report
+	if err := yaml.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.File != cli.ClusterFile {
+			t.Fatalf("check --cluster: a result of file %q", r.File)
+		}
+	}
+	return rep.Summary, errb.String()
 }

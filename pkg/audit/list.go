@@ -3,10 +3,13 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
@@ -47,9 +50,9 @@ func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace strin
 		if token != "" {
 			req = req.Param("continue", token)
 		}
-		body, err := req.DoRaw(ctx)
+		body, err := req.Do(ctx).Raw()
 		if err != nil {
-			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), err)
+			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), explain(err))
 		}
 		var pg page
 		if err := json.Unmarshal(body, &pg); err != nil {
@@ -71,7 +74,7 @@ func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace strin
 
 // Get reads one object of r.
 func (l *Lister) Get(ctx context.Context, r intercept.Resource, namespace, name string) ([]byte, error) {
-	return l.Client.Get().AbsPath(resourcePath(r, namespace), name).DoRaw(ctx)
+	return l.Client.Get().AbsPath(resourcePath(r, namespace), name).Do(ctx).Raw()
 }
 
 // resourcePath is the URL path of r's collection, in namespace when r is namespaced and a
@@ -85,4 +88,18 @@ func resourcePath(r intercept.Resource, namespace string) string {
 		return path.Join(base, "namespaces", namespace, r.Resource)
 	}
 	return path.Join(base, r.Resource)
+}
+
+// explain names an API error by its reason and status code when its message does not.
+func explain(err error) error {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return err
+	}
+	s := st.Status()
+	reason := strings.ToLower(string(apierrors.ReasonForError(err)))
+	if s.Message == "" || s.Message == "unknown" {
+		return fmt.Errorf("%s (HTTP %d)", reason, s.Code)
+	}
+	return fmt.Errorf("%s (HTTP %d): %s", reason, s.Code, s.Message)
 }

@@ -321,33 +321,56 @@ func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc int
 // judge judges one object and records its results. An object that cannot be decoded is logged
 // and left out: it says nothing of the policies.
 func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercept.Resource, gvk schema.GroupVersionKind, raw []byte, namespaces map[string]*corev1.Namespace) error {
-	if _, err := policies.TypeMeta(raw); err != nil {
-		raw = withTypeMeta(raw, gvk) // list items of built-in kinds have no apiVersion and kind
-	}
-	res, err := s.decoder.Decode(raw, &gvk)
-	if err != nil {
-		s.Log.Error(err, "audit: an object that cannot be decoded is left out", "resource", r.GroupResource().String())
-		return nil
-	}
-	ns := res.Meta.GetNamespace()
-	if s.Owns != nil && !s.Owns(ns) {
-		return nil
+	if s.decoder == nil {
+		s.decoder = policies.NewDecoder(false)
 	}
 	objCtx, cancel := context.WithTimeout(ctx, s.ObjectTimeout)
 	defer cancel()
-	req := &policies.Request{Operation: v1alpha1.Create, Object: res, Namespace: s.namespace(objCtx, ns, namespaces), Background: true,
-		Resource: metav1.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}}
-	adm, err := engine.Admit(objCtx, req, raw, s.decoder)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	res, results, err := Judge(objCtx, engine, s.decoder, r, raw, func(ns string) (*corev1.Namespace, bool) {
+		if s.Owns != nil && !s.Owns(ns) {
+			return nil, false
 		}
-		s.Log.Error(err, "audit: judging", "object", res.Ref().String())
+		return s.namespace(objCtx, ns, namespaces), true
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		s.Log.Error(err, "audit: an object that cannot be judged is left out", "resource", r.GroupResource().String())
 		return nil
+	case res == nil:
+		return nil // not this scanner's
 	}
-	ref := corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: ns, Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
-	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, adm.Results)
+	ref := corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: res.Meta.GetNamespace(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
+	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
 	return nil
+}
+
+// Judge decodes one object of r as a LIST or GET returned it and runs it through the engine as
+// the audit does: a CREATE of it, in the background (Engine.Admit with Request.Background).
+// namespace gives the object's Namespace, whose labels selectors match, and says whether to
+// judge it at all; a nil resource is returned for one it says not to.
+func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r intercept.Resource, raw []byte,
+	namespace func(string) (*corev1.Namespace, bool)) (*policies.Resource, []policies.Result, error) {
+	gvk := r.GroupVersionKind()
+	if _, err := policies.TypeMeta(raw); err != nil {
+		raw = withTypeMeta(raw, gvk) // list items of built-in kinds have no apiVersion and kind
+	}
+	res, err := d.Decode(raw, &gvk)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, judge := namespace(res.Meta.GetNamespace())
+	if !judge {
+		return nil, nil, nil
+	}
+	req := &policies.Request{Operation: v1alpha1.Create, Object: res, Namespace: ns, Background: true,
+		Resource: metav1.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}}
+	adm, err := engine.Admit(ctx, req, raw, d)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", res.Ref(), err)
+	}
+	return res, adm.Results, nil
 }
 
 // namespace returns Namespace ns, read once per scan; nil for cluster-scoped objects, or when it

@@ -27,12 +27,13 @@ type checkOptions struct {
 	insecureRegistries  []string
 	exceptionNamespaces []string
 	verifyTimeout       time.Duration
+	clusterOptions
 }
 
 func newCheckCommand(s streams) *cobra.Command {
 	o := &checkOptions{}
 	cmd := &cobra.Command{
-		Use:   "check -f PATH [-f PATH]... --policies PATH [--policies PATH]... [-o text|json]",
+		Use:   "check (-f PATH [-f PATH]... | --cluster [-n NS | -A]) --policies PATH [--policies PATH]... [-o text|json]",
 		Short: "Evaluate manifests against policies as the cluster would on CREATE",
 		Long: `Evaluate manifests against ClusterPolicy, Policy and PolicyException objects, exactly as the
 Portcullis webhooks evaluate them on CREATE (after the API server's defaulting): the mutating
@@ -40,6 +41,12 @@ rules first, then the validating rules on the mutated object.
 
 -f takes files, directories (recursive: *.yaml, *.yml, *.json) or - for stdin; multi-document YAML
 and List objects are expanded. --policies takes files or directories of policies.
+
+--cluster judges the live objects of the cluster (kubeconfig's context, or --kubeconfig) instead:
+what the policies would find if installed, before switching them to Deny. Nothing is installed;
+read access is enough. Objects are listed a page at a time, in the context's namespace, -n, or
+every namespace with -A; each result's file is "cluster". Kinds that cannot be listed are named
+on stderr.
 
 Exit status: 0 when no failed rule has the action Deny, 1 when at least one has, 2 for a usage
 error, unreadable or invalid input, or an invalid policy.`,
@@ -50,9 +57,13 @@ error, unreadable or invalid input, or an invalid policy.`,
   helm template ./chart | kubectl portcullis check -f - --policies policies/ -o json
 
   # Several inputs and policy folders
-  kubectl-portcullis check -f app.yaml -f jobs/ --policies platform/ --policies team/`,
+  kubectl-portcullis check -f app.yaml -f jobs/ --policies platform/ --policies team/
+
+  # What would candidate policies find on the live cluster, in every namespace?
+  kubectl portcullis check --cluster -A --policies candidate/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.nsGiven = cmd.Flags().Changed("namespace")
 			if err := o.validate("text", "json"); err != nil {
 				return err
 			}
@@ -71,6 +82,11 @@ error, unreadable or invalid input, or an invalid policy.`,
 	}
 	o.output = "text"
 	o.addFlags(cmd, "output format: text or json")
+	f := cmd.Flags()
+	o.canCluster = true
+	f.BoolVar(&o.cluster, "cluster", false, "judge the live objects of the cluster instead of files (read access only)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file, with --cluster (default: $KUBECONFIG or ~/.kube/config)")
+	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with --cluster: every namespace, and cluster-scoped objects")
 	return cmd
 }
 
@@ -88,8 +104,17 @@ func (o *checkOptions) addFlags(cmd *cobra.Command, outputHelp string) {
 
 func (o *checkOptions) validate(formats ...string) error {
 	var errs []error
-	if len(o.files) == 0 {
+	switch {
+	case o.cluster && len(o.files) > 0:
+		errs = append(errs, errors.New("--cluster judges the cluster's objects: -f cannot be given with it"))
+	case !o.cluster && len(o.files) == 0 && o.canCluster:
+		errs = append(errs, errors.New("-f is required: a manifest file, directory or - for stdin (or --cluster)"))
+	case !o.cluster && len(o.files) == 0:
 		errs = append(errs, errors.New("-f is required: a manifest file, directory or - for stdin"))
+	case !o.cluster && (o.allNamespaces || o.kubeconfig != ""):
+		errs = append(errs, errors.New("-A and --kubeconfig are for --cluster"))
+	case o.allNamespaces && o.nsGiven:
+		errs = append(errs, errors.New("-A and -n cannot both be given"))
 	}
 	if len(o.policies) == 0 {
 		errs = append(errs, errors.New("--policies is required: a policy file or directory"))
@@ -119,6 +144,9 @@ type input struct {
 }
 
 func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, error) {
+	if o.cluster {
+		return o.runCluster(ctx, s)
+	}
 	engine, err := o.loadEngine(s)
 	if err != nil {
 		return nil, err
