@@ -106,7 +106,7 @@ func (o *checkOptions) runCluster(ctx context.Context, s streams) (*report.Repor
 		}
 	}
 	for _, err := range unlisted {
-		fmt.Fprintf(s.err, "warning: %v; those objects are not judged\n", err)
+		_, _ = fmt.Fprintf(s.err, "warning: %v; those objects are not judged\n", err)
 	}
 	return rep, errors.Join(j.errs...)
 }
