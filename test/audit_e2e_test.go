@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,24 @@ func TestAuditReports(t *testing.T) {
 	}
 	if cliSummary.Pass != pass || cliSummary.Fail != fail || cliSummary.Error != 0 || cliSummary.Skip != 0 {
 		t.Errorf("check on the exported objects: %+v; the reports: %d pass, %d fail", cliSummary, pass, fail)
+	}
+
+	// kubectl portcullis report: per policy and namespace, the resources that would be denied.
+	var repOut, repErr bytes.Buffer
+	if code := cli.Main(ctx, []string{"report", "-A", "--kubeconfig", e2e.cluster.Kubeconfig, "-o", "json"}, nil, &repOut, &repErr); code != 0 {
+		t.Fatalf("report: exit %d: %s", code, repErr.String())
+	}
+	var overview audit.Overview
+	if err := json.Unmarshal(repOut.Bytes(), &overview); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range overview.Policies {
+		if p.Policy == "audit-e2e-disallow-latest-tag" && (p.Resources != 150 || len(p.Namespaces) != 3 || p.Namespaces[0].Resources != 50) {
+			t.Errorf("report: %+v, want 150 resources, 50 in each of 3 namespaces", p)
+		}
+	}
+	if !slices.ContainsFunc(overview.Policies, func(p audit.PolicyOverview) bool { return p.Policy == "audit-e2e-disallow-latest-tag" }) {
+		t.Errorf("report: no audit-e2e-disallow-latest-tag in %s", repOut.String())
 	}
 
 	// check --cluster, as a user who may only read, finds what the reports say, without
