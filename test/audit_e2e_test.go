@@ -416,3 +416,64 @@ func checkCluster(t *testing.T, kubeconfig string, args ...string) (report.Summa
 	}
 	return rep.Summary, errb.String()
 }
+
+// TestAuditReportCap: 5,000 failing Pods in one namespace give a Report that lists the most
+// results a report may (--report-max-results, 1000 by default), with the summary exact, and
+// small enough for etcd.
+func TestAuditReportCap(t *testing.T) {
+	ctx := t.Context()
+	cfg := rest.CopyConfig(e2e.cluster.Config)
+	cfg.QPS, cfg.Burst = 1000, 1000
+	fast, err := client.New(cfg, client.Options{Scheme: e2e.client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	t.Cleanup(func() { // no namespace controller here: the Pods go with the test
+		_ = e2e.client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
+	})
+	const pods = 5000
+	work := make(chan int)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for i := range work {
+				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%04d", i), Namespace: ns},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:latest"}}}}
+				if err := fast.Create(ctx, pod); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := range pods {
+		work <- i
+	}
+	close(work)
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyPolicy(t, auditLibraryPolicy(t, "disallow-latest-tag", []string{ns}))
+	r := waitReports(t, []string{ns}, 90*time.Second, func(r *openreports.Report) error {
+		if r.Summary.Fail != pods {
+			return fmt.Errorf("summary %+v, want %d fail", r.Summary, pods)
+		}
+		return nil
+	})[0]
+	size, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a report of %d failures lists %d, in %d bytes", r.Summary.Fail, len(r.Results), len(size))
+	if len(r.Results) != 1000 || r.Configuration == nil || r.Configuration.Limits.MaxResults != 1000 || r.Annotations[audit.OmittedAnnotation] != "4000" {
+		t.Errorf("%d results listed, configuration %+v, omitted %q; want 1000 listed, maxResults 1000, 4000 omitted",
+			len(r.Results), r.Configuration, r.Annotations[audit.OmittedAnnotation])
+	}
+	if len(size) > 1536*1024 {
+		t.Errorf("the report is %d bytes: past etcd's 1.5 MiB", len(size))
+	}
+}
