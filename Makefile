@@ -10,6 +10,7 @@ BENCHCOUNT ?= 6
 RATES ?= 500,1000,2000
 DURATION ?= 10s
 TENANT_RATE ?= 0
+N ?= 10000
 
 .DEFAULT_GOAL := help
 
@@ -70,6 +71,10 @@ bench: ## Run the engine benchmarks (BENCHCOUNT runs each, for benchstat)
 .PHONY: bench-load
 bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant)
 	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE)
+
+.PHONY: bench-audit
+bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle, at the first of RATES
+	$(GO) run ./test/load -root . -audit-objects $(N) -rates $(RATES) -duration $(DURATION)
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading, evaluation, policy compilation and the review handler for FUZZTIME each

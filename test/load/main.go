@@ -30,8 +30,9 @@ import (
 )
 
 var (
-	metricsAddr string
-	tenantRate  int
+	metricsAddr  = "0" // set by -metrics-addr; tests keep the default
+	tenantRate   int
+	auditObjects int
 )
 
 type result struct {
@@ -51,8 +52,17 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
+	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
 	flag.Parse()
+	if auditObjects > 0 {
+		rate, _ := strconv.Atoi(strings.Split(*rates, ",")[0])
+		if err := runAudit(*root, auditObjects, rate, *duration); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-audit: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*root, *rates, *duration, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-load: %v\n", err)
 		os.Exit(1)
@@ -111,6 +121,9 @@ type harness struct {
 	c              *cluster.Cluster
 	srv, noop      *cluster.Process
 	port, noopPort int
+	// how the server was started, to start it again
+	bin, log string
+	args     []string
 }
 
 func (h *harness) stop() {
@@ -130,10 +143,11 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 	if err != nil {
 		return nil, err
 	}
-	h = &harness{c: c}
+	started := &harness{c: c}
+	h = started
 	defer func() {
 		if err != nil {
-			h.stop()
+			started.stop()
 		}
 	}()
 	for _, ns := range []string{"portcullis-system", "shop"} {
@@ -156,10 +170,12 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
+	h.bin, h.log = bin, logFile.Name()
+	h.args = []string{"--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
 		"--validating-webhook-configuration", "none", "--leader-elect=false",
-		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes))
+		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes)}
+	srv, err := cluster.StartProcess(bin, logFile, h.args...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/portcullis-dev/portcullis/test/cluster"
+)
+
+// auditNamespaces is how many namespaces the audit benchmark's Pods are spread over.
+const auditNamespaces = 10
+
+// runAudit is `make bench-audit N=...`: n copies of the benchmark Pod (one in ten privileged,
+// so reports list something) are created in a real API server while the server is stopped; the
+// server then starts, and its first audit scan judges them all with the load policies. It
+// reports the scan's objects per second (the server's own measure, in its log), the server's
+// peak RSS, the bytes of reports written, and admission p99 at rate while scans run back to back
+// against idle.
+func runAudit(root string, n, rate int, d time.Duration) error {
+	root, _ = filepath.Abs(root)
+	dir, err := os.MkdirTemp("", "portcullis-bench-audit-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	ctx := context.Background()
+	h, err := start(ctx, root, dir)
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	h.srv.Stop()
+	if err := createPods(ctx, h.c.Config, filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"), n); err != nil {
+		return err
+	}
+	fmt.Printf("==> starting the server: its first audit scan judges the %d Pods\n", n)
+	logFile, err := os.OpenFile(h.log, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logFile.Close() }()
+	mark := logSize(h.log)
+	if h.srv, err = cluster.StartProcess(h.bin, logFile, h.args...); err != nil {
+		return err
+	}
+	scan, err := waitScan(h.log, mark, n, 30*time.Minute)
+	if err != nil {
+		return err
+	}
+	peak, _ := peakRSSMiB(h.srv.Pid())
+	reports, _, err := h.c.Kubectl(ctx, "", "get", "reports.openreports.io", "-A", "-o", "json")
+	if err != nil {
+		return fmt.Errorf("reading the reports: %w", err)
+	}
+	fmt.Printf("scan       %d objects in %s: %.0f objects/s; peak RSS %.1f MiB; reports %d bytes (%d namespaces)\n",
+		scan.objects, scan.duration, float64(scan.objects)/scan.duration.Seconds(), peak, len(reports), auditNamespaces)
+
+	body, err := review(filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"))
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(20 * time.Second); check(h.port, body) != nil; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server does not answer reviews")
+		}
+	}
+	idle, err := attack("idle", h.port, h.srv.Pid(), body, rate, d)
+	if err != nil {
+		return err
+	}
+	scans := 0
+	during, err := attackWith("scanning", h.port, h.srv.Pid(), body, rate, d, func(d time.Duration) {
+		scans = rescanFor(ctx, h, d)
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range []result{idle, during} {
+		fmt.Printf("%-10s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms\n", r.Server, r.Rate, r.Requests, r.Success*100, r.P50Ms, r.P99Ms)
+	}
+	fmt.Printf("           admission p99 while %d scans of %d Pods ran: %.2fx idle (goal: within 1.2x)\n", scans, n, during.P99Ms/idle.P99Ms)
+	return nil
+}
+
+// createPods creates n copies of the Pod in podFile over auditNamespaces namespaces, every
+// tenth privileged, showing progress.
+func createPods(ctx context.Context, cfg *rest.Config, podFile string, n int) error {
+	raw, err := os.ReadFile(podFile)
+	if err != nil {
+		return err
+	}
+	var base corev1.Pod
+	if err := json.Unmarshal(raw, &base); err != nil {
+		return err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 5000, 5000
+	cfg.WarningHandler = rest.NoWarnings{} // the benchmark Pod's duplicate port names, n times
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for i := range auditNamespaces {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("audit-%02d", i)}}
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("==> creating %d Pods in %d namespaces\n", n, auditNamespaces)
+	start := time.Now()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range 32 {
+		wg.Go(func() {
+			for i := range work {
+				p := base.DeepCopy()
+				p.Name, p.Namespace = fmt.Sprintf("bench-%06d", i), fmt.Sprintf("audit-%02d", i%auditNamespaces)
+				if i%10 == 0 {
+					p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: new(true)}
+				}
+				if _, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		if i > 0 && i%(max(n/10, 1)) == 0 {
+			fmt.Printf("    %d/%d Pods (%s)\n", i, n, time.Since(start).Round(time.Second))
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return firstErr
+}
+
+// scanDone is one "audit scan done" line of the server's log.
+type scanDone struct {
+	objects  int
+	duration time.Duration
+}
+
+var (
+	objectsRE  = regexp.MustCompile(`"objects":(\d+)`)
+	durationRE = regexp.MustCompile(`"duration":"([^"]+)"`)
+)
+
+// scansIn returns the audit scans the log reports past offset.
+func scansIn(log string, offset int64) []scanDone {
+	f, err := os.Open(log)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(offset, 0); err != nil {
+		return nil
+	}
+	var out []scanDone
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, "audit scan done") {
+			continue
+		}
+		var s scanDone
+		if m := objectsRE.FindStringSubmatch(line); m != nil {
+			s.objects, _ = strconv.Atoi(m[1])
+		}
+		if m := durationRE.FindStringSubmatch(line); m != nil {
+			s.duration, _ = time.ParseDuration(m[1])
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func logSize(log string) int64 {
+	if fi, err := os.Stat(log); err == nil {
+		return fi.Size()
+	}
+	return 0
+}
+
+// waitScan waits for a scan of at least n objects logged past offset.
+func waitScan(log string, offset int64, n int, timeout time.Duration) (scanDone, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, s := range scansIn(log, offset) {
+			if s.objects >= n {
+				return s, nil
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return scanDone{}, fmt.Errorf("no audit scan of %d objects within %s (log: %s)", n, timeout, log)
+}
+
+// rescanFor keeps the audit scanning the Pods for d: each time a scan ends, a policy change
+// starts the next. It returns how many scans ran.
+func rescanFor(ctx context.Context, h *harness, d time.Duration) int {
+	end := time.Now().Add(d)
+	mark := logSize(h.log)
+	seen, toggles := 0, 0
+	for time.Now().Before(end) {
+		if done := len(scansIn(h.log, mark)); done >= toggles {
+			seen = done
+			expr := []string{"true", "1 == 1"}[toggles%2]
+			policy := fmt.Sprintf("apiVersion: portcullis.dev/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: bench-rescan}\nspec:\n  match: {kinds: [Pod]}\n  rules:\n  - {name: r, cel: {expression: %q}}\n", expr)
+			if _, stderr, err := h.c.Kubectl(ctx, policy, "apply", "-f", "-"); err != nil {
+				fmt.Fprintf(os.Stderr, "rescan: %v: %s\n", err, stderr)
+				return seen
+			}
+			toggles++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return seen
+}
+
+// peakRSSMiB is the process's peak resident set size (VmHWM).
+func peakRSSMiB(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for %d", pid)
+}
