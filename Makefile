@@ -11,6 +11,7 @@ RATES ?= 500,1000,2000
 DURATION ?= 10s
 TENANT_RATE ?= 0
 N ?= 10000
+AUDIT_CPU ?=
 
 .DEFAULT_GOAL := help
 
@@ -74,7 +75,7 @@ bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99,
 
 .PHONY: bench-audit
 bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle, at the first of RATES
-	$(GO) run ./test/load -root . -audit-objects $(N) -rates $(RATES) -duration $(DURATION)
+	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -rates $(RATES) -duration $(DURATION)
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading, evaluation, policy compilation and the review handler for FUZZTIME each

@@ -41,6 +41,9 @@ type Scanner struct {
 	Interval time.Duration
 	// ObjectTimeout bounds the judging of one object, image verification included.
 	ObjectTimeout time.Duration
+	// CPU is the share of one core the scan may take judging objects (--audit-cpu); 0: as
+	// much as it gets.
+	CPU float64
 	// Owns says which namespaces this scanner judges ("" is the cluster-scoped objects); nil
 	// is every one.
 	Owns func(namespace string) bool
@@ -300,13 +303,17 @@ func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc int
 	}
 	gvk := sc.GroupVersionKind()
 	n, first := 0, ""
+	pace := newPacer(s.CPU)
 	for _, ns := range where {
 		if ns != "" && s.Owns != nil && !s.Owns(ns) {
 			continue
 		}
 		rv, err := s.Lister.List(ctx, sc.Resource, ns, func(raw []byte) error {
 			n++
-			return s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
+			start := time.Now()
+			err := s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
+			pace.judged(ctx, time.Since(start))
+			return err
 		})
 		if err != nil {
 			return n, "", err

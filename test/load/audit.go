@@ -54,6 +54,9 @@ func runAudit(root string, n, rate int, d time.Duration) error {
 	}
 	defer func() { _ = logFile.Close() }()
 	mark := logSize(h.log)
+	if auditCPU != "" {
+		h.args = append(h.args, "--audit-cpu="+auditCPU)
+	}
 	if h.srv, err = cluster.StartProcess(h.bin, logFile, h.args...); err != nil {
 		return err
 	}

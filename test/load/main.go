@@ -33,6 +33,7 @@ var (
 	metricsAddr  = "0" // set by -metrics-addr; tests keep the default
 	tenantRate   int
 	auditObjects int
+	auditCPU     string
 )
 
 type result struct {
@@ -52,6 +53,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
+	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
 	flag.Parse()

@@ -28,6 +28,7 @@ type AuditOptions struct {
 	Results    []string
 	MaxResults int
 	PageSize   int64
+	CPU        float64
 	// ObjectTimeout bounds the judging of one object.
 	ObjectTimeout time.Duration
 }
@@ -36,7 +37,7 @@ type AuditOptions struct {
 // listed, 1,000 results a report.
 func defaultAuditOptions() AuditOptions {
 	return AuditOptions{Enabled: true, Interval: time.Hour, Results: []string{"fail", "warn", "error"}, MaxResults: 1000,
-		PageSize: audit.DefaultPageSize, ObjectTimeout: 10 * time.Second}
+		PageSize: audit.DefaultPageSize, ObjectTimeout: 10 * time.Second, CPU: 0.25}
 }
 
 func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
@@ -44,6 +45,7 @@ func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&a.Interval, "audit-interval", a.Interval, "how often the audit judges every object again; a policy or exception change judges the kinds it affects at once")
 	fs.StringSliceVar(&a.Results, "report-results", a.Results, "the results reports list (pass, fail, warn, error, skip); every result is counted in their summary")
 	fs.IntVar(&a.MaxResults, "report-max-results", a.MaxResults, "the most results one report lists (its summary counts them all); reports also stay under 1 MiB")
+	fs.Float64Var(&a.CPU, "audit-cpu", a.CPU, "the share of one core the audit may spend judging objects, so that admission comes first (0: unbounded)")
 	fs.Int64Var(&a.PageSize, "audit-page-size", a.PageSize, "objects read per LIST call: what the audit holds at once")
 }
 
@@ -61,6 +63,9 @@ func (a *AuditOptions) validate(v *flagErrors) {
 	}
 	if a.MaxResults < 1 || a.MaxResults > 10000 {
 		v.bad("report-max-results", a.MaxResults, "must be between 1 and 10000")
+	}
+	if a.CPU < 0 || a.CPU > 64 {
+		v.bad("audit-cpu", a.CPU, "must be between 0 (unbounded) and 64 cores")
 	}
 	if a.PageSize < 1 || a.PageSize > 5000 {
 		v.bad("audit-page-size", a.PageSize, "must be between 1 and 5000")
@@ -105,6 +110,7 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 		Writer:        &audit.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
 		Interval:      a.Interval,
 		ObjectTimeout: a.ObjectTimeout,
+		CPU:           a.CPU,
 		Metadata:      meta,
 		Observer:      m,
 		Status:        mgr.GetClient(),
