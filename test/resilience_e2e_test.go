@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,9 +38,10 @@ type fleet struct {
 	probe   []int // each replica's probe port
 	procs   []*cluster.Process
 	logs    []*os.File
+	extra   []string // more flags for every replica
 }
 
-func startFleet(t *testing.T, n int) *fleet {
+func startFleet(t *testing.T, n int, extra ...string) *fleet {
 	t.Helper()
 	dir := t.TempDir()
 	if keep := os.Getenv("E2E_LOG_DIR"); keep != "" { // the replicas' logs kept after the test
@@ -58,11 +60,12 @@ func startFleet(t *testing.T, n int) *fleet {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = v1alpha1.AddToScheme(scheme)
+	_ = openreports.Install(scheme)
 	cl, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, c: c, client: cl, procs: make([]*cluster.Process, n), logs: make([]*os.File, n)}
+	f := &fleet{t: t, c: c, client: cl, procs: make([]*cluster.Process, n), logs: make([]*os.File, n), extra: extra}
 	if err := cl.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +119,9 @@ func startFleet(t *testing.T, n int) *fleet {
 // start runs replica i, on its ports, as the shipped Deployment runs it.
 func (f *fleet) start(i int) {
 	f.t.Helper()
-	p, err := cluster.StartProcess(e2e.webhookBin, f.logs[i], "--kubeconfig", f.c.Kubeconfig, "--namespace", systemNamespace,
+	p, err := cluster.StartProcess(e2e.webhookBin, f.logs[i], append([]string{"--kubeconfig", f.c.Kubeconfig, "--namespace", systemNamespace,
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(f.webhook[i]), "--extra-hosts", "127.0.0.1",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", f.probe[i]))
+		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", f.probe[i])}, f.extra...)...)
 	if err != nil {
 		f.t.Fatal(err)
 	}

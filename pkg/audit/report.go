@@ -28,6 +28,10 @@ const (
 	ContentHashAnnotation = "portcullis.dev/content-hash"
 	// OmittedAnnotation counts the results a full report does not list (the summary counts them).
 	OmittedAnnotation = "portcullis.dev/results-omitted"
+	// PolicyCountsAnnotation holds the report's results counted by policy (JSON: policy ->
+	// outcome -> count): what the policies' status.audit sums, over every report, when replicas
+	// share the audit.
+	PolicyCountsAnnotation = "portcullis.dev/policy-counts"
 	// MaxReportBytes bounds the listed results' size, well under etcd's 1.5 MiB object limit.
 	MaxReportBytes = 1 << 20
 	// resultOverhead is what a listed result takes beyond its strings, JSON keys and
@@ -80,7 +84,12 @@ func Build(c Content, maxResults int, keep []Outcome, describe Describer) client
 	config := &openreports.ReportConfiguration{Limits: openreports.Limits{MaxResults: maxResults, StatusFilter: filter}}
 	meta := metav1.ObjectMeta{Name: ReportName, Namespace: c.Namespace, Labels: map[string]string{ManagedByLabel: ManagedBy},
 		Annotations: map[string]string{OmittedAnnotation: strconv.Itoa(omitted)}}
-	meta.Annotations[ContentHashAnnotation] = hashOf(summary, listed, config, omitted)
+	byPolicy, err := json.Marshal(c.ByPolicy)
+	if err != nil {
+		byPolicy = []byte("{}") // plain maps of counts: cannot fail
+	}
+	meta.Annotations[PolicyCountsAnnotation] = string(byPolicy)
+	meta.Annotations[ContentHashAnnotation] = hashOf(summary, listed, config, omitted, meta.Annotations[PolicyCountsAnnotation])
 	if c.Namespace == "" {
 		return &openreports.ClusterReport{TypeMeta: metav1.TypeMeta{APIVersion: openreports.SchemeGroupVersion.String(), Kind: "ClusterReport"},
 			ObjectMeta: meta, Source: Source, Configuration: config, Summary: summary, Results: listed}

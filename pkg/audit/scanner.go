@@ -54,7 +54,10 @@ type Scanner struct {
 	Observer Observer
 	// Status writes the policies' status.audit; nil: not written.
 	Status client.Client
-	Log    logr.Logger
+	// Members, when set, shares the audit with the other live replicas, by namespace: this one
+	// judges and reports only the namespaces it owns. Owns is then set from it.
+	Members *Members
+	Log     logr.Logger
 
 	decoder *policies.Decoder
 	scans   uint64
@@ -62,6 +65,7 @@ type Scanner struct {
 	status  *policyStatus
 	// lastScopes are the scopes of the last scan: what the watches follow.
 	lastScopes []intercept.Scope
+	lastRenew  time.Time
 }
 
 // Observer is told what the audit does and finds (the metrics).
@@ -99,6 +103,7 @@ const statusSpacing = 10 * time.Second
 
 // ScanStats says what one scan did.
 type ScanStats struct {
+	Partial  bool // only the kinds a change affects
 	Objects  int
 	Written  int
 	Deleted  int
@@ -119,6 +124,16 @@ func (s *Scanner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.Members != nil {
+		s.Owns = s.Members.Owns
+		if err := s.Members.Renew(ctx); err != nil {
+			return err
+		}
+		if _, err := s.Members.Refresh(ctx); err != nil {
+			return err
+		}
+		defer s.Members.Leave(context.WithoutCancel(ctx))
+	}
 	var engine *policies.Engine
 	for engine == nil {
 		if engine = s.Engines.Load(); engine == nil {
@@ -129,7 +144,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if s.Status != nil {
+	if s.Status != nil && s.Members == nil { // shared: the leader sums the reports (StatusFromReports)
 		s.status = &policyStatus{client: s.Status, scanned: map[string]time.Time{}, written: map[string]v1alpha1.AuditStatus{}}
 	}
 	if s.Metadata != nil {
@@ -149,14 +164,44 @@ func (s *Scanner) Run(ctx context.Context) error {
 			engine = s.Engines.Load()
 			s.logScan(s.Scan(ctx, engine, nil, nil))
 		case <-poll.C:
+			if s.membersChanged(ctx) {
+				engine = s.Engines.Load()
+				s.logScan(s.Scan(ctx, engine, nil, nil))
+				continue
+			}
 			if next := s.Engines.Load(); next != engine {
 				only := affected(engine, next)
 				engine = next
-				s.logScan(s.Scan(ctx, engine, only, nil))
+				if only == nil || len(only) > 0 { // a rebuild that changed no policy scans nothing
+					s.logScan(s.Scan(ctx, engine, only, nil))
+				}
 			}
 			s.keepFresh(ctx, engine)
 		}
 	}
+}
+
+// membersChanged renews this replica's membership every few seconds and reports whether the
+// live members changed: namespaces then move, and a full scan judges what this one now owns,
+// the store having forgotten what it no longer does.
+func (s *Scanner) membersChanged(ctx context.Context) bool {
+	if s.Members == nil || time.Since(s.lastRenew) < s.Members.Duration/3 {
+		return false
+	}
+	s.lastRenew = time.Now()
+	if err := s.Members.Renew(ctx); err != nil {
+		s.Log.Error(err, "audit")
+	}
+	changed, err := s.Members.Refresh(ctx)
+	if err != nil {
+		s.Log.Error(err, "audit")
+		return false
+	}
+	if changed {
+		s.Log.Info("audit members changed: the namespaces are shared again", "members", s.Members.Live())
+		s.Store.Forget(s.Members.Owns)
+	}
+	return changed
 }
 
 // keepFresh judges the objects the watches saw change, scans again the resources whose watch
@@ -197,7 +242,11 @@ func (s *Scanner) logScan(st ScanStats, err error) {
 		s.Log.Error(err, "audit scan")
 		return
 	}
-	s.Log.Info("audit scan done", "objects", st.Objects, "reportsWritten", st.Written, "reportsDeleted", st.Deleted,
+	scan := "full"
+	if st.Partial {
+		scan = "partial"
+	}
+	s.Log.Info("audit scan done", "scan", scan, "objects", st.Objects, "reportsWritten", st.Written, "reportsDeleted", st.Deleted,
 		"duration", st.Duration.Round(time.Millisecond).String(), "unlisted", st.Unlisted)
 }
 
@@ -279,7 +328,10 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 		s.Store.Prune(scanned, nil)
 	}
 	st.Written, st.Deleted, err = s.flush(ctx, engine, inPlace)
-	st.Duration = time.Since(start)
+	st.Duration, st.Partial = time.Since(start), only != nil
+	if !st.Partial && len(st.Unlisted) == 0 && err == nil && s.Members != nil {
+		s.Members.Scanned(start)
+	}
 	s.observe(only != nil, st.Duration, st.Objects)
 	if s.status != nil {
 		var gks []schema.GroupKind
@@ -294,8 +346,8 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	return st, err
 }
 
-// scanScope judges every object of one scope, a page at a time, and returns how many there
-// were and the resource version of its first list: where a watch takes over.
+// scanScope judges every object of one scope this scanner owns, a page at a time, and returns
+// how many it judged and the resource version of its first list: where a watch takes over.
 func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc intercept.Scope, namespaces map[string]*corev1.Namespace) (int, string, error) {
 	where := []string{""}
 	if sc.Namespaces != nil {
@@ -309,10 +361,12 @@ func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc int
 			continue
 		}
 		rv, err := s.Lister.List(ctx, sc.Resource, ns, func(raw []byte) error {
-			n++
 			start := time.Now()
-			err := s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
-			pace.judged(ctx, time.Since(start))
+			judged, err := s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
+			if judged {
+				n++
+				pace.judged(ctx, time.Since(start))
+			}
 			return err
 		})
 		if err != nil {
@@ -327,7 +381,7 @@ func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc int
 
 // judge judges one object and records its results. An object that cannot be decoded is logged
 // and left out: it says nothing of the policies.
-func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercept.Resource, gvk schema.GroupVersionKind, raw []byte, namespaces map[string]*corev1.Namespace) error {
+func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercept.Resource, gvk schema.GroupVersionKind, raw []byte, namespaces map[string]*corev1.Namespace) (bool, error) {
 	if s.decoder == nil {
 		s.decoder = policies.NewDecoder(false)
 	}
@@ -341,16 +395,16 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 	})
 	switch {
 	case ctx.Err() != nil:
-		return ctx.Err()
+		return false, ctx.Err()
 	case err != nil:
 		s.Log.Error(err, "audit: an object that cannot be judged is left out", "resource", r.GroupResource().String())
-		return nil
+		return false, nil
 	case res == nil:
-		return nil // not this scanner's
+		return false, nil // not this scanner's
 	}
 	ref := corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: res.Meta.GetNamespace(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
 	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
-	return nil
+	return true, nil
 }
 
 // Judge decodes one object of r as a LIST or GET returned it and runs it through the engine as

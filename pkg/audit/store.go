@@ -253,7 +253,9 @@ func sameEntry(a, b *entry) bool {
 type Content struct {
 	Namespace string
 	Summary   Counts
-	Results   []Result
+	// ByPolicy counts the results by policy, as the summary counts them all.
+	ByPolicy map[string]Counts
+	Results  []Result
 	// Omitted counts the results the report does not list, being full.
 	Omitted int
 }
@@ -308,9 +310,15 @@ func (s *Store) MarkAll() {
 }
 
 func (ns *namespaceState) content(name string) Content {
-	c := Content{Namespace: name, Summary: Counts{}, Omitted: ns.omitted}
+	c := Content{Namespace: name, Summary: Counts{}, ByPolicy: map[string]Counts{}, Omitted: ns.omitted}
 	for _, e := range ns.objects {
 		c.Summary.add(e.counts)
+		for _, v := range e.byPolicy {
+			if c.ByPolicy[v.policy] == nil {
+				c.ByPolicy[v.policy] = Counts{}
+			}
+			c.ByPolicy[v.policy][v.outcome] += v.n
+		}
 		for _, l := range e.listed {
 			c.Results = append(c.Results, Result{Object: e.ref, Policy: l.policy, Rule: l.rule, Outcome: l.outcome,
 				Action: l.action, Message: l.message, Since: time.Unix(l.since, 0).UTC()})
@@ -367,4 +375,16 @@ func (s *Store) PolicyCounts() map[string]Counts {
 		}
 	}
 	return out
+}
+
+// Forget drops, silently, the namespaces keep says no: another replica judges them now, and
+// their reports are its own.
+func (s *Store) Forget(keep func(namespace string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name := range s.namespaces {
+		if !keep(name) {
+			delete(s.namespaces, name)
+		}
+	}
 }

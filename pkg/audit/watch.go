@@ -190,7 +190,7 @@ func (s *Scanner) refresh(ctx context.Context, pending map[pendingKey]intercept.
 			s.Log.Error(err, "audit: reading a changed object", "resource", sc.GroupResource().String(), "namespace", k.namespace, "name", k.name)
 			continue
 		}
-		if err := s.judge(ctx, engine, sc.Resource, sc.GroupVersionKind(), raw, map[string]*corev1.Namespace{}); err != nil && !errors.Is(err, context.Canceled) {
+		if _, err := s.judge(ctx, engine, sc.Resource, sc.GroupVersionKind(), raw, map[string]*corev1.Namespace{}); err != nil && !errors.Is(err, context.Canceled) {
 			s.Log.Error(err, "audit: judging a changed object")
 		}
 	}

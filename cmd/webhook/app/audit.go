@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -29,6 +30,7 @@ type AuditOptions struct {
 	MaxResults int
 	PageSize   int64
 	CPU        float64
+	ScaleOut   bool
 	// ObjectTimeout bounds the judging of one object.
 	ObjectTimeout time.Duration
 }
@@ -46,6 +48,7 @@ func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&a.Results, "report-results", a.Results, "the results reports list (pass, fail, warn, error, skip); every result is counted in their summary")
 	fs.IntVar(&a.MaxResults, "report-max-results", a.MaxResults, "the most results one report lists (its summary counts them all); reports also stay under 1 MiB")
 	fs.Float64Var(&a.CPU, "audit-cpu", a.CPU, "the share of one core the audit may spend judging objects, so that admission comes first (0: unbounded)")
+	fs.BoolVar(&a.ScaleOut, "audit-scale-out", a.ScaleOut, "share the audit between every live replica by namespace (membership from Leases), rather than run it on the leader alone")
 	fs.Int64Var(&a.PageSize, "audit-page-size", a.PageSize, "objects read per LIST call: what the audit holds at once")
 }
 
@@ -72,12 +75,44 @@ func (a *AuditOptions) validate(v *flagErrors) {
 	}
 }
 
-// buildAudit is the background audit's scanner, as leader work; nil when --audit=false.
-func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder, m *metrics.Metrics) (leader.Work, error) {
+// auditWork is the audit's work: on the leader, and on every replica when it is shared.
+type auditWork struct {
+	leader       []leader.Work
+	everyReplica []everyReplica
+}
+
+// buildAudit is the background audit: its scanner on the leader, or, with --audit-scale-out, on
+// every replica, each judging its share of the namespaces, while the leader sums the reports
+// into the policies' status. Nothing when --audit=false.
+func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder, m *metrics.Metrics) (auditWork, error) {
 	a := o.Audit
 	if !a.Enabled {
-		return nil, nil
+		return auditWork{}, nil
 	}
+	s, err := buildScanner(mgr, cfg, o, engines, m)
+	if err != nil {
+		return auditWork{}, err
+	}
+	if !a.ScaleOut {
+		return auditWork{leader: []leader.Work{s.Run}}, nil
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return auditWork{}, err
+	}
+	id, err := identity()
+	if err != nil {
+		return auditWork{}, err
+	}
+	s.Members = &audit.Members{Leases: cs.CoordinationV1(), Namespace: o.Namespace, Identity: id, Duration: 15 * time.Second}
+	sum := &audit.StatusFromReports{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Engines: engines, Members: s.Members,
+		Interval: 15 * time.Second, Log: ctrl.Log.WithName("audit")}
+	return auditWork{leader: []leader.Work{sum.Run}, everyReplica: []everyReplica{s.Run}}, nil
+}
+
+// buildScanner is the audit's scanner.
+func buildScanner(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder, m *metrics.Metrics) (*audit.Scanner, error) {
+	a := o.Audit
 	rc := rest.CopyConfig(cfg)
 	rc.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
 	raw, err := rest.UnversionedRESTClientFor(rc)
@@ -116,5 +151,5 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 		Status:        mgr.GetClient(),
 		Log:           ctrl.Log.WithName("audit"),
 	}
-	return s.Run, nil
+	return s, nil
 }

@@ -119,12 +119,15 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if rotator != nil {
 		work = append(work, rotator.Start)
 	}
-	scan, err := buildAudit(mgr, cfg, o, engines, m)
+	aw, err := buildAudit(mgr, cfg, o, engines, m)
 	if err != nil {
 		return nil, nil, err
 	}
-	if scan != nil {
-		work = append(work, scan)
+	work = append(work, aw.leader...)
+	for _, w := range aw.everyReplica {
+		if err := mgr.Add(w); err != nil {
+			return nil, nil, err
+		}
 	}
 	// Rules and caBundle repaired at once when a configuration is edited or a CRD comes or goes.
 	onWebhookChange := func() {
@@ -215,12 +218,21 @@ func addLeaderWork(mgr ctrl.Manager, cfg *rest.Config, o *Options, work []leader
 	if err != nil {
 		return err
 	}
-	host, err := os.Hostname()
+	id, err := identity()
 	if err != nil {
-		return fmt.Errorf("leader election identity: %w", err)
+		return err
 	}
 	return mgr.Add(&leader.Elector{Leases: cs.CoordinationV1(), Namespace: o.Namespace, Name: o.LeaderElectionID,
-		ID: host + "_" + string(uuid.NewUUID()), Timings: leader.DefaultTimings, Work: work})
+		ID: id, Timings: leader.DefaultTimings, Work: work})
+}
+
+// identity names this replica among the others: its host name and a random suffix.
+func identity() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("this replica's identity: %w", err)
+	}
+	return host + "_" + string(uuid.NewUUID()), nil
 }
 
 // everyReplica is a runnable that runs on every replica, leader or not.
