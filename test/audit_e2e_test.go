@@ -2,13 +2,8 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,14 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	cli "github.com/portcullis-dev/portcullis/cmd/kubectl-portcullis/app"
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/audit"
-	"github.com/portcullis-dev/portcullis/pkg/report"
 )
 
 // auditPolicies are the library policies the audit test applies, in Audit, limited to its
@@ -94,6 +86,48 @@ func TestAuditReports(t *testing.T) {
 		}
 		return nil
 	})
+	checkListedOnce(t, reports, violating)
+
+	checkAuditStatus(t)
+
+	// The CLI on the same objects, exported to files, counts the same.
+	cliSummary := checkExported(t, namespaces)
+	var pass, fail int
+	for _, r := range reports {
+		pass, fail = pass+r.Summary.Pass, fail+r.Summary.Fail
+	}
+	if cliSummary.Pass != pass || cliSummary.Fail != fail || cliSummary.Error != 0 || cliSummary.Skip != 0 {
+		t.Errorf("check on the exported objects: %+v; the reports: %d pass, %d fail", cliSummary, pass, fail)
+	}
+
+	checkReportCommand(t)
+
+	checkClusterPreview(t, namespaces, pass, fail)
+
+	ns := namespaces[0]
+	checkFreshness(t, ns)
+
+	checkAuditMetrics(t)
+
+	// A policy change: the reports follow within 60 s.
+	if err := e2e.client.Delete(ctx, &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e-require-requests-limits"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitReports(t, namespaces, 60*time.Second, func(r *openreports.Report) error {
+		fail, pass := 100, 100 // two rules on 100 objects, 50 of them violating
+		if r.Namespace == ns {
+			fail, pass = 98, 102 // 49 violating objects, 51 not
+		}
+		if s := r.Summary; s.Fail != fail || s.Pass != pass || len(r.Results) != fail {
+			return fmt.Errorf("report of %s after a policy went: summary %+v, %d results; want %d fail, %d pass", r.Namespace, s, len(r.Results), fail, pass)
+		}
+		return nil
+	})
+}
+
+// checkListedOnce: every violating object is listed once per rule it fails, nothing else is.
+func checkListedOnce(t *testing.T, reports []*openreports.Report, violating map[types.UID]string) {
+	t.Helper()
 	seen := map[string]bool{}
 	listedObjects := map[types.UID]bool{}
 	for _, r := range reports {
@@ -119,8 +153,13 @@ func TestAuditReports(t *testing.T) {
 	if len(listedObjects) != len(violating) {
 		t.Errorf("%d objects listed, want the %d violating ones", len(listedObjects), len(violating))
 	}
+}
 
-	// The policies' status says the same, and kubectl get shows the violations at a glance.
+// checkAuditStatus: the policies' status says what the reports say, and kubectl get shows the
+// violations at a glance.
+func checkAuditStatus(t *testing.T) {
+	t.Helper()
+	ctx := t.Context()
 	eventually(t, 20*time.Second, func() error {
 		var p v1alpha1.ClusterPolicy
 		if err := e2e.client.Get(ctx, client.ObjectKey{Name: "audit-e2e-pod-security-baseline"}, &p); err != nil {
@@ -135,18 +174,13 @@ func TestAuditReports(t *testing.T) {
 	if err != nil || !strings.Contains(out, "VIOLATIONS") || !strings.Contains(strings.Fields(strings.Split(out, "\n")[1])[3], "150") {
 		t.Errorf("kubectl get clusterpolicy: %v\n%s", err, out)
 	}
+}
 
-	// The CLI on the same objects, exported to files, counts the same.
-	cliSummary := checkExported(t, namespaces)
-	var pass, fail int
-	for _, r := range reports {
-		pass, fail = pass+r.Summary.Pass, fail+r.Summary.Fail
-	}
-	if cliSummary.Pass != pass || cliSummary.Fail != fail || cliSummary.Error != 0 || cliSummary.Skip != 0 {
-		t.Errorf("check on the exported objects: %+v; the reports: %d pass, %d fail", cliSummary, pass, fail)
-	}
-
-	// kubectl portcullis report: per policy and namespace, the resources that would be denied.
+// checkReportCommand: kubectl portcullis report gives, per policy and namespace, the resources
+// that would be denied.
+func checkReportCommand(t *testing.T) {
+	t.Helper()
+	ctx := t.Context()
 	var repOut, repErr bytes.Buffer
 	if code := cli.Main(ctx, []string{"report", "-A", "--kubeconfig", e2e.cluster.Kubeconfig, "-o", "json"}, nil, &repOut, &repErr); code != 0 {
 		t.Fatalf("report: exit %d: %s", code, repErr.String())
@@ -163,9 +197,13 @@ func TestAuditReports(t *testing.T) {
 	if !slices.ContainsFunc(overview.Policies, func(p audit.PolicyOverview) bool { return p.Policy == "audit-e2e-disallow-latest-tag" }) {
 		t.Errorf("report: no audit-e2e-disallow-latest-tag in %s", repOut.String())
 	}
+}
 
-	// check --cluster, as a user who may only read, finds what the reports say, without
-	// installing anything; as one who may list Pods only, it names what it could not list.
+// checkClusterPreview: check --cluster, as a user who may only read, finds what the reports say
+// (pass and fail), without installing anything; as one who may list Pods only, it names what it
+// could not list.
+func checkClusterPreview(t *testing.T, namespaces []string, pass, fail int) {
+	t.Helper()
 	viewer := readOnlyKubeconfig(t, "auditor", func(user string) {
 		// The shipped role the audit reads with: get, list and watch of the workload kinds
 		// (envtest runs no controller that fills aggregated roles such as view).
@@ -188,10 +226,13 @@ func TestAuditReports(t *testing.T) {
 	if live.Fail != 75 || live.Pass != 75 || !strings.Contains(stderr, "listing deployments.apps: forbidden (HTTP 403)") {
 		t.Errorf("check --cluster -n %s as a reader of Pods only: %+v, stderr:\n%s\nwant the Pods' 75 fail, 75 pass, and deployments named as not listed", namespaces[1], live, stderr)
 	}
+}
 
-	// Between scans, within 30 s: a fixed object's results go, a deleted object's go, a new
-	// violating object's come.
-	ns := namespaces[0]
+// checkFreshness: between scans, within 30 s, a fixed object's results go, a deleted object's
+// go, a new violating object's come (in namespace ns).
+func checkFreshness(t *testing.T, ns string) {
+	t.Helper()
+	ctx := t.Context()
 	var fixed appsv1.Deployment
 	if err := e2e.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "deploy-00"}, &fixed); err != nil {
 		t.Fatal(err)
@@ -208,7 +249,7 @@ func TestAuditReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitReports(t, namespaces[:1], 30*time.Second, func(r *openreports.Report) error {
+	waitReports(t, []string{ns}, 30*time.Second, func(r *openreports.Report) error {
 		listed := map[string]int{}
 		for _, res := range r.Results {
 			listed[res.Subjects[0].Name]++
@@ -222,9 +263,12 @@ func TestAuditReports(t *testing.T) {
 		return nil
 	})
 	t.Logf("a fix, a deletion and a creation in the report after %s", time.Since(start).Round(100*time.Millisecond))
+}
 
-	// Real Prometheus metrics, from the replica that leads: the violations by ClusterPolicy, and
-	// the scans.
+// checkAuditMetrics: real Prometheus metrics, from the replica that leads: the violations by
+// ClusterPolicy, and the scans.
+func checkAuditMetrics(t *testing.T) {
+	t.Helper()
 	eventually(t, 10*time.Second, func() error {
 		m := scrapeMetrics(t)
 		if !strings.Contains(m, "portcullis_audit_violations{") {
@@ -247,323 +291,4 @@ func TestAuditReports(t *testing.T) {
 		}
 		return nil
 	})
-
-	// A policy change: the reports follow within 60 s.
-	if err := e2e.client.Delete(ctx, &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e-require-requests-limits"}}); err != nil {
-		t.Fatal(err)
-	}
-	waitReports(t, namespaces, 60*time.Second, func(r *openreports.Report) error {
-		fail, pass := 100, 100 // two rules on 100 objects, 50 of them violating
-		if r.Namespace == ns {
-			fail, pass = 98, 102 // 49 violating objects, 51 not
-		}
-		if s := r.Summary; s.Fail != fail || s.Pass != pass || len(r.Results) != fail {
-			return fmt.Errorf("report of %s after a policy went: summary %+v, %d results; want %d fail, %d pass", r.Namespace, s, len(r.Results), fail, pass)
-		}
-		return nil
-	})
-}
-
-// auditLibraryPolicy is a library policy renamed for the audit test, in Audit, on namespaces.
-func auditLibraryPolicy(t *testing.T, name string, namespaces []string) string {
-	doc := libraryPolicy(t, name, "  enforcement: Audit # the audit test\n")
-	doc = strings.Replace(doc, "  name: "+name+"\n", "  name: audit-e2e-"+name+"\n", 1)
-	return strings.Replace(doc, "  match:\n", "  match:\n    namespaces: ["+strings.Join(namespaces, ", ")+"]\n", 1)
-}
-
-// waitReports waits until every namespace's Report passes check, and returns them.
-func waitReports(t *testing.T, namespaces []string, timeout time.Duration, check func(*openreports.Report) error) []*openreports.Report {
-	t.Helper()
-	var out []*openreports.Report
-	eventually(t, timeout, func() error {
-		out = out[:0]
-		for _, ns := range namespaces {
-			r := &openreports.Report{}
-			if err := e2e.client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: audit.ReportName}, r); err != nil {
-				return err
-			}
-			if err := check(r); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return nil
-	})
-	return out
-}
-
-// auditNamespaces are the audit test's namespaces, which its policies match.
-var auditNamespaces []string
-
-// auditPolicyDir writes the audit test's policies to a file for the CLI.
-func auditPolicyDir(t *testing.T) string {
-	t.Helper()
-	var docs []string
-	for _, name := range auditPolicies {
-		docs = append(docs, auditLibraryPolicy(t, name, auditNamespaces))
-	}
-	path := filepath.Join(t.TempDir(), "policies.yaml")
-	if err := os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// checkExported exports the namespaces' Pods and Deployments to a file and runs kubectl
-// portcullis check on it with the audit test's policies.
-func checkExported(t *testing.T, namespaces []string) report.Summary {
-	t.Helper()
-	dir := t.TempDir()
-	var docs []string
-	for _, ns := range namespaces {
-		var pods corev1.PodList
-		var deployments appsv1.DeploymentList
-		for _, list := range []client.ObjectList{&pods, &deployments} {
-			if err := e2e.client.List(t.Context(), list, client.InNamespace(ns)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var objs []any
-		for i := range pods.Items {
-			pods.Items[i].TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
-			objs = append(objs, &pods.Items[i])
-		}
-		for i := range deployments.Items {
-			deployments.Items[i].TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
-			objs = append(objs, &deployments.Items[i])
-		}
-		for _, obj := range objs {
-			js, err := json.Marshal(obj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			docs = append(docs, string(js))
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "exported.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	code := cli.Main(t.Context(), []string{"check", "-f", filepath.Join(dir, "exported.yaml"), "--policies", auditPolicyDir(t), "-o", "json"}, nil, &out, &errb)
-	if code > 1 {
-		t.Fatalf("check: exit %d: %s", code, errb.String())
-	}
-	var rep report.Report
-	if err := yaml.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatal(err)
-	}
-	return rep.Summary
-}
-
-// scrapePlain reads a metrics endpoint served over plain HTTP.
-func scrapePlain(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url) //nolint:gosec,noctx // the test's own server on loopback
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// bind creates an RBAC object for the test, deleted after it.
-func bind(t *testing.T, obj client.Object) {
-	t.Helper()
-	if err := e2e.client.Create(t.Context(), obj); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), obj) })
-}
-
-// readOnlyKubeconfig writes a kubeconfig that acts as user, after grant has given it its rights.
-func readOnlyKubeconfig(t *testing.T, user string, grant func(user string)) string {
-	t.Helper()
-	grant(user)
-	cfg, err := clientcmd.LoadFromFile(e2e.cluster.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range cfg.AuthInfos {
-		a.Impersonate, a.ImpersonateGroups = user, []string{"system:authenticated"}
-	}
-	path := filepath.Join(t.TempDir(), user+".kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// checkCluster runs kubectl portcullis check --cluster with the audit test's policies.
-func checkCluster(t *testing.T, kubeconfig string, args ...string) (report.Summary, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := cli.Main(t.Context(), append([]string{"check", "--cluster", "--kubeconfig", kubeconfig, "--policies", auditPolicyDir(t), "-o", "json"}, args...), nil, &out, &errb)
-	if code > 1 {
-		t.Fatalf("check --cluster: exit %d: %s", code, errb.String())
-	}
-	var rep report.Report
-	if err := yaml.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Results {
-		if r.File != cli.ClusterFile {
-			t.Fatalf("check --cluster: a result of file %q", r.File)
-		}
-	}
-	return rep.Summary, errb.String()
-}
-
-// TestAuditReportCap: 5,000 failing Pods in one namespace give a Report that lists the most
-// results a report may (--report-max-results, 1000 by default), with the summary exact, and
-// small enough for etcd.
-func TestAuditReportCap(t *testing.T) {
-	ctx := t.Context()
-	cfg := rest.CopyConfig(e2e.cluster.Config)
-	cfg.QPS, cfg.Burst = 1000, 1000
-	fast, err := client.New(cfg, client.Options{Scheme: e2e.client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := newNamespace(t, nil)
-	t.Cleanup(func() { // no namespace controller here: the Pods go with the test
-		_ = e2e.client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
-	})
-	const pods = 5000
-	work := make(chan int)
-	errs := make(chan error, 8)
-	for range 8 {
-		go func() {
-			for i := range work {
-				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%04d", i), Namespace: ns},
-					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:latest"}}}}
-				if err := fast.Create(ctx, pod); err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for i := range pods {
-		work <- i
-	}
-	close(work)
-	for range 8 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	applyPolicy(t, auditLibraryPolicy(t, "disallow-latest-tag", []string{ns}))
-	r := waitReports(t, []string{ns}, 90*time.Second, func(r *openreports.Report) error {
-		if r.Summary.Fail != pods {
-			return fmt.Errorf("summary %+v, want %d fail", r.Summary, pods)
-		}
-		return nil
-	})[0]
-	size, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("a report of %d failures lists %d, in %d bytes", r.Summary.Fail, len(r.Results), len(size))
-	if len(r.Results) != 1000 || r.Configuration == nil || r.Configuration.Limits.MaxResults != 1000 || r.Annotations[audit.OmittedAnnotation] != "4000" {
-		t.Errorf("%d results listed, configuration %+v, omitted %q; want 1000 listed, maxResults 1000, 4000 omitted",
-			len(r.Results), r.Configuration, r.Annotations[audit.OmittedAnnotation])
-	}
-	if len(size) > 1536*1024 {
-		t.Errorf("the report is %d bytes: past etcd's 1.5 MiB", len(size))
-	}
-}
-
-// TestAuditScaleOut: two replicas of the real binary with --audit-scale-out share the audit by
-// namespace. Each judges a part, together every object exactly once; every namespace gets its
-// report; the leader sums the reports into the policy's status.
-func TestAuditScaleOut(t *testing.T) {
-	f := startFleet(t, 2, "--audit-scale-out")
-	ctx := t.Context()
-	const namespaces, pods = 16, 5
-	var names []string
-	for i := range namespaces {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("shard-%02d", i)}}
-		if err := f.client.Create(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, ns.Name)
-		for j := range pods {
-			image := "registry.example/app:1.0"
-			if j == 0 {
-				image = "registry.example/app:latest"
-			}
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%d", j), Namespace: ns.Name},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
-			if err := f.client.Create(ctx, pod); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	f.applyPolicy(libraryPolicy(t, "disallow-latest-tag", "  enforcement: Audit # scale-out\n"))
-
-	// Every namespace's report: one failure of five.
-	eventually(t, 60*time.Second, func() error {
-		for _, ns := range names {
-			r := &openreports.Report{}
-			if err := f.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: audit.ReportName}, r); err != nil {
-				return fmt.Errorf("report of %s: %w", ns, err)
-			}
-			if r.Summary.Fail != 1 || r.Summary.Pass != pods-1 {
-				return fmt.Errorf("report of %s: %+v, want 1 fail, %d pass", ns, r.Summary, pods-1)
-			}
-		}
-		return nil
-	})
-	// Each replica's last scan judged its own namespaces' Pods: both some, together all, once.
-	eventually(t, 30*time.Second, func() error {
-		total := 0
-		for i, l := range f.logs {
-			n, ok := lastScanObjects(l.Name())
-			if !ok || n == 0 {
-				return fmt.Errorf("replica %d judged no object in its last scan (log %s)", i, l.Name())
-			}
-			total += n
-		}
-		if total != namespaces*pods {
-			return fmt.Errorf("the replicas' last scans judged %d objects together, want %d", total, namespaces*pods)
-		}
-		return nil
-	})
-	// The leader sums the reports into the policy's status.
-	eventually(t, 45*time.Second, func() error {
-		var p v1alpha1.ClusterPolicy
-		if err := f.client.Get(ctx, client.ObjectKey{Name: "disallow-latest-tag"}, &p); err != nil {
-			return err
-		}
-		if a := p.Status.Audit; a == nil || a.Fail != namespaces || a.Pass != namespaces*(pods-1) {
-			return fmt.Errorf("status.audit %+v, want %d fail, %d pass", a, namespaces, namespaces*(pods-1))
-		}
-		return nil
-	})
-}
-
-// lastScanObjects reads the objects of the last audit scan a replica's log reports.
-func lastScanObjects(log string) (int, bool) {
-	data, err := os.ReadFile(log)
-	if err != nil {
-		return 0, false
-	}
-	n, found := 0, false
-	for _, line := range strings.Split(string(data), "\n") {
-		if !strings.Contains(line, `"audit scan done"`) {
-			continue
-		}
-		var entry struct {
-			Objects int `json:"objects"`
-		}
-		if json.Unmarshal([]byte(line), &entry) == nil {
-			n, found = entry.Objects, true
-		}
-	}
-	return n, found
 }

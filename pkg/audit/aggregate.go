@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -58,31 +57,17 @@ func (a *StatusFromReports) Run(ctx context.Context) error {
 // sum adds up the per-policy counts of every report.
 func (a *StatusFromReports) sum(ctx context.Context) (map[string]Counts, error) {
 	out := map[string]Counts{}
-	for _, kind := range []string{"ReportList", "ClusterReportList"} {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(openreports.SchemeGroupVersion.WithKind(kind))
-		opts := []client.ListOption{client.MatchingLabels{ManagedByLabel: ManagedBy}, client.Limit(500)}
-		for {
-			if err := a.Reader.List(ctx, list, opts...); err != nil {
-				return nil, err
-			}
-			for i := range list.Items {
-				var byPolicy map[string]Counts
-				if json.Unmarshal([]byte(list.Items[i].Annotations[PolicyCountsAnnotation]), &byPolicy) != nil {
-					continue
-				}
-				for p, c := range byPolicy {
-					if out[p] == nil {
-						out[p] = Counts{}
-					}
-					out[p].add(c)
-				}
-			}
-			if list.Continue == "" {
-				break
-			}
-			opts = append(opts[:2], client.Continue(list.Continue))
+	err := eachReportMeta(ctx, a.Reader, func(r *metav1.PartialObjectMetadata) {
+		var byPolicy map[string]Counts
+		if json.Unmarshal([]byte(r.Annotations[PolicyCountsAnnotation]), &byPolicy) != nil {
+			return
 		}
-	}
-	return out, nil
+		for p, c := range byPolicy {
+			if out[p] == nil {
+				out[p] = Counts{}
+			}
+			out[p].add(c)
+		}
+	})
+	return out, err
 }

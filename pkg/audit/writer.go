@@ -35,25 +35,14 @@ func (w *Writer) Load(ctx context.Context) ([]string, error) {
 	defer w.mu.Unlock()
 	w.written = map[string]string{}
 	var namespaces []string
-	for _, kind := range []string{"ReportList", "ClusterReportList"} {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(openreports.SchemeGroupVersion.WithKind(kind))
-		opts := []client.ListOption{client.MatchingLabels{ManagedByLabel: ManagedBy}, client.Limit(500)}
-		for {
-			if err := w.Reader.List(ctx, list, opts...); err != nil {
-				return nil, fmt.Errorf("listing the reports in place: %w", err)
-			}
-			for i := range list.Items {
-				if r := &list.Items[i]; r.Name == ReportName {
-					w.written[r.Namespace] = ContentHash(r)
-					namespaces = append(namespaces, r.Namespace)
-				}
-			}
-			if list.Continue == "" {
-				break
-			}
-			opts = append(opts[:2], client.Continue(list.Continue))
+	err := eachReportMeta(ctx, w.Reader, func(r *metav1.PartialObjectMetadata) {
+		if r.Name == ReportName {
+			w.written[r.Namespace] = ContentHash(r)
+			namespaces = append(namespaces, r.Namespace)
 		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the reports in place: %w", err)
 	}
 	return namespaces, nil
 }
@@ -106,4 +95,27 @@ func where(ns string) string {
 		return "cluster-scoped objects"
 	}
 	return "namespace " + ns
+}
+
+// eachReportMeta calls fn with the metadata of every report Portcullis wrote, Reports and the
+// ClusterReport, read a page at a time: never the reports whole.
+func eachReportMeta(ctx context.Context, r client.Reader, fn func(*metav1.PartialObjectMetadata)) error {
+	for _, kind := range []string{"ReportList", "ClusterReportList"} {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(openreports.SchemeGroupVersion.WithKind(kind))
+		opts := []client.ListOption{client.MatchingLabels{ManagedByLabel: ManagedBy}, client.Limit(500)}
+		for {
+			if err := r.List(ctx, list, opts...); err != nil {
+				return err
+			}
+			for i := range list.Items {
+				fn(&list.Items[i])
+			}
+			if list.Continue == "" {
+				break
+			}
+			opts = append(opts[:2], client.Continue(list.Continue))
+		}
+	}
+	return nil
 }

@@ -31,24 +31,16 @@ const auditNamespaces = 10
 // peak RSS, the bytes of reports written, and admission p99 at rate while scans run back to back
 // against idle.
 func runAudit(root string, n, rate int, d time.Duration) error {
-	root, _ = filepath.Abs(root)
-	dir, err := os.MkdirTemp("", "portcullis-bench-audit-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	ctx := context.Background()
-	h, err := start(ctx, root, dir)
-	if err != nil {
-		return err
-	}
-	defer h.stop()
+	return withHarness(root, func(ctx context.Context, root string, h *harness) error { return auditBench(ctx, root, h, n, rate, d) })
+}
+
+func auditBench(ctx context.Context, root string, h *harness, n, rate int, d time.Duration) error {
 	h.srv.Stop()
 	if err := createPods(ctx, h.c.Config, filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"), n); err != nil {
 		return err
 	}
 	fmt.Printf("==> starting the server: its first audit scan judges the %d Pods\n", n)
-	logFile, err := os.OpenFile(h.log, os.O_APPEND|os.O_WRONLY, 0o600)
+	logFile, err := os.OpenFile(h.log, os.O_APPEND|os.O_WRONLY, 0o600) //nolint:gosec // the harness's own log
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,8 @@ func main() {
 	}
 }
 
-func run(root, rateList string, duration time.Duration, out string) error {
+// withHarness runs fn with a harness started from the repository at root, and stops it.
+func withHarness(root string, fn func(ctx context.Context, root string, h *harness) error) error {
 	root, _ = filepath.Abs(root)
 	dir, err := os.MkdirTemp("", "portcullis-load-")
 	if err != nil {
@@ -84,6 +85,16 @@ func run(root, rateList string, duration time.Duration, out string) error {
 		return err
 	}
 	defer h.stop()
+	return fn(ctx, root, h)
+}
+
+func run(root, rateList string, duration time.Duration, out string) error {
+	return withHarness(root, func(ctx context.Context, root string, h *harness) error {
+		return runRates(ctx, root, h, rateList, duration, out)
+	})
+}
+
+func runRates(ctx context.Context, root string, h *harness, rateList string, duration time.Duration, out string) error {
 	body, err := review(filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"))
 	if err != nil {
 		return err

@@ -1,0 +1,176 @@
+package audit
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// Run scans at start, again for the kinds a policy change affects, and everything every
+// Interval, until ctx ends. It is leader work: it returns when ctx ends.
+func (s *Scanner) Run(ctx context.Context) error {
+	s.decoder = policies.NewDecoder(false)
+	if s.Observer != nil {
+		// A replica that no longer leads has nothing to say of the violations: the leader does.
+		defer s.Observer.AuditViolationCounts(nil)
+	}
+	inPlace, err := s.Writer.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if s.Members != nil {
+		s.Owns = s.Members.Owns
+		if err := s.Members.Renew(ctx); err != nil {
+			return err
+		}
+		if _, err := s.Members.Refresh(ctx); err != nil {
+			return err
+		}
+		defer s.Members.Leave(context.WithoutCancel(ctx))
+	}
+	var engine *policies.Engine
+	for engine == nil {
+		if engine = s.Engines.Load(); engine == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	if s.Status != nil && s.Members == nil { // shared: the leader sums the reports (StatusFromReports)
+		s.status = &policyStatus{client: s.Status, scanned: map[string]time.Time{}, written: map[string]v1alpha1.AuditStatus{}}
+	}
+	if s.Metadata != nil {
+		s.fresh = &freshness{client: s.Metadata, s: s, watches: map[schema.GroupVersionResource]*resourceWatch{},
+			pending: map[pendingKey]intercept.Scope{}, rescan: map[schema.GroupVersionResource]bool{}}
+	}
+	s.logScan(s.Scan(ctx, engine, nil, inPlace))
+	full := time.NewTicker(s.Interval)
+	defer full.Stop()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-full.C:
+			engine = s.Engines.Load()
+			s.logScan(s.Scan(ctx, engine, nil, nil))
+		case <-poll.C:
+			if s.membersChanged(ctx) {
+				engine = s.Engines.Load()
+				s.logScan(s.Scan(ctx, engine, nil, nil))
+				continue
+			}
+			if next := s.Engines.Load(); next != engine {
+				only := affected(engine, next)
+				engine = next
+				if only == nil || len(only) > 0 { // a rebuild that changed no policy scans nothing
+					s.logScan(s.Scan(ctx, engine, only, nil))
+				}
+			}
+			s.keepFresh(ctx, engine)
+		}
+	}
+}
+
+// membersChanged renews this replica's membership every few seconds and reports whether the
+// live members changed: namespaces then move, and a full scan judges what this one now owns,
+// the store having forgotten what it no longer does.
+func (s *Scanner) membersChanged(ctx context.Context) bool {
+	if s.Members == nil || time.Since(s.lastRenew) < s.Members.Duration/3 {
+		return false
+	}
+	s.lastRenew = time.Now()
+	if err := s.Members.Renew(ctx); err != nil {
+		s.Log.Error(err, "audit")
+	}
+	changed, err := s.Members.Refresh(ctx)
+	if err != nil {
+		s.Log.Error(err, "audit")
+		return false
+	}
+	if changed {
+		s.Log.Info("audit members changed: the namespaces are shared again", "members", s.Members.Live())
+		s.Store.Forget(s.Members.Owns)
+	}
+	return changed
+}
+
+// keepFresh judges the objects the watches saw change, scans again the resources whose watch
+// lost events, and writes the reports that changed.
+func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
+	if s.fresh == nil {
+		return
+	}
+	pending, rescan := s.fresh.take()
+	if len(rescan) > 0 {
+		kinds := make([]policies.KindSelector, 0, len(rescan))
+		for _, gvr := range rescan {
+			for _, sc := range s.lastScopes {
+				if sc.GroupVersionResource == gvr {
+					kinds = append(kinds, policies.KindSelector{GroupKind: sc.GroupVersionKind().GroupKind()})
+				}
+			}
+		}
+		s.logScan(s.Scan(ctx, engine, kinds, nil))
+	}
+	if len(pending) == 0 {
+		return
+	}
+	s.refresh(ctx, pending)
+	if _, _, err := s.flush(ctx, engine, nil); err != nil {
+		s.Log.Error(err, "audit: writing reports")
+	}
+	s.observe(true, 0, 0)
+	if s.status != nil && time.Since(s.status.last) >= statusSpacing {
+		if err := s.status.write(ctx, engine, s.Store.PolicyCounts(), time.Now()); err != nil {
+			s.Log.Error(err, "audit: writing policy status")
+		}
+	}
+}
+
+func (s *Scanner) logScan(st ScanStats, err error) {
+	if err != nil {
+		s.Log.Error(err, "audit scan")
+		return
+	}
+	scan := "full"
+	if st.Partial {
+		scan = "partial"
+	}
+	s.Log.Info("audit scan done", "scan", scan, "objects", st.Objects, "reportsWritten", st.Written, "reportsDeleted", st.Deleted,
+		"duration", st.Duration.Round(time.Millisecond).String(), "unlisted", st.Unlisted)
+}
+
+// affected returns the kinds a change from old to next may judge differently: those matched by
+// a policy that came, went or changed; nil (every kind) when an exception changed.
+func affected(old, next *policies.Engine) []policies.KindSelector {
+	if old == nil || !old.SameExceptions(next) {
+		return nil
+	}
+	before := map[*policies.CompiledPolicy]bool{}
+	for p := range old.Policies() {
+		before[p] = true
+	}
+	var kinds []policies.KindSelector
+	for p := range next.Policies() {
+		if !before[p] {
+			kinds = append(kinds, p.Interception().Kinds...)
+		}
+		delete(before, p)
+	}
+	for p := range before {
+		kinds = append(kinds, p.Interception().Kinds...)
+	}
+	if kinds == nil {
+		kinds = []policies.KindSelector{} // nothing changed that a scan would see
+	}
+	return kinds
+}
