@@ -233,16 +233,4 @@ func rescanFor(ctx context.Context, h *harness, d time.Duration) int {
 }
 
 // peakRSSMiB is the process's peak resident set size (VmHWM).
-func peakRSSMiB(pid int) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM for %d", pid)
-}
+func peakRSSMiB(pid int) (float64, error) { return procStatusMiB(pid, "VmHWM") }
