@@ -50,7 +50,13 @@ func (s *Scanner) Run(ctx context.Context) error {
 		s.fresh = &freshness{client: s.Metadata, s: s, watches: map[schema.GroupVersionResource]*resourceWatch{},
 			pending: map[pendingKey]intercept.Scope{}, rescan: map[schema.GroupVersionResource]bool{}}
 	}
+	for _, ns := range inPlace { // when the findings in place were first seen, one report at a time
+		if seen, err := s.Writer.Findings(ctx, ns); err == nil {
+			s.Store.Seed(seen)
+		}
+	}
 	s.logScan(s.Scan(ctx, engine, nil, inPlace))
+	s.Store.Seed(nil)
 	full := time.NewTicker(s.Interval)
 	defer full.Stop()
 	poll := time.NewTicker(time.Second)

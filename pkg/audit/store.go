@@ -2,6 +2,7 @@ package audit
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -115,6 +116,31 @@ type Store struct {
 
 	mu         sync.Mutex
 	namespaces map[string]*namespaceState
+	// seed holds when the findings of the reports in place were first seen, read at start, so
+	// that the first scan writes the same timestamps and leaves unchanged reports alone.
+	seed map[Finding]int64
+}
+
+// Finding identifies a listed result across scans and restarts.
+type Finding struct {
+	UID          types.UID
+	Policy, Rule string
+	Outcome      Outcome
+}
+
+// Seed tells the store when findings were first seen (Unix seconds), from the reports in place;
+// nil forgets what is left of the seed.
+func (s *Store) Seed(seen map[Finding]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seen == nil {
+		s.seed = nil
+		return
+	}
+	if s.seed == nil {
+		s.seed = map[Finding]int64{}
+	}
+	maps.Copy(s.seed, seen)
 }
 
 // NewStore returns an empty store.
@@ -157,6 +183,13 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 		for i := range e.listed {
 			if j := slices.IndexFunc(old.listed, e.listed[i].sameFinding); j >= 0 {
 				e.listed[i].since = old.listed[j].since
+			}
+		}
+	} else if s.seed != nil {
+		for i := range e.listed {
+			l := &e.listed[i]
+			if t, ok := s.seed[Finding{UID: ref.UID, Policy: l.policy, Rule: l.rule, Outcome: l.outcome}]; ok {
+				l.since = t
 			}
 		}
 	}

@@ -139,3 +139,23 @@ func TestBuildBounds(t *testing.T) {
 		t.Errorf("capped at 10: %d results, first %+v", len(r.Results), r.Results[0])
 	}
 }
+
+// TestStoreSeedKeepsTimestampsAcrossRestarts: findings read back from the reports in place keep
+// when they were first seen, so the first scan after a restart writes nothing new.
+func TestStoreSeedKeepsTimestampsAcrossRestarts(t *testing.T) {
+	before := NewStore(failWarnError, 100, func() time.Time { return time.Unix(1000, 0) })
+	before.Put(pods, pod("shop", 0), 0, 1, results(true, "privileged"))
+	first, _ := before.Changed()
+	seen := map[Finding]int64{}
+	for _, r := range first[0].Results {
+		seen[Finding{UID: r.Object.UID, Policy: r.Policy, Rule: r.Rule, Outcome: r.Outcome}] = r.Since.Unix()
+	}
+	after := NewStore(failWarnError, 100, func() time.Time { return time.Unix(5000, 0) })
+	after.Seed(seen)
+	after.Put(pods, pod("shop", 0), 0, 1, results(true, "privileged"))
+	again, _ := after.Changed()
+	none := func(string) (string, string) { return "", "" }
+	if ContentHash(Build(first[0], 100, nil, none)) != ContentHash(Build(again[0], 100, nil, none)) {
+		t.Errorf("the same findings after a restart make another report: %+v vs %+v", first[0].Results, again[0].Results)
+	}
+}

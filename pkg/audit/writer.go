@@ -119,3 +119,29 @@ func eachReportMeta(ctx context.Context, r client.Reader, fn func(*metav1.Partia
 	}
 	return nil
 }
+
+// Findings reads the report in place of namespace ns ("" for the ClusterReport) and returns
+// when each of its findings was first seen.
+func (w *Writer) Findings(ctx context.Context, ns string) (map[Finding]int64, error) {
+	var results []openreports.ReportResult
+	if ns == "" {
+		var r openreports.ClusterReport
+		if err := w.Reader.Get(ctx, client.ObjectKey{Name: ReportName}, &r); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		results = r.Results
+	} else {
+		var r openreports.Report
+		if err := w.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ReportName}, &r); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		results = r.Results
+	}
+	out := make(map[Finding]int64, len(results))
+	for _, r := range results {
+		for _, s := range r.Subjects {
+			out[Finding{UID: s.UID, Policy: r.Policy, Rule: r.Rule, Outcome: Outcome(r.Result)}] = r.Timestamp.Seconds
+		}
+	}
+	return out, nil
+}
