@@ -49,10 +49,7 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 // judge it at all; a nil resource is returned for one it says not to.
 func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r intercept.Resource, raw []byte,
 	namespace func(string) (*corev1.Namespace, bool)) (*policies.Resource, []policies.Result, error) {
-	gvk := r.GroupVersionKind()
-	if _, err := policies.TypeMeta(raw); err != nil {
-		raw = withTypeMeta(raw, gvk) // list items of built-in kinds have no apiVersion and kind
-	}
+	gvk := r.GroupVersionKind() // list items of built-in kinds say no apiVersion and kind
 	res, err := d.Decode(raw, &gvk)
 	if err != nil {
 		return nil, nil, err
@@ -85,18 +82,4 @@ func (s *Scanner) namespace(ctx context.Context, ns string, cache map[string]*co
 	}
 	cache[ns] = obj
 	return obj
-}
-
-// withTypeMeta puts apiVersion and kind at the start of an object's JSON.
-func withTypeMeta(raw []byte, gvk schema.GroupVersionKind) []byte {
-	if len(raw) < 2 || raw[0] != '{' {
-		return raw
-	}
-	head := fmt.Sprintf(`{"apiVersion":%q,"kind":%q`, gvk.GroupVersion().String(), gvk.Kind)
-	out := make([]byte, 0, len(head)+len(raw)+1)
-	out = append(out, head...)
-	if raw[1] != '}' {
-		out = append(out, ',')
-	}
-	return append(out, raw[1:]...)
 }

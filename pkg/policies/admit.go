@@ -33,7 +33,8 @@ func (e *Engine) Admit(ctx context.Context, req *Request, raw []byte, d *Decoder
 		if a.JSON, err = mutate.Apply(raw, m.Patches); err != nil {
 			return nil, fmt.Errorf("applying mutations: %w", err)
 		}
-		res, err := d.Decode(a.JSON, nil)
+		gvk := req.Object.GVK // the document may not say it: a LIST's items do not
+		res, err := d.Decode(a.JSON, &gvk)
 		if err != nil {
 			return nil, fmt.Errorf("the mutated object: %w", err)
 		}

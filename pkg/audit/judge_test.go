@@ -1,0 +1,49 @@
+package audit
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/intercept"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// TestJudgeAsTheClusterWould: a LIST item (no apiVersion, no kind) is judged as a CREATE: the
+// enforced mutation first, then the validating rules on the mutated object; a rule that reads
+// request.userInfo is skipped.
+func TestJudgeAsTheClusterWould(t *testing.T) {
+	c, err := policies.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.ClusterPolicy{}
+	p.Name = "probes"
+	p.Spec = v1alpha1.PolicySpec{Enforcement: v1alpha1.Deny, Match: v1alpha1.MatchResources{Kinds: []string{"Pod"}}, Rules: []v1alpha1.Rule{
+		{Name: "defaults", DefaultProbes: &v1alpha1.DefaultProbesRule{}},
+		{Name: "has-probe", CEL: &v1alpha1.CELRule{Expression: "object.spec.containers.all(c, has(c.readinessProbe))"}},
+		{Name: "who", CEL: &v1alpha1.CELRule{Expression: "request.userInfo.username != ''"}},
+	}}
+	cp, err := c.CompileClusterPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := policies.NewEngine([]*policies.CompiledPolicy{cp}, nil, time.Now)
+	item := `{"metadata":{"name":"web","namespace":"shop","uid":"u1"},"spec":{"containers":[{"name":"web","image":"web:1","ports":[{"containerPort":8080}]}]}}`
+	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
+	res, results, err := Judge(t.Context(), engine, policies.NewDecoder(false), pods, []byte(item), func(string) (*corev1.Namespace, bool) { return nil, true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range results {
+		got = append(got, r.Rule+"="+string(r.Result))
+	}
+	if res.Ref().Name != "web" || strings.Join(got, " ") != "defaults=pass has-probe=pass who=skip" || len(results[0].Changes) == 0 {
+		t.Errorf("judged %v: %v, changes %v; want the mutation applied, the probe found, the userInfo rule skipped", res.Ref(), got, results[0].Changes)
+	}
+}
