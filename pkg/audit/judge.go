@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,7 +39,8 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 	case res == nil:
 		return false, nil // not this scanner's
 	}
-	ref := corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: res.Meta.GetNamespace(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
+	ref := corev1.ObjectReference{APIVersion: unique.Make(gvk.GroupVersion().String()).Value(), Kind: gvk.Kind,
+		Namespace: unique.Make(res.Meta.GetNamespace()).Value(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
 	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
 	return true, nil
 }

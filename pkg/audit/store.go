@@ -81,10 +81,11 @@ type entry struct {
 	// fingerprint digests the metadata it was judged with (see fingerprint): a watch event
 	// that leaves it as it was is a status update, not judged again.
 	fingerprint uint64
-	counts      Counts
 	listed      []listed
 	omitted     int // results not kept, the namespace's report being full
-	// byPolicy counts the results by policy, for the policies' status and the metrics.
+	// byPolicy counts the results by policy and outcome: the report's summary, the policies'
+	// status and the metrics add them up. (A slice of a few small structs, not a map: the
+	// store holds one entry per object.)
 	byPolicy []policyCount
 }
 
@@ -158,12 +159,11 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 		s.Remove(ref.Namespace, ref.UID) // no policy matches it any more
 		return
 	}
-	e := &entry{resource: resource, ref: ref, fingerprint: fp, scan: scan, counts: Counts{}}
+	e := &entry{resource: resource, ref: ref, fingerprint: fp, scan: scan}
 	now := s.now().Unix()
 	for i := range results {
 		r := &results[i]
 		o := outcomeOf(r)
-		e.counts[o]++
 		if j := slices.IndexFunc(e.byPolicy, func(v policyCount) bool { return v.policy == r.Policy && v.outcome == o }); j >= 0 {
 			e.byPolicy[j].n++
 		} else {
@@ -271,15 +271,7 @@ func (s *Store) namespace(name string) *namespaceState {
 
 // sameEntry: what a report shows of the two is the same.
 func sameEntry(a, b *entry) bool {
-	if a.ref != b.ref || a.omitted != b.omitted || len(a.listed) != len(b.listed) || len(a.counts) != len(b.counts) {
-		return false
-	}
-	for k, v := range a.counts {
-		if b.counts[k] != v {
-			return false
-		}
-	}
-	return slices.Equal(a.listed, b.listed)
+	return a.ref == b.ref && a.omitted == b.omitted && slices.Equal(a.byPolicy, b.byPolicy) && slices.Equal(a.listed, b.listed)
 }
 
 // Content is what one report shows: a snapshot, safe to use while the store changes.
@@ -345,8 +337,8 @@ func (s *Store) MarkAll() {
 func (ns *namespaceState) content(name string) Content {
 	c := Content{Namespace: name, Summary: Counts{}, ByPolicy: map[string]Counts{}, Omitted: ns.omitted}
 	for _, e := range ns.objects {
-		c.Summary.add(e.counts)
 		for _, v := range e.byPolicy {
+			c.Summary[v.outcome] += v.n
 			if c.ByPolicy[v.policy] == nil {
 				c.ByPolicy[v.policy] = Counts{}
 			}
