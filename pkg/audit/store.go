@@ -75,9 +75,10 @@ func (l listed) sameFinding(o listed) bool {
 // entry is what the store keeps of one object: never the object, only its reference, its counts
 // and the results its report lists.
 type entry struct {
-	resource schema.GroupVersionResource
-	ref      corev1.ObjectReference
-	scan     uint64 // the scan that judged it last
+	kind *kindOf // shared by every object of its resource
+	name string
+	uid  types.UID
+	scan uint64 // the scan that judged it last
 	// fingerprint digests the metadata it was judged with (see fingerprint): a watch event
 	// that leaves it as it was is a status update, not judged again.
 	fingerprint uint64
@@ -89,11 +90,22 @@ type entry struct {
 	byPolicy []policyCount
 }
 
+// kindOf is a resource and its objects' apiVersion and kind, held once for all its objects.
+type kindOf struct {
+	resource         schema.GroupVersionResource
+	apiVersion, kind string
+}
+
+// ref is the object reference a report gives e, in namespace ns.
+func (e *entry) ref(ns string) corev1.ObjectReference {
+	return corev1.ObjectReference{APIVersion: e.kind.apiVersion, Kind: e.kind.kind, Namespace: ns, Name: e.name, UID: e.uid}
+}
+
 // policyCount counts one policy's results of one outcome on one object.
 type policyCount struct {
 	policy  string
 	outcome Outcome
-	n       int
+	n       int32
 }
 
 // namespaceState is one report's content: a namespace's objects, or the cluster-scoped ones
@@ -120,6 +132,21 @@ type Store struct {
 	// seed holds when the findings of the reports in place were first seen, read at start, so
 	// that the first scan writes the same timestamps and leaves unchanged reports alone.
 	seed map[Finding]int64
+	// kinds holds each resource's kindOf, shared by its entries.
+	kinds map[schema.GroupVersionResource]*kindOf
+}
+
+// kindOf returns the shared kindOf of resource, whose objects ref names.
+func (s *Store) kindOf(resource schema.GroupVersionResource, ref corev1.ObjectReference) *kindOf {
+	if k := s.kinds[resource]; k != nil {
+		return k
+	}
+	if s.kinds == nil {
+		s.kinds = map[schema.GroupVersionResource]*kindOf{}
+	}
+	k := &kindOf{resource: resource, apiVersion: ref.APIVersion, kind: ref.Kind}
+	s.kinds[resource] = k
+	return k
 }
 
 // Finding identifies a listed result across scans and restarts.
@@ -159,7 +186,7 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 		s.Remove(ref.Namespace, ref.UID) // no policy matches it any more
 		return
 	}
-	e := &entry{resource: resource, ref: ref, fingerprint: fp, scan: scan}
+	e := &entry{name: ref.Name, uid: ref.UID, fingerprint: fp, scan: scan}
 	now := s.now().Unix()
 	for i := range results {
 		r := &results[i]
@@ -176,6 +203,7 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	e.kind = s.kindOf(resource, ref)
 	ns := s.namespace(ref.Namespace)
 	old := ns.objects[ref.UID]
 	if old != nil {
@@ -243,9 +271,9 @@ func (s *Store) Prune(scanned map[schema.GroupVersionResource]Scanned, matched s
 	defer s.mu.Unlock()
 	for name, ns := range s.namespaces {
 		for uid, e := range ns.objects {
-			sc, ok := scanned[e.resource]
+			sc, ok := scanned[e.kind.resource]
 			gone := ok && (e.scan < sc.Scan || (sc.Namespaces != nil && !sc.Namespaces.Has(name)))
-			if gone || (matched != nil && !matched.Has(e.resource)) {
+			if gone || (matched != nil && !matched.Has(e.kind.resource)) {
 				ns.drop(e)
 				delete(ns.objects, uid)
 				ns.changed = true
@@ -271,7 +299,8 @@ func (s *Store) namespace(name string) *namespaceState {
 
 // sameEntry: what a report shows of the two is the same.
 func sameEntry(a, b *entry) bool {
-	return a.ref == b.ref && a.omitted == b.omitted && slices.Equal(a.byPolicy, b.byPolicy) && slices.Equal(a.listed, b.listed)
+	return a.kind == b.kind && a.name == b.name && a.uid == b.uid && a.omitted == b.omitted &&
+		slices.Equal(a.byPolicy, b.byPolicy) && slices.Equal(a.listed, b.listed)
 }
 
 // Content is what one report shows: a snapshot, safe to use while the store changes.
@@ -338,14 +367,14 @@ func (ns *namespaceState) content(name string) Content {
 	c := Content{Namespace: name, Summary: Counts{}, ByPolicy: map[string]Counts{}, Omitted: ns.omitted}
 	for _, e := range ns.objects {
 		for _, v := range e.byPolicy {
-			c.Summary[v.outcome] += v.n
+			c.Summary[v.outcome] += int(v.n)
 			if c.ByPolicy[v.policy] == nil {
 				c.ByPolicy[v.policy] = Counts{}
 			}
-			c.ByPolicy[v.policy][v.outcome] += v.n
+			c.ByPolicy[v.policy][v.outcome] += int(v.n)
 		}
 		for _, l := range e.listed {
-			c.Results = append(c.Results, Result{Object: e.ref, Policy: l.policy, Rule: l.rule, Outcome: l.outcome,
+			c.Results = append(c.Results, Result{Object: e.ref(name), Policy: l.policy, Rule: l.rule, Outcome: l.outcome,
 				Action: l.action, Message: l.message, Since: time.Unix(l.since, 0).UTC()})
 		}
 	}
@@ -395,7 +424,7 @@ func (s *Store) PolicyCounts() map[string]Counts {
 				if out[v.policy] == nil {
 					out[v.policy] = Counts{}
 				}
-				out[v.policy][v.outcome] += v.n
+				out[v.policy][v.outcome] += int(v.n)
 			}
 		}
 	}
