@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cli "github.com/portcullis-dev/portcullis/cmd/kubectl-portcullis/app"
@@ -55,12 +54,7 @@ func auditWorkload(ns string, i int, deployment bool) client.Object {
 // to files. A policy change is followed.
 func TestAuditReports(t *testing.T) {
 	ctx := t.Context()
-	cfg := rest.CopyConfig(e2e.cluster.Config)
-	cfg.QPS, cfg.Burst = 500, 500
-	fast, err := client.New(cfg, client.Options{Scheme: e2e.client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fast := fastClient(t)
 	namespaces := []string{newNamespace(t, nil), newNamespace(t, nil), newNamespace(t, nil)}
 	auditNamespaces = namespaces
 	violating := map[types.UID]string{}

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -176,4 +177,17 @@ func checkCluster(t *testing.T, kubeconfig string, args ...string) (report.Summa
 		}
 	}
 	return rep.Summary, errb.String()
+}
+
+// fastClient is a client of the test cluster without client-side rate limits, to create many
+// objects quickly.
+func fastClient(t *testing.T) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(e2e.cluster.Config)
+	cfg.QPS, cfg.Burst = 1000, 1000
+	c, err := client.New(cfg, client.Options{Scheme: e2e.client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

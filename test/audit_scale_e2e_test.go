@@ -12,7 +12,6 @@ import (
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -24,12 +23,7 @@ import (
 // small enough for etcd.
 func TestAuditReportCap(t *testing.T) {
 	ctx := t.Context()
-	cfg := rest.CopyConfig(e2e.cluster.Config)
-	cfg.QPS, cfg.Burst = 1000, 1000
-	fast, err := client.New(cfg, client.Options{Scheme: e2e.client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fast := fastClient(t)
 	ns := newNamespace(t, nil)
 	t.Cleanup(func() { // no namespace controller here: the Pods go with the test
 		_ = e2e.client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
