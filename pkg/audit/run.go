@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -19,17 +21,22 @@ func (s *Scanner) Run(ctx context.Context) error {
 		// A replica that no longer leads has nothing to say of the violations: the leader does.
 		defer s.Observer.AuditViolationCounts(nil)
 	}
-	inPlace, err := s.Writer.Load(ctx)
-	if err != nil {
-		return err
+	// What it needs at start is waited for, never a reason to stop the process: the reports'
+	// CRDs may be installed after the server.
+	var inPlace []string
+	if !s.retry(ctx, func() (err error) { inPlace, err = s.Writer.Load(ctx); return err }) {
+		return nil
 	}
 	if s.Members != nil {
 		s.Owns = s.Members.Owns
-		if err := s.Members.Renew(ctx); err != nil {
+		if !s.retry(ctx, func() error {
+			if err := s.Members.Renew(ctx); err != nil {
+				return err
+			}
+			_, err := s.Members.Refresh(ctx)
 			return err
-		}
-		if _, err := s.Members.Refresh(ctx); err != nil {
-			return err
+		}) {
+			return nil
 		}
 		defer s.Members.Leave(context.WithoutCancel(ctx))
 	}
@@ -179,4 +186,27 @@ func affected(old, next *policies.Engine) []policies.KindSelector {
 		kinds = []policies.KindSelector{} // nothing changed that a scan would see
 	}
 	return kinds
+}
+
+// retryEvery is how often the audit tries again what it needs at start.
+var retryEvery = 15 * time.Second
+
+// retry calls f until it succeeds, logging each failure (saying what to install when the
+// reports' CRDs are missing), and reports false when ctx ended first.
+func (s *Scanner) retry(ctx context.Context, f func() error) bool {
+	for {
+		err := f()
+		if err == nil {
+			return true
+		}
+		if meta.IsNoMatchError(err) {
+			err = fmt.Errorf("the OpenReports CRDs are not installed (kubectl apply -k manifests/crds installs every CRD the server needs): %w", err)
+		}
+		s.Log.Error(err, "audit: waiting before it can start", "retryIn", retryEvery.String())
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retryEvery):
+		}
+	}
 }
