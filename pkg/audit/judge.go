@@ -3,12 +3,11 @@ package audit
 import (
 	"context"
 	"fmt"
-	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
@@ -18,17 +17,14 @@ import (
 // judge judges one object and records its results, and says whether it did: an object of a
 // namespace another replica owns is left to it, and one that cannot be decoded is logged and
 // left out (it says nothing of the policies).
-func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercept.Resource, gvk schema.GroupVersionKind, raw []byte, namespaces map[string]*corev1.Namespace) (bool, error) {
-	if s.decoder == nil {
-		s.decoder = policies.NewDecoder(false)
-	}
+func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercept.Resource, raw []byte, namespaces *NamespaceCache) (bool, error) {
 	objCtx, cancel := context.WithTimeout(ctx, s.ObjectTimeout)
 	defer cancel()
-	res, results, err := Judge(objCtx, engine, s.decoder, r, raw, func(ns string) (*corev1.Namespace, bool) {
+	res, results, err := Judge(objCtx, engine, s.decode(), r, raw, func(ns string) (*corev1.Namespace, bool) {
 		if s.Owns != nil && !s.Owns(ns) {
 			return nil, false
 		}
-		return s.namespace(objCtx, ns, namespaces), true
+		return namespaces.Get(objCtx, ns), true
 	})
 	switch {
 	case ctx.Err() != nil:
@@ -39,8 +35,8 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 	case res == nil:
 		return false, nil // not this scanner's
 	}
-	ref := corev1.ObjectReference{APIVersion: unique.Make(gvk.GroupVersion().String()).Value(), Kind: gvk.Kind,
-		Namespace: unique.Make(res.Meta.GetNamespace()).Value(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
+	ref := corev1.ObjectReference{APIVersion: res.GVK.GroupVersion().String(), Kind: res.GVK.Kind,
+		Namespace: res.Meta.GetNamespace(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
 	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
 	return true, nil
 }
@@ -69,19 +65,37 @@ func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r 
 	return res, adm.Results, nil
 }
 
-// namespace returns Namespace ns, read once per scan; nil for cluster-scoped objects, or when it
-// cannot be read (its labels are then taken to be its name label alone, as offline).
-func (s *Scanner) namespace(ctx context.Context, ns string, cache map[string]*corev1.Namespace) *corev1.Namespace {
-	if ns == "" || s.Namespaces == nil {
+// decode is the scanner's decoder: lenient, for objects the API server has defaulted.
+func (s *Scanner) decode() *policies.Decoder {
+	if s.decoder == nil {
+		s.decoder = policies.NewDecoder(false)
+	}
+	return s.decoder
+}
+
+// NamespaceCache reads each Namespace once, for the labels namespaceSelectors match. A
+// Namespace that cannot be read is nil: its labels are then taken to be its name label alone,
+// as offline.
+type NamespaceCache struct {
+	Reader client.Reader // nil: no Namespace is read
+	seen   map[string]*corev1.Namespace
+}
+
+// Get returns Namespace ns; nil for cluster-scoped objects ("").
+func (c *NamespaceCache) Get(ctx context.Context, ns string) *corev1.Namespace {
+	if ns == "" || c.Reader == nil {
 		return nil
 	}
-	if obj, ok := cache[ns]; ok {
+	if obj, ok := c.seen[ns]; ok {
 		return obj
 	}
 	obj := &corev1.Namespace{}
-	if err := s.Namespaces.Get(ctx, types.NamespacedName{Name: ns}, obj); err != nil {
+	if err := c.Reader.Get(ctx, types.NamespacedName{Name: ns}, obj); err != nil {
 		obj = nil
 	}
-	cache[ns] = obj
+	if c.seen == nil {
+		c.seen = map[string]*corev1.Namespace{}
+	}
+	c.seen[ns] = obj
 	return obj
 }

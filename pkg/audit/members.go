@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -153,19 +152,14 @@ func (m *Members) Live() []string {
 	return slices.Clone(m.members)
 }
 
-// owner is the member rendezvous hashing gives ns.
+// owner is the member rendezvous hashing gives ns: the one with the highest hash of (member,
+// namespace).
 func owner(members []string, ns string) string {
-	return slicesMaxBy(members, func(member string) uint64 {
-		sum := sha256.Sum256([]byte(member + "\x00" + ns))
-		return binary.BigEndian.Uint64(sum[:8])
-	})
-}
-
-func slicesMaxBy(members []string, score func(string) uint64) string {
 	best, bestScore := "", uint64(0)
 	for _, m := range members {
-		if s := score(m); best == "" || cmp.Compare(s, bestScore) > 0 {
-			best, bestScore = m, s
+		sum := sha256.Sum256([]byte(m + "\x00" + ns))
+		if score := binary.BigEndian.Uint64(sum[:8]); best == "" || score > bestScore {
+			best, bestScore = m, score
 		}
 	}
 	return best

@@ -16,7 +16,6 @@ import (
 // Run scans at start, again for the kinds a policy change affects, and everything every
 // Interval, until ctx ends. It is leader work: it returns when ctx ends.
 func (s *Scanner) Run(ctx context.Context) error {
-	s.decoder = policies.NewDecoder(false)
 	if s.Observer != nil {
 		// A replica that no longer leads has nothing to say of the violations: the leader does.
 		defer s.Observer.AuditViolationCounts(nil)
@@ -54,7 +53,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 		s.status = &policyStatus{client: s.Status, scanned: map[string]time.Time{}, written: map[string]v1alpha1.AuditStatus{}}
 	}
 	if s.Metadata != nil {
-		s.fresh = &freshness{client: s.Metadata, s: s, watches: map[schema.GroupVersionResource]*resourceWatch{},
+		s.fresh = &freshness{client: s.Metadata, s: s, watches: map[schema.GroupVersionResource]context.CancelFunc{},
 			pending: map[pendingKey]intercept.Scope{}, rescan: map[schema.GroupVersionResource]bool{}}
 	}
 	for _, ns := range inPlace { // when the findings in place were first seen, one report at a time
@@ -122,7 +121,7 @@ func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
 	if s.fresh == nil {
 		return
 	}
-	pending, rescan := s.fresh.take()
+	pending, removed, rescan := s.fresh.take()
 	if len(rescan) > 0 {
 		kinds := make([]policies.KindSelector, 0, len(rescan))
 		for _, gvr := range rescan {
@@ -134,7 +133,7 @@ func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
 		}
 		s.logScan(s.Scan(ctx, engine, kinds, nil))
 	}
-	if len(pending) == 0 {
+	if len(pending) == 0 && !removed {
 		return
 	}
 	s.refresh(ctx, pending)

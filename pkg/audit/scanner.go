@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/metadata"
@@ -115,9 +114,6 @@ type ScanStats struct {
 func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []policies.KindSelector, inPlace []string) (ScanStats, error) {
 	start := time.Now()
 	var st ScanStats
-	if s.decoder == nil {
-		s.decoder = policies.NewDecoder(false)
-	}
 	served, err := s.Discover()
 	if err != nil && len(served.Resources) == 0 {
 		return st, fmt.Errorf("discovering the served resources: %w", err)
@@ -135,7 +131,8 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	s.lastScopes = scopes
 	scanned := map[schema.GroupVersionResource]Scanned{}
 	versions := map[schema.GroupVersionResource]string{}
-	namespaces := map[string]*corev1.Namespace{}
+	namespaces := &NamespaceCache{Reader: s.Namespaces}
+	var gks []schema.GroupKind // the kinds judged: their policies' status says when
 	for _, sc := range scopes {
 		if only != nil && !slices.ContainsFunc(only, func(k policies.KindSelector) bool { return k.Selects(sc.GroupVersionKind().GroupKind()) }) {
 			continue
@@ -151,6 +148,7 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 		}
 		scanned[sc.GroupVersionResource] = Scanned{Scan: s.scans, Namespaces: sc.Namespaces}
 		versions[sc.GroupVersionResource] = rv
+		gks = append(gks, sc.GroupVersionKind().GroupKind())
 	}
 	if s.fresh != nil {
 		s.fresh.follow(ctx, scopes, versions, only == nil)
@@ -165,14 +163,8 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	if !st.Partial && len(st.Unlisted) == 0 && err == nil && s.Members != nil {
 		s.Members.Scanned(start)
 	}
-	s.observe(only != nil, st.Duration, st.Objects)
+	s.observe(st.Partial, st.Duration, st.Objects)
 	if s.status != nil {
-		var gks []schema.GroupKind
-		for gvr := range scanned {
-			if i := slices.IndexFunc(scopes, func(sc intercept.Scope) bool { return sc.GroupVersionResource == gvr }); i >= 0 {
-				gks = append(gks, scopes[i].GroupVersionKind().GroupKind())
-			}
-		}
 		s.status.scannedNow(engine, gks, start)
 		err = errors.Join(err, s.status.write(ctx, engine, s.Store.PolicyCounts(), time.Now()))
 	}
@@ -181,12 +173,11 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 
 // scanScope judges every object of one scope this scanner owns, a page at a time, and returns
 // how many it judged and the resource version of its first list: where a watch takes over.
-func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc intercept.Scope, namespaces map[string]*corev1.Namespace) (int, string, error) {
+func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc intercept.Scope, namespaces *NamespaceCache) (int, string, error) {
 	where := []string{""}
 	if sc.Namespaces != nil {
 		where = sets.List(sc.Namespaces)
 	}
-	gvk := sc.GroupVersionKind()
 	n, first := 0, ""
 	pace := newPacer(s.CPU)
 	for _, ns := range where {
@@ -195,7 +186,7 @@ func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc int
 		}
 		rv, err := s.Lister.List(ctx, sc.Resource, ns, func(raw []byte) error {
 			start := time.Now()
-			judged, err := s.judge(ctx, engine, sc.Resource, gvk, raw, namespaces)
+			judged, err := s.judge(ctx, engine, sc.Resource, raw, namespaces)
 			if judged {
 				n++
 				pace.judged(ctx, time.Since(start))

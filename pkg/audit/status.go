@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,7 +74,7 @@ func (ps *policyStatus) patch(ctx context.Context, p *policies.CompiledPolicy, s
 	if p.Namespace != "" {
 		obj = &v1alpha1.Policy{}
 		obj.SetNamespace(p.Namespace)
-		obj.SetName(strings.TrimPrefix(p.Name, p.Namespace+"/"))
+		obj.SetName(p.LocalName())
 	}
 	body, err := json.Marshal(map[string]any{"status": map[string]any{"audit": st}})
 	if err != nil {

@@ -141,9 +141,6 @@ func (s *Store) kindOf(resource schema.GroupVersionResource, ref corev1.ObjectRe
 	if k := s.kinds[resource]; k != nil {
 		return k
 	}
-	if s.kinds == nil {
-		s.kinds = map[schema.GroupVersionResource]*kindOf{}
-	}
 	k := &kindOf{resource: resource, apiVersion: ref.APIVersion, kind: ref.Kind}
 	s.kinds[resource] = k
 	return k
@@ -176,7 +173,8 @@ func NewStore(keep sets.Set[Outcome], maxResults int, now func() time.Time) *Sto
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{Keep: keep, MaxResults: maxResults, now: now, namespaces: map[string]*namespaceState{}}
+	return &Store{Keep: keep, MaxResults: maxResults, now: now, namespaces: map[string]*namespaceState{},
+		kinds: map[schema.GroupVersionResource]*kindOf{}}
 }
 
 // Put records the results of one object, judged by scan, in place of what was known of it;
@@ -194,7 +192,7 @@ func (s *Store) Put(resource schema.GroupVersionResource, ref corev1.ObjectRefer
 		if j := slices.IndexFunc(e.byPolicy, func(v policyCount) bool { return v.policy == r.Policy && v.outcome == o }); j >= 0 {
 			e.byPolicy[j].n++
 		} else {
-			e.byPolicy = append(e.byPolicy, policyCount{policy: unique.Make(r.Policy).Value(), outcome: o, n: 1})
+			e.byPolicy = append(e.byPolicy, policyCount{policy: r.Policy, outcome: o, n: 1}) // the engine's own string
 		}
 		if s.Keep.Has(o) {
 			e.listed = append(e.listed, listed{policy: r.Policy, rule: r.Rule, outcome: o, action: r.Action,

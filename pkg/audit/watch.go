@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -27,14 +26,10 @@ type freshness struct {
 	s      *Scanner
 
 	mu      sync.Mutex
-	watches map[schema.GroupVersionResource]*resourceWatch
+	watches map[schema.GroupVersionResource]context.CancelFunc
 	pending map[pendingKey]intercept.Scope
+	removed bool                                 // deletions applied to the store: reports to write
 	rescan  map[schema.GroupVersionResource]bool // a watch that lost events: scan the resource again
-}
-
-type resourceWatch struct {
-	scope  intercept.Scope
-	cancel context.CancelFunc
 }
 
 type pendingKey struct {
@@ -52,22 +47,19 @@ func (f *freshness) follow(ctx context.Context, scopes []intercept.Scope, versio
 		keep[sc.GroupVersionResource] = true
 		rv, scanned := versions[sc.GroupVersionResource]
 		if !scanned {
-			if w := f.watches[sc.GroupVersionResource]; w != nil {
-				w.scope = sc // still watched; the scope may have changed
-			}
-			continue
+			continue // still watched as it was, or its list failed
 		}
-		if w := f.watches[sc.GroupVersionResource]; w != nil {
-			w.cancel()
+		if cancel := f.watches[sc.GroupVersionResource]; cancel != nil {
+			cancel()
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		f.watches[sc.GroupVersionResource] = &resourceWatch{scope: sc, cancel: cancel}
+		f.watches[sc.GroupVersionResource] = cancel
 		go f.watch(wctx, sc, rv)
 	}
 	if all {
-		for gvr, w := range f.watches {
+		for gvr, cancel := range f.watches {
 			if !keep[gvr] {
-				w.cancel()
+				cancel()
 				delete(f.watches, gvr)
 			}
 		}
@@ -133,7 +125,9 @@ func (f *freshness) drain(ctx context.Context, sc intercept.Scope, w watch.Inter
 			}
 			if ev.Type == watch.Deleted {
 				f.s.Store.Remove(m.Namespace, m.UID)
-				f.touch()
+				f.mu.Lock()
+				f.removed = true
+				f.mu.Unlock()
 				continue
 			}
 			if fp, known := f.s.Store.Fingerprint(m.Namespace, m.UID); known && fp == fingerprint(m) && m.Generation > 0 {
@@ -146,16 +140,6 @@ func (f *freshness) drain(ctx context.Context, sc intercept.Scope, w watch.Inter
 	}
 }
 
-// touch asks for a flush of the reports: the store changed.
-func (f *freshness) touch() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.pending == nil {
-		f.pending = map[pendingKey]intercept.Scope{}
-	}
-	f.pending[pendingKey{}] = intercept.Scope{}
-}
-
 func (f *freshness) lost(gvr schema.GroupVersionResource) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -163,22 +147,21 @@ func (f *freshness) lost(gvr schema.GroupVersionResource) {
 	delete(f.watches, gvr)
 }
 
-// take returns the objects that changed since the last call, and the resources to scan again.
-func (f *freshness) take() (map[pendingKey]intercept.Scope, []schema.GroupVersionResource) {
+// take returns what the watches saw since the last call: the objects that changed, whether
+// deletions were applied, and the resources to scan again.
+func (f *freshness) take() (map[pendingKey]intercept.Scope, bool, []schema.GroupVersionResource) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p, r := f.pending, slices.Collect(maps.Keys(f.rescan))
-	f.pending, f.rescan = map[pendingKey]intercept.Scope{}, map[schema.GroupVersionResource]bool{}
-	return p, r
+	p, d, r := f.pending, f.removed, slices.Collect(maps.Keys(f.rescan))
+	f.pending, f.removed, f.rescan = map[pendingKey]intercept.Scope{}, false, map[schema.GroupVersionResource]bool{}
+	return p, d, r
 }
 
 // refresh reads and judges again each object that changed; one that is gone is forgotten.
 func (s *Scanner) refresh(ctx context.Context, pending map[pendingKey]intercept.Scope) {
 	engine := s.Engines.Load()
+	namespaces := &NamespaceCache{Reader: s.Namespaces}
 	for k, sc := range pending {
-		if k.name == "" {
-			continue // a deletion already applied
-		}
 		raw, err := s.Lister.Get(ctx, sc.Resource, k.namespace, k.name)
 		if apierrors.IsNotFound(err) {
 			continue // the watch brings its deletion
@@ -190,7 +173,7 @@ func (s *Scanner) refresh(ctx context.Context, pending map[pendingKey]intercept.
 			s.Log.Error(err, "audit: reading a changed object", "resource", sc.GroupResource().String(), "namespace", k.namespace, "name", k.name)
 			continue
 		}
-		if _, err := s.judge(ctx, engine, sc.Resource, sc.GroupVersionKind(), raw, map[string]*corev1.Namespace{}); err != nil && !errors.Is(err, context.Canceled) {
+		if _, err := s.judge(ctx, engine, sc.Resource, raw, namespaces); err != nil && !errors.Is(err, context.Canceled) {
 			s.Log.Error(err, "audit: judging a changed object")
 		}
 	}

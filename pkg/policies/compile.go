@@ -139,6 +139,9 @@ type CompiledPolicy struct {
 // Cost is the estimated cost of the policy's CEL expressions together (see EstimateSize).
 func (p *CompiledPolicy) Cost() uint64 { return p.cost }
 
+// LocalName is the policy's metadata.name: Name without the namespace of a Policy.
+func (p *CompiledPolicy) LocalName() string { return p.localName }
+
 // RuleCount is the number of rules of the policy.
 func (p *CompiledPolicy) RuleCount() int { return len(p.rules) }
 

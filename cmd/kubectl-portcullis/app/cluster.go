@@ -7,12 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/audit"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
@@ -86,11 +85,11 @@ func (o *checkOptions) runCluster(ctx context.Context, s streams) (*report.Repor
 	for p := range engine.Policies() {
 		needs = append(needs, intercept.NeedOf(p))
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	reader, err := client.New(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		return nil, err
 	}
-	j := &clusterJudge{engine: engine, decoder: policies.NewDecoder(false), namespaces: cs.CoreV1().Namespaces(), cache: map[string]*corev1.Namespace{}, timeout: o.verifyTimeout}
+	j := &clusterJudge{engine: engine, decoder: policies.NewDecoder(false), namespaces: &audit.NamespaceCache{Reader: reader}, timeout: o.verifyTimeout}
 	lister := &audit.Lister{Client: rc}
 	rep := &report.Report{}
 	var unlisted []error
@@ -115,19 +114,16 @@ func (o *checkOptions) runCluster(ctx context.Context, s streams) (*report.Repor
 type clusterJudge struct {
 	engine     *policies.Engine
 	decoder    *policies.Decoder
-	namespaces interface {
-		Get(context.Context, string, metav1.GetOptions) (*corev1.Namespace, error)
-	}
-	cache   map[string]*corev1.Namespace
-	timeout time.Duration
-	errs    []error
+	namespaces *audit.NamespaceCache
+	timeout    time.Duration
+	errs       []error
 }
 
 func (j *clusterJudge) judge(ctx context.Context, r intercept.Resource, raw []byte, rep *report.Report) error {
 	objCtx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
 	res, results, err := audit.Judge(objCtx, j.engine, j.decoder, r, raw, func(ns string) (*corev1.Namespace, bool) {
-		return j.namespace(objCtx, ns), true
+		return j.namespaces.Get(objCtx, ns), true
 	})
 	if err != nil {
 		j.errs = append(j.errs, fmt.Errorf("%s: %w", r.GroupResource(), err))
@@ -138,21 +134,4 @@ func (j *clusterJudge) judge(ctx context.Context, r intercept.Resource, raw []by
 	}
 	rep.Add(ClusterFile, res.Ref(), results)
 	return nil
-}
-
-// namespace reads a Namespace once; without read access to it, its labels are taken to be its
-// name label alone, as offline.
-func (j *clusterJudge) namespace(ctx context.Context, name string) *corev1.Namespace {
-	if name == "" {
-		return nil
-	}
-	if ns, ok := j.cache[name]; ok {
-		return ns
-	}
-	ns, err := j.namespaces.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		ns = nil
-	}
-	j.cache[name] = ns
-	return ns
 }
