@@ -34,6 +34,9 @@ func TestCRDsBoundEveryField(t *testing.T) {
 		"spec.enforcementOverrides.maxItems":                   policies.MaxOverrides,
 		"spec.exceptions.maxItems":                             policies.MaxListItems,
 		"spec.reason.maxLength":                                policies.MaxTextLength,
+		"spec.variables.maxItems":                              policies.MaxListItems,
+		"spec.variables[].expression.maxLength":                policies.MaxExpressionLength,
+		"spec.params.maxProperties":                            policies.MaxListItems,
 	}
 	found := map[string]int64{}
 	for _, f := range files {
@@ -83,6 +86,9 @@ func walkBounds(t *testing.T, file, path string, s *apiextensionsv1.JSONSchemaPr
 	case "object":
 		if s.AdditionalProperties != nil && s.MaxProperties == nil {
 			t.Errorf("%s: %s is a map without maxProperties", file, path)
+		}
+		if s.MaxProperties != nil {
+			found[path+".maxProperties"] = *s.MaxProperties
 		}
 		for name, p := range s.Properties {
 			walkBounds(t, file, path+"."+name, &p, found)

@@ -52,6 +52,14 @@ func checkPolicyBounds(spec *v1alpha1.PolicySpec, path *field.Path) field.ErrorL
 	if spec.Exclude != nil {
 		b.match(path.Child("exclude"), spec.Exclude)
 	}
+	if spec.Params != nil && len(spec.Params.Raw) > MaxParamsBytes {
+		b.errs = append(b.errs, field.TooLong(path.Child("params"), "", MaxParamsBytes))
+	}
+	b.items(path.Child("variables"), len(spec.Variables), MaxListItems)
+	for i, v := range spec.Variables {
+		b.text(path.Child("variables").Index(i).Child("name"), v.Name, 63)
+		b.text(path.Child("variables").Index(i).Child("expression"), v.Expression, MaxExpressionLength)
+	}
 	b.items(path.Child("rules"), len(spec.Rules), MaxRules)
 	for i := range spec.Rules {
 		b.rule(RulePath(path, i, spec.Rules[i].Name), &spec.Rules[i])

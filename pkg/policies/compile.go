@@ -27,6 +27,9 @@ type Compiler struct {
 	// checkOnly: compile to find errors and estimate costs, for the admission of policies; keys
 	// in Secrets are not read, and what is compiled is not for evaluation.
 	checkOnly bool
+	// scope is the params and variables of the policy being compiled, whose CEL rules compile in
+	// env extended with them; set on a copy of the compiler, for one policy.
+	scope *celScope
 }
 
 // Checker returns a compiler that finds what is wrong with a policy without evaluating it: it
@@ -216,9 +219,17 @@ func (c *Compiler) compile(object, name, namespace string, meta *metav1.ObjectMe
 	if len(spec.Rules) == 0 {
 		errs = append(errs, field.Required(path.Child("rules"), "a policy needs at least one rule"))
 	}
+	env, scope, cost, e := c.compileScope(spec, path)
+	errs = append(errs, e...)
+	if env == nil {
+		return nil, &CompileError{Object: object, Errs: errs} // the params are not usable
+	}
+	cp.cost = cost
+	pc := *c
+	pc.env, pc.scope = env, scope
 	seen := sets.New[string]()
 	for i := range spec.Rules {
-		r, e := c.compileRule(&spec.Rules[i], RulePath(path, i, spec.Rules[i].Name), seen, namespace)
+		r, e := pc.compileRule(&spec.Rules[i], RulePath(path, i, spec.Rules[i].Name), seen, namespace)
 		errs = append(errs, e...)
 		if r != nil {
 			cp.rules = append(cp.rules, *r)

@@ -161,6 +161,20 @@ type input struct {
 	nsVal     ref.Val
 	nsLabels  labels.Set
 	unchanged *bool
+	vars      map[*celScope]ref.Val // each policy's variables, evaluated lazily
+}
+
+// variables returns the variables of the policy whose scope is s, for this request.
+func (in *input) variables(s *celScope) ref.Val {
+	v, ok := in.vars[s]
+	if !ok {
+		if in.vars == nil {
+			in.vars = map[*celScope]ref.Val{}
+		}
+		v = s.values(in)
+		in.vars[s] = v
+	}
+	return v
 }
 
 // podUnchanged reports whether an UPDATE leaves the pod's spec and annotations as they were.
@@ -174,8 +188,6 @@ func (in *input) podUnchanged() bool {
 	}
 	return *in.unchanged
 }
-
-func (in *input) activation() activation { return activation{in: in} }
 
 func (in *input) requestValue() ref.Val {
 	if in.reqVal == nil {

@@ -100,25 +100,27 @@ type celRule struct {
 	// needs names what the expressions read that only a request has (oldObject,
 	// request.userInfo); a background scan skips the rule, saying so.
 	needs []string
+	// scope is the policy's params and variables; nil when it has neither.
+	scope *celScope
 }
 
 // requestTimeNeeds implements backgroundSkipper.
 func (r *celRule) requestTimeNeeds() []string { return r.needs }
 
-func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, field.ErrorList) {
+func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, path *field.Path) (*celRule, field.ErrorList) {
 	var errs field.ErrorList
-	rule := &celRule{expression: r.Expression, message: r.Message}
+	rule := &celRule{expression: r.Expression, message: r.Message, scope: scope}
 	if strings.TrimSpace(r.Expression) == "" {
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
-		prog, cost, needs, err := compileExpression(env, r.Expression, cel.BoolType)
+		prog, _, cost, needs, err := compileTyped(env, r.Expression, cel.BoolType, scope.needsOf)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		}
 		rule.program, rule.cost, rule.needs = prog, cost, needs
 	}
 	if r.MessageExpression != "" {
-		prog, cost, needs, err := compileExpression(env, r.MessageExpression, cel.StringType)
+		prog, _, cost, needs, err := compileTyped(env, r.MessageExpression, cel.StringType, scope.needsOf)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		}
@@ -135,30 +137,31 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, path *field.Path) (*celRule, 
 	return rule, errs
 }
 
-// compileExpression compiles expr and estimates its cost; an expression estimated past
-// MaxExpressionCost is refused, before a program is built for it. It also returns what the
-// expression reads that only an admission request has.
-func compileExpression(env *cel.Env, expr string, want *cel.Type) (cel.Program, uint64, []string, error) {
+// compileTyped compiles expr, which must have type want (nil: any), and estimates its cost; an
+// expression estimated past MaxExpressionCost is refused, before a program is built for it. It
+// also returns its type and what it reads that only an admission request has; varNeeds gives
+// that of the variables it reads.
+func compileTyped(env *cel.Env, expr string, want *cel.Type, varNeeds func(string) []string) (cel.Program, *cel.Type, uint64, []string, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
+		return nil, nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
 	}
-	if !ast.OutputType().IsExactType(want) {
-		return nil, 0, nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
+	if want != nil && !ast.OutputType().IsExactType(want) {
+		return nil, nil, 0, nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, costEstimator)
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("estimating its cost: %w", err)
+		return nil, nil, 0, nil, fmt.Errorf("estimating its cost: %w", err)
 	}
 	if est.Max > MaxExpressionCost {
-		return nil, est.Max, nil, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
+		return nil, nil, est.Max, nil, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
 			FormatCost(est.Max), FormatCost(MaxExpressionCost), EstimateSize, EstimateSize)
 	}
 	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
+		return nil, nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
 	}
-	return prog, est.Max, requestTimeNeeds(ast), nil
+	return prog, ast.OutputType(), est.Max, requestTimeNeeds(ast, varNeeds), nil
 }
 
 // shadowed reports whether identifier e names a comprehension's variable rather than the
@@ -178,9 +181,10 @@ func shadowed(e celast.NavigableExpr, name string) bool {
 }
 
 // requestTimeNeeds names what a checked expression reads that exists only while the API server
-// admits a request: oldObject, and request.userInfo. Identifiers are matched by what the checker
-// resolved them to, so a comprehension variable of the same name is not taken for them.
-func requestTimeNeeds(a *cel.Ast) []string {
+// admits a request: oldObject, and request.userInfo, directly or through the variables it reads
+// (varNeeds gives theirs). Identifiers are matched by what the checker resolved them to, so a
+// comprehension variable of the same name is not taken for them.
+func requestTimeNeeds(a *cel.Ast, varNeeds func(string) []string) []string {
 	native := a.NativeRep()
 	refs := native.ReferenceMap()
 	declared := func(e celast.NavigableExpr, name string) bool {
@@ -189,15 +193,19 @@ func requestTimeNeeds(a *cel.Ast) []string {
 	}
 	var needs []string
 	for _, e := range celast.MatchDescendants(celast.NavigateAST(native), celast.AllMatcher()) {
-		need := ""
+		var found []string
 		switch {
 		case declared(e, varOldObject):
-			need = varOldObject
+			found = []string{varOldObject}
 		case e.Kind() == celast.SelectKind && e.AsSelect().FieldName() == "userInfo" && len(e.Children()) == 1 && declared(e.Children()[0], varRequest):
-			need = varRequest + ".userInfo"
+			found = []string{varRequest + ".userInfo"}
+		case e.Kind() == celast.SelectKind && len(e.Children()) == 1 && declared(e.Children()[0], varVariables):
+			found = varNeeds(e.AsSelect().FieldName())
 		}
-		if need != "" && !slices.Contains(needs, need) {
-			needs = append(needs, need)
+		for _, need := range found {
+			if !slices.Contains(needs, need) {
+				needs = append(needs, need)
+			}
 		}
 	}
 	slices.Sort(needs)
@@ -229,7 +237,7 @@ func FormatCost(c uint64) string {
 }
 
 func (r *celRule) evaluate(in *input) verdict {
-	act := in.activation()
+	act := activation{in: in, scope: r.scope}
 	out, _, err := r.program.ContextEval(in.ctx, act)
 	if err != nil {
 		return evalError(fmt.Errorf("expression %q: %w", r.expression, err))
@@ -262,7 +270,8 @@ func (r *celRule) failureMessage(ctx context.Context, act interpreter.Activation
 
 // activation binds the variables for one request; the values are built lazily and once.
 type activation struct {
-	in *input
+	in    *input
+	scope *celScope // the policy's params and variables; nil when it has neither
 }
 
 func (a activation) ResolveName(name string) (any, bool) {
@@ -281,6 +290,14 @@ func (a activation) ResolveName(name string) (any, bool) {
 	case varPodMeta:
 		_, meta := a.in.res.celPodValues()
 		return meta, true
+	case varParams:
+		if a.scope != nil && a.scope.params != nil {
+			return a.scope.params, true
+		}
+	case varVariables:
+		if a.scope != nil {
+			return a.in.variables(a.scope), true
+		}
 	}
 	return nil, false
 }

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -73,6 +74,25 @@ type PolicySpec struct {
 	// StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job and CronJob. Default true.
 	// +optional
 	PodControllers *bool `json:"podControllers,omitempty"`
+
+	// Params are the policy's values, any JSON object: CEL expressions read them as params
+	// ("params.registries"), so a library policy is a template whose values a team sets with a
+	// patch. Each field's type is its value's, and is checked when the policy compiles. At most
+	// 64 keys and 32 KiB.
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Params *apiextensionsv1.JSON `json:"params,omitempty"`
+
+	// Variables are named CEL expressions, as ValidatingAdmissionPolicy's: the rules' expressions
+	// read them as variables.<name>. Each is evaluated at most once per request, when first read,
+	// and may read the variables before it.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Variables []Variable `json:"variables,omitempty"`
 
 	// Rules are evaluated in order; each has a name and exactly one rule type.
 	// +kubebuilder:validation:MinItems=1
@@ -352,6 +372,19 @@ type CELRule struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=5000
 	MessageExpression string `json:"messageExpression,omitempty"`
+}
+
+// Variable is a named CEL expression, as in ValidatingAdmissionPolicy.
+type Variable struct {
+	// Name is how expressions read it: variables.<name>. A CEL identifier.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	Name string `json:"name"`
+	// Expression is its value, with the variables CEL rules see.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=5000
+	Expression string `json:"expression"`
 }
 
 // ClusterPolicy applies to resources in every namespace and to cluster-scoped resources.

@@ -1,0 +1,299 @@
+package policies
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"slices"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/lazy"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// The variables a policy's params and variables add to its CEL expressions.
+const (
+	varParams    = "params"
+	varVariables = "variables"
+)
+
+// The bounds of params: they are held compiled with the policy, so their size is bounded like
+// the policy's other fields; the depth bounds the recursion that types them.
+const (
+	// MaxParamsBytes bounds spec.params as JSON.
+	MaxParamsBytes = 32 << 10
+	// MaxParamsDepth bounds how deep spec.params nests.
+	MaxParamsDepth = 16
+)
+
+// celScope is what a policy's params and variables add to its expressions: the params value,
+// and the compiled variables in order. Every CEL rule of the policy shares it.
+type celScope struct {
+	params    ref.Val // nil: the policy has no params
+	variables []*celVariable
+	varsType  *apiservercel.DeclType // the object type whose fields are the variables
+}
+
+type celVariable struct {
+	name    string
+	program cel.Program
+	cost    uint64
+	// needs are what the variable reads that only a request has, its variables' included.
+	needs []string
+}
+
+// celIdentifier is a name CEL can select as a field.
+var celIdentifier = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// celReserved are the words CEL reserves, which cannot be selected as fields (params.in).
+var celReserved = []string{"as", "break", "const", "continue", "else", "false", "for", "function", "if",
+	"import", "in", "let", "loop", "package", "namespace", "null", "return", "true", "var", "void", "while"}
+
+// compileScope compiles a policy's params and variables into the environment its CEL rules
+// compile in. A policy with neither gets the compiler's environment, and a nil scope.
+func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*cel.Env, *celScope, uint64, field.ErrorList) {
+	if spec.Params == nil && len(spec.Variables) == 0 {
+		return c.env, nil, 0, nil
+	}
+	scope := &celScope{varsType: apiservercel.NewObjectType("portcullis.variables", map[string]*apiservercel.DeclField{})}
+	declTypes := []*apiservercel.DeclType{scope.varsType}
+	opts := []cel.EnvOption{cel.Variable(varVariables, scope.varsType.CelType())}
+	var errs field.ErrorList
+	if spec.Params != nil {
+		value, err := decodeParams(spec.Params.Raw)
+		if err != nil {
+			return nil, nil, 0, field.ErrorList{field.Invalid(path.Child("params"), "", err.Error())}
+		}
+		t := paramsType(value)
+		scope.params = types.DefaultTypeAdapter.NativeToValue(value)
+		if t.IsObject() {
+			declTypes = append(declTypes, t)
+		}
+		opts = append(opts, cel.Variable(varParams, t.CelType()))
+	}
+	provider := apiservercel.NewDeclTypeProvider(declTypes...)
+	provider.SetRecognizeKeywordAsFieldName(true)
+	providerOpts, err := provider.EnvOptions(c.env.CELTypeProvider())
+	if err != nil {
+		return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
+	}
+	env, err := c.env.Extend(append(opts, providerOpts...)...)
+	if err != nil {
+		return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
+	}
+	var cost uint64
+	seen := map[string]bool{}
+	for i, v := range spec.Variables {
+		p := path.Child("variables").Index(i)
+		switch {
+		case !celIdentifier.MatchString(v.Name):
+			errs = append(errs, field.Invalid(p.Child("name"), v.Name, "must be a CEL identifier: a letter or _, then letters, digits or _"))
+			continue
+		case seen[v.Name]:
+			errs = append(errs, field.Duplicate(p.Child("name"), v.Name))
+			continue
+		}
+		seen[v.Name] = true
+		p = path.Child(fmt.Sprintf("variables[%d] (%s)", i, v.Name))
+		prog, out, vcost, needs, err := compileTyped(env, v.Expression, nil, scope.needsOf)
+		if err != nil {
+			errs = append(errs, field.Invalid(p.Child("expression"), v.Expression, err.Error()))
+			// Declared all the same, as dyn: the rules that read it are not also reported.
+			scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, apiservercel.DynType, true, nil, nil)
+			continue
+		}
+		scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, declTypeOf(out), true, nil, nil)
+		scope.variables = append(scope.variables, &celVariable{name: v.Name, program: prog, cost: vcost, needs: needs})
+		cost = addCost(cost, vcost)
+	}
+	return env, scope, cost, errs
+}
+
+// needsOf returns what variable name reads that only a request has.
+func (s *celScope) needsOf(name string) []string {
+	if s == nil {
+		return nil
+	}
+	for _, v := range s.variables {
+		if v.name == name {
+			return v.needs
+		}
+	}
+	return nil
+}
+
+// values returns the lazily evaluated variables of one request: each is evaluated when first
+// read, and once.
+func (s *celScope) values(in *input) ref.Val {
+	m := lazy.NewMapValue(s.varsType)
+	act := activation{in: in, scope: s}
+	for _, v := range s.variables {
+		m.Append(v.name, func(*lazy.MapValue) ref.Val {
+			out, _, err := v.program.ContextEval(in.ctx, act)
+			if err != nil {
+				return types.NewErr("variable %q: %v", v.name, err)
+			}
+			return out
+		})
+	}
+	return m
+}
+
+// decodeParams decodes params as JSON: an object, at most MaxParamsDepth deep, whose whole
+// numbers are ints (CEL's int), others doubles.
+func decodeParams(raw []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("not one JSON value")
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("must be an object, not %s", jsonKind(v))
+	}
+	if len(m) > MaxListItems {
+		return nil, fmt.Errorf("has %d keys, more than %d", len(m), MaxListItems)
+	}
+	out, err := paramValue(m, 1)
+	if err != nil {
+		return nil, err
+	}
+	return out.(map[string]any), nil
+}
+
+// paramValue converts numbers, and bounds the depth.
+func paramValue(v any, depth int) (any, error) {
+	if depth > MaxParamsDepth {
+		return nil, fmt.Errorf("nests deeper than %d levels", MaxParamsDepth)
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			c, err := paramValue(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			v[k] = c
+		}
+	case []any:
+		for i, e := range v {
+			c, err := paramValue(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			v[i] = c
+		}
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := v.Float64()
+		if err != nil || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("number %s is out of range", v)
+		}
+		return f, nil
+	}
+	return v, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "an object"
+}
+
+// paramsType is the CEL type of params: an object whose fields are its keys, each typed by its
+// value, so that a misspelt params.field is a compile error. Within, an object is a map from
+// string to its values' type, a list a list of its items' type; values of mixed types, and
+// empty lists and maps, are dyn. Params with a key CEL cannot select are a map(string, dyn).
+func paramsType(params map[string]any) *apiservercel.DeclType {
+	fields := map[string]*apiservercel.DeclField{}
+	for k, v := range params {
+		if !celIdentifier.MatchString(k) || slices.Contains(celReserved, k) {
+			return apiservercel.NewMapType(apiservercel.StringType, apiservercel.DynType, -1)
+		}
+		fields[k] = apiservercel.NewDeclField(k, valueType(v), true, nil, nil)
+	}
+	return apiservercel.NewObjectType("portcullis.params", fields)
+}
+
+func valueType(v any) *apiservercel.DeclType {
+	switch v := v.(type) {
+	case string:
+		return apiservercel.StringType
+	case bool:
+		return apiservercel.BoolType
+	case int64:
+		return apiservercel.IntType
+	case float64:
+		return apiservercel.DoubleType
+	case []any:
+		return apiservercel.NewListType(commonType(v), -1)
+	case map[string]any:
+		items := make([]any, 0, len(v))
+		for _, e := range v {
+			items = append(items, e)
+		}
+		return apiservercel.NewMapType(apiservercel.StringType, commonType(items), -1)
+	}
+	return apiservercel.DynType // null
+}
+
+// commonType is the type every item has, or dyn.
+func commonType(items []any) *apiservercel.DeclType {
+	if len(items) == 0 {
+		return apiservercel.DynType
+	}
+	t := valueType(items[0])
+	for _, e := range items[1:] {
+		if !valueType(e).CelType().IsExactType(t.CelType()) {
+			return apiservercel.DynType
+		}
+	}
+	return t
+}
+
+// declTypeOf is the declared type of a variable whose expression has CEL type t: its
+// primitives, lists and maps as they are, anything else dyn.
+func declTypeOf(t *cel.Type) *apiservercel.DeclType {
+	for _, p := range []*apiservercel.DeclType{apiservercel.BoolType, apiservercel.BytesType, apiservercel.DoubleType,
+		apiservercel.DurationType, apiservercel.IntType, apiservercel.NullType, apiservercel.StringType,
+		apiservercel.TimestampType, apiservercel.UintType} {
+		if t.IsExactType(p.CelType()) {
+			return p
+		}
+	}
+	if t.HasTrait(traits.ContainerType) && t.HasTrait(traits.IndexerType) {
+		switch ps := t.Parameters(); len(ps) {
+		case 1:
+			return apiservercel.NewListType(declTypeOf(ps[0]), -1)
+		case 2:
+			return apiservercel.NewMapType(declTypeOf(ps[0]), declTypeOf(ps[1]), -1)
+		}
+	}
+	return apiservercel.DynType
+}
