@@ -16,6 +16,8 @@ type Result struct {
 	Rule     string               `json:"rule"`
 	Resource policies.Ref         `json:"resource"`
 	File     string               `json:"file"`
+	// Operation is the request's, when not a CREATE: an AdmissionReview replayed.
+	Operation v1alpha1.Operation `json:"operation,omitempty"`
 	Result   policies.Outcome     `json:"result"`
 	Action   v1alpha1.Enforcement `json:"action,omitempty"`
 	Message  string               `json:"message,omitempty"`
@@ -91,14 +93,23 @@ type Report struct {
 type group struct {
 	file    string
 	ref     policies.Ref
+	op      v1alpha1.Operation
 	results []Result
 }
 
-// Add adds the results of one resource, read from file.
+// Add adds the results of one resource, read from file, judged as a CREATE.
 func (r *Report) Add(file string, ref policies.Ref, results []policies.Result) {
-	g := group{file: file, ref: ref}
+	r.AddRequest(file, v1alpha1.Create, ref, results)
+}
+
+// AddRequest adds the results of one request of operation op on a resource read from file.
+func (r *Report) AddRequest(file string, op v1alpha1.Operation, ref policies.Ref, results []policies.Result) {
+	if op == v1alpha1.Create {
+		op = ""
+	}
+	g := group{file: file, ref: ref, op: op}
 	for _, res := range results {
-		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Result: res.Result, Action: res.Action,
+		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Operation: op, Result: res.Result, Action: res.Action,
 			Message: res.Message, Changes: res.Changes, Warnings: res.Warnings}
 		g.results = append(g.results, jr)
 		r.Results = append(r.Results, jr)
@@ -168,7 +179,11 @@ func (r *Report) printText(w io.Writer) error {
 		if verdict == "DENY" {
 			denied++
 		}
-		fmt.Fprintf(&b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, g.ref, verdict,
+		what := g.ref.String()
+		if g.op != "" {
+			what += " (" + string(g.op) + ")"
+		}
+		fmt.Fprintf(&b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, what, verdict,
 			counts[policies.Pass], counts[policies.Fail], counts[policies.Error], counts[policies.Skip])
 		for _, l := range lines {
 			b.WriteString(l + "\n")

@@ -60,6 +60,29 @@ func TestGoldenCheck(t *testing.T) {
 	}
 }
 
+// TestGoldenCheckReviews: AdmissionReview documents are judged as the requests they recorded,
+// with their operation, old object and user: an UPDATE and a DELETE.
+func TestGoldenCheckReviews(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "check", "-f", "testdata/review/reviews.yaml", "--policies", "testdata/review/policies.yaml")
+	if code != ExitViolation || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	golden(t, "check-reviews.text", out)
+	for _, bad := range []struct{ review, want string }{
+		{"request: {operation: UPDATE, kind: {version: v1, kind: Pod}, object: {apiVersion: v1, kind: Pod, metadata: {name: p}}}",
+			"request.oldObject: Required value: an UPDATE has the object before it"},
+		{"request: {operation: DELETE, kind: {version: v1, kind: Pod}}", "request.oldObject: Required value: a DELETE judges the object being deleted"},
+		{"request: {operation: PATCH}", `request.operation: Unsupported value: "PATCH"`},
+		{"{}", "request: Required value"},
+	} {
+		code, _, errOut := runCLI(t, "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\n"+strings.TrimPrefix(bad.review, "{}"),
+			"check", "-f", "-", "--policies", "testdata/review/policies.yaml")
+		if code != ExitUsage || !strings.Contains(errOut, "-: AdmissionReview: "+bad.want) {
+			t.Errorf("%s: exit %d, stderr %q, want %q", bad.review, code, errOut, bad.want)
+		}
+	}
+}
+
 func TestGoldenErrors(t *testing.T) {
 	tests := []struct {
 		name string

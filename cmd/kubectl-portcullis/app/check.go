@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 
-	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/report"
@@ -41,6 +39,10 @@ rules first, then the validating rules on the mutated object.
 
 -f takes files, directories (recursive: *.yaml, *.yml, *.json) or - for stdin; multi-document YAML
 and List objects are expanded. --policies takes files or directories of policies.
+
+A document of kind AdmissionReview is judged as the request it recorded: its operation (UPDATE
+and DELETE too), object, oldObject, userInfo and namespace. Recorded reviews can be replayed,
+and rules that read oldObject or request.userInfo tested.
 
 --cluster judges the live objects of the cluster (kubeconfig's context, or --kubeconfig) instead:
 what the policies would find if installed, before switching them to Deny. Nothing is installed;
@@ -137,12 +139,6 @@ func (o *checkOptions) validate(formats ...string) error {
 	return nil
 }
 
-// input is one resource read from a file.
-type input struct {
-	doc manifest.Document
-	res *policies.Resource
-}
-
 func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, error) {
 	if o.cluster {
 		return o.runCluster(ctx, s)
@@ -159,39 +155,22 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	return rep, err
 }
 
-// admitted is a resource as the API server would store it: after the enforced mutations.
-type admitted struct {
-	input
-	json    []byte // the document after the mutations; the input document when none applied
-	mutated bool
-}
-
-// admit runs every input through the engine as the API server runs the webhooks: the mutating
-// rules first, then the validating rules on the mutated object. The report has both.
-func admit(ctx context.Context, engine *policies.Engine, inputs []input) ([]admitted, *report.Report, error) {
-	namespaces := map[string]*corev1.Namespace{}
-	for _, in := range inputs {
-		if ns, ok := in.res.Object.(*corev1.Namespace); ok {
-			namespaces[ns.Name] = ns
-		}
+// admit runs every input through the engine as the API server runs the webhooks (the mutating
+// rules first, then the validating rules on the mutated object), and reports both.
+func admit(ctx context.Context, engine *policies.Engine, inputs []manifest.Input) ([]manifest.Admitted, *report.Report, error) {
+	admitted, err := manifest.Admit(ctx, engine, inputs, nil)
+	if err != nil {
+		return nil, nil, err
 	}
-	d := policies.NewDecoder(true)
 	rep := &report.Report{}
-	out := make([]admitted, 0, len(inputs))
-	for _, in := range inputs {
-		req := &policies.Request{Operation: v1alpha1.Create, Object: in.res, Namespace: namespaces[in.res.Meta.GetNamespace()]}
-		adm, err := engine.Admit(ctx, req, in.doc.JSON, d)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", in.doc.Where(), err)
-		}
-		results := adm.Results
+	for _, a := range admitted {
+		results := a.Results
 		if len(results) == 0 {
-			results = []policies.Result{{Resource: in.res.Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
+			results = []policies.Result{{Resource: a.Subject().Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
 		}
-		rep.Add(in.doc.File, in.res.Ref(), results)
-		out = append(out, admitted{input: input{doc: in.doc, res: adm.Object}, json: adm.JSON, mutated: adm.Mutated})
+		rep.AddRequest(a.Doc.File, a.Request.Operation, a.Subject().Ref(), results)
 	}
-	return out, rep, nil
+	return admitted, rep, nil
 }
 
 func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
@@ -226,7 +205,7 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 	return engine, nil
 }
 
-func readResources(paths []string, namespace string, s streams) ([]input, error) {
+func readResources(paths []string, namespace string, s streams) ([]manifest.Input, error) {
 	docs, err := manifest.Read(paths, s.in)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifests:\n%w", indent(err))
@@ -234,19 +213,8 @@ func readResources(paths []string, namespace string, s streams) ([]input, error)
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("no Kubernetes objects found in %s", strings.Join(paths, ", "))
 	}
-	d := policies.NewDecoder(true)
-	var inputs []input
-	var errs []error
-	for _, doc := range docs {
-		res, err := d.Decode(doc.JSON, nil)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", doc.Where(), err))
-			continue
-		}
-		placeInNamespace(res, namespace)
-		inputs = append(inputs, input{doc: doc, res: res})
-	}
-	if err := errors.Join(errs...); err != nil {
+	inputs, err := manifest.Inputs(docs, namespace)
+	if err != nil {
 		return nil, fmt.Errorf("invalid manifests:\n%w", indent(err))
 	}
 	return inputs, nil
@@ -259,24 +227,4 @@ func indent(err error) error {
 		lines[i] = "  " + l
 	}
 	return errors.New(strings.Join(lines, "\n"))
-}
-
-// clusterScopedKinds are the common cluster-scoped kinds; every other kind is taken to be
-// namespaced and placed in --namespace when it sets none, as kubectl does.
-var clusterScopedKinds = map[string]bool{
-	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true,
-	"ClusterRoleBinding": true, "StorageClass": true, "CustomResourceDefinition": true,
-	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true,
-	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
-	"MutatingAdmissionPolicy": true, "MutatingAdmissionPolicyBinding": true,
-	"PriorityClass": true, "IngressClass": true, "RuntimeClass": true, "APIService": true,
-	"CSIDriver": true, "CSINode": true, "VolumeAttachment": true, "ClusterPolicy": true,
-	"CertificateSigningRequest": true, "FlowSchema": true, "PriorityLevelConfiguration": true,
-}
-
-// placeInNamespace puts a namespaced object without a namespace in the default one.
-func placeInNamespace(res *policies.Resource, namespace string) {
-	if res.Meta.GetNamespace() == "" && !clusterScopedKinds[res.GVK.Kind] {
-		res.Meta.SetNamespace(namespace)
-	}
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
@@ -65,11 +67,12 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 }
 
 // printObjects prints the objects as multi-document YAML or as a JSON List.
-func printObjects(w io.Writer, objects []admitted, format string) error {
+func printObjects(w io.Writer, objects []manifest.Admitted, format string) error {
+	objects = slices.DeleteFunc(slices.Clone(objects), func(a manifest.Admitted) bool { return a.Object == nil }) // a DELETE's
 	if format == "json" {
 		items := make([]json.RawMessage, len(objects))
 		for i, a := range objects {
-			items[i] = a.json
+			items[i] = a.JSON
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -81,9 +84,9 @@ func printObjects(w io.Writer, objects []admitted, format string) error {
 		return err
 	}
 	for i, a := range objects {
-		y, err := yaml.JSONToYAML(a.json)
+		y, err := yaml.JSONToYAML(a.JSON)
 		if err != nil {
-			return errors.New(a.doc.Where() + ": " + err.Error())
+			return errors.New(a.Doc.Where() + ": " + err.Error())
 		}
 		if i > 0 {
 			if _, err := io.WriteString(w, "---\n"); err != nil {

@@ -1,0 +1,193 @@
+package manifest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	sigsjson "sigs.k8s.io/json"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// Input is one object read from a document, and the request it is judged in: a CREATE of it,
+// or the request an AdmissionReview document recorded.
+type Input struct {
+	Doc Document
+	// Request is what the engine judges. Its Object is nil for a DELETE, whose object is
+	// OldObject.
+	Request policies.Request
+	// JSON is the document of Request.Object, which mutations patch.
+	JSON []byte
+}
+
+// Subject is the object the input is about: the object, or the old one of a DELETE.
+func (in *Input) Subject() *policies.Resource {
+	if in.Request.Object != nil {
+		return in.Request.Object
+	}
+	return in.Request.OldObject
+}
+
+// Inputs decodes documents as the API server would see them: each object a CREATE of it,
+// placed in namespace when it is namespaced and sets none; an AdmissionReview the request it
+// recorded, with its operation, old object, user and namespace. Every bad document is named.
+func Inputs(docs []Document, namespace string) ([]Input, error) {
+	d := policies.NewDecoder(true)
+	var inputs []Input
+	var errs []error
+	for _, doc := range docs {
+		in, err := decodeInput(d, doc, namespace)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", doc.Where(), err))
+			continue
+		}
+		inputs = append(inputs, in)
+	}
+	return inputs, errors.Join(errs...)
+}
+
+func decodeInput(d *policies.Decoder, doc Document, namespace string) (Input, error) {
+	gvk, err := policies.TypeMeta(doc.JSON)
+	if err != nil {
+		return Input{}, err
+	}
+	if gvk.Kind == "AdmissionReview" && gvk.Group == admissionv1.GroupName {
+		return reviewInput(d, doc)
+	}
+	res, err := d.Decode(doc.JSON, nil)
+	if err != nil {
+		return Input{}, err
+	}
+	PlaceInNamespace(res, namespace)
+	return Input{Doc: doc, Request: policies.Request{Operation: v1alpha1.Create, Object: res}, JSON: doc.JSON}, nil
+}
+
+// reviewInput is the request of an AdmissionReview, as the webhook would judge it.
+func reviewInput(d *policies.Decoder, doc Document) (Input, error) {
+	var review admissionv1.AdmissionReview
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(doc.JSON, &review); err != nil {
+		return Input{}, fmt.Errorf("AdmissionReview: %w", err)
+	}
+	r := review.Request
+	if r == nil {
+		return Input{}, errors.New("AdmissionReview: request: Required value: the request to judge")
+	}
+	op := v1alpha1.Operation(r.Operation)
+	switch op {
+	case v1alpha1.Create, v1alpha1.Update, v1alpha1.Delete, v1alpha1.Connect:
+	default:
+		return Input{}, fmt.Errorf("AdmissionReview: request.operation: Unsupported value: %q: supported values: \"CREATE\", \"UPDATE\", \"DELETE\", \"CONNECT\"", r.Operation)
+	}
+	gvk := schema.GroupVersionKind{Group: r.Kind.Group, Version: r.Kind.Version, Kind: r.Kind.Kind}
+	decode := func(field string, raw []byte) (*policies.Resource, error) {
+		if len(raw) == 0 || string(raw) == "null" {
+			return nil, nil
+		}
+		var kind *schema.GroupVersionKind
+		if gvk.Kind != "" {
+			kind = &gvk
+		}
+		res, err := d.Decode(raw, kind)
+		if err != nil {
+			return nil, fmt.Errorf("AdmissionReview: request.%s: %w", field, err)
+		}
+		if res.Meta.GetNamespace() == "" && r.Namespace != "" {
+			res.Meta.SetNamespace(r.Namespace)
+		}
+		if res.Meta.GetName() == "" && r.Name != "" {
+			res.Meta.SetName(r.Name) // a CREATE with generateName: the API server names it after admission
+		}
+		return res, nil
+	}
+	in := Input{Doc: doc, JSON: r.Object.Raw}
+	in.Request = policies.Request{Operation: op, UserInfo: r.UserInfo, SubResource: r.SubResource,
+		Resource: metav1.GroupVersionResource{Group: r.Resource.Group, Version: r.Resource.Version, Resource: r.Resource.Resource}}
+	if r.DryRun != nil {
+		in.Request.DryRun = *r.DryRun
+	}
+	var err error
+	if in.Request.Object, err = decode("object", r.Object.Raw); err != nil {
+		return Input{}, err
+	}
+	if in.Request.OldObject, err = decode("oldObject", r.OldObject.Raw); err != nil {
+		return Input{}, err
+	}
+	switch {
+	case op == v1alpha1.Delete && in.Request.OldObject == nil:
+		return Input{}, errors.New("AdmissionReview: request.oldObject: Required value: a DELETE judges the object being deleted")
+	case op == v1alpha1.Delete:
+		in.Request.Object, in.JSON = nil, nil
+	case in.Request.Object == nil:
+		return Input{}, fmt.Errorf("AdmissionReview: request.object: Required value: a %s judges the object", op)
+	case op == v1alpha1.Update && in.Request.OldObject == nil:
+		return Input{}, errors.New("AdmissionReview: request.oldObject: Required value: an UPDATE has the object before it")
+	}
+	return in, nil
+}
+
+// Admitted is an input as the API server would admit it.
+type Admitted struct {
+	Input
+	// Object is the object the validating rules judged, mutated when a rule changed it; nil
+	// for a DELETE.
+	Object *policies.Resource
+	// JSON is Object's document.
+	JSON    []byte
+	Mutated bool
+	// Results are the mutating rules' results, then the validating rules'.
+	Results []policies.Result
+}
+
+// Admit runs every input through the engine as the API server runs the webhooks
+// (policies.Engine.Admit): the mutating rules, then the validating rules on the mutated
+// object. The labels of a namespace come from the Namespace objects among the inputs, else from
+// namespaces; a namespace neither has is taken to carry its name label alone.
+func Admit(ctx context.Context, engine *policies.Engine, inputs []Input, namespaces []*corev1.Namespace) ([]Admitted, error) {
+	byName := map[string]*corev1.Namespace{}
+	for _, ns := range namespaces {
+		byName[ns.Name] = ns
+	}
+	for _, in := range inputs {
+		if ns, ok := in.Subject().Object.(*corev1.Namespace); ok {
+			byName[ns.Name] = ns
+		}
+	}
+	d := policies.NewDecoder(true)
+	out := make([]Admitted, 0, len(inputs))
+	for _, in := range inputs {
+		req := in.Request
+		req.Namespace = byName[in.Subject().Meta.GetNamespace()]
+		adm, err := engine.Admit(ctx, &req, in.JSON, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", in.Doc.Where(), err)
+		}
+		out = append(out, Admitted{Input: in, Object: adm.Object, JSON: adm.JSON, Mutated: adm.Mutated, Results: adm.Results})
+	}
+	return out, nil
+}
+
+// clusterScopedKinds are the common cluster-scoped kinds; every other kind is taken to be
+// namespaced and placed in the default namespace when it sets none, as kubectl does.
+var clusterScopedKinds = map[string]bool{
+	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true,
+	"ClusterRoleBinding": true, "StorageClass": true, "CustomResourceDefinition": true,
+	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true,
+	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
+	"MutatingAdmissionPolicy": true, "MutatingAdmissionPolicyBinding": true,
+	"PriorityClass": true, "IngressClass": true, "RuntimeClass": true, "APIService": true,
+	"CSIDriver": true, "CSINode": true, "VolumeAttachment": true, "ClusterPolicy": true,
+	"CertificateSigningRequest": true, "FlowSchema": true, "PriorityLevelConfiguration": true,
+}
+
+// PlaceInNamespace puts a namespaced object without a namespace in namespace, as kubectl does.
+func PlaceInNamespace(res *policies.Resource, namespace string) {
+	if res.Meta.GetNamespace() == "" && !clusterScopedKinds[res.GVK.Kind] {
+		res.Meta.SetNamespace(namespace)
+	}
+}
