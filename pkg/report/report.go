@@ -12,15 +12,15 @@ import (
 
 // Result is one result of the -o json schema (the CLI contract in the README).
 type Result struct {
-	Policy   string               `json:"policy"`
-	Rule     string               `json:"rule"`
-	Resource policies.Ref         `json:"resource"`
-	File     string               `json:"file"`
+	Policy   string       `json:"policy"`
+	Rule     string       `json:"rule"`
+	Resource policies.Ref `json:"resource"`
+	File     string       `json:"file"`
 	// Operation is the request's, when not a CREATE: an AdmissionReview replayed.
-	Operation v1alpha1.Operation `json:"operation,omitempty"`
-	Result   policies.Outcome     `json:"result"`
-	Action   v1alpha1.Enforcement `json:"action,omitempty"`
-	Message  string               `json:"message,omitempty"`
+	Operation v1alpha1.Operation   `json:"operation,omitempty"`
+	Result    policies.Outcome     `json:"result"`
+	Action    v1alpha1.Enforcement `json:"action,omitempty"`
+	Message   string               `json:"message,omitempty"`
 	// Changes are what a mutating rule in Deny changed, each described; the check went on with
 	// the changed object.
 	Changes []string `json:"changes,omitempty"`
