@@ -59,7 +59,7 @@ verify-generated: generate ## Fail when generated files are stale
 
 .PHONY: golden
 golden: ## Regenerate the CLI's golden files
-	$(GO) test ./cmd/kubectl-portcullis/... -run Golden -update
+	$(GO) test ./cmd/kubectl-portcullis/... ./pkg/policytest -run Golden -update
 
 .PHONY: lint
 lint: ## Run golangci-lint (v2, pinned in tools/go.mod)

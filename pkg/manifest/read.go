@@ -48,7 +48,7 @@ func (e *InputError) Error() string { return e.Where + ": " + e.Err.Error() }
 func (e *InputError) Unwrap() error { return e.Err }
 
 // Read reads every path: a file, a directory (recursively, *.yaml, *.yml and *.json, in lexical
-// order, kustomization files skipped) or "-" for stdin. Empty documents are skipped. It returns
+// order, kustomization files and test suites' directories skipped) or "-" for stdin. Empty documents are skipped. It returns
 // all the problems it finds, not only the first.
 func Read(paths []string, stdin io.Reader) ([]Document, error) {
 	var docs []Document
@@ -94,7 +94,13 @@ func expand(p string) ([]string, error) {
 		if err != nil {
 			return &InputError{Where: path, Err: unwrapPathError(err)}
 		}
-		if d.IsDir() || isKustomization(d.Name()) {
+		if d.IsDir() {
+			if path != p && isSuiteDir(path) {
+				return filepath.SkipDir // a test suite's fixtures, not manifests of this tree
+			}
+			return nil
+		}
+		if isKustomization(d.Name()) {
 			return nil
 		}
 		switch strings.ToLower(filepath.Ext(path)) {
@@ -105,6 +111,15 @@ func expand(p string) ([]string, error) {
 	})
 	slices.Sort(files)
 	return files, err
+}
+
+// TestSuiteFile names a policy test suite's file (kubectl portcullis test). A directory that
+// holds one, below a directory being read, is skipped: its objects are the suite's fixtures.
+const TestSuiteFile = "portcullis-test.yaml"
+
+func isSuiteDir(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, TestSuiteFile))
+	return err == nil
 }
 
 func unwrapPathError(err error) error {

@@ -38,6 +38,9 @@ func TestRead(t *testing.T) {
 		"sub/kustomization.yaml": "resources: [c.json]\n",
 		"notes.txt":              "not a manifest",
 		"empty.yaml":             "",
+		// A test suite's directory: its fixtures are not the tree's manifests.
+		"tests/t/" + TestSuiteFile: "apiVersion: portcullis.dev/v1alpha1\nkind: Test\n",
+		"tests/t/bad-pod.yaml":     "apiVersion: v1\nkind: Pod\nmetadata: {name: fixture}\n",
 	})
 	docs, err := Read([]string{dir, "-"}, strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stdin}\n"))
 	if err != nil {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,11 @@ func (p *CompiledPolicy) LocalName() string { return p.localName }
 
 // RuleCount is the number of rules of the policy.
 func (p *CompiledPolicy) RuleCount() int { return len(p.rules) }
+
+// HasRule reports whether the policy has a rule of that name.
+func (p *CompiledPolicy) HasRule(name string) bool {
+	return slices.ContainsFunc(p.rules, func(r compiledRule) bool { return r.name == name })
+}
 
 type enforcementOverride struct {
 	match       *matcher
