@@ -11,12 +11,14 @@ import (
 	"slices"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/lazy"
+	"k8s.io/apiserver/pkg/cel/library"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
@@ -40,6 +42,8 @@ const (
 // and the compiled variables in order. Every CEL rule of the policy shares it.
 type celScope struct {
 	params    ref.Val // nil: the policy has no params
+	// paramValues are the params as decoded, whose sizes the cost model knows.
+	paramValues map[string]any
 	variables []*celVariable
 	varsType  *apiservercel.DeclType // the object type whose fields are the variables
 }
@@ -75,7 +79,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 			return nil, nil, 0, field.ErrorList{field.Invalid(path.Child("params"), "", err.Error())}
 		}
 		t := paramsType(value)
-		scope.params = types.DefaultTypeAdapter.NativeToValue(value)
+		scope.params, scope.paramValues = types.DefaultTypeAdapter.NativeToValue(value), value
 		if t.IsObject() {
 			declTypes = append(declTypes, t)
 		}
@@ -105,7 +109,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 		}
 		seen[v.Name] = true
 		p = path.Child(fmt.Sprintf("variables[%d] (%s)", i, v.Name))
-		prog, out, vcost, needs, err := compileTyped(env, v.Expression, nil, scope.needsOf)
+		prog, out, vcost, needs, err := compileTyped(env, v.Expression, nil, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(p.Child("expression"), v.Expression, err.Error()))
 			// Declared all the same, as dyn: the rules that read it are not also reported.
@@ -130,6 +134,88 @@ func (s *celScope) needsOf(name string) []string {
 		}
 	}
 	return nil
+}
+
+// estimator is the cost model of the scope's expressions: params have the sizes of their
+// values, known when the policy compiles, so a loop over a list of ten registries is estimated
+// at ten, not at EstimateSize.
+func (s *celScope) estimator() checker.CostEstimator {
+	if s == nil || s.paramValues == nil {
+		return costEstimator
+	}
+	return &library.CostEstimator{SizeEstimator: paramSizes{s.paramValues}}
+}
+
+// paramSizes estimates the size of params, and of everything else as referenceSizes does.
+type paramSizes struct{ params map[string]any }
+
+func (p paramSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	if path := n.Path(); len(path) > 0 && path[0] == varParams {
+		if size, ok := sizeAt(p.params, path[1:]); ok {
+			return &checker.SizeEstimate{Min: 0, Max: size}
+		}
+	}
+	return referenceSizes{}.EstimateSize(n)
+}
+
+func (paramSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// sizeAt is the largest size of the values at path in v, a path of the cost model: field
+// names, and @items, @keys, @values, @indices for the elements of a list or map.
+func sizeAt(v any, path []string) (uint64, bool) {
+	if len(path) == 0 {
+		switch v := v.(type) {
+		case string:
+			return uint64(len(v)), true
+		case []any:
+			return uint64(len(v)), true
+		case map[string]any:
+			return uint64(len(v)), true
+		}
+		return 1, true
+	}
+	var elems []any
+	switch v := v.(type) {
+	case map[string]any:
+		switch path[0] {
+		case "@keys":
+			for k := range v {
+				elems = append(elems, k)
+			}
+		case "@values", "@items":
+			for _, e := range v {
+				elems = append(elems, e)
+			}
+		default:
+			e, ok := v[path[0]]
+			if !ok {
+				return 0, false
+			}
+			return sizeAt(e, path[1:])
+		}
+	case []any:
+		switch path[0] {
+		case "@items", "@values":
+			elems = v
+		case "@indices":
+			return 1, true
+		default:
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	var largest uint64
+	for _, e := range elems {
+		size, ok := sizeAt(e, path[1:])
+		if !ok {
+			return 0, false
+		}
+		largest = max(largest, size)
+	}
+	return largest, true
 }
 
 // values returns the lazily evaluated variables of one request: each is evaluated when first

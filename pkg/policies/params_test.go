@@ -12,6 +12,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
@@ -243,5 +244,31 @@ spec:
 	results := e.Evaluate(context.Background(), &Request{Operation: v1alpha1.Create, Object: dep})
 	if len(results) != 1 || results[0].Result != Pass {
 		t.Fatalf("got %+v", results)
+	}
+}
+
+// TestParamsCostFromTheirSize: the cost model knows the size of params (they are compiled with
+// the policy), so a loop over three registries is estimated at three, not at EstimateSize.
+func TestParamsCostFromTheirSize(t *testing.T) {
+	cost := func(params string) uint64 {
+		t.Helper()
+		p := &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.PolicySpec{
+			Params: &apiextensionsv1.JSON{Raw: []byte(params)},
+			Rules: []v1alpha1.Rule{{Name: "r", CEL: &v1alpha1.CELRule{
+				Expression: "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r)))"}}}}}
+		cp, err := testCompiler.CompileClusterPolicy(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp.Cost()
+	}
+	three := cost(`{"registries": ["a/", "b/", "c/"]}`)
+	thirty := cost(`{"registries": [` + strings.Repeat(`"registry.example.com/", `, 29) + `"z/"]}`)
+	if three == 0 || thirty <= three {
+		t.Errorf("3 registries cost %d, 30 cost %d: want the estimate to grow with the list", three, thirty)
+	}
+	rule, errs := compileCEL(&v1alpha1.CELRule{Expression: "podSpec.containers.all(c, object.spec.registries.exists(r, c.image.startsWith(r)))"}, testCompiler.env, nil, field.NewPath("r"))
+	if len(errs) > 0 || rule.cost <= thirty {
+		t.Errorf("a list of the object's costs %d (%v), want more than params of 30 items (%d)", rule.cost, errs, thirty)
 	}
 }

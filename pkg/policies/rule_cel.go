@@ -113,14 +113,14 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, path *field.
 	if strings.TrimSpace(r.Expression) == "" {
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
-		prog, _, cost, needs, err := compileTyped(env, r.Expression, cel.BoolType, scope.needsOf)
+		prog, _, cost, needs, err := compileTyped(env, r.Expression, cel.BoolType, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		}
 		rule.program, rule.cost, rule.needs = prog, cost, needs
 	}
 	if r.MessageExpression != "" {
-		prog, _, cost, needs, err := compileTyped(env, r.MessageExpression, cel.StringType, scope.needsOf)
+		prog, _, cost, needs, err := compileTyped(env, r.MessageExpression, cel.StringType, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		}
@@ -139,9 +139,9 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, path *field.
 
 // compileTyped compiles expr, which must have type want (nil: any), and estimates its cost; an
 // expression estimated past MaxExpressionCost is refused, before a program is built for it. It
-// also returns its type and what it reads that only an admission request has; varNeeds gives
-// that of the variables it reads.
-func compileTyped(env *cel.Env, expr string, want *cel.Type, varNeeds func(string) []string) (cel.Program, *cel.Type, uint64, []string, error) {
+// also returns its type and what it reads that only an admission request has. scope is the
+// policy's params and variables (nil: none): their sizes and needs.
+func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (cel.Program, *cel.Type, uint64, []string, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
 		return nil, nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
@@ -149,7 +149,7 @@ func compileTyped(env *cel.Env, expr string, want *cel.Type, varNeeds func(strin
 	if want != nil && !ast.OutputType().IsExactType(want) {
 		return nil, nil, 0, nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
 	}
-	est, err := env.EstimateCost(ast, costEstimator)
+	est, err := env.EstimateCost(ast, scope.estimator())
 	if err != nil {
 		return nil, nil, 0, nil, fmt.Errorf("estimating its cost: %w", err)
 	}
@@ -161,7 +161,7 @@ func compileTyped(env *cel.Env, expr string, want *cel.Type, varNeeds func(strin
 	if err != nil {
 		return nil, nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
 	}
-	return prog, ast.OutputType(), est.Max, requestTimeNeeds(ast, varNeeds), nil
+	return prog, ast.OutputType(), est.Max, requestTimeNeeds(ast, scope.needsOf), nil
 }
 
 // shadowed reports whether identifier e names a comprehension's variable rather than the
