@@ -3,6 +3,7 @@ package test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,110 +13,86 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/policytest"
 )
 
 const libraryDir = "../manifests/library"
 
-// TestLibrary runs every library policy through the engine on its fixtures under
-// testdata/library/<policy>/{pass,fail}: on a pass fixture every rule of the policy passes, on a
-// fail fixture at least one fails (for a mutating policy in Audit: it would change the object).
+// The library's conventions: the categories and severities its policies use.
+var (
+	libraryCategories = []string{"Pod Security", "Best Practices", "Supply Chain", "Multi-Tenancy", "Networking"}
+	librarySeverities = []string{"low", "medium", "high"}
+	// podControllerKinds are the kinds a suite judges to show a Pod policy covers pod controllers.
+	podControllerKinds = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"}
+)
+
+// TestLibrary holds the library to its conventions, and runs its test suites: every policy
+// ships in Audit with a title, a category, a severity and a description, is listed in the
+// kustomization, and has a suite (tests/<name>/portcullis-test.yaml) with pass and fail cases,
+// and a pod controller case for a Pod policy; every expectation of every suite holds.
 func TestLibrary(t *testing.T) {
 	docs, err := manifest.Read([]string{libraryDir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := manifest.LoadEngine([]string{libraryDir}, nil, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := libraryPolicies(t, docs)
-	decoder := policies.NewDecoder(true)
-	for _, name := range names {
-		t.Run(name, func(t *testing.T) {
-			for _, verdict := range []string{"pass", "fail"} {
-				files, _ := filepath.Glob(filepath.Join("testdata", "library", name, verdict, "*.yaml"))
-				if len(files) == 0 {
-					t.Fatalf("no %s fixtures for %s", verdict, name)
-				}
-				inputs, err := manifest.Read(files, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, doc := range inputs {
-					res, err := decoder.Decode(doc.JSON, nil)
-					if err != nil {
-						t.Fatalf("%s: %v", doc.Where(), err)
-					}
-					res.Meta.SetNamespace("default")
-					req := &policies.Request{Operation: v1alpha1.Create, Object: res}
-					mutation, err := engine.Mutate(t.Context(), req)
-					if err != nil {
-						t.Fatal(err)
-					}
-					var mine []policies.Result
-					for _, r := range append(mutation.Results, engine.Evaluate(t.Context(), req)...) {
-						if r.Policy == name {
-							mine = append(mine, r)
-						}
-					}
-					if len(mine) == 0 {
-						t.Errorf("%s: %s does not match the fixture", doc.Where(), name)
-						continue
-					}
-					failed := 0
-					for _, r := range mine {
-						if r.Result == policies.Fail {
-							failed++
-						} else if r.Result != policies.Pass {
-							t.Errorf("%s: %s", doc.Where(), r)
-						}
-					}
-					switch {
-					case verdict == "pass" && failed > 0:
-						t.Errorf("%s: want pass, got %v", doc.Where(), mine)
-					case verdict == "fail" && failed == 0:
-						t.Errorf("%s: want a failure, every rule passed", doc.Where())
-					}
-				}
-			}
-		})
-	}
-}
-
-// libraryPolicies checks the conventions of the library (Audit, a one-line description, listed in
-// the kustomization) and returns the policy names.
-func libraryPolicies(t *testing.T, docs []manifest.Document) []string {
-	t.Helper()
 	kustomization, err := os.ReadFile(filepath.Join(libraryDir, "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	if len(docs) < 30 {
+		t.Errorf("the library has %d policies, want 30 or more", len(docs))
+	}
+	c, err := policies.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := &policytest.Runner{Compiler: c, Now: time.Now}
 	for _, doc := range docs {
 		var p v1alpha1.ClusterPolicy
 		if err := yaml.Unmarshal(doc.JSON, &p); err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, p.Name)
-		if p.Spec.Enforcement != v1alpha1.Audit {
-			t.Errorf("%s: library policies ship in Audit, got %q", p.Name, p.Spec.Enforcement)
-		}
-		if d := p.Annotations["portcullis.dev/description"]; d == "" || strings.Contains(d, "\n") {
-			t.Errorf("%s: needs a one-line portcullis.dev/description annotation", p.Name)
-		}
-		if !strings.Contains(string(kustomization), filepath.Base(doc.File)) {
-			t.Errorf("%s is not listed in kustomization.yaml", doc.File)
-		}
+		t.Run(p.Name, func(t *testing.T) {
+			if p.Spec.Enforcement != v1alpha1.Audit {
+				t.Errorf("library policies ship in Audit, got %q", p.Spec.Enforcement)
+			}
+			for _, key := range []string{"title", "category", "severity", "description"} {
+				if v := p.Annotations["policies.portcullis.dev/"+key]; v == "" || strings.Contains(v, "\n") {
+					t.Errorf("needs a one-line policies.portcullis.dev/%s annotation", key)
+				}
+			}
+			if cat := p.Annotations[policies.CategoryAnnotation]; !slices.Contains(libraryCategories, cat) {
+				t.Errorf("category %q: want one of %v", cat, libraryCategories)
+			}
+			if sev := p.Annotations[policies.SeverityAnnotation]; !slices.Contains(librarySeverities, sev) {
+				t.Errorf("severity %q: want one of %v", sev, librarySeverities)
+			}
+			if !strings.Contains(string(kustomization), "- "+filepath.Base(doc.File)+"\n") {
+				t.Errorf("%s is not listed in kustomization.yaml", doc.File)
+			}
+			file := filepath.Join(libraryDir, "tests", p.Name, policytest.FileName)
+			res := runner.Run(t.Context(), file)
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			outcomes := map[policies.Outcome]int{}
+			controller := false
+			for _, c := range res.Cases {
+				if c.Expected.Policy != p.Name {
+					continue
+				}
+				outcomes[c.Expected.Result]++
+				controller = controller || slices.Contains(podControllerKinds, c.Expected.Resource.Kind)
+				if !c.OK() {
+					t.Errorf("%s: %s", c.Name(), strings.Join(c.Problems, "; "))
+				}
+			}
+			if outcomes[policies.Pass] == 0 || outcomes[policies.Fail] == 0 {
+				t.Errorf("%s: want pass and fail cases, got %v", file, outcomes)
+			}
+			if slices.Contains(p.Spec.Match.Kinds, "Pod") && !controller {
+				t.Errorf("%s: a Pod policy needs a pod controller case (one of %v)", file, podControllerKinds)
+			}
+		})
 	}
-	want := []string{"pod-security-baseline", "pod-security-restricted", "require-requests-limits", "require-labels", "disallow-latest-tag", "disallow-host-ports-and-namespaces", "default-probes"}
-	for _, w := range want {
-		found := false
-		for _, n := range names {
-			found = found || n == w
-		}
-		if !found {
-			t.Errorf("library policy %s is missing", w)
-		}
-	}
-	return names
 }

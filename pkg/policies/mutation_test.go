@@ -101,7 +101,7 @@ func TestMutateIdempotent(t *testing.T) {
 		clusterPolicy("probes-a", strings.Replace(probesPolicy, "%s", "Deny", 1)),
 		clusterPolicy("probes-b", "enforcement: Deny\nrules:\n- name: startup\n  defaultProbes: {startup: {}, liveness: {path: /healthz}}\n"))
 	var files []string
-	for _, glob := range []string{"../../examples/workloads/*.yaml", "../../test/testdata/library/*/*/*.yaml", "testdata/bench/*.json"} {
+	for _, glob := range []string{"../../examples/workloads/*.yaml", "../../manifests/library/tests/*/*/*.yaml", "testdata/bench/*.json"} {
 		m, _ := filepath.Glob(glob)
 		files = append(files, m...)
 	}

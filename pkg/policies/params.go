@@ -41,11 +41,11 @@ const (
 // celScope is what a policy's params and variables add to its expressions: the params value,
 // and the compiled variables in order. Every CEL rule of the policy shares it.
 type celScope struct {
-	params    ref.Val // nil: the policy has no params
+	params ref.Val // nil: the policy has no params
 	// paramValues are the params as decoded, whose sizes the cost model knows.
 	paramValues map[string]any
-	variables []*celVariable
-	varsType  *apiservercel.DeclType // the object type whose fields are the variables
+	variables   []*celVariable
+	varsType    *apiservercel.DeclType // the object type whose fields are the variables
 }
 
 type celVariable struct {
