@@ -38,10 +38,16 @@ envtest-bins: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s
 	./hack/envtest-bins.sh
 
 .PHONY: test
-test: envtest-bins ## Run every test: unit, golden, fixtures, and e2e against a real API server
+test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against a real API server, the library's suites
 	KUBEBUILDER_ASSETS=$(CURDIR)/bin/k8s $(GO) test -race -count=1 ./...
 	@echo "== every benchmark once (-benchtime 1x), so a broken one fails the build"
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
+	@echo "== the policy library's test suites"
+	$(BIN)/kubectl-portcullis test manifests/library
+
+.PHONY: docs
+docs: ## Write the README's policy library table from the policies' annotations
+	$(GO) run ./hack/librarydocs .
 
 .PHONY: generate
 generate: ## Regenerate deepcopy and CRDs (controller-gen, pinned in go.mod)

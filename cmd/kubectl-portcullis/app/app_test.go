@@ -219,3 +219,46 @@ spec:
 		t.Fatalf("exit %d\n%s%s\nwant %s", code, out, errOut, want)
 	}
 }
+
+// TestTestCommand: the library's suites pass; a copy of the library with one policy broken on
+// purpose turns the run red, naming the expectations that no longer hold; the exit codes are
+// 0, 1 and 2.
+func TestTestCommand(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "test", library)
+	if code != ExitOK || !strings.Contains(out, " 0 failed\n") {
+		t.Fatalf("the library's suites: exit %d\n%s%s", code, out, errOut)
+	}
+
+	broken := t.TempDir()
+	if err := os.CopyFS(broken, os.DirFS(library)); err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(broken, "disallow-privileged-containers.yaml")
+	data, err := os.ReadFile(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The policy now forgets init containers.
+	if err := os.WriteFile(policy, []byte(strings.Replace(string(data),
+		"podSpec.containers + podSpec.?initContainers.orValue([]) + podSpec.?ephemeralContainers.orValue([])", "podSpec.containers", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "", "test", broken)
+	if code != ExitViolation || !strings.Contains(out, "FAIL  "+filepath.Join(broken, "tests/disallow-privileged-containers/portcullis-test.yaml")) ||
+		!strings.Contains(out, "CREATE Pod privileged-init [disallow-privileged-containers/privileged] fail\n        want fail, got pass") {
+		t.Fatalf("a broken policy: exit %d\n%s", code, out)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"test", "testdata"}, "error: no test suites (portcullis-test.yaml) found in testdata"},
+		{[]string{"test", "-o", "xml", library}, `-o "xml": want text, json or junit`},
+		{[]string{"test", "nowhere"}, "nowhere: no such file or directory"},
+	} {
+		if code, _, errOut := runCLI(t, "", tt.args...); code != ExitUsage || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tt.args, code, errOut, tt.want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ func TestReadmeSamples(t *testing.T) {
 	}{
 		{"examples/workloads/debug-pod.yaml: v1 Pod", "check.text", "../../../"},
 		{"testdata/bad/invalid-policy.yaml: ClusterPolicy", "error-invalid-policy.txt", ""},
+		{"FAIL  testdata/mismatch/portcullis-test.yaml", "../../../../../pkg/policytest/testdata/golden/suites.text", ""},
 	} {
 		data, err := os.ReadFile("testdata/golden/" + tc.golden)
 		if err != nil {
@@ -69,4 +70,21 @@ func TestReadmeSamples(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestReadmeSuiteExample: the README's complete test suite is a suite the package's tests run.
+func TestReadmeSuiteExample(t *testing.T) {
+	want, err := os.ReadFile("../../../pkg/policytest/testdata/pass/portcullis-test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range readmeBlocks(t) {
+		if len(b) > 1 && b[1] == "kind: Test" {
+			if got := strings.Join(b, "\n") + "\n"; got != string(want) {
+				t.Errorf("the README's suite differs from pkg/policytest/testdata/pass/portcullis-test.yaml:\n%s", got)
+			}
+			return
+		}
+	}
+	t.Error("the README has no test suite example")
 }
