@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 
 	"encoding/json"
 
-	"k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 )
@@ -28,6 +26,9 @@ type Document struct {
 	Index string
 	// JSON is the object as JSON.
 	JSON []byte
+	// Line is the line of File where the document starts (its first line that is neither
+	// blank nor a comment), from 1; 0 when not known.
+	Line int
 }
 
 // Where names the document in messages: "deploy/web.yaml" or "deploy/all.yaml (document 3)".
@@ -142,21 +143,14 @@ func isKustomization(name string) bool {
 func Split(file string, data []byte) ([]Document, error) {
 	var docs []Document
 	var errs []error
-	r := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for n := 1; ; n++ {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			errs = append(errs, &InputError{Where: fmt.Sprintf("%s (document %d)", file, n), Err: err})
-			break
-		}
+	chunks, err := splitYAML(data)
+	for i, c := range chunks {
+		n := i + 1
 		where := Document{File: file, Index: fmt.Sprint(n)}.Where()
-		if isEmptyDocument(raw) {
+		if isEmptyDocument(c.raw) {
 			continue
 		}
-		js, err := sigsyaml.YAMLToJSONStrict(raw)
+		js, err := sigsyaml.YAMLToJSONStrict(c.raw)
 		if err != nil {
 			errs = append(errs, &InputError{Where: where, Err: fmt.Errorf("invalid YAML: %w", err)})
 			continue
@@ -166,9 +160,52 @@ func Split(file string, data []byte) ([]Document, error) {
 			errs = append(errs, &InputError{Where: where, Err: err})
 			continue
 		}
+		for j := range d {
+			d[j].Line = c.line
+		}
 		docs = append(docs, d...)
 	}
+	if err != nil {
+		errs = append(errs, &InputError{Where: fmt.Sprintf("%s (document %d)", file, len(chunks)+1), Err: err})
+	}
 	return docs, errors.Join(errs...)
+}
+
+// chunk is one YAML document of a file, and the line its content starts on.
+type chunk struct {
+	raw  []byte
+	line int
+}
+
+// splitYAML splits a file into its YAML documents at "---" lines, as the API machinery's
+// YAMLReader does (a separator may be followed by a comment only), keeping the line each
+// document's content starts on: its first line that is neither blank nor a comment.
+func splitYAML(data []byte) ([]chunk, error) {
+	var chunks []chunk
+	var cur chunk
+	flush := func() {
+		if len(cur.raw) > 0 {
+			chunks = append(chunks, cur)
+		}
+		cur = chunk{}
+	}
+	for n, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("---")) {
+			rest := bytes.TrimSpace(line[3:])
+			if len(rest) > 0 && rest[0] != '#' {
+				flush()
+				return chunks, fmt.Errorf("invalid YAML document separator: %s", rest)
+			}
+			flush()
+			continue
+		}
+		if t := bytes.TrimSpace(line); cur.line == 0 && len(t) > 0 && t[0] != '#' {
+			cur.line = n + 1
+		}
+		cur.raw = append(cur.raw, line...)
+	}
+	flush()
+	return chunks, nil
 }
 
 func isEmptyDocument(raw []byte) bool {

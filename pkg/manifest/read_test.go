@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,4 +122,24 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDocumentLines: each document knows the line its content starts on (after separators,
+// blank lines and comments); the items of a List, the List's.
+func TestDocumentLines(t *testing.T) {
+	data := "---\n# the first\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---   # a comment\n\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: b}}\n- {apiVersion: v1, kind: Pod, metadata: {name: c}}\n---\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: d}\n"
+	docs, err := Split("f.yaml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range docs {
+		got = append(got, fmt.Sprintf("%s:%d", d.Index, d.Line))
+	}
+	if want := "1:3 2.1:8 2.2:8 3:15"; strings.Join(got, " ") != want {
+		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
+	}
+	if _, err := Split("f.yaml", []byte("apiVersion: v1\n--- kind: Pod\n")); err == nil || !strings.Contains(err.Error(), "invalid YAML document separator: kind: Pod") {
+		t.Errorf("a separator followed by content: %v", err)
+	}
 }

@@ -12,6 +12,9 @@ import (
 const (
 	CategoryAnnotation = "policies.portcullis.dev/category"
 	SeverityAnnotation = "policies.portcullis.dev/severity"
+	// TitleAnnotation and DescriptionAnnotation say what a policy is for, and what to change.
+	TitleAnnotation       = "policies.portcullis.dev/title"
+	DescriptionAnnotation = "policies.portcullis.dev/description"
 	// MaxCategoryLength bounds the category, which every report result of the policy repeats.
 	MaxCategoryLength = 63
 )

@@ -138,6 +138,9 @@ type CompiledPolicy struct {
 	// Category and Severity are what reports say of the policy's results, from its annotations
 	// CategoryAnnotation and SeverityAnnotation.
 	Category, Severity string
+	// Title and Description say what the policy is for and what to change, from its annotations
+	// TitleAnnotation and DescriptionAnnotation; SARIF rules carry them.
+	Title, Description string
 }
 
 // Cost is the estimated cost of the policy's CEL expressions together (see EstimateSize).
@@ -148,6 +151,15 @@ func (p *CompiledPolicy) LocalName() string { return p.localName }
 
 // RuleCount is the number of rules of the policy.
 func (p *CompiledPolicy) RuleCount() int { return len(p.rules) }
+
+// RuleNames are the names of the policy's rules, in order.
+func (p *CompiledPolicy) RuleNames() []string {
+	names := make([]string, len(p.rules))
+	for i, r := range p.rules {
+		names[i] = r.name
+	}
+	return names
+}
 
 // HasRule reports whether the policy has a rule of that name.
 func (p *CompiledPolicy) HasRule(name string) bool {
@@ -188,6 +200,7 @@ func (c *Compiler) compile(object, name, namespace string, meta *metav1.ObjectMe
 	}
 	cp := &CompiledPolicy{Name: name, Namespace: namespace, localName: localName}
 	cp.Category, cp.Severity, errs = compileReportAnnotations(meta.Annotations, errs)
+	cp.Title, cp.Description = meta.Annotations[TitleAnnotation], meta.Annotations[DescriptionAnnotation]
 
 	var e field.ErrorList
 	cp.enforcement, e = compileEnforcement(spec.Enforcement, v1alpha1.Audit, path.Child("enforcement"))

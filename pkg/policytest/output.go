@@ -2,10 +2,11 @@ package policytest
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/pkg/report"
 )
 
 // Summary counts suites and expectations.
@@ -114,81 +115,33 @@ func writeJSON(w io.Writer, results []Result) error {
 	return enc.Encode(out)
 }
 
-// The JUnit XML that CI systems read (Jenkins, GitLab, GitHub actions that publish test
-// results): one testsuite per suite file, one testcase per expectation.
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	File     string      `xml:"file,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Errors   int         `xml:"errors,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	File      string        `xml:"file,attr,omitempty"`
-	Failure   *junitMessage `xml:"failure,omitempty"`
-	Error     *junitMessage `xml:"error,omitempty"`
-}
-
-type junitMessage struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr"`
-	Text    string `xml:",chardata"`
-}
-
+// writeJUnit writes one testsuite per suite file and one testcase per expectation; a suite that
+// cannot run is one errored case, so that CI shows why.
 func writeJUnit(w io.Writer, results []Result) error {
-	out := junitSuites{Name: "portcullis test"}
+	doc := report.JUnitSuites{Name: "portcullis test"}
 	for i := range results {
 		r := &results[i]
-		s := junitSuite{Name: r.Name, File: r.File}
+		s := report.JUnitSuite{Name: r.Name, File: r.File}
 		if r.Err != nil {
-			// A suite that cannot run is one errored case, so CI shows why.
 			s.Name = r.File
-			s.Tests, s.Errors = 1, 1
-			s.Cases = []junitCase{{Name: "load", Classname: r.File, File: r.File,
-				Error: &junitMessage{Message: firstLine(r.Err.Error()), Type: "BadSuite", Text: r.Err.Error()}}}
+			s.Cases = []report.JUnitCase{{Name: "load", Classname: r.File, File: r.File,
+				Error: &report.JUnitMessage{Message: firstLine(r.Err.Error()), Type: "BadSuite", Text: r.Err.Error()}}}
 		}
 		for j := range r.Cases {
 			c := &r.Cases[j]
-			jc := junitCase{Name: c.Name(), Classname: r.Name, File: r.File}
+			jc := report.JUnitCase{Name: c.Name(), Classname: r.Name, File: r.File}
 			if !c.OK() {
 				text := strings.Join(c.Problems, "\n")
 				if c.Got != nil && c.Got.Message != "" {
 					text += "\nmessage: " + c.Got.Message
 				}
-				jc.Failure = &junitMessage{Message: firstLine(c.Problems[0]), Type: "Mismatch", Text: text}
-				s.Failures++
+				jc.Failure = &report.JUnitMessage{Message: firstLine(c.Problems[0]), Type: "Mismatch", Text: text}
 			}
-			s.Tests++
 			s.Cases = append(s.Cases, jc)
 		}
-		out.Tests += s.Tests
-		out.Failures += s.Failures
-		out.Errors += s.Errors
-		out.Suites = append(out.Suites, s)
+		doc.Add(s)
 	}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(out); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return doc.Write(w)
 }
 
 func firstLine(s string) string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/report"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -90,7 +91,7 @@ func TestGoldenOutputs(t *testing.T) {
 		}
 		golden(t, "suites."+format, b.String())
 		if format == "junit" {
-			var doc junitSuites
+			var doc report.JUnitSuites
 			if err := xml.Unmarshal(b.Bytes(), &doc); err != nil {
 				t.Fatalf("junit: %v", err)
 			}

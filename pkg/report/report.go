@@ -16,6 +16,9 @@ type Result struct {
 	Rule     string       `json:"rule"`
 	Resource policies.Ref `json:"resource"`
 	File     string       `json:"file"`
+	// Line is where the resource's document starts in File (0: not known); SARIF locates
+	// results by it.
+	Line int `json:"-"`
 	// Operation is the request's, when not a CREATE: an AdmissionReview replayed.
 	Operation v1alpha1.Operation   `json:"operation,omitempty"`
 	Result    policies.Outcome     `json:"result"`
@@ -86,8 +89,18 @@ type Summary struct {
 type Report struct {
 	Results []Result `json:"results"`
 	Summary Summary  `json:"summary"`
+	// Rules describe every rule of the policies the run loaded, for the formats that list them
+	// (SARIF); set by the caller.
+	Rules []Rule `json:"-"`
 
 	groups []group
+}
+
+// Location is where a resource was read: its file, and the line its document starts on (0:
+// not known).
+type Location struct {
+	File string
+	Line int
 }
 
 type group struct {
@@ -99,17 +112,18 @@ type group struct {
 
 // Add adds the results of one resource, read from file, judged as a CREATE.
 func (r *Report) Add(file string, ref policies.Ref, results []policies.Result) {
-	r.AddRequest(file, v1alpha1.Create, ref, results)
+	r.AddRequest(Location{File: file}, v1alpha1.Create, ref, results)
 }
 
-// AddRequest adds the results of one request of operation op on a resource read from file.
-func (r *Report) AddRequest(file string, op v1alpha1.Operation, ref policies.Ref, results []policies.Result) {
+// AddRequest adds the results of one request of operation op on a resource read at at.
+func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref, results []policies.Result) {
 	if op == v1alpha1.Create {
 		op = ""
 	}
+	file := at.File
 	g := group{file: file, ref: ref, op: op}
 	for _, res := range results {
-		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Operation: op, Result: res.Result, Action: res.Action,
+		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Line: at.Line, Operation: op, Result: res.Result, Action: res.Action,
 			Message: res.Message, Changes: res.Changes, Warnings: res.Warnings}
 		g.results = append(g.results, jr)
 		r.Results = append(r.Results, jr)
@@ -142,15 +156,23 @@ func (r *Report) Blocking() []Result {
 	return out
 }
 
-// Write writes the report in format: "json" (the -o json schema) or text.
+// Formats are the formats Write writes.
+var Formats = []string{"text", "json", "junit", "sarif"}
+
+// Write writes the report in format: "json" (the -o json schema), "junit", "sarif" or text.
 func (r *Report) Write(w io.Writer, format string) error {
-	if format == "json" {
+	switch format {
+	case "json":
 		if r.Results == nil {
 			r.Results = []Result{}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
+	case "junit":
+		return r.writeJUnit(w)
+	case "sarif":
+		return r.writeSARIF(w)
 	}
 	return r.printText(w)
 }

@@ -49,7 +49,7 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestGoldenCheck(t *testing.T) {
-	for _, format := range []string{"text", "json"} {
+	for _, format := range []string{"text", "json", "junit", "sarif"} {
 		t.Run(format, func(t *testing.T) {
 			code, out, errOut := runCLI(t, "", "check", "-f", examples, "--policies", library, "--policies", platform, "-o", format)
 			if code != ExitViolation || errOut != "" {

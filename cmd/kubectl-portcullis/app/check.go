@@ -50,6 +50,9 @@ read access is enough. Objects are listed a page at a time, in the context's nam
 every namespace with -A; each result's file is "cluster". Kinds that cannot be listed are named
 on stderr.
 
+-o junit prints JUnit XML (a testcase per resource and rule); -o sarif prints SARIF 2.1.0 (a
+result per failed rule, at the file and line of its document), for code scanning.
+
 Exit status: 0 when no failed rule has the action Deny, 1 when at least one has, 2 for a usage
 error, unreadable or invalid input, or an invalid policy.`,
 		Example: `  # Check a folder of manifests against the policy library
@@ -61,12 +64,15 @@ error, unreadable or invalid input, or an invalid policy.`,
   # Several inputs and policy folders
   kubectl-portcullis check -f app.yaml -f jobs/ --policies platform/ --policies team/
 
+  # In CI, for code scanning
+  kubectl portcullis check -f deploy/ --policies policies/ -o sarif > portcullis.sarif
+
   # What would candidate policies find on the live cluster, in every namespace?
   kubectl portcullis check --cluster -A --policies candidate/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.nsGiven = cmd.Flags().Changed("namespace")
-			if err := o.validate("text", "json"); err != nil {
+			if err := o.validate(report.Formats...); err != nil {
 				return err
 			}
 			rep, err := o.run(cmd.Context(), s)
@@ -83,7 +89,7 @@ error, unreadable or invalid input, or an invalid policy.`,
 		},
 	}
 	o.output = "text"
-	o.addFlags(cmd, "output format: text or json")
+	o.addFlags(cmd, "output format: text, json, junit or sarif")
 	f := cmd.Flags()
 	o.canCluster = true
 	f.BoolVar(&o.cluster, "cluster", false, "judge the live objects of the cluster instead of files (read access only)")
@@ -122,7 +128,7 @@ func (o *checkOptions) validate(formats ...string) error {
 		errs = append(errs, errors.New("--policies is required: a policy file or directory"))
 	}
 	if !slices.Contains(formats, o.output) {
-		errs = append(errs, fmt.Errorf("-o %q: want %s", o.output, strings.Join(formats, " or ")))
+		errs = append(errs, fmt.Errorf("-o %q: want %s", o.output, oneOf(formats)))
 	}
 	stdin := 0
 	for _, f := range append(append([]string{}, o.files...), o.policies...) {
@@ -162,13 +168,13 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []manifest.Input
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := &report.Report{}
+	rep := &report.Report{Rules: report.RulesOf(engine)}
 	for _, a := range admitted {
 		results := a.Results
 		if len(results) == 0 {
 			results = []policies.Result{{Resource: a.Subject().Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
 		}
-		rep.AddRequest(a.Doc.File, a.Request.Operation, a.Subject().Ref(), results)
+		rep.AddRequest(report.Location{File: a.Doc.File, Line: a.Doc.Line}, a.Request.Operation, a.Subject().Ref(), results)
 	}
 	return admitted, rep, nil
 }
@@ -227,4 +233,12 @@ func indent(err error) error {
 		lines[i] = "  " + l
 	}
 	return errors.New(strings.Join(lines, "\n"))
+}
+
+// oneOf writes choices as "a, b or c".
+func oneOf(choices []string) string {
+	if len(choices) < 2 {
+		return strings.Join(choices, "")
+	}
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
 }

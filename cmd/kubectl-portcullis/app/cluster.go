@@ -20,7 +20,7 @@ import (
 )
 
 // ClusterFile is the file of every result of check --cluster.
-const ClusterFile = "cluster"
+const ClusterFile = report.ClusterFile
 
 // clusterOptions are check's flags for judging the live objects of a cluster.
 type clusterOptions struct {
@@ -91,7 +91,7 @@ func (o *checkOptions) runCluster(ctx context.Context, s streams) (*report.Repor
 	}
 	j := &clusterJudge{engine: engine, decoder: policies.NewDecoder(false), namespaces: &audit.NamespaceCache{Reader: reader}, timeout: o.verifyTimeout}
 	lister := &audit.Lister{Client: rc}
-	rep := &report.Report{}
+	rep := &report.Report{Rules: report.RulesOf(engine)}
 	var unlisted []error
 	for _, sc := range intercept.Scopes(served, nil, needs) {
 		if namespace != "" && (!sc.Namespaced || (sc.Namespaces != nil && !sc.Namespaces.Has(namespace))) {
