@@ -31,7 +31,7 @@ func TestParamsAndVariables(t *testing.T) {
 		_, stderr, err := kubectl(t, fmt.Sprintf(pod, "hub", ns, "busybox:1.37"), "apply", "--dry-run=server", "-f", "-")
 		want := "[allowed-registries/trusted-registry] images from registries outside params.registries: app"
 		if err == nil || !strings.Contains(stderr, want) {
-			return fmt.Errorf("err=%v, stderr:\n%s\nwant it to contain %q", err, stderr, want)
+			return fmt.Errorf("err=%w, stderr:\n%s\nwant it to contain %q", err, stderr, want)
 		}
 		return nil
 	})
