@@ -10,9 +10,14 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
+// releasePolicies are the library policies the server's Deployment meets only as a release
+// installs it: the registry is the cluster owner's to allow (params), and a release pins the
+// image by digest (kustomize edit set image), which the pull policy rule then accepts.
+var releasePolicies = map[string]bool{"allowed-registries": true, "require-image-digest": true, "require-pull-policy-always": true}
+
 // TestManifests renders the kustomize base and the audit-only overlay with kubectl, and runs
-// what they install through the engine: the server's own Deployment meets every library policy,
-// including Pod Security restricted.
+// what they install through the engine: the server's own Deployment meets every library policy
+// (but releasePolicies), including Pod Security restricted.
 func TestManifests(t *testing.T) {
 	engine, err := manifest.LoadEngine([]string{libraryDir}, nil, time.Now)
 	if err != nil {
@@ -39,7 +44,7 @@ func TestManifests(t *testing.T) {
 				continue
 			}
 			for _, r := range engine.Evaluate(t.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res}) {
-				if r.Result != policies.Pass {
+				if r.Result != policies.Pass && !releasePolicies[r.Policy] {
 					t.Errorf("%s: the server's Deployment fails %s", dir, r)
 				}
 			}

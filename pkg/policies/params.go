@@ -383,3 +383,20 @@ func declTypeOf(t *cel.Type) *apiservercel.DeclType {
 	}
 	return apiservercel.DynType
 }
+
+// scopeBudgetRules is what a policy's own CEL environment (it has params or variables) counts
+// against the tenant budgets: about 65 KiB of heap (BenchmarkCompileWithParamsAndVariables),
+// as much as two CEL rules.
+const scopeBudgetRules = 2
+
+// BudgetRules is what a policy counts against the tenant budgets' rules, which bound the memory
+// of compiled tenant policies: its rules and its variables, each a compiled CEL program the
+// server holds, and scopeBudgetRules for its own CEL environment when it has params or
+// variables.
+func BudgetRules(spec *v1alpha1.PolicySpec) int {
+	n := len(spec.Rules) + len(spec.Variables)
+	if spec.Params != nil || len(spec.Variables) > 0 {
+		n += scopeBudgetRules
+	}
+	return n
+}

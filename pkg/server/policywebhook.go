@@ -65,7 +65,7 @@ func (a *PolicyAdmission) Handle(_ context.Context, req admission.Request) admis
 	switch o := obj.(type) {
 	case *v1alpha1.Policy:
 		if err == nil && a.Budget != nil {
-			if why := a.Budget(o, len(o.Spec.Rules), cp.Cost()); why != "" {
+			if why := a.Budget(o, policies.BudgetRules(&o.Spec), cp.Cost()); why != "" {
 				return forbidden(req, "namespace over budget: "+why)
 			}
 		}

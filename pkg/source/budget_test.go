@@ -84,8 +84,14 @@ func TestControllerBudgetOldestFirst(t *testing.T) {
 		}
 		return p
 	}
-	// Named so that name order and age order differ.
-	objs := []client.Object{policy("a-newest", time.Minute, 30), policy("z-oldest", time.Hour, 60), policy("m-middle", 30*time.Minute, 30)}
+	// Named so that name order and age order differ. The newest holds 10 rules and 18
+	// variables: a variable counts as a rule, a compiled program the server holds, and the
+	// policy's own CEL environment as two.
+	newest := policy("a-newest", time.Minute, 10)
+	for i := range 18 {
+		newest.Spec.Variables = append(newest.Spec.Variables, v1alpha1.Variable{Name: fmt.Sprintf("v%d", i), Expression: "1"})
+	}
+	objs := []client.Object{newest, policy("z-oldest", time.Hour, 60), policy("m-middle", 30*time.Minute, 30)}
 	c, cl := testController(t, nil, TenantBudget{MaxRules: 100}, objs...)
 	c.compiled["a-newest"] = &compiledObject{generation: 1, policy: &policies.CompiledPolicy{}} // compiled when it fitted
 	if _, err := c.Reconcile(t.Context(), rebuild); err != nil {

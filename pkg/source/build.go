@@ -55,7 +55,7 @@ func (c *PolicyController) buildPolicies(b *build, items []v1alpha1.Policy) {
 	for i := range items {
 		p := &items[i]
 		b.seen[p.UID] = true
-		rules := len(p.Spec.Rules)
+		rules := policies.BudgetRules(&p.Spec)
 		if why := usage.reserve(p.Namespace, rules); why != "" {
 			delete(c.compiled, p.UID) // an earlier generation, compiled when it fitted, is not kept
 			co := &compiledObject{generation: p.Generation, overBudget: why}
