@@ -141,6 +141,9 @@ type CompiledPolicy struct {
 	// Title and Description say what the policy is for and what to change, from its annotations
 	// TitleAnnotation and DescriptionAnnotation; SARIF rules carry them.
 	Title, Description string
+	// Warnings are what may be wrong with the policy but cannot be known when it compiles: a
+	// kind no built-in group has, which may be a custom resource's. Each names its field.
+	Warnings []string
 }
 
 // Cost is the estimated cost of the policy's CEL expressions together (see EstimateSize).
@@ -228,9 +231,11 @@ func (c *Compiler) compile(object, name, namespace string, meta *metav1.ObjectMe
 	podControllers := spec.PodControllers == nil || *spec.PodControllers
 	cp.match, e = compileMatch(&spec.Match, podControllers, []v1alpha1.Operation{v1alpha1.Create, v1alpha1.Update}, path.Child("match"))
 	errs = append(errs, e...)
+	cp.Warnings = append(cp.Warnings, cp.match.warnings...)
 	if spec.Exclude != nil {
 		cp.exclude, e = compileMatch(spec.Exclude, podControllers, nil, path.Child("exclude"))
 		errs = append(errs, e...)
+		cp.Warnings = append(cp.Warnings, cp.exclude.warnings...)
 		if cp.exclude.empty {
 			cp.exclude = nil
 		}

@@ -23,7 +23,8 @@ func (k KindSelector) matchesPod() bool {
 // matcher is a compiled MatchResources.
 type matcher struct {
 	kinds          []KindSelector
-	podControllers bool // a kind entry selects Pods and the policy extends Pod rules to controllers
+	warnings       []string // what may be wrong but cannot be known offline: kinds no built-in group has
+	podControllers bool     // a kind entry selects Pods and the policy extends Pod rules to controllers
 	ops            map[v1alpha1.Operation]bool
 	namespaces     []glob
 	nsSelector     labels.Selector // nil: not set
@@ -43,6 +44,13 @@ func compileMatch(m *v1alpha1.MatchResources, podControllers bool, defaultOps []
 		if err != nil {
 			errs = append(errs, field.Invalid(p, k, err.Error()))
 			continue
+		}
+		switch bad, warning := checkKind(km); {
+		case bad != "":
+			errs = append(errs, field.Invalid(p, k, bad))
+			continue
+		case warning != "":
+			c.warnings = append(c.warnings, fmt.Sprintf("%s: %s", p, warning))
 		}
 		c.kinds = append(c.kinds, km)
 		if podControllers && km.matchesPod() {

@@ -79,7 +79,11 @@ func (a *PolicyAdmission) Handle(_ context.Context, req admission.Request) admis
 	case err != nil:
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	return admission.Allowed("")
+	resp := admission.Allowed("")
+	if cp != nil {
+		resp.Warnings = cp.Warnings // kubectl shows them: a kind that may be a typo
+	}
+	return resp
 }
 
 // withLifetime adds to err, the exception's compile error, an expiry past the maximum lifetime.

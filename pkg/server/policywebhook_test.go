@@ -83,4 +83,11 @@ func TestPolicyAdmission(t *testing.T) {
 			}
 		})
 	}
+	// A kind that may be a typo, or a custom resource's, is admitted with a warning kubectl shows.
+	typo := good
+	typo.Match.Kinds = []string{"Pood"}
+	resp := review("ClusterPolicy", &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: typo}, admissionv1.Create)
+	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "spec.match.kinds[0]: no built-in group has a kind Pood (did you mean Pod?)") {
+		t.Errorf("a kind that may be a typo: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
+	}
 }

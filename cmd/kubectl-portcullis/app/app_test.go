@@ -94,6 +94,7 @@ func TestGoldenErrors(t *testing.T) {
 		{"removed-api", []string{"check", "-f", "testdata/bad/removed-api.yaml", "--policies", library}},
 		{"unknown-field-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/unknown-field-policy.yaml"}},
 		{"invalid-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/invalid-policy.yaml"}},
+		{"wrong-type-policy", []string{"check", "-f", examples, "--policies", "testdata/bad/wrong-type-policy.yaml"}},
 		{"workload-as-policy", []string{"check", "-f", examples, "--policies", examples + "/web.yaml"}},
 		{"usage", []string{"check", "-o", "yaml"}},
 		{"missing-file", []string{"check", "-f", "testdata/nope.yaml", "--policies", library}},
@@ -260,5 +261,16 @@ func TestTestCommand(t *testing.T) {
 		if code, _, errOut := runCLI(t, "", tt.args...); code != ExitUsage || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%v: exit %d, stderr %q, want %q", tt.args, code, errOut, tt.want)
 		}
+	}
+}
+
+// TestKindWarning: a kind that may be a custom resource's is a warning on stderr, naming the
+// file, the policy and the field; the check runs.
+func TestKindWarning(t *testing.T) {
+	policy := "apiVersion: portcullis.dev/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: p}\nspec:\n  match: {kinds: [Pood]}\n  rules: [{name: r, cel: {expression: 'true'}}]\n"
+	code, _, errOut := runCLI(t, policy, "check", "-f", examples+"/web.yaml", "--policies", "-")
+	want := `warning: -: ClusterPolicy "p": spec.match.kinds[0]: no built-in group has a kind Pood (did you mean Pod?)`
+	if code != ExitOK || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, stderr %q, want %q", code, errOut, want)
 	}
 }

@@ -204,7 +204,10 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 	if now == nil {
 		now = time.Now
 	}
-	engine, err := manifest.CompilePolicies(compiler, docs, now)
+	engine, warnings, err := manifest.CompilePoliciesWarn(compiler, docs, now)
+	for _, w := range warnings {
+		_, _ = fmt.Fprintf(s.err, "warning: %s\n", w)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("invalid policies:\n%w", indent(err))
 	}
