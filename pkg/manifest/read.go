@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"encoding/json"
@@ -152,7 +154,7 @@ func Split(file string, data []byte) ([]Document, error) {
 		}
 		js, err := sigsyaml.YAMLToJSONStrict(c.raw)
 		if err != nil {
-			errs = append(errs, &InputError{Where: where, Err: fmt.Errorf("invalid YAML: %w", err)})
+			errs = append(errs, &InputError{Where: where, Err: fmt.Errorf("invalid YAML: %w", fileLines(err, c))})
 			continue
 		}
 		d, err := objects(file, fmt.Sprint(n), js)
@@ -171,10 +173,32 @@ func Split(file string, data []byte) ([]Document, error) {
 	return docs, errors.Join(errs...)
 }
 
-// chunk is one YAML document of a file, and the line its content starts on.
+// chunk is one YAML document of a file, the line it starts on and the line its content starts
+// on.
 type chunk struct {
-	raw  []byte
-	line int
+	raw         []byte
+	start, line int
+}
+
+// yamlLine finds the line of a YAML error: "yaml: line 3: ...".
+var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
+
+// fileLines rewrites the line of a YAML error as a line of the file: the parser counts from the
+// document's first line, and its parser errors (not its scanner errors) count from 0. A fault
+// found at the end of the document is on its last line.
+func fileLines(err error, c chunk) error {
+	msg := err.Error()
+	m := yamlLine.FindStringSubmatchIndex(msg)
+	if m == nil {
+		return err
+	}
+	n, _ := strconv.Atoi(msg[m[2]:m[3]])
+	if strings.Contains(msg, "did not find expected") {
+		n++
+	}
+	last := bytes.Count(bytes.TrimRight(c.raw, "\n"), []byte("\n")) + 1
+	n = min(max(n, 1), last)
+	return errors.New(msg[:m[2]] + strconv.Itoa(c.start+n-1) + msg[m[3]:])
 }
 
 // splitYAML splits a file into its YAML documents at "---" lines, as the API machinery's
@@ -198,6 +222,9 @@ func splitYAML(data []byte) ([]chunk, error) {
 			}
 			flush()
 			continue
+		}
+		if len(cur.raw) == 0 {
+			cur.start = n + 1
 		}
 		if t := bytes.TrimSpace(line); cur.line == 0 && len(t) > 0 && t[0] != '#' {
 			cur.line = n + 1

@@ -143,3 +143,19 @@ func TestDocumentLines(t *testing.T) {
 		t.Errorf("a separator followed by content: %v", err)
 	}
 }
+
+// TestYAMLErrorLines: a YAML error names the line of the file where the fault is, in any
+// document of the file.
+func TestYAMLErrorLines(t *testing.T) {
+	for _, tt := range []struct{ data, want string }{
+		{"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n labels: {a: b}\nspec: {}\n", "line 5: did not find expected key"},
+		{"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n\tlabels: {}\n", "line 5: found a tab character that violates indentation"},
+		{"apiVersion: v1\nkind: Pod\nmetadata: {name: x\n", "line 3: did not find expected ',' or '}'"},
+		{"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\n# b\napiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n labels: {}\n", "(document 2): invalid YAML: yaml: line 10: did not find expected key"},
+	} {
+		_, err := Split("f.yaml", []byte(tt.data))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: got %v, want %q", tt.data, err, tt.want)
+		}
+	}
+}
