@@ -50,57 +50,128 @@ type InputError struct {
 func (e *InputError) Error() string { return e.Where + ": " + e.Err.Error() }
 func (e *InputError) Unwrap() error { return e.Err }
 
+// Options say how ReadWith reads.
+type Options struct {
+	// Exclude are globs (path.Match syntax) of paths to leave out of the directories read: a file
+	// or directory is left out when its path, or its name, matches one.
+	Exclude []string
+}
+
+// Skipped is a document left out of a kustomize tree, and why.
+type Skipped struct {
+	Where, Why string
+}
+
 // Read reads every path: a file, a directory (recursively, *.yaml, *.yml and *.json, in lexical
-// order, kustomization files and test suites' directories skipped) or "-" for stdin. Empty documents are skipped. It returns
-// all the problems it finds, not only the first.
+// order, kustomization files and test suites' directories skipped) or "-" for stdin. Empty
+// documents are skipped. It returns all the problems it finds, not only the first.
 func Read(paths []string, stdin io.Reader) ([]Document, error) {
+	docs, _, err := ReadWith(paths, stdin, Options{})
+	return docs, err
+}
+
+// ReadWith is Read with options. In a kustomize tree (below a directory that holds a
+// kustomization file), a document that is not a Kubernetes object (a patch, a generator's
+// configuration) is left out and returned as skipped, with the reason, rather than an error.
+func ReadWith(paths []string, stdin io.Reader, o Options) ([]Document, []Skipped, error) {
+	for _, g := range o.Exclude {
+		if _, err := filepath.Match(g, ""); err != nil {
+			return nil, nil, fmt.Errorf("--exclude %q: %w", g, err)
+		}
+	}
 	var docs []Document
+	var skipped []Skipped
 	var errs []error
 	for _, p := range paths {
-		files, err := expand(p)
+		files, err := expand(p, o.Exclude)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, f := range files {
 			var data []byte
-			if f == "-" {
+			if f.path == "-" {
 				data, err = io.ReadAll(stdin)
 			} else {
-				data, err = os.ReadFile(f)
+				data, err = os.ReadFile(f.path)
 			}
 			if err != nil {
-				errs = append(errs, &InputError{Where: f, Err: err})
+				errs = append(errs, &InputError{Where: f.path, Err: err})
 				continue
 			}
-			d, err := Split(f, data)
+			d, err := Split(f.path, data)
 			docs = append(docs, d...)
+			if f.kustomize {
+				var s []Skipped
+				s, err = skipNonObjects(err)
+				skipped = append(skipped, s...)
+			}
 			errs = append(errs, err)
 		}
 	}
-	return docs, errors.Join(errs...)
+	return docs, skipped, errors.Join(errs...)
 }
 
-func expand(p string) ([]string, error) {
+// skipNonObjects takes out of Split's errors those of documents that are not Kubernetes
+// objects, as skipped documents; the others stay errors.
+func skipNonObjects(err error) ([]Skipped, error) {
+	if err == nil {
+		return nil, nil
+	}
+	var all []error
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		all = joined.Unwrap()
+	} else {
+		all = []error{err}
+	}
+	var skipped []Skipped
+	var kept []error
+	for _, e := range all {
+		var ie *InputError
+		var no *notObjectError
+		if errors.As(e, &ie) && errors.As(e, &no) {
+			skipped = append(skipped, Skipped{Where: ie.Where, Why: no.Error() + ", in a kustomize tree (a patch or a generator's input?)"})
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return skipped, errors.Join(kept...)
+}
+
+// file is a file to read, and whether it sits in a kustomize tree.
+type file struct {
+	path      string
+	kustomize bool
+}
+
+func expand(p string, exclude []string) ([]file, error) {
 	if p == "-" {
-		return []string{p}, nil
+		return []file{{path: p}}, nil
 	}
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, &InputError{Where: p, Err: unwrapPathError(err)}
 	}
 	if !st.IsDir() {
-		return []string{p}, nil
+		return []file{{path: p}}, nil
 	}
-	var files []string
+	var files []file
+	kustomized := map[string]bool{} // directories at or below a kustomization
 	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return &InputError{Where: path, Err: unwrapPathError(err)}
+		}
+		if path != p && excluded(path, exclude) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if d.IsDir() {
 			if path != p && isSuiteDir(path) {
 				return filepath.SkipDir // a test suite's fixtures, not manifests of this tree
 			}
+			kustomized[path] = kustomized[filepath.Dir(path)] || hasKustomization(path)
 			return nil
 		}
 		if isKustomization(d.Name()) {
@@ -108,12 +179,34 @@ func expand(p string) ([]string, error) {
 		}
 		switch strings.ToLower(filepath.Ext(path)) {
 		case ".yaml", ".yml", ".json":
-			files = append(files, path)
+			files = append(files, file{path: path, kustomize: kustomized[filepath.Dir(path)]})
 		}
 		return nil
 	})
-	slices.Sort(files)
+	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 	return files, err
+}
+
+// excluded reports whether a path, or its name, matches one of the globs.
+func excluded(path string, globs []string) bool {
+	for _, g := range globs {
+		if ok, _ := filepath.Match(g, path); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(g, filepath.Base(path)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func hasKustomization(dir string) bool {
+	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // TestSuiteFile names a policy test suite's file (kubectl portcullis test). A directory that
@@ -245,6 +338,11 @@ func isEmptyDocument(raw []byte) bool {
 	return true
 }
 
+// notObjectError is a document that is not a Kubernetes object.
+type notObjectError struct{ why string }
+
+func (e *notObjectError) Error() string { return "not a Kubernetes object: " + e.why }
+
 // objects checks that js is an object with apiVersion and kind and expands a List.
 func objects(file, index string, js []byte) ([]Document, error) {
 	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
@@ -257,9 +355,9 @@ func objects(file, index string, js []byte) ([]Document, error) {
 	}
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
 		if s := bytes.TrimSpace(js); len(s) > 0 && s[0] == '{' {
-			return nil, fmt.Errorf("not a Kubernetes object: %w", err)
+			return nil, &notObjectError{err.Error()}
 		}
-		return nil, fmt.Errorf("not a Kubernetes object: %s", describeJSON(js))
+		return nil, &notObjectError{describeJSON(js)}
 	}
 	if head.APIVersion == "" || head.Kind == "" {
 		var missing []string
@@ -269,7 +367,7 @@ func objects(file, index string, js []byte) ([]Document, error) {
 		if head.Kind == "" {
 			missing = append(missing, "kind")
 		}
-		return nil, fmt.Errorf("not a Kubernetes object: %s not set", strings.Join(missing, " and "))
+		return nil, &notObjectError{strings.Join(missing, " and ") + " not set"}
 	}
 	if err := removed(head.APIVersion, head.Kind); err != nil {
 		return nil, err

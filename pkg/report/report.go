@@ -92,6 +92,9 @@ type Report struct {
 	// Rules describe every rule of the policies the run loaded, for the formats that list them
 	// (SARIF); set by the caller.
 	Rules []Rule `json:"-"`
+	// Quiet makes the text output list only the resources with failures or errors, and only
+	// those results (the summary stays).
+	Quiet bool `json:"-"`
 
 	groups []group
 }
@@ -146,10 +149,15 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 }
 
 // Blocking returns the results that make the API server reject a resource: fails with Deny.
-func (r *Report) Blocking() []Result {
+func (r *Report) Blocking() []Result { return r.FailingAt(v1alpha1.Deny) }
+
+// FailingAt returns the failures whose action is level or stronger: Deny; Deny and Warn; or,
+// for Audit, every failure.
+func (r *Report) FailingAt(level v1alpha1.Enforcement) []Result {
+	strength := map[v1alpha1.Enforcement]int{v1alpha1.Audit: 1, v1alpha1.Warn: 2, v1alpha1.Deny: 3}
 	var out []Result
 	for _, res := range r.Results {
-		if res.Result == policies.Fail && res.Action == v1alpha1.Deny {
+		if res.Result == policies.Fail && strength[res.Action] >= strength[level] {
 			out = append(out, res)
 		}
 	}
@@ -192,6 +200,9 @@ func (r *Report) printText(w io.Writer) error {
 			if res.Result == policies.Pass && res.Message == "" {
 				continue // a pass with something to say (a mutation applied, a warning) is listed
 			}
+			if r.Quiet && res.Result != policies.Fail && res.Result != policies.Error {
+				continue
+			}
 			action, name := string(res.Action), policies.Label(res.Policy, res.Rule)
 			if res.Policy == "" {
 				action, name = "-", ""
@@ -200,6 +211,9 @@ func (r *Report) printText(w io.Writer) error {
 		}
 		if verdict == "DENY" {
 			denied++
+		}
+		if r.Quiet && len(lines) == 0 {
+			continue
 		}
 		what := g.ref.String()
 		if g.op != "" {

@@ -60,6 +60,15 @@ func TestGoldenCheck(t *testing.T) {
 	}
 }
 
+// TestGoldenCheckQuiet: --quiet lists only the resources that fail, and only their failures.
+func TestGoldenCheckQuiet(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "check", "-f", examples, "--policies", library, "--policies", platform, "--quiet")
+	if code != ExitViolation || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	golden(t, "check-quiet.text", out)
+}
+
 // TestGoldenCheckReviews: AdmissionReview documents are judged as the requests they recorded,
 // with their operation, old object and user: an UPDATE and a DELETE.
 func TestGoldenCheckReviews(t *testing.T) {
@@ -272,5 +281,75 @@ func TestKindWarning(t *testing.T) {
 	want := `warning: -: ClusterPolicy "p": spec.match.kinds[0]: no built-in group has a kind Pood (did you mean Pod?)`
 	if code != ExitOK || !strings.Contains(errOut, want) {
 		t.Errorf("exit %d, stderr %q, want %q", code, errOut, want)
+	}
+}
+
+// TestCIFlags: --fail-on sets the action from which a failure fails the check; --quiet prints
+// the failures only; --namespace-labels and --namespaces give namespaceSelectors their labels;
+// --exclude leaves files out; a kustomize tree's documents that are not objects are skipped,
+// saying why.
+func TestCIFlags(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	policy := write("policies.yaml", `apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: prod-team}
+spec:
+  enforcement: Warn
+  match: {kinds: [Pod], namespaceSelector: {matchLabels: {env: production}}}
+  rules: [{name: team, labels: {required: [team]}}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: tagged}
+spec:
+  enforcement: Audit
+  rules: [{name: tag, cel: {expression: "podSpec.containers.all(c, c.image.contains(':'))"}}]
+`)
+	pod := write("app/pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {containers: [{name: c, image: nginx}]}\n")
+	write("app/skip-me.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: shop}\nspec: {containers: [{name: c, image: nginx}]}\n")
+	write("app/kustomization.yaml", "resources: [pod.yaml]\npatches: [{path: patch.yaml}]\n")
+	write("app/patch.yaml", "- op: add\n  path: /metadata/labels\n  value: {team: a}\n")
+	app := filepath.Dir(pod)
+
+	for _, tt := range []struct {
+		args       []string
+		code       int
+		out, notIn string
+	}{
+		// The selector does not match without the namespace's labels; the Audit failure does not fail.
+		{[]string{}, ExitOK, "v1 Pod shop/web: AUDIT (0 pass, 1 fail, 0 error, 0 skip)", "prod-team"},
+		{[]string{"--fail-on", "audit"}, ExitViolation, "", ""},
+		{[]string{"--namespace-labels", "shop=env=production,tier=web"}, ExitOK, "FAIL  Warn  [prod-team/team]", ""},
+		{[]string{"--namespace-labels", "shop=env=production", "--fail-on", "warn"}, ExitViolation, "", ""},
+		{[]string{"--namespaces", write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {env: production}}\n"), "--fail-on=warn"}, ExitViolation, "[prod-team/team]", ""},
+		{[]string{"--quiet", "--namespace-labels", "shop=env=staging"}, ExitOK, "FAIL  Audit [tagged/tag]", "PASS"},
+	} {
+		args := append([]string{"check", "-f", app, "--policies", policy, "--exclude", "skip-*"}, tt.args...)
+		code, out, errOut := runCLI(t, "", args...)
+		if code != tt.code || !strings.Contains(out, tt.out) || (tt.notIn != "" && strings.Contains(out, tt.notIn)) || strings.Contains(out, "shop/other") {
+			t.Errorf("%v: exit %d (want %d)\n%s%s", tt.args, code, tt.code, out, errOut)
+		}
+		if want := "skipped: " + filepath.Join(app, "patch.yaml") + ": not a Kubernetes object: a list, want an object, in a kustomize tree"; !strings.Contains(errOut, want) {
+			t.Errorf("%v: stderr %q, want %q", tt.args, errOut, want)
+		}
+	}
+	for _, bad := range [][]string{{"--fail-on", "error"}, {"--namespace-labels", "shop"}, {"--namespace-labels", "Shop=a=b"}, {"--exclude", "[x"}} {
+		if code, _, errOut := runCLI(t, "", append([]string{"check", "-f", app, "--policies", policy}, bad...)...); code != ExitUsage || !strings.Contains(errOut, bad[0]) {
+			t.Errorf("%v: exit %d, stderr %q", bad, code, errOut)
+		}
+	}
+	// Outside a kustomize tree, the same document is an error.
+	if code, _, errOut := runCLI(t, "", "check", "-f", filepath.Join(app, "patch.yaml"), "--policies", policy); code != ExitUsage || !strings.Contains(errOut, "not a Kubernetes object") {
+		t.Errorf("a patch given as a file: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -9,7 +9,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/report"
@@ -21,6 +25,14 @@ type checkOptions struct {
 	policies  []string
 	output    string
 	namespace string
+	exclude   []string
+	// namespaceLabels ("ns=key=value,key=value") and namespaceFiles give namespaces' labels
+	// without Namespace objects among the inputs.
+	namespaceLabels []string
+	namespaceFiles  []string
+	// quiet and failOn are check's: failures only, and the action from which a failure fails.
+	quiet  bool
+	failOn string
 	// image verification (verifyImages rules), against the registries the manifests name
 	insecureRegistries  []string
 	exceptionNamespaces []string
@@ -79,10 +91,11 @@ error, unreadable or invalid input, or an invalid policy.`,
 			if err != nil {
 				return err
 			}
+			rep.Quiet = o.quiet
 			if err := rep.Write(s.out, o.output); err != nil {
 				return err
 			}
-			if len(rep.Blocking()) > 0 {
+			if len(rep.FailingAt(failOnLevels[o.failOn])) > 0 {
 				return errViolation
 			}
 			return nil
@@ -91,6 +104,8 @@ error, unreadable or invalid input, or an invalid policy.`,
 	o.output = "text"
 	o.addFlags(cmd, "output format: text, json, junit or sarif")
 	f := cmd.Flags()
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "text output: only the resources that fail, and only their failures and errors")
+	f.StringVar(&o.failOn, "fail-on", "deny", "exit 1 when a rule fails with this action or a stronger one: deny, warn (Deny or Warn) or audit (any failure)")
 	o.canCluster = true
 	f.BoolVar(&o.cluster, "cluster", false, "judge the live objects of the cluster instead of files (read access only)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file, with --cluster (default: $KUBECONFIG or ~/.kube/config)")
@@ -108,7 +123,13 @@ func (o *checkOptions) addFlags(cmd *cobra.Command, outputHelp string) {
 	f.StringArrayVar(&o.insecureRegistries, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP or untrusted TLS (repeatable)")
 	f.DurationVar(&o.verifyTimeout, "verify-timeout", 30*time.Second, "deadline of one image verification")
 	f.StringSliceVar(&o.exceptionNamespaces, "exception-namespaces", []string{"portcullis-system"}, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, as the server's flag of the same name")
+	f.StringArrayVar(&o.exclude, "exclude", nil, "glob of paths to leave out of -f directories, matched against the path and the name of each file and directory (repeatable)")
+	f.StringArrayVar(&o.namespaceLabels, "namespace-labels", nil, "a namespace's labels, for namespaceSelectors: NAMESPACE=key=value[,key=value...] (repeatable)")
+	f.StringArrayVar(&o.namespaceFiles, "namespaces", nil, "file or directory of Namespace objects whose labels namespaceSelectors match, without judging them (repeatable)")
 }
+
+// failOnLevels are --fail-on's values: the weakest action whose failure fails the check.
+var failOnLevels = map[string]v1alpha1.Enforcement{"deny": v1alpha1.Deny, "warn": v1alpha1.Warn, "audit": v1alpha1.Audit}
 
 func (o *checkOptions) validate(formats ...string) error {
 	var errs []error
@@ -129,6 +150,14 @@ func (o *checkOptions) validate(formats ...string) error {
 	}
 	if !slices.Contains(formats, o.output) {
 		errs = append(errs, fmt.Errorf("-o %q: want %s", o.output, oneOf(formats)))
+	}
+	if _, ok := failOnLevels[o.failOn]; !ok && o.failOn != "" {
+		errs = append(errs, fmt.Errorf("--fail-on %q: want deny, warn or audit", o.failOn))
+	}
+	for _, l := range o.namespaceLabels {
+		if _, err := parseNamespaceLabels(l); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	stdin := 0
 	for _, f := range append(append([]string{}, o.files...), o.policies...) {
@@ -153,18 +182,79 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	if err != nil {
 		return nil, err
 	}
-	inputs, err := readResources(o.files, o.namespace, s)
+	inputs, err := o.readResources(s)
 	if err != nil {
 		return nil, err
 	}
-	_, rep, err := admit(ctx, engine, inputs)
+	namespaces, err := o.namespaces(s)
+	if err != nil {
+		return nil, err
+	}
+	_, rep, err := admit(ctx, engine, inputs, namespaces)
 	return rep, err
+}
+
+// namespaces are the Namespaces --namespace-labels and --namespaces give.
+func (o *checkOptions) namespaces(s streams) ([]*corev1.Namespace, error) {
+	var out []*corev1.Namespace
+	for _, l := range o.namespaceLabels {
+		ns, err := parseNamespaceLabels(l)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ns)
+	}
+	if len(o.namespaceFiles) == 0 {
+		return out, nil
+	}
+	docs, err := manifest.Read(o.namespaceFiles, s.in)
+	if err != nil {
+		return nil, fmt.Errorf("reading --namespaces:\n%w", indent(err))
+	}
+	inputs, err := manifest.Inputs(docs, "")
+	if err != nil {
+		return nil, fmt.Errorf("invalid --namespaces:\n%w", indent(err))
+	}
+	for _, in := range inputs {
+		ns, ok := in.Subject().Object.(*corev1.Namespace)
+		if !ok {
+			return nil, fmt.Errorf("--namespaces: %s: %s is not a Namespace", in.Doc.Where(), in.Subject().Ref())
+		}
+		out = append(out, ns)
+	}
+	return out, nil
+}
+
+// parseNamespaceLabels reads "NAMESPACE=key=value[,key=value...]".
+func parseNamespaceLabels(s string) (*corev1.Namespace, error) {
+	name, labels, ok := strings.Cut(s, "=")
+	bad := func(why string) error {
+		return fmt.Errorf("--namespace-labels %q: %s (want NAMESPACE=key=value[,key=value...])", s, why)
+	}
+	if !ok || name == "" {
+		return nil, bad("no namespace")
+	}
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return nil, bad("namespace " + strings.Join(msgs, "; "))
+	}
+	set, err := k8slabels.ConvertSelectorToLabelsMap(labels)
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	for k, v := range set {
+		if msgs := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...); len(msgs) > 0 {
+			return nil, bad(fmt.Sprintf("label %s=%s: %s", k, v, strings.Join(msgs, "; ")))
+		}
+	}
+	ns := &corev1.Namespace{}
+	ns.Name, ns.Labels = name, map[string]string(set)
+	return ns, nil
 }
 
 // admit runs every input through the engine as the API server runs the webhooks (the mutating
 // rules first, then the validating rules on the mutated object), and reports both.
-func admit(ctx context.Context, engine *policies.Engine, inputs []manifest.Input) ([]manifest.Admitted, *report.Report, error) {
-	admitted, err := manifest.Admit(ctx, engine, inputs, nil)
+func admit(ctx context.Context, engine *policies.Engine, inputs []manifest.Input, namespaces []*corev1.Namespace) ([]manifest.Admitted, *report.Report, error) {
+	admitted, err := manifest.Admit(ctx, engine, inputs, namespaces)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -214,15 +304,19 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 	return engine, nil
 }
 
-func readResources(paths []string, namespace string, s streams) ([]manifest.Input, error) {
-	docs, err := manifest.Read(paths, s.in)
+// readResources reads -f, telling on stderr what it leaves out of kustomize trees.
+func (o *checkOptions) readResources(s streams) ([]manifest.Input, error) {
+	docs, skipped, err := manifest.ReadWith(o.files, s.in, manifest.Options{Exclude: o.exclude})
+	for _, sk := range skipped {
+		_, _ = fmt.Fprintf(s.err, "skipped: %s: %s\n", sk.Where, sk.Why)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading manifests:\n%w", indent(err))
 	}
 	if len(docs) == 0 {
-		return nil, fmt.Errorf("no Kubernetes objects found in %s", strings.Join(paths, ", "))
+		return nil, fmt.Errorf("no Kubernetes objects found in %s", strings.Join(o.files, ", "))
 	}
-	inputs, err := manifest.Inputs(docs, namespace)
+	inputs, err := manifest.Inputs(docs, o.namespace)
 	if err != nil {
 		return nil, fmt.Errorf("invalid manifests:\n%w", indent(err))
 	}

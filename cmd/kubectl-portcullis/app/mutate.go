@@ -42,11 +42,15 @@ stderr), or 2 for a usage error, unreadable or invalid input, or an invalid poli
 			if err != nil {
 				return err
 			}
-			inputs, err := readResources(o.files, o.namespace, s)
+			inputs, err := o.readResources(s)
 			if err != nil {
 				return err
 			}
-			objects, rep, err := admit(cmd.Context(), engine, inputs)
+			namespaces, err := o.namespaces(s)
+			if err != nil {
+				return err
+			}
+			objects, rep, err := admit(cmd.Context(), engine, inputs, namespaces)
 			if err != nil {
 				return err
 			}
