@@ -28,13 +28,15 @@ func (k probeKind) set(c *corev1.Container, p *corev1.Probe) { *k.get(c) = p }
 // each container's declared ports. It never overwrites a probe and never invents an exec probe.
 type DefaultProbes struct {
 	kinds []probeKind
+	// httpPorts are the ports, by name or number, the rule says serve HTTP.
+	httpPorts []intstr.IntOrString
 }
 
 // NewDefaultProbes is the mutator of a defaultProbes rule the compiler has validated
 // (policies' rule_defaultprobes.go): readiness and liveness probes unless disabled, a startup
 // probe when asked.
 func NewDefaultProbes(r *v1alpha1.DefaultProbesRule) *DefaultProbes {
-	m := &DefaultProbes{}
+	m := &DefaultProbes{httpPorts: r.HTTPPorts}
 	add := func(fieldName string, spec *v1alpha1.ProbeDefaults, defaults v1alpha1.ProbeDefaults, get func(*corev1.Container) **corev1.Probe, always bool) {
 		if (spec == nil && !always) || (spec != nil && spec.Disabled) {
 			return
@@ -63,13 +65,18 @@ func (m *DefaultProbes) Mutate(_ context.Context, pod Pod) Result {
 		if len(missing) == 0 {
 			return
 		}
-		port, ok := probePort(c)
+		port, ok := m.probePort(c)
 		if !ok {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("container %q declares no TCP port: no probe added; declare a containerPort or write its probes", c.Name))
 			return
 		}
+		scheme, http := m.serves(port)
 		for _, k := range missing {
-			probe, what := k.probe(port)
+			probe, what, path := k.probe(port, http, scheme)
+			if path != "" && !http {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("container %q: port %s is not known to serve HTTP (name it http, http-*, *-http, web or https, or list it in httpPorts): %s is a tcpSocket probe, not httpGet %s",
+					c.Name, portName(port), k.field, path))
+			}
 			res.Changes = append(res.Changes, Change{
 				Patch:       jsonpatch.JsonPatchOperation{Operation: "add", Path: pointer + "/" + k.field, Value: probe},
 				Description: fmt.Sprintf("add %s (%s) to container %s", k.field, what, c.Name),
@@ -87,15 +94,15 @@ func (m *DefaultProbes) Mutate(_ context.Context, pod Pod) Result {
 	return res
 }
 
-// probePort is the port named http (or http-*), else the first TCP port.
-func probePort(c *corev1.Container) (corev1.ContainerPort, bool) {
+// probePort is the first TCP port that serves HTTP, else the first TCP port.
+func (m *DefaultProbes) probePort(c *corev1.Container) (corev1.ContainerPort, bool) {
 	var first *corev1.ContainerPort
 	for i := range c.Ports {
 		p := &c.Ports[i]
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
 			continue
 		}
-		if p.Name == "http" || strings.HasPrefix(p.Name, "http-") {
+		if _, http := m.serves(*p); http {
 			return *p, true
 		}
 		if first == nil {
@@ -108,8 +115,36 @@ func probePort(c *corev1.Container) (corev1.ContainerPort, bool) {
 	return *first, true
 }
 
+// serves reports whether a port serves HTTP, and with which scheme: by its name (http, http-*,
+// *-http, web; https, https-*), or because the rule lists it in httpPorts.
+func (m *DefaultProbes) serves(p corev1.ContainerPort) (corev1.URIScheme, bool) {
+	name := strings.ToLower(p.Name)
+	switch {
+	case name == "https" || strings.HasPrefix(name, "https-") || strings.HasSuffix(name, "-https"):
+		return corev1.URISchemeHTTPS, true
+	case name == "http" || name == "web" || strings.HasPrefix(name, "http-") || strings.HasSuffix(name, "-http"):
+		return corev1.URISchemeHTTP, true
+	}
+	for _, h := range m.httpPorts {
+		if (h.Type == intstr.String && h.StrVal != "" && h.StrVal == p.Name) || (h.Type == intstr.Int && h.IntVal == p.ContainerPort) {
+			return corev1.URISchemeHTTP, true
+		}
+	}
+	return "", false
+}
+
+// portName names a port in a message: "6379" or "redis (6379)".
+func portName(p corev1.ContainerPort) string {
+	if p.Name == "" {
+		return fmt.Sprint(p.ContainerPort)
+	}
+	return fmt.Sprintf("%s (%d)", p.Name, p.ContainerPort)
+}
+
 // probe builds the probe for the port, and describes it: "tcpSocket :8080", "httpGet :8080/readyz".
-func (k probeKind) probe(port corev1.ContainerPort) (*corev1.Probe, string) {
+// A probe with a path is an httpGet only on a port that serves HTTP; it returns the path it
+// asked for.
+func (k probeKind) probe(port corev1.ContainerPort, http bool, scheme corev1.URIScheme) (*corev1.Probe, string, string) {
 	d := k.defaults
 	if s := k.spec; s != nil {
 		d.Path = s.Path
@@ -129,10 +164,15 @@ func (k probeKind) probe(port corev1.ContainerPort) (*corev1.Probe, string) {
 		TimeoutSeconds:      ptr.Deref(d.TimeoutSeconds, 0),
 		FailureThreshold:    ptr.Deref(d.FailureThreshold, 0),
 	}
-	if d.Path != "" {
+	if d.Path != "" && http {
 		p.HTTPGet = &corev1.HTTPGetAction{Path: d.Path, Port: target}
-		return p, fmt.Sprintf("httpGet :%d%s", port.ContainerPort, d.Path)
+		what := fmt.Sprintf("httpGet :%d%s", port.ContainerPort, d.Path)
+		if scheme == corev1.URISchemeHTTPS {
+			p.HTTPGet.Scheme = scheme
+			what = fmt.Sprintf("httpGet https :%d%s", port.ContainerPort, d.Path)
+		}
+		return p, what, d.Path
 	}
 	p.TCPSocket = &corev1.TCPSocketAction{Port: target}
-	return p, fmt.Sprintf("tcpSocket :%d", port.ContainerPort)
+	return p, fmt.Sprintf("tcpSocket :%d", port.ContainerPort), d.Path
 }

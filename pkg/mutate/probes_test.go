@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -54,12 +55,32 @@ func TestDefaultProbes(t *testing.T) {
 		{name: "http-* port name", pointer: "/spec", spec: `containers: [{name: web, image: x, ports: [{containerPort: 9000}, {name: http-api, containerPort: 8081}]}]`,
 			rule: v1alpha1.DefaultProbesRule{Liveness: &v1alpha1.ProbeDefaults{Disabled: true}},
 			want: []string{`add /spec/containers/0/readinessProbe={"tcpSocket":{"port":"http-api"},"initialDelaySeconds":5,"periodSeconds":10} | add readinessProbe (tcpSocket :8081) to container web`}},
-		{name: "unnamed port: first TCP port by number, httpGet with paths", pointer: "/spec",
-			rule: v1alpha1.DefaultProbesRule{Readiness: &v1alpha1.ProbeDefaults{Path: "/readyz"}, Liveness: &v1alpha1.ProbeDefaults{Path: "/healthz", PeriodSeconds: ptr.To[int32](30), FailureThreshold: ptr.To[int32](5)}},
+		{name: "unnamed port listed in httpPorts: httpGet with paths", pointer: "/spec",
+			rule: v1alpha1.DefaultProbesRule{HTTPPorts: []intstr.IntOrString{intstr.FromInt32(8080)},
+				Readiness: &v1alpha1.ProbeDefaults{Path: "/readyz"}, Liveness: &v1alpha1.ProbeDefaults{Path: "/healthz", PeriodSeconds: ptr.To[int32](30), FailureThreshold: ptr.To[int32](5)}},
 			spec: `containers: [{name: api, image: x, ports: [{containerPort: 53, protocol: UDP}, {containerPort: 8080}]}]`,
 			want: []string{
 				`add /spec/containers/0/readinessProbe={"httpGet":{"path":"/readyz","port":8080},"initialDelaySeconds":5,"periodSeconds":10} | add readinessProbe (httpGet :8080/readyz) to container api`,
 				`add /spec/containers/0/livenessProbe={"httpGet":{"path":"/healthz","port":8080},"initialDelaySeconds":15,"periodSeconds":30,"failureThreshold":5} | add livenessProbe (httpGet :8080/healthz) to container api`,
+			}},
+		{name: "a port not known to serve HTTP: tcpSocket, with a warning", pointer: "/spec",
+			rule: v1alpha1.DefaultProbesRule{Readiness: &v1alpha1.ProbeDefaults{Path: "/ready"}, Liveness: &v1alpha1.ProbeDefaults{Disabled: true}},
+			spec: `containers: [{name: cache, image: redis, ports: [{name: redis, containerPort: 6379}]}]`,
+			want: []string{
+				`add /spec/containers/0/readinessProbe={"tcpSocket":{"port":"redis"},"initialDelaySeconds":5,"periodSeconds":10} | add readinessProbe (tcpSocket :6379) to container cache`,
+				`warning: container "cache": port redis (6379) is not known to serve HTTP (name it http, http-*, *-http, web or https, or list it in httpPorts): readinessProbe is a tcpSocket probe, not httpGet /ready`,
+			}},
+		{name: "the HTTP port is chosen over an earlier one; https by name", pointer: "/spec",
+			rule: v1alpha1.DefaultProbesRule{Readiness: &v1alpha1.ProbeDefaults{Path: "/ready"}, Liveness: &v1alpha1.ProbeDefaults{Disabled: true}},
+			spec: `containers: [{name: api, image: x, ports: [{name: grpc, containerPort: 9000}, {name: https, containerPort: 8443}]}]`,
+			want: []string{
+				`add /spec/containers/0/readinessProbe={"httpGet":{"path":"/ready","port":"https","scheme":"HTTPS"},"initialDelaySeconds":5,"periodSeconds":10} | add readinessProbe (httpGet https :8443/ready) to container api`,
+			}},
+		{name: "a port named in httpPorts", pointer: "/spec",
+			rule: v1alpha1.DefaultProbesRule{HTTPPorts: []intstr.IntOrString{intstr.FromString("admin")}, Readiness: &v1alpha1.ProbeDefaults{Path: "/ready"}, Liveness: &v1alpha1.ProbeDefaults{Disabled: true}},
+			spec: `containers: [{name: api, image: x, ports: [{name: grpc, containerPort: 9000}, {name: admin, containerPort: 8081}]}]`,
+			want: []string{
+				`add /spec/containers/0/readinessProbe={"httpGet":{"path":"/ready","port":"admin"},"initialDelaySeconds":5,"periodSeconds":10} | add readinessProbe (httpGet :8081/ready) to container api`,
 			}},
 		{name: "UDP-only: no probe, a warning", pointer: "/spec", spec: `containers: [{name: dns, image: x, ports: [{containerPort: 53, protocol: UDP}]}]`,
 			want: []string{`warning: container "dns" declares no TCP port: no probe added; declare a containerPort or write its probes`}},

@@ -169,6 +169,7 @@ func (b *bounds) rule(path *field.Path, r *v1alpha1.Rule) {
 		b.text(p.Child("message"), s.Message, MaxTextLength)
 	}
 	if s := r.DefaultProbes; s != nil {
+		b.items(path.Child("defaultProbes", "httpPorts"), len(s.HTTPPorts), MaxListItems)
 		for name, d := range map[string]*v1alpha1.ProbeDefaults{"readiness": s.Readiness, "liveness": s.Liveness, "startup": s.Startup} {
 			if d != nil {
 				b.text(path.Child("defaultProbes", name, "path"), d.Path, MaxTextLength)

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -32,6 +35,17 @@ func compileDefaultProbes(r *v1alpha1.DefaultProbesRule, path *field.Path) (*mut
 		}{{"initialDelaySeconds", spec.InitialDelaySeconds, 0}, {"periodSeconds", spec.PeriodSeconds, 1}, {"timeoutSeconds", spec.TimeoutSeconds, 1}, {"failureThreshold", spec.FailureThreshold, 1}} {
 			if f.value != nil && *f.value < f.least {
 				errs = append(errs, field.Invalid(p.Child(f.name), *f.value, fmt.Sprintf("must be at least %d", f.least)))
+			}
+		}
+	}
+	for i, h := range r.HTTPPorts {
+		p := path.Child("httpPorts").Index(i)
+		switch {
+		case h.Type == intstr.Int && (h.IntVal < 1 || h.IntVal > 65535):
+			errs = append(errs, field.Invalid(p, h.IntVal, "must be a port number, 1 to 65535"))
+		case h.Type == intstr.String:
+			if msgs := validation.IsValidPortName(h.StrVal); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(p, h.StrVal, strings.Join(msgs, "; ")))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // Enforcement is what happens to a resource that fails a rule.
@@ -260,6 +261,13 @@ type DefaultProbesRule struct {
 	// Startup, when set, also adds a startup probe (period 10s, failure threshold 30).
 	// +optional
 	Startup *ProbeDefaults `json:"startup,omitempty"`
+	// HTTPPorts are the container ports, by name or number, that serve HTTP besides those named
+	// so (http, http-*, *-http, web, https, https-*). A probe with a path is an httpGet only on
+	// such a port; on any other it is a tcpSocket, with a warning.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	HTTPPorts []intstr.IntOrString `json:"httpPorts,omitempty"`
 }
 
 // ProbeDefaults shapes one kind of injected probe. Unset timings take the defaults; the API
@@ -268,7 +276,8 @@ type ProbeDefaults struct {
 	// Disabled skips this probe.
 	// +optional
 	Disabled bool `json:"disabled,omitempty"`
-	// Path makes the probe an httpGet on this path (e.g. /readyz, /healthz); without it, tcpSocket.
+	// Path makes the probe an httpGet on this path (e.g. /readyz, /healthz) when the probed port
+	// serves HTTP (see httpPorts); without it, or on another port, tcpSocket.
 	// +kubebuilder:validation:Pattern=`^/`
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
