@@ -30,8 +30,9 @@ type Mutation struct {
 	Results []Result
 }
 
-// Mutate runs the mutating rules of every matching policy, in policy order, each seeing the
-// changes of the rules before it. The request's objects are not modified.
+// Mutate runs the mutating rules of every matching policy: the enforced ones in policy order,
+// each seeing the changes of the rules before it, then the Warn and Audit ones on the object as
+// the enforced ones left it. The request's objects are not modified.
 func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	m := &Mutation{}
 	res := req.Object
@@ -45,7 +46,17 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	ns := res.Meta.GetNamespace()
 	nsLabels := namespaceLabels(req.Namespace, ns)
 	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: work.Pod.SpecPointer, Keychain: req.Keychain}
-	var applied []string
+	// The enforced rules run first, in policy order, each seeing the changes of those before it;
+	// then the Warn and Audit rules, on the object as the enforced ones left it, so that they
+	// report what would still change, not what another policy already did. Results keep the
+	// policy order.
+	type job struct {
+		p      *CompiledPolicy
+		r      compiledRule
+		action v1alpha1.Enforcement
+		x      *CompiledException // exempting the rule, or nil
+	}
+	var jobs []job
 	for p := range e.policiesFor(ns) {
 		if !p.mutating || !p.applies(req, res, nsLabels) {
 			continue
@@ -53,41 +64,50 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 		action := p.enforcementFor(req, res, nsLabels)
 		exemptions := e.exemptionsFor(p, req, res, nsLabels)
 		for _, r := range p.rules {
-			if r.mutator == nil {
+			if r.mutator != nil {
+				jobs = append(jobs, job{p: p, r: r, action: action, x: exempting(exemptions, r.name)})
+			}
+		}
+	}
+	m.Results = make([]Result, len(jobs))
+	var applied []string
+	for _, enforced := range []bool{true, false} {
+		for i, j := range jobs {
+			if (j.action == v1alpha1.Deny) != enforced {
 				continue
 			}
-			result := Result{Policy: p.Name, Rule: r.name, Resource: res.Ref(), Action: action, Result: Pass, Namespaced: p.Namespace != ""}
-			if x := exempting(exemptions, r.name); x != nil {
-				result.Result, result.Message = Skip, exemptionMessage(x)
-				m.Results = append(m.Results, result)
+			result := Result{Policy: j.p.Name, Rule: j.r.name, Resource: res.Ref(), Action: j.action, Result: Pass, Namespaced: j.p.Namespace != ""}
+			if j.x != nil {
+				result.Result, result.Message = Skip, exemptionMessage(j.x)
+				m.Results[i] = result
 				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("mutation not finished: %w", context.Cause(ctx))
 			}
-			out := r.mutator.Mutate(ctx, pod)
+			out := j.r.mutator.Mutate(ctx, pod)
 			result.Warnings = out.Warnings
 			descriptions := make([]string, len(out.Changes))
-			for i, c := range out.Changes {
-				descriptions[i] = c.Description
+			for k, c := range out.Changes {
+				descriptions[k] = c.Description
 			}
 			var parts []string
 			switch {
 			case len(out.Changes) == 0:
-			case action == v1alpha1.Deny:
+			case enforced:
 				for _, c := range out.Changes {
 					c.Apply()
 					m.Patches = append(m.Patches, c.Patch)
 				}
 				parts = append(parts, appliedPrefix+strings.Join(descriptions, "; "))
 				result.Changes = descriptions
-				applied = append(applied, p.Name+"/"+r.name)
+				applied = append(applied, j.p.Name+"/"+j.r.name)
 			default:
 				result.Result = Fail
 				parts = append(parts, "would "+strings.Join(descriptions, "; would "))
 			}
 			result.Message = Truncate(strings.Join(append(parts, out.Warnings...), "; "), MaxMessageBytes)
-			m.Results = append(m.Results, result)
+			m.Results[i] = result
 		}
 	}
 	if len(applied) > 0 {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -143,5 +144,32 @@ func TestValidationSkipsMutatingRules(t *testing.T) {
 	e := probesEngine(t, "Deny")
 	if got := e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: mustResource(t, testDeploymentWithPort)}); len(got) != 0 {
 		t.Errorf("Evaluate reported mutating rules: %v", summarize(got))
+	}
+}
+
+// TestAuditMutationsAfterEnforced: a Warn or Audit mutating rule is judged on the object as the
+// enforced rules of the same request left it, whatever the policies' order: it does not report
+// what another policy already did. Results keep the policy order.
+func TestAuditMutationsAfterEnforced(t *testing.T) {
+	e := mustEngine(t, time.Now(),
+		clusterPolicy("a-audit-probes", "enforcement: Audit\nrules:\n- {name: probes, defaultProbes: {}}\n"),
+		clusterPolicy("b-warn-probes", "enforcement: Warn\nrules:\n- {name: probes, defaultProbes: {startup: {}}}\n"),
+		clusterPolicy("c-enforced-probes", "enforcement: Deny\nrules:\n- {name: probes, defaultProbes: {}}\n"))
+	pod := mustResource(t, "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {containers: [{name: web, image: x, ports: [{name: http, containerPort: 8080}]}]}\n")
+	m, err := e.Mutate(t.Context(), &Request{Operation: v1alpha1.Create, Object: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range m.Results {
+		got = append(got, fmt.Sprintf("%s %s %s", r.Policy, r.Result, r.Message))
+	}
+	want := []string{
+		"a-audit-probes pass ",
+		"b-warn-probes fail would add startupProbe (tcpSocket :8080) to container web",
+		"c-enforced-probes pass applied: add readinessProbe (tcpSocket :8080) to container web; add livenessProbe (tcpSocket :8080) to container web",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

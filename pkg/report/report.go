@@ -47,32 +47,32 @@ func Decide(results []Result) policies.Decision {
 	return policies.Decide(engine)
 }
 
-// Verdict is a resource's verdict in the text output: the decision's verdict (DENY, MUTATE,
-// WARN, PASS), but AUDIT for an admitted resource an Audit rule fails, and SKIP when no rule
-// applied.
+// Verdict is a resource's verdict in the text output, in the words of the cluster's answer:
+// the decision's verdict (DENIED, MUTATED, WARNED, PASSED), but AUDITED for an admitted
+// resource an Audit rule fails (recorded, not told), and SKIPPED when no rule applied.
 func Verdict(results []Result) string {
 	d := Decide(results)
 	switch d.Verdict {
 	case policies.Denied:
-		return "DENY"
+		return "DENIED"
 	case policies.Mutated:
-		return "MUTATE"
+		return "MUTATED"
 	case policies.Warned:
-		return "WARN"
+		return "WARNED"
 	}
 	skipped := 0
 	for i := range results {
 		switch results[i].Result {
 		case policies.Fail:
-			return "AUDIT"
+			return "AUDITED"
 		case policies.Skip:
 			skipped++
 		}
 	}
 	if skipped == len(results) {
-		return "SKIP"
+		return "SKIPPED"
 	}
-	return "PASS"
+	return "PASSED"
 }
 
 // Summary counts the results by outcome; Warn counts the failures whose action is Warn.
@@ -209,7 +209,7 @@ func (r *Report) printText(w io.Writer) error {
 			}
 			lines = append(lines, fmt.Sprintf("  %-5s %-5s %s%s", strings.ToUpper(string(res.Result)), action, name, res.Message))
 		}
-		if verdict == "DENY" {
+		if verdict == "DENIED" {
 			denied++
 		}
 		if r.Quiet && len(lines) == 0 {

@@ -29,7 +29,7 @@ func TestReport(t *testing.T) {
 	if err := r.Write(&text, "text"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"web.yaml: v1 Pod shop/web: DENY (1 pass, 2 fail, 0 error, 1 skip)", "  FAIL  Deny  [p/deny] no", "1 resource, 1 denied"} {
+	for _, want := range []string{"web.yaml: v1 Pod shop/web: DENIED (1 pass, 2 fail, 0 error, 1 skip)", "  FAIL  Deny  [p/deny] no", "1 resource, 1 denied"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text output lacks %q:\n%s", want, text.String())
 		}
@@ -56,15 +56,15 @@ func TestVerdict(t *testing.T) {
 		results []Result
 		want    string
 	}{
-		{"deny beats all", []Result{fail(v1alpha1.Warn), fail(v1alpha1.Deny), {Result: policies.Pass, Action: v1alpha1.Deny, Changes: []string{"add x"}}}, "DENY"},
-		{"mutated", []Result{pass, {Result: policies.Pass, Action: v1alpha1.Deny, Changes: []string{"add x"}}, fail(v1alpha1.Warn)}, "MUTATE"},
-		{"warn", []Result{pass, fail(v1alpha1.Warn)}, "WARN"},
-		{"a mutating rule's warning", []Result{{Result: policies.Pass, Action: v1alpha1.Deny, Warnings: []string{"no port"}}}, "WARN"},
-		{"an Audit rule's warning is not shown", []Result{{Result: policies.Pass, Action: v1alpha1.Audit, Warnings: []string{"no port"}}}, "PASS"},
-		{"an ignored error warns", []Result{pass, {Result: policies.Error, Action: v1alpha1.Deny, Message: "x"}}, "WARN"},
-		{"audit", []Result{pass, fail(v1alpha1.Audit)}, "AUDIT"},
-		{"pass", []Result{pass, {Result: policies.Skip}}, "PASS"},
-		{"skip", []Result{{Result: policies.Skip}}, "SKIP"},
+		{"deny beats all", []Result{fail(v1alpha1.Warn), fail(v1alpha1.Deny), {Result: policies.Pass, Action: v1alpha1.Deny, Changes: []string{"add x"}}}, "DENIED"},
+		{"mutated", []Result{pass, {Result: policies.Pass, Action: v1alpha1.Deny, Changes: []string{"add x"}}, fail(v1alpha1.Warn)}, "MUTATED"},
+		{"warn", []Result{pass, fail(v1alpha1.Warn)}, "WARNED"},
+		{"a mutating rule's warning", []Result{{Result: policies.Pass, Action: v1alpha1.Deny, Warnings: []string{"no port"}}}, "WARNED"},
+		{"an Audit rule's warning is not shown", []Result{{Result: policies.Pass, Action: v1alpha1.Audit, Warnings: []string{"no port"}}}, "PASSED"},
+		{"an ignored error warns", []Result{pass, {Result: policies.Error, Action: v1alpha1.Deny, Message: "x"}}, "WARNED"},
+		{"audit", []Result{pass, fail(v1alpha1.Audit)}, "AUDITED"},
+		{"pass", []Result{pass, {Result: policies.Skip}}, "PASSED"},
+		{"skip", []Result{{Result: policies.Skip}}, "SKIPPED"},
 	} {
 		if got := Verdict(tc.results); got != tc.want {
 			t.Errorf("%s: verdict %s, want %s", tc.name, got, tc.want)

@@ -187,7 +187,7 @@ func TestCheckMutatesFirst(t *testing.T) {
 	}
 	golden(t, "check-mutates-first.text", out)
 	for _, want := range []string{
-		"testdata/mutate/workloads.yaml: apps/v1 Deployment shop/api: MUTATE (2 pass, 0 fail, 0 error, 0 skip)",
+		"testdata/mutate/workloads.yaml: apps/v1 Deployment shop/api: MUTATED (2 pass, 0 fail, 0 error, 0 skip)",
 		"  PASS  Deny  [probes/defaults] applied: add readinessProbe (httpGet :8080/readyz) to container api; add livenessProbe (httpGet :8080/healthz) to container api",
 		`  PASS  Deny  [probes/defaults] container "cleanup" declares no TCP port: no probe added; declare a containerPort or write its probes`,
 		"  FAIL  Deny  [require-probes/readiness] containers without a readinessProbe: cleanup",
@@ -225,7 +225,7 @@ spec:
 	}
 	code, out, errOut := runCLI(t, "", "check", "-f", filepath.Join(dir, "pods.yaml"), "--policies", filepath.Join(dir, "policy.yaml"), "--insecure-registry", reg.Host)
 	want := fmt.Sprintf(`FAIL  Deny  [signed-images/cosign] spec.containers[0] ("app"): image %s/team/unsigned:v1: no signatures found`, reg.Host)
-	if code != ExitViolation || !strings.Contains(out, want) || !strings.Contains(out, "v1 Pod default/ok: PASS") {
+	if code != ExitViolation || !strings.Contains(out, want) || !strings.Contains(out, "v1 Pod default/ok: PASSED") {
 		t.Fatalf("exit %d\n%s%s\nwant %s", code, out, errOut, want)
 	}
 }
@@ -327,7 +327,7 @@ spec:
 		out, notIn string
 	}{
 		// The selector does not match without the namespace's labels; the Audit failure does not fail.
-		{[]string{}, ExitOK, "v1 Pod shop/web: AUDIT (0 pass, 1 fail, 0 error, 0 skip)", "prod-team"},
+		{[]string{}, ExitOK, "v1 Pod shop/web: AUDITED (0 pass, 1 fail, 0 error, 0 skip)", "prod-team"},
 		{[]string{"--fail-on", "audit"}, ExitViolation, "", ""},
 		{[]string{"--namespace-labels", "shop=env=production,tier=web"}, ExitOK, "FAIL  Warn  [prod-team/team]", ""},
 		{[]string{"--namespace-labels", "shop=env=production", "--fail-on", "warn"}, ExitViolation, "", ""},
