@@ -12,6 +12,10 @@ DURATION ?= 10s
 TENANT_RATE ?= 0
 N ?= 10000
 AUDIT_CPU ?=
+# What the binaries say of themselves (version, --version, portcullis_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/portcullis-dev/portcullis/pkg/version.Version=$(VERSION) -X github.com/portcullis-dev/portcullis/pkg/version.Commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
 
@@ -21,7 +25,7 @@ help: ## Show this help
 
 .PHONY: build
 build: ## Build kubectl-portcullis into bin/
-	$(GO) build -o $(BIN)/kubectl-portcullis ./cmd/kubectl-portcullis
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-portcullis ./cmd/kubectl-portcullis
 
 .PHONY: demo
 demo: envtest-bins build ## Run a local control plane with the webhook, apply the examples, tear down
@@ -44,6 +48,15 @@ test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against 
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	@echo "== the policy library's test suites"
 	$(BIN)/kubectl-portcullis test manifests/library
+
+.PHONY: image
+image: ## Build the server image (docker), with the version and commit
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t portcullis-webhook:$(VERSION) .
+
+.PHONY: image-digests
+image-digests: ## Print the current digests of the Dockerfile's base images, to bump their pins
+	@for ref in golang:1.26 gcr.io/distroless/static-debian12:nonroot; do \
+	  echo "$$ref@$$($(GO) run github.com/google/go-containerregistry/cmd/crane digest $$ref)"; done
 
 .PHONY: docs
 docs: ## Write the README's policy library table from the policies' annotations

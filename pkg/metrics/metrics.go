@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/pkg/version"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -84,6 +86,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "portcullis_audit_violations",
 		Help: "(object, rule) results of the existing objects that fail (fail, warn) or cannot be judged (error), by ClusterPolicy; namespaced Policies are summed under policy=\"(namespaced)\".",
 	}, []string{"policy", "result"})
+	build := version.Get()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portcullis_build_info",
+		Help: "Always 1: the version, commit and Go version of the running server.",
+	}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
+	reg.MustRegister(buildInfo)
 	reg.MustRegister(m.AuditScans, m.AuditObjects, m.AuditViolations)
 	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies, m.Verifications, m.VerifyCache, m.RegistryLatency)
 	return m

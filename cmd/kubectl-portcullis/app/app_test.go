@@ -2,10 +2,12 @@ package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +353,18 @@ spec:
 	// Outside a kustomize tree, the same document is an error.
 	if code, _, errOut := runCLI(t, "", "check", "-f", filepath.Join(app, "patch.yaml"), "--policies", policy); code != ExitUsage || !strings.Contains(errOut, "not a Kubernetes object") {
 		t.Errorf("a patch given as a file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestVersion: version prints the build's version, as text and JSON.
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "", "version")
+	if code != ExitOK || !strings.HasPrefix(out, "kubectl-portcullis ") || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+	code, out, _ = runCLI(t, "", "version", "-o", "json")
+	var info struct{ Version, GoVersion string }
+	if code != ExitOK || json.Unmarshal([]byte(out), &info) != nil || info.Version == "" || info.GoVersion != runtime.Version() {
+		t.Errorf("version -o json: exit %d, %q", code, out)
 	}
 }

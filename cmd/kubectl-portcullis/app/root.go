@@ -64,6 +64,6 @@ Installed on PATH it is also a kubectl plugin: kubectl portcullis ...`,
 		SilenceErrors: true,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl portcullis"},
 	}
-	root.AddCommand(newCheckCommand(s), newMutateCommand(s), newTestCommand(s), newReportCommand(s))
+	root.AddCommand(newCheckCommand(s), newMutateCommand(s), newTestCommand(s), newReportCommand(s), newVersionCommand(s))
 	return root
 }

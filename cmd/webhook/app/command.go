@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/portcullis-dev/portcullis/pkg/version"
+
 	"github.com/spf13/cobra"
 )
 
@@ -21,6 +23,7 @@ PolicyException objects on admission, reports their status, and manages its own 
 certificate unless --cert-dir provides one.`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
+		Version:      version.Get().String(),
 		RunE: func(*cobra.Command, []string) error {
 			if err := o.Validate(); err != nil {
 				return fmt.Errorf("invalid flags:\n%w", err)
@@ -29,5 +32,6 @@ certificate unless --cert-dir provides one.`,
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	cmd.SetVersionTemplate("portcullis webhook {{.Version}}\n")
 	return cmd
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/portcullis-dev/portcullis/pkg/version"
+
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +48,8 @@ const (
 func Run(ctx context.Context, o *Options) error {
 	ctrl.SetLogger(zap.New())
 	klog.SetLogger(ctrl.Log) // client-go's own messages (leader election, informers) as structured logs too
+	build := version.Get()
+	ctrl.Log.Info("starting portcullis webhook", "version", build.Version, "commit", build.Commit, "go", build.GoVersion)
 	if limit := setMemoryLimit(o.MemoryLimitRatio, cgroupMemoryLimitFiles); limit > 0 {
 		ctrl.Log.Info("Go memory limit set from the container's", "bytes", limit, "ratio", o.MemoryLimitRatio)
 	}
