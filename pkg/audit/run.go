@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -149,7 +150,11 @@ func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
 }
 
 func (s *Scanner) logScan(st ScanStats, err error) {
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, context.Canceled):
+		s.Log.Info("audit scan stopped: the server is stopping", "objects", st.Objects) // expected, not an error
+		return
+	case err != nil:
 		s.Log.Error(err, "audit scan")
 		return
 	}

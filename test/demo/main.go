@@ -101,7 +101,12 @@ func (d *demo) startWebhook() (stop func(), err error) {
 	}
 	port, _ := cluster.FreePort()
 	probes, _ := cluster.FreePort()
-	logFile, err := os.Create(filepath.Join(d.dir, "webhook.log"))
+	logPath := filepath.Join(d.dir, "webhook.log")
+	if keep := os.Getenv("DEMO_LOG"); keep != "" {
+		logPath = keep // the server's log, kept after the demo
+	}
+	logFile, err := os.Create(logPath) //nolint:gosec // the demo's own log, or where its user asked
+
 	if err != nil {
 		return nil, err
 	}
