@@ -25,11 +25,14 @@ help: ## Show this help
 
 .PHONY: build
 build: ## Build kubectl-portcullis into bin/
+	@echo "== building bin/kubectl-portcullis"
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl-portcullis ./cmd/kubectl-portcullis
 
 .PHONY: demo
 demo: envtest-bins build ## Run a local control plane with the webhook, apply the examples, tear down
-	$(GO) run ./test/demo -root .
+	@echo "== compiling the demo"
+	$(GO) build -o $(BIN)/demo ./test/demo
+	$(BIN)/demo -root .
 
 .PHONY: demo-offline
 demo-offline: build ## Check the example workloads with the CLI only (no cluster)
@@ -43,6 +46,9 @@ envtest-bins: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s
 
 .PHONY: test
 test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against a real API server, the library's suites
+	@echo "== compiling every test binary with the race detector (minutes on a cold cache; a line per package)"
+	$(GO) test -race -count=1 -run '^$$' -exec /bin/true ./...
+	@echo "== running every test, with the race detector (the e2e tests start kube-apiserver and etcd)"
 	KUBEBUILDER_ASSETS=$(CURDIR)/bin/k8s $(GO) test -race -count=1 ./...
 	@echo "== every benchmark once (-benchtime 1x), so a broken one fails the build"
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...

@@ -91,7 +91,7 @@ func (d *demo) must(stdin string, args ...string) error {
 // startWebhook runs the server binary against the control plane, installs the webhook
 // configurations pointed at it, and waits until it serves with its caBundle injected.
 func (d *demo) startWebhook() (stop func(), err error) {
-	step("starting the webhook server (self-managed certificates, leader election)")
+	step("building and starting the webhook server (self-managed certificates, leader election)")
 	if err := d.must("", "create", "namespace", "portcullis-system"); err != nil {
 		return nil, err
 	}
