@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -140,6 +141,8 @@ type Admitted struct {
 	// JSON is Object's document.
 	JSON    []byte
 	Mutated bool
+	// Patches are the mutations applied to the input's document.
+	Patches []jsonpatch.JsonPatchOperation
 	// Results are the mutating rules' results, then the validating rules'.
 	Results []policies.Result
 }
@@ -167,7 +170,7 @@ func Admit(ctx context.Context, engine *policies.Engine, inputs []Input, namespa
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", in.Doc.Where(), err)
 		}
-		out = append(out, Admitted{Input: in, Object: adm.Object, JSON: adm.JSON, Mutated: adm.Mutated, Results: adm.Results})
+		out = append(out, Admitted{Input: in, Object: adm.Object, JSON: adm.JSON, Mutated: adm.Mutated, Patches: adm.Patches, Results: adm.Results})
 	}
 	return out, nil
 }

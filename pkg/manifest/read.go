@@ -31,6 +31,11 @@ type Document struct {
 	// Line is the line of File where the document starts (its first line that is neither
 	// blank nor a comment), from 1; 0 when not known.
 	Line int
+	// Raw is the document's YAML text as the file holds it, and Span where: the bytes
+	// [Span[0], Span[1]) of File. Both are empty for the items of a List, which are not
+	// documents of their own.
+	Raw  []byte
+	Span [2]int
 }
 
 // Where names the document in messages: "deploy/web.yaml" or "deploy/all.yaml (document 3)".
@@ -257,6 +262,9 @@ func Split(file string, data []byte) ([]Document, error) {
 		}
 		for j := range d {
 			d[j].Line = c.line
+			if len(d) == 1 && d[j].Index == fmt.Sprint(n) {
+				d[j].Raw, d[j].Span = c.raw, [2]int{c.offset, c.offset + len(c.raw)}
+			}
 		}
 		docs = append(docs, d...)
 	}
@@ -271,6 +279,7 @@ func Split(file string, data []byte) ([]Document, error) {
 type chunk struct {
 	raw         []byte
 	start, line int
+	offset      int // of raw in the file
 }
 
 // yamlLine finds the line of a YAML error: "yaml: line 3: ...".
@@ -306,7 +315,10 @@ func splitYAML(data []byte) ([]chunk, error) {
 		}
 		cur = chunk{}
 	}
+	offset := 0
 	for n, line := range bytes.SplitAfter(data, []byte("\n")) {
+		at := offset
+		offset += len(line)
 		if bytes.HasPrefix(line, []byte("---")) {
 			rest := bytes.TrimSpace(line[3:])
 			if len(rest) > 0 && rest[0] != '#' {
@@ -317,7 +329,7 @@ func splitYAML(data []byte) ([]chunk, error) {
 			continue
 		}
 		if len(cur.raw) == 0 {
-			cur.start = n + 1
+			cur.start, cur.offset = n+1, at
 		}
 		if t := bytes.TrimSpace(line); cur.line == 0 && len(t) > 0 && t[0] != '#' {
 			cur.line = n + 1

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"gomodules.xyz/jsonpatch/v2"
+
 	"github.com/portcullis-dev/portcullis/pkg/mutate"
 )
 
@@ -14,6 +16,8 @@ type Admission struct {
 	// JSON is Object's document: the request's own when nothing was mutated.
 	JSON    []byte
 	Mutated bool
+	// Patches are the mutations applied to the request's document, as JSON patches.
+	Patches []jsonpatch.JsonPatchOperation
 	// Results are the mutating rules' results, then the validating rules'.
 	Results []Result
 }
@@ -30,6 +34,7 @@ func (e *Engine) Admit(ctx context.Context, req *Request, raw []byte, d *Decoder
 	a := &Admission{Object: req.Object, JSON: raw}
 	validate := *req
 	if len(m.Patches) > 0 {
+		a.Patches = m.Patches
 		if a.JSON, err = mutate.Apply(raw, m.Patches); err != nil {
 			return nil, fmt.Errorf("applying mutations: %w", err)
 		}

@@ -368,3 +368,44 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version -o json: exit %d, %q", code, out)
 	}
 }
+
+// TestMutateInPlace: -i writes the changed file in place, as mutate prints it: the fields added,
+// and every other byte of the file kept; a file nothing changes is not written.
+func TestMutateInPlace(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("testdata/mutate/workloads.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "workloads.yaml")
+	untouched := filepath.Join(dir, "other.yaml")
+	other := "# nothing to probe\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n"
+	for name, content := range map[string]string{file: string(src), untouched: other} {
+		if err := os.WriteFile(name, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.Stat(untouched)
+	_, printed, _ := runCLI(t, "", "mutate", "-f", file, "--policies", "testdata/mutate/policies.yaml")
+	code, out, errOut := runCLI(t, "", "mutate", "-f", dir, "--policies", "testdata/mutate/policies.yaml", "-i")
+	if code != ExitViolation || out != "" || !strings.Contains(errOut, file+": 1 object(s) changed") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != printed {
+		t.Errorf("the file written in place differs from what mutate prints:\n%s\n---\n%s", got, printed)
+	}
+	if st, _ := os.Stat(file); st.Mode().Perm() != 0o640 {
+		t.Errorf("the file's mode became %v", st.Mode().Perm())
+	}
+	after, _ := os.Stat(untouched)
+	if content, _ := os.ReadFile(untouched); string(content) != other || !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a file nothing changes was written")
+	}
+	if code, _, errOut := runCLI(t, "", "mutate", "-f", "-", "--policies", "testdata/mutate/policies.yaml", "-i"); code != ExitUsage || !strings.Contains(errOut, "-i writes the files given with -f") {
+		t.Errorf("-i with stdin: exit %d, %q", code, errOut)
+	}
+}
