@@ -114,7 +114,7 @@ kind: ClusterPolicy
 metadata: {name: odd-kinds}
 spec:
   enforcement: Audit
-  match: {kinds: [coordination.k8s.io/Lease, apps/Deploymnt, core/ConfigMap]}
+  match: {kinds: [coordination.k8s.io/Lease, widgets.example.com/Widget, core/ConfigMap]}
   podControllers: false
   rules:
     - name: named
@@ -124,7 +124,7 @@ spec:
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NotIntercepted" {
 		t.Fatalf("Intercepted condition %+v, want False NotIntercepted", c)
 	}
-	for _, want := range []string{`kind "coordination.k8s.io/Lease" is never intercepted`, `kind "apps/Deploymnt" is not served`} {
+	for _, want := range []string{`kind "coordination.k8s.io/Lease" is never intercepted`, `kind "widgets.example.com/Widget" is not served`} {
 		if !strings.Contains(c.Message, want) {
 			t.Errorf("condition message %q does not say %q", c.Message, want)
 		}

@@ -156,7 +156,13 @@ func (s *Scanner) logScan(st ScanStats, err error) {
 		return
 	case err != nil:
 		s.Log.Error(err, "audit scan")
+		if s.Observer != nil {
+			s.Observer.AuditScanOutcome(false)
+		}
 		return
+	}
+	if s.Observer != nil {
+		s.Observer.AuditScanOutcome(len(st.Unlisted) == 0)
 	}
 	scan := "full"
 	if st.Partial {

@@ -67,6 +67,9 @@ type Scanner struct {
 // Observer is told what the audit does and finds (the metrics).
 type Observer interface {
 	AuditScan(partial bool, d time.Duration, objects int)
+	// AuditScanOutcome says whether a scan succeeded: every resource listed, reports and
+	// status written.
+	AuditScanOutcome(ok bool)
 	// AuditViolationCounts gets, by policy, the counts of failures, warnings and errors.
 	AuditViolationCounts(byPolicy map[string]map[string]int)
 }

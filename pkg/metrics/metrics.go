@@ -5,6 +5,9 @@
 package metrics
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"math"
 	"strings"
 	"time"
 
@@ -28,6 +31,9 @@ type Metrics struct {
 	AuditScans      *prometheus.HistogramVec
 	AuditObjects    prometheus.Counter
 	AuditViolations *prometheus.GaugeVec
+	// AuditFailures counts failed scans; AuditLastSuccess dates the last good one.
+	AuditFailures    prometheus.Counter
+	AuditLastSuccess prometheus.Gauge
 
 	Verifications   *prometheus.CounterVec
 	VerifyCache     *prometheus.CounterVec
@@ -93,6 +99,15 @@ func New(reg prometheus.Registerer) *Metrics {
 	}, []string{"version", "commit", "goversion"})
 	buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
 	reg.MustRegister(buildInfo)
+	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portcullis_audit_scan_failures_total",
+		Help: "Audit scans that failed (a resource that could not be listed, reports that could not be written); a scan stopped by shutdown is not one.",
+	})
+	m.AuditLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "portcullis_audit_last_scan_success_timestamp_seconds",
+		Help: "When the last audit scan of this replica finished without error (Unix time); 0 before the first.",
+	})
+	reg.MustRegister(m.AuditFailures, m.AuditLastSuccess)
 	reg.MustRegister(m.AuditScans, m.AuditObjects, m.AuditViolations)
 	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies, m.Verifications, m.VerifyCache, m.RegistryLatency)
 	return m
@@ -123,6 +138,15 @@ func (m *Metrics) AuditScan(partial bool, d time.Duration, objects int) {
 	m.AuditObjects.Add(float64(objects))
 }
 
+// AuditScanOutcome implements audit.Observer: a failed scan is counted, a good one dated.
+func (m *Metrics) AuditScanOutcome(ok bool) {
+	if ok {
+		m.AuditLastSuccess.SetToCurrentTime()
+	} else {
+		m.AuditFailures.Inc()
+	}
+}
+
 // AuditViolationCounts implements audit.Observer: counts by policy name ("namespace/name" for a
 // namespaced Policy) and result. Series of policies that have none any more are dropped.
 func (m *Metrics) AuditViolationCounts(byPolicy map[string]map[string]int) {
@@ -135,4 +159,26 @@ func (m *Metrics) AuditViolationCounts(byPolicy map[string]map[string]int) {
 			m.AuditViolations.WithLabelValues(policy, result).Add(float64(n))
 		}
 	}
+}
+
+// WatchCertificate exports the expiry of the certificate the webhooks serve, read at each
+// scrape from get (tls.Config.GetCertificate): portcullis_serving_certificate_expiry_timestamp_seconds,
+// NaN while there is none.
+func WatchCertificate(reg prometheus.Registerer, get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "portcullis_serving_certificate_expiry_timestamp_seconds",
+		Help: "When the certificate the webhooks serve expires (Unix time); NaN while none is loaded.",
+	}, func() float64 {
+		c, err := get(&tls.ClientHelloInfo{})
+		if err != nil || c == nil || len(c.Certificate) == 0 {
+			return math.NaN()
+		}
+		leaf := c.Leaf
+		if leaf == nil {
+			if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+				return math.NaN()
+			}
+		}
+		return float64(leaf.NotAfter.Unix())
+	}))
 }

@@ -103,6 +103,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		}
 	}
 	m := metrics.New(reg)
+	metrics.WatchCertificate(reg, whServer.Options.TLSConfig.GetCertificate)
 	compiler, err := buildCompiler(o, m, mgr.GetAPIReader())
 	if err != nil {
 		return nil, nil, err
