@@ -54,6 +54,11 @@ test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against 
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	@echo "== the policy library's test suites"
 	$(BIN)/kubectl-portcullis test manifests/library
+	$(MAKE) --no-print-directory test-monitoring
+
+.PHONY: test-monitoring
+test-monitoring: ## Check and unit-test the monitoring kit's alerting rules with promtool
+	$(GO) run ./hack/monitoring
 
 .PHONY: image
 image: ## Build the server image (docker), with the version and commit
