@@ -1,6 +1,10 @@
 package test
 
 import (
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,4 +63,66 @@ func TestManifests(t *testing.T) {
 			t.Errorf("the audit-only overlay does not set --audit-only and failurePolicy Ignore")
 		}
 	}
+}
+
+// prometheusOperator is the Prometheus Operator release whose CRDs the monitoring kit is
+// applied against, from the module proxy.
+const prometheusOperator = "github.com/prometheus-operator/prometheus-operator@v0.90.1"
+
+// TestInstallsApply applies what the repository installs to the real API server, server-side
+// and dry-run, so that a schema error (a misspelt field, a wrong type) fails here rather than in
+// a user's cluster: the kustomize base, the audit-only overlay, the policy library (through the
+// policy webhook too), and the monitoring kit against the Prometheus Operator's CRDs.
+func TestInstallsApply(t *testing.T) {
+	dir, err := operatorCRDs(t)
+	if err != nil {
+		t.Fatalf("the Prometheus Operator's CRDs (%s): %v", prometheusOperator, err)
+	}
+	for _, crd := range []string{"monitoring.coreos.com_podmonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml"} {
+		if _, stderr, err := kubectl(t, "", "apply", "--server-side", "-f", filepath.Join(dir, crd)); err != nil {
+			t.Fatalf("installing %s: %v\n%s", crd, err, stderr)
+		}
+	}
+	if _, stderr, err := kubectl(t, "", "wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com", "--timeout=30s"); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	for _, kit := range []string{"../manifests", "../manifests/overlays/audit-only", "../manifests/library", "../manifests/monitoring"} {
+		out, stderr, err := kubectl(t, "", "kustomize", kit)
+		if err != nil {
+			t.Fatalf("kubectl kustomize %s: %v\n%s", kit, err, stderr)
+		}
+		// The server's namespace exists already: its objects are checked, not created. The
+		// e2e servers' webhook configurations (url, not service) have the names the install
+		// gives its own; the install's are checked under names of their own.
+		for _, name := range []string{"portcullis-validating", "portcullis-mutating"} {
+			out = strings.ReplaceAll(out, "name: "+name+"\n", "name: "+name+"-install-check\n")
+		}
+		applied, stderr, err := kubectl(t, out, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "--field-manager=install-check", "-f", "-")
+		if err != nil {
+			t.Errorf("%s does not apply: %v\n%s", kit, err, stderr)
+			continue
+		}
+		if n := strings.Count(applied, "serverside-applied (server dry run)"); n == 0 {
+			t.Errorf("%s: nothing applied:\n%s", kit, applied)
+		}
+	}
+}
+
+// operatorCRDs downloads the Prometheus Operator's module and returns its CRDs' directory.
+func operatorCRDs(t *testing.T) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "go", "mod", "download", "-json", prometheusOperator)
+	cmd.Dir = t.TempDir() // outside the module: the download is not a dependency
+	out, err := cmd.Output()
+	if err != nil {
+		return "", err
+	}
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil {
+		return "", err
+	}
+	if mod.Error != "" {
+		return "", errors.New(mod.Error)
+	}
+	return filepath.Join(mod.Dir, "example", "prometheus-operator-crd"), nil
 }
