@@ -55,6 +55,17 @@ test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against 
 	@echo "== the policy library's test suites"
 	$(BIN)/kubectl-portcullis test manifests/library
 	$(MAKE) --no-print-directory test-monitoring
+	$(MAKE) --no-print-directory test-chart
+
+.PHONY: chart
+chart: ## Write charts/portcullis from the kustomize install (its one source of truth)
+	$(GO) run ./hack/chart .
+
+.PHONY: test-chart
+test-chart: ## Lint the Helm chart with helm and check it renders what kustomize builds
+	@echo "== building helm (tools/helm; minutes on a cold cache)"
+	$(GO) build -modfile=tools/helm/go.mod -o $(BIN)/helm helm.sh/helm/v4/cmd/helm
+	$(GO) run ./hack/chart -verify $(BIN)/helm .
 
 .PHONY: test-monitoring
 test-monitoring: ## Check and unit-test the monitoring kit's alerting rules with promtool
