@@ -45,7 +45,7 @@ envtest-bins: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s
 	./hack/envtest-bins.sh
 
 .PHONY: test
-test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against a real API server, the library's suites
+test: envtest-bins build helm-bin ## Run every test: unit, golden, fixtures, e2e against a real API server, the library's suites
 	@echo "== compiling every test binary with the race detector (minutes on a cold cache; a line per package)"
 	$(GO) test -race -count=1 -run '^$$' -exec /bin/true ./...
 	@echo "== running every test, with the race detector (the e2e tests start kube-apiserver and etcd)"
@@ -61,10 +61,13 @@ test: envtest-bins build ## Run every test: unit, golden, fixtures, e2e against 
 chart: ## Write charts/portcullis from the kustomize install (its one source of truth)
 	$(GO) run ./hack/chart .
 
-.PHONY: test-chart
-test-chart: ## Lint the Helm chart with helm and check it renders what kustomize builds
-	@echo "== building helm (tools/helm; minutes on a cold cache)"
+.PHONY: helm-bin
+helm-bin: ## Build helm v4 into bin/ from the module proxy (tools/helm), for the chart's tests
+	@echo "== building bin/helm (tools/helm; minutes on a cold cache)"
 	$(GO) build -modfile=tools/helm/go.mod -o $(BIN)/helm helm.sh/helm/v4/cmd/helm
+
+.PHONY: test-chart
+test-chart: helm-bin ## Lint the Helm chart with helm and check it renders what kustomize builds
 	$(GO) run ./hack/chart -verify $(BIN)/helm .
 
 .PHONY: test-monitoring

@@ -3,6 +3,8 @@ package test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -86,10 +88,10 @@ func TestInstallsApply(t *testing.T) {
 	if _, stderr, err := kubectl(t, "", "wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com", "--timeout=30s"); err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	for _, kit := range []string{"../manifests", "../manifests/overlays/audit-only", "../manifests/library", "../manifests/monitoring"} {
-		out, stderr, err := kubectl(t, "", "kustomize", kit)
+	for _, kit := range []string{"../manifests", "../manifests/overlays/audit-only", "../manifests/library", "../manifests/monitoring", "../charts/portcullis"} {
+		out, stderr, err := render(t, kit)
 		if err != nil {
-			t.Fatalf("kubectl kustomize %s: %v\n%s", kit, err, stderr)
+			t.Fatalf("rendering %s: %v\n%s", kit, err, stderr)
 		}
 		// The server's namespace exists already: its objects are checked, not created. The
 		// e2e servers' webhook configurations (url, not service) have the names the install
@@ -106,6 +108,28 @@ func TestInstallsApply(t *testing.T) {
 			t.Errorf("%s: nothing applied:\n%s", kit, applied)
 		}
 	}
+}
+
+// render renders a kustomization with kubectl, or the chart with helm (bin/helm, which make
+// test builds first), every option on.
+func render(t *testing.T, dir string) (string, string, error) {
+	t.Helper()
+	if !strings.HasPrefix(dir, "../charts/") {
+		return kubectl(t, "", "kustomize", dir)
+	}
+	helm, err := filepath.Abs("../bin/helm")
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := os.Stat(helm); err != nil {
+		return "", "", fmt.Errorf("%w: build it with make helm-bin (make test does)", err)
+	}
+	cmd := exec.CommandContext(t.Context(), helm, "template", "portcullis", dir, "--namespace", "portcullis-system",
+		"--set", "monitoring.enabled=true,networkPolicy.enabled=true,auditOnly=true")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	return stdout.String(), stderr.String(), err
 }
 
 // operatorCRDs downloads the Prometheus Operator's module and returns its CRDs' directory.
