@@ -12,6 +12,8 @@ DURATION ?= 10s
 TENANT_RATE ?= 0
 N ?= 10000
 AUDIT_CPU ?=
+FORMAT ?= yaml
+PODS ?= 1000
 # What the binaries say of themselves (version, --version, portcullis_build_info).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -120,6 +122,10 @@ bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99,
 .PHONY: bench-audit
 bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle, at the first of RATES
 	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -rates $(RATES) -duration $(DURATION)
+
+.PHONY: bench-cli
+bench-cli: build ## Time check on PODS generated ~7 KB Pods (default 1000; FORMAT=yaml|json): medians of wall, CPU, peak RSS
+	$(GO) run ./test/benchcli -root . -n $(PODS) -format $(FORMAT)
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading, evaluation, policy compilation and the review handler for FUZZTIME each
