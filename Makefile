@@ -112,8 +112,10 @@ lint: ## Run golangci-lint (v2, pinned in tools/go.mod)
 	$(LINT) run ./...
 
 .PHONY: bench
-bench: ## Run the engine benchmarks (BENCHCOUNT runs each, for benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/...
+bench: ## Run the engine benchmarks (BENCHCOUNT runs each) into bin/bench-<commit>.txt, benchstat's input
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/... | tee $(BIN)/bench-$(VERSION).txt
+	@echo "== wrote $(BIN)/bench-$(VERSION).txt; compare two with: go run golang.org/x/perf/cmd/benchstat@latest OLD NEW"
 
 .PHONY: bench-load
 bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant)
