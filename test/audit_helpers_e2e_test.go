@@ -172,7 +172,7 @@ func checkCluster(t *testing.T, kubeconfig string, args ...string) (report.Summa
 		t.Fatal(err)
 	}
 	for _, r := range rep.Results {
-		if r.File != cli.ClusterFile {
+		if r.File != report.ClusterFile {
 			t.Fatalf("check --cluster: a result of file %q", r.File)
 		}
 	}

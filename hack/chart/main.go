@@ -341,21 +341,15 @@ func (r replacement) apply(y []byte) []byte {
 			text = strings.ReplaceAll(text, "__INDENT__", fmt.Sprint(indent+2))
 		}
 		text = strings.ReplaceAll(text, "__INDENT__", strings.Repeat(" ", indent))
-		if strings.HasPrefix(strings.TrimSpace(l), r.placeholder) && strings.Contains(r.text, "\n") {
-			lines[i] = strings.Repeat(" ", indent) + text // a whole line replaced by a block
-			if strings.HasPrefix(text, "{{-") {
-				lines[i] = text
-			}
-			continue
-		}
 		lines[i] = l[:at] + text + l[at+len(r.placeholder):]
 	}
 	return []byte(strings.Join(lines, "\n"))
 }
 
-// escapeBraces keeps the objects' own "{{" (alert templates) from Helm's template engine.
+// braces are the objects' own "{{ ... }}" (the alerts' templates).
 var braces = regexp.MustCompile(`\{\{[^}]*\}\}`)
 
+// escapeBraces keeps the objects' own braces from Helm's template engine.
 func escapeBraces(y []byte) []byte {
 	return braces.ReplaceAllFunc(y, func(m []byte) []byte {
 		return []byte("{{ `" + string(m) + "` }}")

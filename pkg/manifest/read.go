@@ -155,7 +155,7 @@ func expand(p string, exclude []string) ([]file, error) {
 	}
 	st, err := os.Stat(p)
 	if err != nil {
-		return nil, &InputError{Where: p, Err: unwrapPathError(err)}
+		return nil, &InputError{Where: p, Err: WithoutPath(err)}
 	}
 	if !st.IsDir() {
 		return []file{{path: p}}, nil
@@ -164,7 +164,7 @@ func expand(p string, exclude []string) ([]file, error) {
 	kustomized := map[string]bool{} // directories at or below a kustomization
 	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return &InputError{Where: path, Err: unwrapPathError(err)}
+			return &InputError{Where: path, Err: WithoutPath(err)}
 		}
 		if path != p && excluded(path, exclude) {
 			if d.IsDir() {
@@ -205,8 +205,11 @@ func excluded(path string, globs []string) bool {
 	return false
 }
 
+// kustomizationFiles are the names kustomize reads a kustomization from.
+var kustomizationFiles = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
 func hasKustomization(dir string) bool {
-	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+	for _, name := range kustomizationFiles {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return true
 		}
@@ -223,7 +226,9 @@ func isSuiteDir(dir string) bool {
 	return err == nil
 }
 
-func unwrapPathError(err error) error {
+// WithoutPath is a file error without the path the caller names anyway: "no such file or
+// directory" rather than "open x.yaml: no such file or directory".
+func WithoutPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
@@ -231,13 +236,7 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-func isKustomization(name string) bool {
-	switch name {
-	case "kustomization.yaml", "kustomization.yml", "Kustomization":
-		return true
-	}
-	return false
-}
+func isKustomization(name string) bool { return slices.Contains(kustomizationFiles, name) }
 
 // Split splits a file's content into documents, expanding List objects.
 func Split(file string, data []byte) ([]Document, error) {

@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/golden"
+
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/report"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
 func runner(t *testing.T) *Runner {
 	t.Helper()
@@ -89,7 +88,7 @@ func TestGoldenOutputs(t *testing.T) {
 		if err := Write(&b, format, results); err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "suites."+format, b.String())
+		golden.Check(t, "suites."+format, b.String())
 		if format == "junit" {
 			var doc report.JUnitSuites
 			if err := xml.Unmarshal(b.Bytes(), &doc); err != nil {
@@ -99,24 +98,6 @@ func TestGoldenOutputs(t *testing.T) {
 				t.Errorf("junit counts: %d tests, %d failures, %d errors, %d suites", doc.Tests, doc.Failures, doc.Errors, len(doc.Suites))
 			}
 		}
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run make golden)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (run make golden and review the diff):\n--- got\n%s\n--- want\n%s", name, got, want)
 	}
 }
 

@@ -5,12 +5,10 @@ package policytest
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -146,7 +144,7 @@ func Find(paths []string) ([]string, error) {
 func Load(file string) (*Suite, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, &BadSuiteError{File: file, Err: unwrapPathError(err)}
+		return nil, &BadSuiteError{File: file, Err: manifest.WithoutPath(err)}
 	}
 	var s Suite
 	if err := yaml.UnmarshalStrict(data, &s); err != nil {
@@ -244,12 +242,4 @@ func (s *Suite) paths(ps []string) []string {
 		out[i] = s.path(p)
 	}
 	return out
-}
-
-func unwrapPathError(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s", strings.TrimPrefix(pe.Err.Error(), pe.Path+": "))
-	}
-	return err
 }

@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/golden"
+
 	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
 // The examples are the demo's: the library, example platform policies and workloads.
 const (
@@ -32,24 +31,6 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 	return code, out.String(), errb.String()
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run make golden)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (run make golden and review the diff):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func TestGoldenCheck(t *testing.T) {
 	for _, format := range []string{"text", "json", "junit", "sarif"} {
 		t.Run(format, func(t *testing.T) {
@@ -57,7 +38,7 @@ func TestGoldenCheck(t *testing.T) {
 			if code != ExitViolation || errOut != "" {
 				t.Fatalf("exit %d, stderr %q", code, errOut)
 			}
-			golden(t, "check."+format, out)
+			golden.Check(t, "check."+format, out)
 		})
 	}
 }
@@ -68,7 +49,7 @@ func TestGoldenCheckQuiet(t *testing.T) {
 	if code != ExitViolation || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
-	golden(t, "check-quiet.text", out)
+	golden.Check(t, "check-quiet.text", out)
 }
 
 // TestGoldenCheckReviews: AdmissionReview documents are judged as the requests they recorded,
@@ -78,7 +59,7 @@ func TestGoldenCheckReviews(t *testing.T) {
 	if code != ExitViolation || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
-	golden(t, "check-reviews.text", out)
+	golden.Check(t, "check-reviews.text", out)
 	for _, bad := range []struct{ review, want string }{
 		{"request: {operation: UPDATE, kind: {version: v1, kind: Pod}, object: {apiVersion: v1, kind: Pod, metadata: {name: p}}}",
 			"request.oldObject: Required value: an UPDATE has the object before it"},
@@ -119,7 +100,7 @@ func TestGoldenErrors(t *testing.T) {
 			if strings.Contains(errOut, "goroutine") || strings.Contains(errOut, "panic") {
 				t.Fatalf("stack trace in %q", errOut)
 			}
-			golden(t, "error-"+tt.name+".txt", errOut)
+			golden.Check(t, "error-"+tt.name+".txt", errOut)
 		})
 	}
 }
@@ -175,7 +156,7 @@ func TestGoldenMutate(t *testing.T) {
 			if code != ExitViolation || !strings.Contains(errOut, "[require-probes/readiness] containers without a readinessProbe: cleanup") {
 				t.Fatalf("exit %d, stderr %q", code, errOut)
 			}
-			golden(t, "mutate."+format, out)
+			golden.Check(t, "mutate."+format, out)
 		})
 	}
 }
@@ -187,7 +168,7 @@ func TestCheckMutatesFirst(t *testing.T) {
 	if code != ExitViolation {
 		t.Fatalf("exit %d", code)
 	}
-	golden(t, "check-mutates-first.text", out)
+	golden.Check(t, "check-mutates-first.text", out)
 	for _, want := range []string{
 		"testdata/mutate/workloads.yaml: apps/v1 Deployment shop/api: MUTATED (2 pass, 0 fail, 0 error, 0 skip)",
 		"  PASS  Deny  [probes/defaults] applied: add readinessProbe (httpGet :8080/readyz) to container api; add livenessProbe (httpGet :8080/healthz) to container api",

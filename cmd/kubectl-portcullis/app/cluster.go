@@ -19,9 +19,6 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/report"
 )
 
-// ClusterFile is the file of every result of check --cluster.
-const ClusterFile = report.ClusterFile
-
 // clusterOptions are check's flags for judging the live objects of a cluster.
 type clusterOptions struct {
 	cluster       bool
@@ -132,6 +129,6 @@ func (j *clusterJudge) judge(ctx context.Context, r intercept.Resource, raw []by
 	if len(results) == 0 {
 		results = []policies.Result{{Resource: res.Ref(), Result: policies.Skip, Message: "no policy matches this resource"}}
 	}
-	rep.Add(ClusterFile, res.Ref(), results)
+	rep.Add(report.ClusterFile, res.Ref(), results)
 	return nil
 }
