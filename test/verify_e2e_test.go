@@ -88,7 +88,7 @@ func TestVerifyImagesThroughTheAPIServer(t *testing.T) {
 	})
 
 	m := scrapeMetrics(t)
-	for _, want := range []string{`portcullis_image_verifications_total{outcome="verified"}`, `portcullis_image_verifications_total{outcome="unsigned"}`,
+	for _, want := range []string{`portcullis_image_verifications_total{check="signature",outcome="verified"}`, `portcullis_image_verifications_total{check="signature",outcome="unsigned"}`,
 		`portcullis_image_verification_cache_lookups_total{result="hit"}`, `portcullis_registry_verification_duration_seconds_count`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)

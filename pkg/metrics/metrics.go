@@ -68,8 +68,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.Verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_image_verifications_total",
-		Help: "Image verifications by outcome: verified, unsigned, untrusted, error (registry unreachable or too slow).",
-	}, []string{"outcome"})
+		Help: "Image verifications by check (signature, attestation) and outcome: verified, unsigned (none found), untrusted (none acceptable), error (registry unreachable or too slow).",
+	}, []string{"check", "outcome"})
 	m.VerifyCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_image_verification_cache_lookups_total",
 		Help: "Image verification cache lookups by result: hit or miss.",
@@ -114,7 +114,9 @@ func New(reg prometheus.Registerer) *Metrics {
 }
 
 // Verification implements verify.Observer.
-func (m *Metrics) Verification(outcome string) { m.Verifications.WithLabelValues(outcome).Inc() }
+func (m *Metrics) Verification(check, outcome string) {
+	m.Verifications.WithLabelValues(check, outcome).Inc()
+}
 
 // CacheLookup implements verify.Observer.
 func (m *Metrics) CacheLookup(hit bool) {

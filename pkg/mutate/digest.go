@@ -11,8 +11,9 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
-// PinDigests pins every verified image of the matching containers to the digest that was
-// verified: image:tag becomes image:tag@sha256:…, so what runs is exactly what was verified.
+// PinDigests pins every verified image of the matching containers and image volumes to the
+// digest that was verified: image:tag becomes image:tag@sha256:…, so what runs (or is mounted) is
+// exactly what was verified.
 type PinDigests struct {
 	// Matches selects the images to pin.
 	Matches func(image string) bool
@@ -24,27 +25,32 @@ type PinDigests struct {
 // rule judges it), with a warning when the registry could not be read.
 func (m *PinDigests) Mutate(ctx context.Context, pod Pod) Result {
 	var res Result
-	visit := func(c *corev1.Container, pointer string) {
-		if strings.Contains(c.Image, "@") || !m.Matches(c.Image) {
+	visit := func(image *string, what, pointer string) {
+		if strings.Contains(*image, "@") || !m.Matches(*image) {
 			return
 		}
-		v, err := m.Verifier.Verify(ctx, c.Image, pod.Keychain)
+		v, err := m.Verifier.Verify(ctx, *image, pod.Keychain)
 		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("container %q: image %s not pinned: %v", c.Name, c.Image, err))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: image %s not pinned: %v", what, *image, err))
 			return
 		}
 		if !v.Verified {
 			return
 		}
-		pinned := c.Image + "@" + v.Digest
+		pinned := *image + "@" + v.Digest
 		res.Changes = append(res.Changes, Change{
-			Patch:       jsonpatch.JsonPatchOperation{Operation: "replace", Path: pointer + "/image", Value: pinned},
-			Description: fmt.Sprintf("pin image %s to %s in container %s", c.Image, v.Digest, c.Name),
-			Apply:       func() { c.Image = pinned },
+			Patch:       jsonpatch.JsonPatchOperation{Operation: "replace", Path: pointer, Value: pinned},
+			Description: fmt.Sprintf("pin image %s to %s in %s", *image, v.Digest, what),
+			Apply:       func() { *image = pinned },
 		})
 	}
 	VisitContainers(pod.Spec, true, func(list string, i int, c *corev1.Container) {
-		visit(c, ContainerPointer(pod.SpecPointer, list, i))
+		visit(&c.Image, fmt.Sprintf("container %s", c.Name), ContainerPointer(pod.SpecPointer, list, i)+"/image")
 	})
+	for i := range pod.Spec.Volumes {
+		if vol := &pod.Spec.Volumes[i]; vol.Image != nil {
+			visit(&vol.Image.Reference, fmt.Sprintf("image volume %s", vol.Name), fmt.Sprintf("%s/volumes/%d/image/reference", pod.SpecPointer, i))
+		}
+	}
 	return res
 }

@@ -32,6 +32,18 @@ const (
 	MaxTextLength = 1024
 	// MaxKeyLength bounds an inline PEM public key.
 	MaxKeyLength = 8192
+	// MaxIdentities bounds a verifyImages rule's keyless identities.
+	MaxIdentities = 32
+	// MaxAttestations bounds a verifyImages rule's attestations, and MaxConditions the
+	// conditions of each.
+	MaxAttestations = 16
+	MaxConditions   = 16
+	// MaxExtensions bounds the Fulcio extensions an identity constrains.
+	MaxExtensions = 16
+	// MaxChainLength bounds a PEM certificateChain.
+	MaxChainLength = 64 << 10
+	// MaxTrustedRootLength bounds an inline trusted root (verify.MaxTrustedRootBytes).
+	MaxTrustedRootLength = 256 << 10
 	// MaxSelectorTerms bounds a label selector: its matchLabels plus its matchExpressions, and
 	// the values of each expression.
 	MaxSelectorTerms = 32
@@ -187,6 +199,37 @@ func (b *bounds) rule(path *field.Path, r *v1alpha1.Rule) {
 				b.text(rp.Child("namespace"), ref.Namespace, 63)
 				b.text(rp.Child("name"), ref.Name, MaxNameLength)
 				b.text(rp.Child("key"), ref.Key, MaxNameLength)
+			}
+		}
+		b.items(p.Child("keyless"), len(s.Keyless), MaxIdentities)
+		for i, id := range s.Keyless {
+			ip := p.Child("keyless").Index(i)
+			for name, v := range map[string]string{"issuer": id.Issuer, "issuerRegExp": id.IssuerRegExp, "subject": id.Subject, "subjectRegExp": id.SubjectRegExp} {
+				b.text(ip.Child(name), v, MaxTextLength)
+			}
+			b.items(ip.Child("extensions"), len(id.Extensions), MaxExtensions)
+			for k, v := range id.Extensions {
+				b.text(ip.Child("extensions").Key(truncateKey(k)), v, MaxTextLength)
+			}
+		}
+		b.text(p.Child("certificateChain"), s.CertificateChain, MaxChainLength)
+		if tr := s.TrustedRoot; tr != nil {
+			b.text(p.Child("trustedRoot", "json"), tr.JSON, MaxTrustedRootLength)
+			if ref := tr.ConfigMapRef; ref != nil {
+				rp := p.Child("trustedRoot", "configMapRef")
+				b.text(rp.Child("namespace"), ref.Namespace, 63)
+				b.text(rp.Child("name"), ref.Name, MaxNameLength)
+				b.text(rp.Child("key"), ref.Key, MaxNameLength)
+			}
+		}
+		b.items(p.Child("attestations"), len(s.Attestations), MaxAttestations)
+		for i, a := range s.Attestations {
+			ap := p.Child("attestations").Index(i)
+			b.text(ap.Child("predicateType"), a.PredicateType, MaxGlobLength)
+			b.items(ap.Child("conditions"), len(a.Conditions), MaxConditions)
+			for j, c := range a.Conditions {
+				b.text(ap.Child("conditions").Index(j).Child("expression"), c.Expression, MaxExpressionLength)
+				b.text(ap.Child("conditions").Index(j).Child("message"), c.Message, MaxTextLength)
 			}
 		}
 	}

@@ -390,13 +390,21 @@ func declTypeOf(t *cel.Type) *apiservercel.DeclType {
 const scopeBudgetRules = 2
 
 // BudgetRules is what a policy counts against the tenant budgets' rules, which bound the memory
-// of compiled tenant policies: its rules and its variables, each a compiled CEL program the
-// server holds, and scopeBudgetRules for its own CEL environment when it has params or
-// variables.
+// of compiled tenant policies: its rules, its variables and its attestation conditions, each a
+// compiled CEL program the server holds, and scopeBudgetRules for its own CEL environment when
+// it has params or variables.
 func BudgetRules(spec *v1alpha1.PolicySpec) int {
 	n := len(spec.Rules) + len(spec.Variables)
 	if spec.Params != nil || len(spec.Variables) > 0 {
 		n += scopeBudgetRules
+	}
+	// Attestation conditions are compiled programs too (in one shared environment).
+	for _, r := range spec.Rules {
+		if r.VerifyImages != nil {
+			for _, a := range r.VerifyImages.Attestations {
+				n += len(a.Conditions)
+			}
+		}
 	}
 	return n
 }

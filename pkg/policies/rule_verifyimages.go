@@ -24,6 +24,12 @@ type SecretReader interface {
 	PublicKey(ctx context.Context, namespace, name, key string) (string, error)
 }
 
+// ConfigMapReader reads a document from a ConfigMap, for trusted roots given by configMapRef.
+// A SecretReader that is also a ConfigMapReader serves both.
+type ConfigMapReader interface {
+	ConfigMapKey(ctx context.Context, namespace, name, key string) (string, error)
+}
+
 // VerificationOptions configure image verification for every policy a Compiler compiles.
 type VerificationOptions struct {
 	// Cache is shared by every verifyImages rule; nil disables caching.
@@ -45,6 +51,9 @@ type VerificationOptions struct {
 	KeyNamespaces []string
 	// Observer counts verifications (metrics); nil counts nothing.
 	Observer verify.Observer
+	// TrustedRoot is the Sigstore trusted root of rules that name none, and offline (the CLI's
+	// --trusted-root) of rules whose trustedRoot is in a ConfigMap; nil is the public-good root.
+	TrustedRoot *verify.TrustedRoot
 }
 
 // verifyImagesRule checks the cosign signatures of the matching images.
@@ -74,8 +83,8 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 		}
 		rule.images = append(rule.images, g)
 	}
-	if len(r.Keys) == 0 {
-		errs = append(errs, field.Required(path.Child("keys"), "at least one public key"))
+	if len(r.Keys) == 0 && len(r.Keyless) == 0 && r.CertificateChain == "" {
+		errs = append(errs, field.Required(path, "name at least one attestor: keys, keyless or certificateChain"))
 	}
 	var keys []string
 	for i, k := range r.Keys {
@@ -105,6 +114,17 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 	default:
 		errs = append(errs, field.NotSupported(path.Child("keyMode"), r.KeyMode, []string{"Any", "All"}))
 	}
+	identities, e := compileIdentities(r.Keyless, path.Child("keyless"))
+	errs = append(errs, e...)
+	if r.CertificateChain != "" {
+		if _, err := verify.Compile(verify.Options{CertificateChain: r.CertificateChain, IgnoreTlog: true}); err != nil {
+			errs = append(errs, field.Invalid(path.Child("certificateChain"), "(PEM)", strings.TrimPrefix(err.Error(), "certificateChain: ")))
+		}
+	}
+	root, e := c.trustedRoot(r.TrustedRoot, namespace, path.Child("trustedRoot"))
+	errs = append(errs, e...)
+	attestations, e := c.compileAttestations(r.Attestations, path.Child("attestations"))
+	errs = append(errs, e...)
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
@@ -112,12 +132,17 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 		return rule, nil, nil
 	}
 	v, err := verify.Compile(verify.Options{
-		PublicKeys: keys, RequireAll: r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog,
+		PublicKeys: keys, Identities: identities, CertificateChain: r.CertificateChain, TrustedRoot: root,
+		// Keyless identities constrain the certificate chain's certificates; with a chain they
+		// are an attestor of their own only under a trusted root named for them.
+		Keyless:      len(r.Keyless) > 0 && (r.CertificateChain == "" || r.TrustedRoot != nil),
+		Attestations: attestations,
+		RequireAll:   r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog, IgnoreSCT: r.IgnoreSCT,
 		InsecureRegistries: c.verification.InsecureRegistries, Transport: c.verification.Transport,
 		Timeout: c.verification.Timeout, Cache: c.verification.Cache, Observer: c.verification.Observer,
 	})
 	if err != nil {
-		return nil, nil, field.ErrorList{field.Invalid(path.Child("keys"), "", err.Error())}
+		return nil, nil, field.ErrorList{field.Invalid(path, "", err.Error())}
 	}
 	rule.verifier = v
 	var pin mutate.Mutator
@@ -194,19 +219,27 @@ func (r *verifyImagesRule) evaluate(in *input) verdict {
 	}
 	var problems []string
 	var failures []error
-	mutate.VisitContainers(pod.Spec, true, func(list string, i int, c *corev1.Container) {
-		if !matchAny(r.images, c.Image) {
+	check := func(image string, p *field.Path, name string) {
+		if !matchAny(r.images, image) {
 			return
 		}
-		p := pod.SpecPath.Child(list).Index(i)
-		v, err := r.verifier.Verify(in.ctx, c.Image, in.req.Keychain)
+		v, err := r.verifier.Verify(in.ctx, image, in.req.Keychain)
 		switch {
 		case err != nil:
-			failures = append(failures, fmt.Errorf("%s (%q): %w", p, c.Name, err))
+			failures = append(failures, fmt.Errorf("%s (%q): %w", p, name, err))
 		case !v.Verified:
-			problems = append(problems, fmt.Sprintf("%s (%q): image %s: %s", p, c.Name, c.Image, v.Reason))
+			problems = append(problems, fmt.Sprintf("%s (%q): image %s: %s", p, name, image, v.Reason))
 		}
+	}
+	mutate.VisitContainers(pod.Spec, true, func(list string, i int, c *corev1.Container) {
+		check(c.Image, pod.SpecPath.Child(list).Index(i), c.Name)
 	})
+	// Image volumes (GA in Kubernetes 1.36) are images too: mounted content must be verified.
+	for i, vol := range pod.Spec.Volumes {
+		if vol.Image != nil {
+			check(vol.Image.Reference, pod.SpecPath.Child("volumes").Index(i).Child("image", "reference"), vol.Name)
+		}
+	}
 	switch {
 	case len(failures) > 0:
 		// The registry could not answer in time: the policy's failurePolicy decides.

@@ -280,7 +280,8 @@ func (c *PolicyController) keyRefresh() time.Duration {
 	return time.Minute
 }
 
-// usesSecretKeys reports whether a policy reads verification keys from Secrets.
+// usesSecretKeys reports whether a policy reads verification keys from Secrets, or a trusted
+// root from a ConfigMap: what is read is refreshed every KeyRefresh.
 func usesSecretKeys(spec *v1alpha1.PolicySpec) bool {
 	for _, r := range spec.Rules {
 		if r.VerifyImages == nil {
@@ -290,6 +291,9 @@ func usesSecretKeys(spec *v1alpha1.PolicySpec) bool {
 			if k.SecretRef != nil {
 				return true
 			}
+		}
+		if tr := r.VerifyImages.TrustedRoot; tr != nil && tr.ConfigMapRef != nil {
+			return true
 		}
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,8 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/sync/singleflight"
@@ -24,12 +23,33 @@ import (
 
 // Options configure a Verifier.
 type Options struct {
-	// PublicKeys are PEM-encoded public keys (ECDSA, RSA or Ed25519), as `cosign generate-key-pair` writes.
+	// PublicKeys are PEM-encoded public keys (ECDSA, RSA or Ed25519), as `cosign generate-key-pair`
+	// writes; each is one attestor.
 	PublicKeys []string
-	// RequireAll: every key must have signed the image; otherwise any one key is enough.
+	// Identities are the accepted signers of certificate-based signatures (keyless and
+	// CertificateChain); none accepts any signer the certificate authorities vouch for.
+	Identities []Identity
+	// Keyless makes certificates issued by TrustedRoot's certificate authorities (Fulcio) and
+	// matching Identities one attestor.
+	Keyless bool
+	// CertificateChain, PEM roots and intermediates of one's own PKI, makes certificates that
+	// chain to it (and match Identities) one attestor.
+	CertificateChain string
+	// TrustedRoot supplies the keyless certificate authorities, and the transparency logs, CT
+	// logs and timestamp authorities every attestor's proofs are checked against; nil is
+	// PublicGood().
+	TrustedRoot *TrustedRoot
+	// Attestations are the in-toto attestations an image must carry besides its signature.
+	Attestations []Attestation
+	// RequireAll: every attestor must have signed the image (and each attestation); otherwise
+	// any one is enough.
 	RequireAll bool
-	// IgnoreTlog skips the transparency-log check, for private, offline setups.
+	// IgnoreTlog waives the transparency-log inclusion proof; without it a signature must carry
+	// one from a log of TrustedRoot, when the root names any.
 	IgnoreTlog bool
+	// IgnoreSCT waives the certificate-transparency proof of keyless certificates; without it a
+	// certificate must carry an SCT from a CT log of TrustedRoot, when the root names any.
+	IgnoreSCT bool
 	// InsecureRegistries are registries (host[:port], or a host for any port) reached over plain
 	// HTTP; the transport must allow the same.
 	InsecureRegistries []string
@@ -46,8 +66,10 @@ type Options struct {
 
 // Observer is told about every verification, for metrics.
 type Observer interface {
-	// Verification reports a verification's outcome: verified, unsigned, untrusted, error.
-	Verification(outcome string)
+	// Verification reports the outcome of one check of an image: check is signature or
+	// attestation; outcome is verified, unsigned (none found), untrusted (none acceptable),
+	// or error (the registry could not answer).
+	Verification(check, outcome string)
 	// CacheLookup reports a cache hit or miss.
 	CacheLookup(hit bool)
 	// Registry reports the time spent on the registry for one verification.
@@ -56,9 +78,9 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Verification(string)    {}
-func (nopObserver) CacheLookup(bool)       {}
-func (nopObserver) Registry(time.Duration) {}
+func (nopObserver) Verification(_, _ string) {}
+func (nopObserver) CacheLookup(bool)         {}
+func (nopObserver) Registry(time.Duration)   {}
 
 // Verdict is the outcome of one verification.
 type Verdict struct {
@@ -68,28 +90,36 @@ type Verdict struct {
 	Verified bool
 	// Reason says why not, e.g. "no signatures found", "signature does not match any trusted key".
 	Reason string
+	// Signature and Attestation are the outcomes of the two checks, for metrics: verified,
+	// unsigned, untrusted; Attestation is empty when the image needs none or the signature
+	// failed first.
+	Signature, Attestation string
 	// Cached is true when the verdict came from the cache.
 	Cached bool
 }
 
-// Verifier verifies images against one key set. It is safe for concurrent use.
+// Verifier verifies images against one set of attestors. It is safe for concurrent use.
 type Verifier struct {
-	keys     []signature.Verifier
-	keySetID string
-	opts     Options
-	group    singleflight.Group
+	attestors    []*attestor
+	attestations []attestation
+	keySetID     string
+	opts         Options
+	group        singleflight.Group
 }
 
-// Compile parses the keys once.
+// Compile parses the attestors once.
 func Compile(o Options) (*Verifier, error) {
-	if len(o.PublicKeys) == 0 {
-		return nil, errors.New("at least one public key is required")
+	if len(o.PublicKeys) == 0 && !o.Keyless && o.CertificateChain == "" {
+		return nil, errors.New("at least one attestor is required: a public key, keyless identities or a certificate chain")
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
 	if o.Transport == nil {
 		o.Transport = NewTransport(EgressOptions{Insecure: o.InsecureRegistries})
+	}
+	if o.TrustedRoot == nil {
+		o.TrustedRoot = PublicGood()
 	}
 	v := &Verifier{opts: o}
 	h := sha256.New()
@@ -102,10 +132,45 @@ func Compile(o Options) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keys[%d]: %w", i, err)
 		}
-		v.keys = append(v.keys, sv)
+		v.attestors = append(v.attestors, &attestor{name: fmt.Sprintf("keys[%d]", i), key: sv, material: o.TrustedRoot})
 		h.Write([]byte(strings.TrimSpace(pemKey)))
 	}
-	_, _ = fmt.Fprintf(h, "|all=%v|tlog=%v", o.RequireAll, !o.IgnoreTlog) // a hash never fails to write
+	ids, err := compileIdentities(o.Identities)
+	if err != nil {
+		return nil, err
+	}
+	if o.Keyless {
+		v.attestors = append(v.attestors, &attestor{name: "keyless", material: o.TrustedRoot, identities: ids, sct: true})
+	}
+	if o.CertificateChain != "" {
+		cas, err := parseChain(o.CertificateChain)
+		if err != nil {
+			return nil, err
+		}
+		v.attestors = append(v.attestors, &attestor{name: "certificateChain", material: chainMaterial{TrustedMaterial: o.TrustedRoot, cas: cas}, identities: ids, chain: true})
+		h.Write([]byte(strings.TrimSpace(o.CertificateChain)))
+	}
+	for i := range o.Attestations {
+		a, err := compileAttestation(o.Attestations[i])
+		if err != nil {
+			return nil, fmt.Errorf("attestations[%d]: %w", i, err)
+		}
+		v.attestations = append(v.attestations, a)
+	}
+	// The cache key covers everything a verdict depends on: the attestors, the identities, the
+	// root, the modes and the attestations with their conditions.
+	spec, err := json.Marshal(struct {
+		Identities   []Identity
+		Keyless      bool
+		Root         string
+		Attestations []Attestation
+		All, Tlog    bool
+		SCT          bool
+	}{o.Identities, o.Keyless, o.TrustedRoot.ID, o.Attestations, o.RequireAll, !o.IgnoreTlog, !o.IgnoreSCT})
+	if err != nil {
+		return nil, err
+	}
+	h.Write(spec)
 	v.keySetID = hex.EncodeToString(h.Sum(nil)[:12])
 	return v, nil
 }
@@ -129,13 +194,13 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	ropts := v.remoteOptions(ctx, keychain)
 	digest, err := resolve(ref, ropts)
 	if err != nil {
-		v.opts.Observer.Verification("error")
+		v.opts.Observer.Verification(checkSignature, "error")
 		return Verdict{}, &RegistryError{Image: image, err: err}
 	}
 	key := v.keySetID + "@" + digest.DigestStr()
 	if verdict, ok := v.opts.Cache.Get(key); ok {
 		v.opts.Observer.CacheLookup(true)
-		v.opts.Observer.Verification(outcome(verdict, nil))
+		v.observe(verdict)
 		verdict.Cached = true
 		return verdict, nil
 	}
@@ -159,30 +224,35 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 	})
 	select {
 	case <-ctx.Done():
-		v.opts.Observer.Verification("error")
+		v.opts.Observer.Verification(checkSignature, "error")
 		return Verdict{}, &RegistryError{Image: image, err: context.Cause(ctx)}
 	case r := <-ch:
 		if r.Err != nil {
-			v.opts.Observer.Verification("error")
+			v.opts.Observer.Verification(checkSignature, "error")
 			return Verdict{}, &RegistryError{Image: image, err: r.Err}
 		}
 		verdict := r.Val.(Verdict)
-		v.opts.Observer.Verification(outcome(verdict, nil))
+		v.observe(verdict)
 		return verdict, nil
 	}
 }
 
-// outcome is the metric label of a verification.
-func outcome(v Verdict, err error) string {
-	switch {
-	case err != nil:
-		return "error"
-	case v.Verified:
-		return "verified"
-	case v.Reason == "no signatures found":
-		return "unsigned"
+// The checks and outcomes of the metrics.
+const (
+	checkSignature   = "signature"
+	checkAttestation = "attestation"
+
+	outcomeVerified  = "verified"
+	outcomeUnsigned  = "unsigned"
+	outcomeUntrusted = "untrusted"
+)
+
+// observe reports a verdict's checks.
+func (v *Verifier) observe(verdict Verdict) {
+	v.opts.Observer.Verification(checkSignature, verdict.Signature)
+	if verdict.Attestation != "" {
+		v.opts.Observer.Verification(checkAttestation, verdict.Attestation)
 	}
-	return "untrusted"
 }
 
 // parse parses the image reference, insecure when its registry is listed as host[:port] or
@@ -217,52 +287,4 @@ func resolve(ref name.Reference, opts []remote.Option) (name.Digest, error) {
 		return name.Digest{}, err
 	}
 	return ref.Context().Digest(desc.Digest.String()), nil
-}
-
-// verify checks the signatures of the digest against the key set.
-func (v *Verifier) verify(ctx context.Context, digest name.Digest, keychain authn.Keychain) (Verdict, error) {
-	verdict := Verdict{Digest: digest.DigestStr()}
-	var reasons []string
-	for _, key := range v.keys {
-		_, _, err := cosign.VerifyImageSignatures(ctx, digest, v.checkOpts(ctx, key, keychain))
-		var noSigs *cosign.ErrNoSignaturesFound
-		var noMatch *cosign.ErrNoMatchingSignatures
-		switch {
-		case err == nil:
-			if !v.opts.RequireAll {
-				verdict.Verified = true
-				return verdict, nil
-			}
-			continue
-		case errors.As(err, &noSigs):
-			verdict.Reason = "no signatures found"
-			return verdict, nil
-		case errors.As(err, &noMatch):
-			reasons = append(reasons, "signature does not match any trusted key")
-			if v.opts.RequireAll {
-				verdict.Reason = "signature does not match every required key"
-				return verdict, nil
-			}
-		default:
-			return Verdict{}, err // the registry could not be read: not a verdict
-		}
-	}
-	if v.opts.RequireAll {
-		verdict.Verified = true
-		return verdict, nil
-	}
-	slices.Sort(reasons)
-	verdict.Reason = strings.Join(slices.Compact(reasons), "; ")
-	return verdict, nil
-}
-
-// checkOpts is the one place cosign.CheckOpts are built.
-func (v *Verifier) checkOpts(ctx context.Context, key signature.Verifier, keychain authn.Keychain) *cosign.CheckOpts {
-	return &cosign.CheckOpts{
-		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(v.remoteOptions(ctx, keychain)...)},
-		SigVerifier:        key,
-		ClaimVerifier:      cosign.SimpleClaimVerifier,
-		IgnoreTlog:         v.opts.IgnoreTlog,
-		IgnoreSCT:          true, // key-based signatures carry no certificate
-	}
 }

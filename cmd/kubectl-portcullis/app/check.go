@@ -17,7 +17,6 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/report"
-	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
 type checkOptions struct {
@@ -37,6 +36,7 @@ type checkOptions struct {
 	insecureRegistries  []string
 	exceptionNamespaces []string
 	verifyTimeout       time.Duration
+	trustedRoot         string
 	clusterOptions
 }
 
@@ -122,6 +122,7 @@ func (o *checkOptions) addFlags(cmd *cobra.Command, outputHelp string) {
 	f.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of namespaced objects that do not set one")
 	f.StringArrayVar(&o.insecureRegistries, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP or untrusted TLS (repeatable)")
 	f.DurationVar(&o.verifyTimeout, "verify-timeout", 30*time.Second, "deadline of one image verification")
+	f.StringVar(&o.trustedRoot, "trusted-root", "", "Sigstore TrustedRoot JSON for keyless verification, in place of the public-good root and of a rule's trustedRoot.configMapRef")
 	f.StringSliceVar(&o.exceptionNamespaces, "exception-namespaces", []string{"portcullis-system"}, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, as the server's flag of the same name")
 	f.StringArrayVar(&o.exclude, "exclude", nil, "glob of paths to leave out of -f directories, matched against the path and the name of each file and directory (repeatable)")
 	f.StringArrayVar(&o.namespaceLabels, "namespace-labels", nil, "a namespace's labels, for namespaceSelectors: NAMESPACE=key=value[,key=value...] (repeatable)")
@@ -278,15 +279,11 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("no policies found in %s", strings.Join(paths, ", "))
 	}
-	// Registry credentials come from the default keychain (~/.docker/config.json), as docker and
-	// cosign find them in CI.
-	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
-		Cache:              verify.NewCache(1024, time.Hour, time.Minute, nil),
-		Timeout:            o.verifyTimeout,
-		InsecureRegistries: o.insecureRegistries,
-		// The CLI's user chose the policies and the manifests: any address is theirs to reach.
-		Transport: verify.NewTransport(verify.EgressOptions{Insecure: o.insecureRegistries, AllowPrivate: true}),
-	}), policies.WithExceptions(policies.ExceptionOptions{ClusterPolicyNamespaces: o.exceptionNamespaces}))
+	vo, err := verificationOptions(o.insecureRegistries, o.verifyTimeout, o.trustedRoot)
+	if err != nil {
+		return nil, err
+	}
+	compiler, err := policies.NewCompiler(policies.WithVerification(vo), policies.WithExceptions(policies.ExceptionOptions{ClusterPolicyNamespaces: o.exceptionNamespaces}))
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/policytest"
-	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
 // errBadSuite is returned when a suite could not be run: bad input, exit 2, after the output.
@@ -19,6 +18,7 @@ var errBadSuite = errors.New("test suites could not run")
 func newTestCommand(s streams) *cobra.Command {
 	var output string
 	var insecureRegistries, exceptionNamespaces []string
+	var trustedRoot string
 	cmd := &cobra.Command{
 		Use:   "test [PATH]... [-o text|json|junit]",
 		Short: "Run policy test suites (portcullis-test.yaml)",
@@ -52,12 +52,11 @@ policy.`,
 			if len(files) == 0 {
 				return fmt.Errorf("no test suites (%s) found in %s", policytest.FileName, strings.Join(args, ", "))
 			}
-			compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
-				Cache:              verify.NewCache(1024, time.Hour, time.Minute, nil),
-				Timeout:            30 * time.Second,
-				InsecureRegistries: insecureRegistries,
-				Transport:          verify.NewTransport(verify.EgressOptions{Insecure: insecureRegistries, AllowPrivate: true}),
-			}), policies.WithExceptions(policies.ExceptionOptions{ClusterPolicyNamespaces: exceptionNamespaces}))
+			vo, err := verificationOptions(insecureRegistries, 30*time.Second, trustedRoot)
+			if err != nil {
+				return err
+			}
+			compiler, err := policies.NewCompiler(policies.WithVerification(vo), policies.WithExceptions(policies.ExceptionOptions{ClusterPolicyNamespaces: exceptionNamespaces}))
 			if err != nil {
 				return err
 			}
@@ -82,6 +81,7 @@ policy.`,
 	f := cmd.Flags()
 	f.StringVarP(&output, "output", "o", "text", "output format: text, json or junit")
 	f.StringArrayVar(&insecureRegistries, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP or untrusted TLS (repeatable)")
+	f.StringVar(&trustedRoot, "trusted-root", "", "Sigstore TrustedRoot JSON for keyless verification, in place of the public-good root and of a rule's trustedRoot.configMapRef")
 	f.StringSliceVar(&exceptionNamespaces, "exception-namespaces", []string{"portcullis-system"}, "namespaces (globs) whose PolicyExceptions may exempt from ClusterPolicies, as the server's flag of the same name")
 	return cmd
 }

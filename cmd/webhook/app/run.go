@@ -246,7 +246,8 @@ type everyReplica func(ctx context.Context) error
 func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 func (everyReplica) NeedLeaderElection() bool          { return false }
 
-// secretKeys reads verification keys from Secrets, directly from the API server.
+// secretKeys reads verification keys from Secrets and trusted roots from ConfigMaps, directly
+// from the API server.
 type secretKeys struct{ r client.Reader }
 
 func (s secretKeys) PublicKey(ctx context.Context, namespace, name, key string) (string, error) {
@@ -259,6 +260,19 @@ func (s secretKeys) PublicKey(ctx context.Context, namespace, name, key string) 
 		return "", fmt.Errorf("secret %s/%s has no key %q", namespace, name, key)
 	}
 	return string(v), nil
+}
+
+// ConfigMapKey reads a trusted root from a ConfigMap, directly from the API server.
+func (s secretKeys) ConfigMapKey(ctx context.Context, namespace, name, key string) (string, error) {
+	var cm corev1.ConfigMap
+	if err := s.r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cm); err != nil {
+		return "", err
+	}
+	v, ok := cm.Data[key]
+	if !ok {
+		return "", fmt.Errorf("configmap %s/%s has no key %q", namespace, name, key)
+	}
+	return v, nil
 }
 
 // namespaces reads namespaces from the manager's cache.

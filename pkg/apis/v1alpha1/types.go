@@ -186,9 +186,12 @@ const (
 	AllKeys KeyMode = "All"
 )
 
-// VerifyImagesRule verifies the key-based cosign signatures (the sha256-<digest>.sig layout that
-// `cosign sign --key` writes) of every container, init container and ephemeral container image
-// that matches images.
+// VerifyImagesRule verifies the cosign signatures, and optionally the attestations, of every
+// container, init container and ephemeral container image, and every image volume, that matches
+// images. Signatures are checked against the attestors the rule names: keys (`cosign sign
+// --key`), keyless identities under a Sigstore trusted root (Fulcio certificates), and a
+// certificate chain of your own PKI (`cosign sign --certificate … --certificate-chain …`).
+// +kubebuilder:validation:XValidation:rule="has(self.keys) || has(self.keyless) || has(self.certificateChain)",message="name at least one attestor: keys, keyless or certificateChain"
 type VerifyImagesRule struct {
 	// Images are globs of the images to verify, e.g. registry.example.com/team/*; images that
 	// match none are untouched.
@@ -197,12 +200,38 @@ type VerifyImagesRule struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=512
 	Images []string `json:"images"`
-	// Keys are the trusted public keys.
-	// +kubebuilder:validation:MinItems=1
+	// Keys are trusted public keys; each is one attestor.
+	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
-	Keys []KeyRef `json:"keys"`
-	// KeyMode: Any (default) accepts a signature by any one key; All requires every key.
+	Keys []KeyRef `json:"keys,omitempty"`
+	// Keyless are the accepted identities of certificate-based (keyless) signatures: a
+	// certificate that chains to a certificate authority of the trusted root and matches any one
+	// identity is accepted. Together they are one attestor. With certificateChain and no
+	// trustedRoot, they constrain the certificates that chain to certificateChain instead.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Keyless []KeylessIdentity `json:"keyless,omitempty"`
+	// CertificateChain is your own PKI: PEM-encoded root and intermediate certificates. A
+	// signature whose certificate chains to one of its roots (and matches a keyless identity,
+	// when any are given) is accepted. It is one attestor.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	CertificateChain string `json:"certificateChain,omitempty"`
+	// TrustedRoot is the Sigstore TrustedRoot (JSON) that keyless identities are checked
+	// under: its certificate authorities, transparency logs, CT logs and timestamp
+	// authorities. Default: the Sigstore public-good root.
+	// +optional
+	TrustedRoot *TrustedRootRef `json:"trustedRoot,omitempty"`
+	// Attestations the image must also carry, each signed by the attestors (under keyMode) and
+	// meeting its conditions. They come on top of the signature, which stays required.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Attestations []AttestationCheck `json:"attestations,omitempty"`
+	// KeyMode: Any (default) accepts a signature by any one attestor; All requires every
+	// attestor (each key, the keyless identities, the certificate chain).
 	// +kubebuilder:default=Any
 	// +optional
 	KeyMode KeyMode `json:"keyMode,omitempty"`
@@ -213,9 +242,107 @@ type VerifyImagesRule struct {
 	// digest (image:tag becomes image:tag@sha256:…), so what runs is what was verified.
 	// +optional
 	MutateDigest *bool `json:"mutateDigest,omitempty"`
-	// IgnoreTlog skips the transparency-log check, for private, offline setups.
+	// IgnoreTlog waives the transparency-log inclusion proof, for private, offline setups. Without
+	// it, a signature must carry a proof from a log of the trusted root, when the root names any.
 	// +optional
 	IgnoreTlog bool `json:"ignoreTlog,omitempty"`
+	// IgnoreSCT waives the certificate-transparency proof (SCT) of keyless certificates. Without
+	// it, a certificate must carry an SCT from a CT log of the trusted root, when the root names
+	// any.
+	// +optional
+	IgnoreSCT bool `json:"ignoreSCT,omitempty"`
+}
+
+// KeylessIdentity is one accepted signer identity of a certificate: its OIDC issuer and its
+// subject (the certificate's subject alternative name: an email, a URI such as a workflow's),
+// each exact or a regular expression (RE2, anchored by you with ^…$), plus optional Fulcio
+// certificate extensions that must match exactly. An empty identity is refused: name at least
+// an issuer and a subject.
+// +kubebuilder:validation:XValidation:rule="has(self.issuer) != has(self.issuerRegExp)",message="set exactly one of issuer or issuerRegExp"
+// +kubebuilder:validation:XValidation:rule="has(self.subject) != has(self.subjectRegExp)",message="set exactly one of subject or subjectRegExp"
+type KeylessIdentity struct {
+	// Issuer is the OIDC issuer, e.g. https://token.actions.githubusercontent.com.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Issuer string `json:"issuer,omitempty"`
+	// IssuerRegExp matches the OIDC issuer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	IssuerRegExp string `json:"issuerRegExp,omitempty"`
+	// Subject is the identity, e.g. https://github.com/acme/app/.github/workflows/release.yaml@refs/heads/main.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Subject string `json:"subject,omitempty"`
+	// SubjectRegExp matches the identity.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	SubjectRegExp string `json:"subjectRegExp,omitempty"`
+	// Extensions are Fulcio certificate extensions that must match exactly, by their names in
+	// the Fulcio documentation: githubWorkflowRepository, githubWorkflowRef, githubWorkflowTrigger,
+	// githubWorkflowSHA, githubWorkflowName, sourceRepositoryURI, sourceRepositoryRef,
+	// sourceRepositoryDigest, sourceRepositoryOwnerURI, buildSignerURI, buildSignerDigest,
+	// buildTrigger, buildConfigURI, runnerEnvironment, runInvocationURI.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Extensions map[string]string `json:"extensions,omitempty"`
+}
+
+// TrustedRootRef is a Sigstore TrustedRoot document, inline or in a ConfigMap.
+// +kubebuilder:validation:XValidation:rule="has(self.json) != has(self.configMapRef)",message="set exactly one of json or configMapRef"
+type TrustedRootRef struct {
+	// JSON is the TrustedRoot document itself.
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	JSON string `json:"json,omitempty"`
+	// ConfigMapRef names a ConfigMap key holding the document. A Policy may read only its own
+	// namespace's ConfigMaps; a ClusterPolicy only those of --key-secret-namespaces.
+	// +optional
+	ConfigMapRef *ConfigMapKeyRef `json:"configMapRef,omitempty"`
+}
+
+// ConfigMapKeyRef names a key of a ConfigMap.
+type ConfigMapKeyRef struct {
+	// Namespace of the ConfigMap; default: the Policy's own, or for a ClusterPolicy the first
+	// of --key-secret-namespaces.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key in the ConfigMap's data; default trusted_root.json.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// AttestationCheck is one attestation an image must carry: an in-toto statement of this
+// predicate type whose subject is the image's digest, signed by the rule's attestors, and
+// whose predicate meets every condition.
+type AttestationCheck struct {
+	// PredicateType, e.g. https://slsa.dev/provenance/v1, https://cyclonedx.org/bom,
+	// https://spdx.dev/Document, https://cosign.sigstore.dev/attestation/vuln/v1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	PredicateType string `json:"predicateType"`
+	// Conditions are CEL expressions over `predicate` (the statement's predicate) and
+	// `statement` (the whole in-toto statement); each must be true for some signed
+	// attestation of this type.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []AttestationCondition `json:"conditions,omitempty"`
+}
+
+// AttestationCondition is a CEL condition over an attestation's predicate.
+type AttestationCondition struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=5000
+	Expression string `json:"expression"`
+	// Message is shown when the condition is false; default: the expression.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 }
 
 // KeyRef is a public key, inline or in a Secret.

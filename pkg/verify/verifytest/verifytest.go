@@ -32,11 +32,17 @@ type Registry struct {
 	Delay      atomic.Int64 // nanoseconds per request
 }
 
-// NewRegistry starts a registry, closed with the test.
-func NewRegistry(t testing.TB) *Registry {
+// NewRegistry starts a registry with the OCI 1.1 referrers API, closed with the test.
+func NewRegistry(t testing.TB) *Registry { return newRegistry(t, true) }
+
+// NewRegistryWithoutReferrers starts a registry without the referrers API: referrers are found
+// through the referrers tag schema.
+func NewRegistryWithoutReferrers(t testing.TB) *Registry { return newRegistry(t, false) }
+
+func newRegistry(t testing.TB, referrers bool) *Registry {
 	t.Helper()
 	r := &Registry{}
-	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrers))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if r.Down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)

@@ -1,0 +1,305 @@
+package verifytest
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/attest"
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/sign"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	fulcio "github.com/sigstore/fulcio/pkg/certificate"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+// CA is a certificate authority made for a test: it plays a private Fulcio (issuing short-lived
+// code-signing certificates with Fulcio's identity extensions) or one's own PKI.
+type CA struct {
+	Root         *x509.Certificate
+	Intermediate *x509.Certificate // nil: the root issues
+	issuer       *x509.Certificate
+	key          crypto.Signer
+}
+
+// NewCA makes a root CA, and an intermediate under it when intermediate is true.
+func NewCA(t testing.TB, name string, intermediate bool) *CA {
+	t.Helper()
+	rootKey := newKey(t)
+	now := time.Now()
+	root := createCert(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: name + " root", Organization: []string{"portcullis test"}}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, nil, rootKey.Public(), rootKey)
+	ca := &CA{Root: root, issuer: root, key: rootKey}
+	if intermediate {
+		key := newKey(t)
+		ca.Intermediate = createCert(t, &x509.Certificate{
+			Subject: pkix.Name{CommonName: name + " intermediate", Organization: []string{"portcullis test"}}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		}, root, key.Public(), rootKey)
+		ca.issuer, ca.key = ca.Intermediate, key
+	}
+	return ca
+}
+
+// ChainPEM is the CA's chain, intermediate first, as certificateChain takes it.
+func (ca *CA) ChainPEM(t testing.TB) string {
+	t.Helper()
+	certs := []*x509.Certificate{ca.Root}
+	if ca.Intermediate != nil {
+		certs = []*x509.Certificate{ca.Intermediate, ca.Root}
+	}
+	b, err := cryptoutils.MarshalCertificatesToPEM(certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TrustedRoot is a Sigstore TrustedRoot document naming this CA as its only certificate
+// authority, with no logs: what an operator of a private Fulcio without Rekor ships.
+func (ca *CA) TrustedRoot(t testing.TB) []byte {
+	t.Helper()
+	var chain []map[string]string
+	for _, c := range []*x509.Certificate{ca.Intermediate, ca.Root} {
+		if c != nil {
+			chain = append(chain, map[string]string{"rawBytes": base64.StdEncoding.EncodeToString(c.Raw)})
+		}
+	}
+	doc := map[string]any{
+		"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+		"certificateAuthorities": []any{map[string]any{
+			"subject":   map[string]string{"organization": "portcullis test", "commonName": ca.Root.Subject.CommonName},
+			"uri":       "https://fulcio.test.invalid",
+			"certChain": map[string]any{"certificates": chain},
+			"validFor":  map[string]string{"start": ca.Root.NotBefore.UTC().Format(time.RFC3339)},
+		}},
+		"tlogs": []any{}, "ctlogs": []any{}, "timestampAuthorities": []any{},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Signer is a signing identity: an encrypted cosign key on disk and a certificate for it.
+type Signer struct {
+	KeyPair
+	CertPath, ChainPath string
+}
+
+// Cert says what a certificate asserts and when it is valid.
+type Cert struct {
+	// Subject is a URI (a workflow) when it has a scheme, else an email.
+	Subject string
+	// Issuer is the OIDC issuer, in Fulcio's issuer extension.
+	Issuer string
+	// Extensions are further Fulcio extensions, e.g. GithubWorkflowRepository.
+	Extensions fulcio.Extensions
+	// NotBefore and NotAfter default to a 10-minute window around now, as Fulcio issues.
+	NotBefore, NotAfter time.Time
+}
+
+// Issue issues a code-signing certificate for a new key, as Fulcio would for a keyless signer.
+func (ca *CA) Issue(t testing.TB, c Cert) Signer {
+	t.Helper()
+	kp := NewKeyPair(t)
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(kp.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NotBefore.IsZero() {
+		c.NotBefore = time.Now().Add(-time.Minute)
+	}
+	if c.NotAfter.IsZero() {
+		c.NotAfter = c.NotBefore.Add(10 * time.Minute)
+	}
+	ext := c.Extensions
+	ext.Issuer = c.Issuer
+	exts, err := ext.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, ExtraExtensions: exts,
+	}
+	if u, err := url.Parse(c.Subject); err == nil && u.Scheme != "" {
+		tmpl.URIs = []*url.URL{u}
+	} else {
+		tmpl.EmailAddresses = []string{c.Subject}
+	}
+	leaf := createCert(t, tmpl, ca.issuer, pub, ca.key)
+	dir := t.TempDir()
+	s := Signer{KeyPair: kp, CertPath: filepath.Join(dir, "cert.pem"), ChainPath: filepath.Join(dir, "chain.pem")}
+	leafPEM, err := cryptoutils.MarshalCertificateToPEM(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, s.CertPath, leafPEM)
+	writeFile(t, s.ChainPath, []byte(ca.ChainPEM(t)))
+	return s
+}
+
+// SignWithCert signs the image with the code path behind `cosign sign --key K --certificate C
+// --certificate-chain CHAIN --tlog-upload=false`.
+func SignWithCert(t testing.TB, image string, s Signer) {
+	t.Helper()
+	ko := options.KeyOpts{KeyRef: s.PrivateKeyPath, PassFunc: passFunc}
+	so := options.SignOptions{Upload: true, TlogUpload: false, SkipConfirmation: true, Cert: s.CertPath, CertChain: s.ChainPath,
+		Registry: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true}}
+	if err := sign.SignCmd(&options.RootOptions{Timeout: 30 * time.Second}, ko, so, []string{image}); err != nil {
+		t.Fatalf("cosign sign --certificate %s: %v", image, err)
+	}
+}
+
+// Attest attaches an in-toto attestation of predicateType with the predicate (JSON) to the image,
+// with the code path behind `cosign attest --key K [--certificate C --certificate-chain CHAIN]
+// --tlog-upload=false [--new-bundle-format]`: a DSSE envelope at the .att tag, or a Sigstore
+// bundle as an OCI referrer.
+func Attest(t testing.TB, image string, key KeyPair, s *Signer, predicateType, predicate string, bundle bool) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "predicate.json")
+	writeFile(t, path, []byte(predicate))
+	keyPath := key.PrivateKeyPath
+	c := attest.AttestCommand{
+		KeyOpts:         options.KeyOpts{PassFunc: passFunc, NewBundleFormat: bundle},
+		RegistryOptions: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true},
+		PredicatePath:   path, PredicateType: predicateType, TlogUpload: false, Timeout: 30 * time.Second, RekorEntryType: "dsse",
+	}
+	if s != nil {
+		keyPath, c.CertPath, c.CertChainPath = s.PrivateKeyPath, s.CertPath, s.ChainPath
+	}
+	c.KeyOpts.KeyRef = keyPath
+	if err := c.Exec(t.Context(), image); err != nil {
+		t.Fatalf("cosign attest %s: %v", image, err)
+	}
+}
+
+// SLSAProvenance is a minimal SLSA v1 provenance predicate with the given build type.
+func SLSAProvenance(buildType string) string {
+	return `{"buildDefinition":{"buildType":` + quote(buildType) + `,"externalParameters":{"workflow":{"ref":"refs/heads/main"}}},` +
+		`"runDetails":{"builder":{"id":"https://github.com/actions/runner"},"metadata":{"invocationId":"1"}}}`
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+var passFunc cosign.PassFunc = func(bool) ([]byte, error) { return []byte(password), nil }
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func createCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func writeFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TamperAttestations rewrites every attestation at the image's .att tag, replacing old with new
+// in each signed statement and keeping the signatures: what an attacker with write access to
+// the registry, but not the key, can do.
+func TamperAttestations(t testing.TB, image, old, replacement string) {
+	t.Helper()
+	ref, err := name.ParseReference(image, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := ref.(name.Digest)
+	if !ok {
+		t.Fatalf("%s: want a digest reference", image)
+	}
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".att")
+	img, err := remote.Image(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := empty.Image
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rc)
+		_ = rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env map[string]any
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatal(err)
+		}
+		payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
+		tampered, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err = mutate.Append(out, mutate.Addendum{Layer: static.NewLayer(tampered, m.Layers[i].MediaType), Annotations: m.Layers[i].Annotations})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := remote.Write(tag, out); err != nil {
+		t.Fatal(err)
+	}
+}
