@@ -112,3 +112,85 @@ spec:
         keys: [%s]
 `, ns, registry, key)
 }
+
+// TestKeylessAttestationsAndImageVolumesThroughTheAPIServer: a ClusterPolicy trusting a private
+// Fulcio (its TrustedRoot in a ConfigMap of portcullis-system) for one workflow identity, and
+// requiring SLSA provenance from GitHub. An image volume is verified like a container image: an
+// unsigned one is denied, naming the volume; a signed and attested one is stored pinned. A
+// provenance from another builder is denied with the condition's message.
+func TestKeylessAttestationsAndImageVolumesThroughTheAPIServer(t *testing.T) {
+	const (
+		issuer   = "https://token.actions.githubusercontent.com"
+		workflow = "https://github.com/acme/app/.github/workflows/release.yaml@refs/heads/main"
+		slsa     = "https://slsa.dev/provenance/v1"
+	)
+	reg := verifytest.NewRegistry(t)
+	ca := verifytest.NewCA(t, "fulcio", true)
+	signer := ca.Issue(t, verifytest.Cert{Subject: workflow, Issuer: issuer})
+	good := reg.Push(t, "acme/data:v1")
+	verifytest.SignWithCert(t, good, signer)
+	verifytest.Attest(t, good, signer.KeyPair, &signer, slsa, verifytest.SLSAProvenance("https://github.com/actions/workflow@v1"), true)
+	badBuilder := reg.Push(t, "acme/elsewhere:v1")
+	verifytest.SignWithCert(t, badBuilder, signer)
+	verifytest.Attest(t, badBuilder, signer.KeyPair, &signer, slsa, verifytest.SLSAProvenance("https://ci.example/builder"), false)
+	reg.Push(t, "acme/unsigned:v1")
+
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "sigstore-root", Namespace: systemNamespace}, Data: map[string]string{"trusted_root.json": string(ca.TrustedRoot(t))}}
+	if err := e2e.client.Create(t.Context(), cm); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e2e.client.Delete(context.Background(), cm) }()
+	ns := newNamespace(t, nil)
+	applyPolicy(t, fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: keyless-provenance}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod], namespaces: [%s]}
+  rules:
+    - name: provenance
+      verifyImages:
+        images: ["%s/acme/*"]
+        keyless:
+          - issuer: %s
+            subjectRegExp: "^https://github\\.com/acme/.+"
+        trustedRoot:
+          configMapRef: {namespace: %s, name: sigstore-root}
+        attestations:
+          - predicateType: %s
+            conditions:
+              - expression: "predicate.buildDefinition.buildType.startsWith('https://github.com/')"
+                message: provenance must come from GitHub Actions
+`, ns, reg.Host, issuer, systemNamespace, slsa))
+	defer deletePolicy(t, "keyless-provenance")
+
+	const podWithVolume = `apiVersion: v1
+kind: Pod
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  containers:
+  - {name: app, image: registry.example/unrelated:v1, volumeMounts: [{name: data, mountPath: /data}]}
+  volumes:
+  - {name: data, image: {reference: '%[3]s'}}
+`
+	_, stderr, err := kubectl(t, fmt.Sprintf(podWithVolume, "unsigned", ns, reg.Host+"/acme/unsigned:v1"), "apply", "-f", "-")
+	want := fmt.Sprintf(`[keyless-provenance/provenance] spec.volumes[0].image.reference ("data"): image %s/acme/unsigned:v1: no signatures found`, reg.Host)
+	if err == nil || !strings.Contains(stderr, want) {
+		t.Fatalf("unsigned image volume: %v\n%s\nwant %s", err, stderr, want)
+	}
+	_, stderr, err = kubectl(t, fmt.Sprintf(podWithVolume, "elsewhere", ns, reg.Host+"/acme/elsewhere:v1"), "apply", "-f", "-")
+	if want := "attestation https://slsa.dev/provenance/v1: keyless: provenance must come from GitHub Actions"; err == nil || !strings.Contains(stderr, want) {
+		t.Fatalf("provenance from another builder: %v\n%s\nwant %s", err, stderr, want)
+	}
+	if _, stderr, err := kubectl(t, fmt.Sprintf(podWithVolume, "good", ns, reg.Host+"/acme/data:v1"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("the signed, attested image volume was rejected: %v\n%s", err, stderr)
+	}
+	var pod corev1.Pod
+	if err := e2e.client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "good"}, &pod); err != nil {
+		t.Fatal(err)
+	}
+	digest := good[strings.Index(good, "@"):]
+	if got, want := pod.Spec.Volumes[0].Image.Reference, reg.Host+"/acme/data:v1"+digest; got != want {
+		t.Errorf("stored image volume %s, want it pinned: %s", got, want)
+	}
+}
