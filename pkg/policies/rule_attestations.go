@@ -95,7 +95,8 @@ const (
 )
 
 // attestationEnv is the CEL environment of attestation conditions: the rules' base environment
-// (libraries, cost limits) with predicate and statement; built once, on first use.
+// (libraries, cost limits) with predicate and statement only (a verdict is cached per image,
+// so a condition cannot read the object); built once, on first use.
 type attestationEnv struct {
 	once sync.Once
 	env  *cel.Env
@@ -106,12 +107,7 @@ var attEnv attestationEnv
 
 func (c *Compiler) attestationEnv() (*cel.Env, error) {
 	attEnv.once.Do(func() {
-		base, err := newCELEnv()
-		if err != nil {
-			attEnv.err = err
-			return
-		}
-		attEnv.env, attEnv.err = base.Extend(cel.Variable(varPredicate, cel.DynType), cel.Variable(varStatement, cel.DynType))
+		attEnv.env, attEnv.err = newBaseEnvWith([]cel.EnvOption{cel.Variable(varPredicate, cel.DynType), cel.Variable(varStatement, cel.DynType)})
 	})
 	return attEnv.env, attEnv.err
 }

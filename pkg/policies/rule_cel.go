@@ -40,18 +40,24 @@ const (
 func newCELEnv() (*cel.Env, error) {
 	requestType := plugincel.BuildRequestType()
 	namespaceType := plugincel.BuildNamespaceType()
+	return newBaseEnvWith([]cel.EnvOption{
+		cel.Variable(varObject, cel.DynType),
+		cel.Variable(varOldObject, cel.DynType),
+		cel.Variable(varNamespace, namespaceType.CelType()),
+		cel.Variable(varRequest, requestType.CelType()),
+		cel.Variable(varPodSpec, cel.DynType),
+		cel.Variable(varPodMeta, cel.DynType),
+	}, namespaceType, requestType)
+}
+
+// newBaseEnvWith is the Kubernetes base environment, libraries and cost limits with these
+// variables.
+func newBaseEnvWith(vars []cel.EnvOption, declTypes ...*apiservercel.DeclType) (*cel.Env, error) {
 	set, err := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()).Extend(
 		environment.VersionedOptions{
 			IntroducedVersion: version.MajorMinor(1, 0),
-			EnvOptions: []cel.EnvOption{
-				cel.Variable(varObject, cel.DynType),
-				cel.Variable(varOldObject, cel.DynType),
-				cel.Variable(varNamespace, namespaceType.CelType()),
-				cel.Variable(varRequest, requestType.CelType()),
-				cel.Variable(varPodSpec, cel.DynType),
-				cel.Variable(varPodMeta, cel.DynType),
-			},
-			DeclTypes: []*apiservercel.DeclType{namespaceType, requestType},
+			EnvOptions:        vars,
+			DeclTypes:         declTypes,
 		},
 		environment.StrictCostOpt,
 	)

@@ -213,3 +213,58 @@ func TestVerifyImagesTenancy(t *testing.T) {
 		})
 	}
 }
+
+// Every field of keyless, certificateChain, trustedRoot and attestations is checked when the
+// policy compiles, and each error names its field.
+func TestVerifyImagesSupplyChainCompileErrors(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = "enforcement: Deny\nmatch: {kinds: [Pod]}\nrules:\n- name: signed\n  verifyImages:\n    images: [\"registry.example/*\"]\n"
+	for _, tt := range []struct{ name, rule, want string }{
+		{"no attestor", "    ignoreTlog: true\n",
+			`spec.rules[0] (signed).verifyImages: Required value: name at least one attestor: keys, keyless or certificateChain`},
+		{"issuer twice", "    keyless: [{issuer: a, issuerRegExp: b, subject: c}]\n",
+			`spec.rules[0] (signed).verifyImages.keyless[0]: Invalid value: "": set exactly one of issuer or issuerRegExp`},
+		{"no subject", "    keyless: [{issuer: a}]\n",
+			`spec.rules[0] (signed).verifyImages.keyless[0]: Invalid value: "": set exactly one of subject or subjectRegExp`},
+		{"bad regexp", "    keyless: [{issuer: a, subjectRegExp: '^(x'}]\n",
+			`spec.rules[0] (signed).verifyImages.keyless[0].subjectRegExp: Invalid value: "^(x": not an RE2 regular expression`},
+		{"unknown extension", "    keyless: [{issuer: a, subject: b, extensions: {githubRepo: acme/app}}]\n",
+			`spec.rules[0] (signed).verifyImages.keyless[0].extensions[githubRepo]: Unsupported value: "githubRepo": supported values: "buildConfigDigest"`},
+		{"bad chain", "    certificateChain: \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"\n",
+			`spec.rules[0] (signed).verifyImages.certificateChain: Invalid value: "(PEM)": not PEM certificates`},
+		{"bad root", "    keyless: [{issuer: a, subject: b}]\n    trustedRoot: {json: '{\"mediaType\": 1}'}\n",
+			`spec.rules[0] (signed).verifyImages.trustedRoot.json: Invalid value: "(TrustedRoot)": not a Sigstore TrustedRoot`},
+		{"root in a ConfigMap, offline", "    keyless: [{issuer: a, subject: b}]\n    trustedRoot: {configMapRef: {name: root}}\n",
+			`spec.rules[0] (signed).verifyImages.trustedRoot.configMapRef.namespace: Forbidden: a ClusterPolicy may read keys only from Secrets in`},
+		{"condition not bool", "    keyless: [{issuer: a, subject: b}]\n    attestations: [{predicateType: x, conditions: [{expression: 'predicate.builder'}]}]\n",
+			`spec.rules[0] (signed).verifyImages.attestations[0].conditions[0].expression: Invalid value: "predicate.builder": must evaluate to bool`},
+		{"condition reads the object", "    keyless: [{issuer: a, subject: b}]\n    attestations: [{predicateType: x, conditions: [{expression: 'object.metadata.name == \"x\"'}]}]\n",
+			`undeclared reference to 'object'`},
+		{"no predicate type", "    keyless: [{issuer: a, subject: b}]\n    attestations: [{predicateType: ''}]\n",
+			`spec.rules[0] (signed).verifyImages.attestations[0].predicateType: Required value`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var p v1alpha1.ClusterPolicy
+			if err := yaml.UnmarshalStrict([]byte(clusterPolicy("signed", head+tt.rule)), &p); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.CompileClusterPolicy(&p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v\nwant an error containing %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// A tenant's attestation conditions count against its rule budget: each is a compiled program.
+func TestBudgetRulesCountAttestationConditions(t *testing.T) {
+	spec := &v1alpha1.PolicySpec{Rules: []v1alpha1.Rule{{Name: "r", VerifyImages: &v1alpha1.VerifyImagesRule{
+		Attestations: []v1alpha1.AttestationCheck{{PredicateType: "x", Conditions: make([]v1alpha1.AttestationCondition, 3)}, {PredicateType: "y", Conditions: make([]v1alpha1.AttestationCondition, 2)}},
+	}}}}
+	if got := BudgetRules(spec); got != 6 {
+		t.Errorf("BudgetRules = %d, want 6 (1 rule + 5 conditions)", got)
+	}
+}

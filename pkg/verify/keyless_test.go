@@ -209,3 +209,53 @@ func TestAttestations(t *testing.T) {
 		})
 	}
 }
+
+// The embedded public-good root parses and names Fulcio, Rekor and CT logs.
+func TestPublicGoodRoot(t *testing.T) {
+	pg := verify.PublicGood()
+	if len(pg.FulcioCertificateAuthorities()) == 0 || len(pg.RekorLogs()) == 0 || len(pg.CTLogs()) == 0 {
+		t.Fatalf("public-good root: %d CAs, %d Rekor logs, %d CT logs", len(pg.FulcioCertificateAuthorities()), len(pg.RekorLogs()), len(pg.CTLogs()))
+	}
+	if _, err := verify.NewTrustedRoot(make([]byte, verify.MaxTrustedRootBytes+1)); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("oversized root: %v", err)
+	}
+}
+
+// BenchmarkVerifyKeylessAttestation: a keyless signature plus one SLSA attestation with a
+// condition, cold (every check against the registry on loopback) and from the cache.
+func BenchmarkVerifyKeylessAttestation(b *testing.B) {
+	reg := verifytest.NewRegistry(b)
+	ca := verifytest.NewCA(b, "fulcio", true)
+	signer := ca.Issue(b, verifytest.Cert{Subject: ghWorkflow, Issuer: ghIssuer})
+	image := reg.Push(b, "acme/app:v1")
+	verifytest.SignWithCert(b, image, signer)
+	verifytest.Attest(b, image, signer.KeyPair, &signer, "https://slsa.dev/provenance/v1", verifytest.SLSAProvenance("https://github.com/actions/workflow@v1"), false)
+	root, err := verify.NewTrustedRoot(ca.TrustedRoot(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cond := verify.Condition{Expression: "builder", Eval: func(_ context.Context, st map[string]any) (bool, error) {
+		_, ok := st["predicate"].(map[string]any)["buildDefinition"]
+		return ok, nil
+	}}
+	for _, c := range []struct {
+		name  string
+		cache *verify.Cache
+	}{{"cold", nil}, {"cached", verify.NewCache(100, time.Hour, time.Minute, nil)}} {
+		b.Run(c.name, func(b *testing.B) {
+			v, err := verify.Compile(verify.Options{Keyless: true, TrustedRoot: root, Identities: []verify.Identity{{Issuer: ghIssuer, Subject: ghWorkflow}},
+				Attestations: []verify.Attestation{{PredicateType: "https://slsa.dev/provenance/v1", Conditions: []verify.Condition{cond}}},
+				InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host), Timeout: 10 * time.Second, Cache: c.cache})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				got, err := v.Verify(b.Context(), image, nil)
+				if err != nil || !got.Verified {
+					b.Fatalf("%+v %v", got, err)
+				}
+			}
+		})
+	}
+}
