@@ -61,16 +61,16 @@ func (c *Compiler) trustedRoot(ref *v1alpha1.TrustedRootRef, namespace string, p
 	}
 	p := path.Child("configMapRef")
 	cm := ref.ConfigMapRef
-	ns, errs := c.secretNamespace(&v1alpha1.SecretKeyRef{Namespace: cm.Namespace, Name: cm.Name, Key: cm.Key}, namespace, p)
-	if len(errs) > 0 || c.checkOnly {
-		return nil, errs
-	}
-	reader, ok := c.verification.Secrets.(ConfigMapReader)
-	if !ok {
+	reader, online := c.verification.Secrets.(ConfigMapReader)
+	if !online && !c.checkOnly {
 		if c.verification.TrustedRoot != nil {
 			return c.verification.TrustedRoot, nil // offline: --trusted-root stands in
 		}
 		return nil, field.ErrorList{field.Invalid(p, cm.Name, "trusted roots in ConfigMaps are read in the cluster; offline, pass --trusted-root")}
+	}
+	ns, errs := c.readableNamespace(cm.Namespace, namespace, p, "trusted roots only from ConfigMaps")
+	if len(errs) > 0 || c.checkOnly {
+		return nil, errs
 	}
 	key := cm.Key
 	if key == "" {

@@ -172,22 +172,27 @@ func (c *Compiler) registryAllowed(glob string) bool {
 // the same fixed phrase: a policy's status must not tell whether a Secret exists or what it holds.
 // secretNamespace returns the namespace a key's Secret is read from, or why it may not be.
 func (c *Compiler) secretNamespace(ref *v1alpha1.SecretKeyRef, policyNamespace string, path *field.Path) (string, field.ErrorList) {
-	ns := ref.Namespace
+	return c.readableNamespace(ref.Namespace, policyNamespace, path, "keys only from Secrets")
+}
+
+// readableNamespace returns the namespace a policy may read what from (default: its own, or
+// the first key namespace), or why it may not.
+func (c *Compiler) readableNamespace(ns, policyNamespace string, path *field.Path, what string) (string, field.ErrorList) {
 	switch {
 	case policyNamespace != "":
 		if ns == "" {
 			ns = policyNamespace
 		}
 		if ns != policyNamespace {
-			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), "a Policy may read keys only from Secrets in its own namespace")}
+			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), fmt.Sprintf("a Policy may read %s in its own namespace", what))}
 		}
 	default:
 		if ns == "" && len(c.verification.KeyNamespaces) > 0 {
 			ns = c.verification.KeyNamespaces[0]
 		}
 		if !slices.Contains(c.verification.KeyNamespaces, ns) {
-			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), fmt.Sprintf("a ClusterPolicy may read keys only from Secrets in %s (--key-secret-namespaces)",
-				strings.Join(c.verification.KeyNamespaces, ", ")))}
+			return "", field.ErrorList{field.Forbidden(path.Child("namespace"), fmt.Sprintf("a ClusterPolicy may read %s in %s (--key-secret-namespaces)",
+				what, strings.Join(c.verification.KeyNamespaces, ", ")))}
 		}
 	}
 	return ns, nil

@@ -238,7 +238,7 @@ func TestVerifyImagesSupplyChainCompileErrors(t *testing.T) {
 		{"bad root", "    keyless: [{issuer: a, subject: b}]\n    trustedRoot: {json: '{\"mediaType\": 1}'}\n",
 			`spec.rules[0] (signed).verifyImages.trustedRoot.json: Invalid value: "(TrustedRoot)": not a Sigstore TrustedRoot`},
 		{"root in a ConfigMap, offline", "    keyless: [{issuer: a, subject: b}]\n    trustedRoot: {configMapRef: {name: root}}\n",
-			`spec.rules[0] (signed).verifyImages.trustedRoot.configMapRef.namespace: Forbidden: a ClusterPolicy may read keys only from Secrets in`},
+			`spec.rules[0] (signed).verifyImages.trustedRoot.configMapRef: Invalid value: "root": trusted roots in ConfigMaps are read in the cluster; offline, pass --trusted-root`},
 		{"condition not bool", "    keyless: [{issuer: a, subject: b}]\n    attestations: [{predicateType: x, conditions: [{expression: 'predicate.builder'}]}]\n",
 			`spec.rules[0] (signed).verifyImages.attestations[0].conditions[0].expression: Invalid value: "predicate.builder": must evaluate to bool`},
 		{"condition reads the object", "    keyless: [{issuer: a, subject: b}]\n    attestations: [{predicateType: x, conditions: [{expression: 'object.metadata.name == \"x\"'}]}]\n",

@@ -213,6 +213,50 @@ spec:
 	}
 }
 
+// TestCheckTrustedRoot: offline, --trusted-root stands in for a rule's trustedRoot in a
+// ConfigMap: a keyless signature from the private Fulcio it names verifies, and without it the
+// rule says what to pass. A file that is not a TrustedRoot is named.
+func TestCheckTrustedRoot(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	ca := verifytest.NewCA(t, "fulcio", true)
+	const issuer, subject = "https://token.actions.githubusercontent.com", "https://github.com/acme/app/.github/workflows/release.yaml@refs/heads/main"
+	verifytest.SignWithCert(t, reg.Push(t, "acme/app:v1"), ca.Issue(t, verifytest.Cert{Subject: subject, Issuer: issuer}))
+	dir := t.TempDir()
+	policy := fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: keyless}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod]}
+  rules:
+    - name: workflow
+      verifyImages:
+        images: ["%s/acme/*"]
+        mutateDigest: false
+        keyless: [{issuer: %q, subject: %q}]
+        trustedRoot: {configMapRef: {namespace: portcullis-system, name: sigstore-root}}
+`, reg.Host, issuer, subject)
+	pod := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{name: app, image: '%s/acme/app:v1'}]}\n", reg.Host)
+	for name, content := range map[string]string{"policy.yaml": policy, "pod.yaml": pod, "root.json": string(ca.TrustedRoot(t)), "bad.json": `{"mediaType": "x"}`} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"check", "-f", filepath.Join(dir, "pod.yaml"), "--policies", filepath.Join(dir, "policy.yaml"), "--insecure-registry", reg.Host}
+	code, out, errOut := runCLI(t, "", append(args, "--trusted-root", filepath.Join(dir, "root.json"))...)
+	if code != ExitOK || !strings.Contains(out, "v1 Pod default/ok: PASSED") {
+		t.Fatalf("with --trusted-root: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "", args...)
+	if want := "trusted roots in ConfigMaps are read in the cluster; offline, pass --trusted-root"; code != ExitUsage || !strings.Contains(out+errOut, want) {
+		t.Fatalf("without --trusted-root: exit %d\n%s%s\nwant %s", code, out, errOut, want)
+	}
+	code, out, errOut = runCLI(t, "", append(args, "--trusted-root", filepath.Join(dir, "bad.json"))...)
+	if want := "--trusted-root " + filepath.Join(dir, "bad.json") + ": not a Sigstore TrustedRoot"; code != ExitUsage || !strings.Contains(errOut, want) {
+		t.Fatalf("a bad root: exit %d\n%s%s\nwant %s", code, out, errOut, want)
+	}
+}
+
 // TestTestCommand: the library's suites pass; a copy of the library with one policy broken on
 // purpose turns the run red, naming the expectations that no longer hold; the exit codes are
 // 0, 1 and 2.
