@@ -141,7 +141,7 @@ func (c *Compiler) compileAttestations(checks []v1alpha1.AttestationCheck, path 
 				continue
 			}
 			total = addCost(total, cost)
-			att.Conditions = append(att.Conditions, verify.Condition{Expression: cond.Expression, Message: cond.Message, Eval: conditionEval(prog, cond.Expression)})
+			att.Conditions = append(att.Conditions, verify.Condition{Expression: cond.Expression, Message: cond.Message, Eval: conditionEval(prog)})
 		}
 		out = append(out, att)
 	}
@@ -153,7 +153,7 @@ func (c *Compiler) compileAttestations(checks []v1alpha1.AttestationCheck, path 
 }
 
 // conditionEval evaluates a compiled condition on a statement.
-func conditionEval(prog cel.Program, expr string) func(context.Context, map[string]any) (bool, error) {
+func conditionEval(prog cel.Program) func(context.Context, map[string]any) (bool, error) {
 	return func(ctx context.Context, st map[string]any) (bool, error) {
 		out, _, err := prog.ContextEval(ctx, map[string]any{varPredicate: st["predicate"], varStatement: st})
 		if err != nil {

@@ -244,7 +244,7 @@ func BenchmarkVerifyKeylessAttestation(b *testing.B) {
 	}{{"cold", nil}, {"cached", verify.NewCache(100, time.Hour, time.Minute, nil)}} {
 		b.Run(c.name, func(b *testing.B) {
 			v, err := verify.Compile(verify.Options{Keyless: true, TrustedRoot: root, Identities: []verify.Identity{{Issuer: ghIssuer, Subject: ghWorkflow}},
-				Attestations: []verify.Attestation{{PredicateType: "https://slsa.dev/provenance/v1", Conditions: []verify.Condition{cond}}},
+				Attestations:       []verify.Attestation{{PredicateType: "https://slsa.dev/provenance/v1", Conditions: []verify.Condition{cond}}},
 				InsecureRegistries: []string{reg.Host}, Transport: loopback(reg.Host), Timeout: 10 * time.Second, Cache: c.cache})
 			if err != nil {
 				b.Fatal(err)

@@ -191,7 +191,7 @@ func Attest(t testing.TB, image string, key KeyPair, s *Signer, predicateType, p
 	if s != nil {
 		keyPath, c.CertPath, c.CertChainPath = s.PrivateKeyPath, s.CertPath, s.ChainPath
 	}
-	c.KeyOpts.KeyRef = keyPath
+	c.KeyRef = keyPath
 	if err := c.Exec(t.Context(), image); err != nil {
 		t.Fatalf("cosign attest %s: %v", image, err)
 	}
