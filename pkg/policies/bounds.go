@@ -124,6 +124,13 @@ func (b *bounds) list(path *field.Path, list []string, maxItems, maxLength int) 
 	}
 }
 
+// objectKeyRef bounds a reference to a key of a Secret or ConfigMap.
+func (b *bounds) objectKeyRef(path *field.Path, namespace, name, key string) {
+	b.text(path.Child("namespace"), namespace, 63)
+	b.text(path.Child("name"), name, MaxNameLength)
+	b.text(path.Child("key"), key, MaxNameLength)
+}
+
 func (b *bounds) match(path *field.Path, m *v1alpha1.MatchResources) {
 	b.strings(path.Child("kinds"), m.Kinds, MaxNameLength)
 	b.items(path.Child("operations"), len(m.Operations), 4)
@@ -195,10 +202,7 @@ func (b *bounds) rule(path *field.Path, r *v1alpha1.Rule) {
 		for i, k := range s.Keys {
 			b.text(p.Child("keys").Index(i).Child("publicKey"), k.PublicKey, MaxKeyLength)
 			if ref := k.SecretRef; ref != nil {
-				rp := p.Child("keys").Index(i).Child("secretRef")
-				b.text(rp.Child("namespace"), ref.Namespace, 63)
-				b.text(rp.Child("name"), ref.Name, MaxNameLength)
-				b.text(rp.Child("key"), ref.Key, MaxNameLength)
+				b.objectKeyRef(p.Child("keys").Index(i).Child("secretRef"), ref.Namespace, ref.Name, ref.Key)
 			}
 		}
 		b.items(p.Child("keyless"), len(s.Keyless), MaxIdentities)
@@ -216,10 +220,7 @@ func (b *bounds) rule(path *field.Path, r *v1alpha1.Rule) {
 		if tr := s.TrustedRoot; tr != nil {
 			b.text(p.Child("trustedRoot", "json"), tr.JSON, MaxTrustedRootLength)
 			if ref := tr.ConfigMapRef; ref != nil {
-				rp := p.Child("trustedRoot", "configMapRef")
-				b.text(rp.Child("namespace"), ref.Namespace, 63)
-				b.text(rp.Child("name"), ref.Name, MaxNameLength)
-				b.text(rp.Child("key"), ref.Key, MaxNameLength)
+				b.objectKeyRef(p.Child("trustedRoot", "configMapRef"), ref.Namespace, ref.Name, ref.Key)
 			}
 		}
 		b.items(p.Child("attestations"), len(s.Attestations), MaxAttestations)

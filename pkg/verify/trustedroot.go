@@ -9,14 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
 // publicGoodJSON is the Sigstore public-good TrustedRoot (Fulcio CAs, Rekor and CT log keys) as
-// the sigstore module ships it; Roots.Refresh replaces it through TUF when TUF is reachable.
+// the sigstore module ships it.
 //
 //go:embed trustedroot/public-good.json
 var publicGoodJSON []byte
@@ -37,7 +36,6 @@ func ParseTrustedRoot(doc []byte) (*root.TrustedRoot, error) {
 }
 
 // TrustedRoot is a trusted root an attestor checks against, with an identifier for cache keys.
-// Its material may change (a TUF refresh); the identifier names where it comes from.
 type TrustedRoot struct {
 	root.TrustedMaterial
 	ID string
@@ -53,47 +51,22 @@ func NewTrustedRoot(doc []byte) (*TrustedRoot, error) {
 	return &TrustedRoot{TrustedMaterial: tr, ID: hex.EncodeToString(sum[:8])}, nil
 }
 
-// PublicGood is the Sigstore public-good trusted root of this process: the embedded snapshot
-// until a TUF refresh (RefreshPublicGood) replaces it.
+// PublicGood is the Sigstore public-good trusted root: the embedded snapshot.
 func PublicGood() *TrustedRoot {
 	publicGoodOnce.Do(func() {
 		tr, err := ParseTrustedRoot(publicGoodJSON)
 		if err != nil {
 			panic("the embedded public-good trusted root does not parse: " + err.Error()) // a build defect; tested
 		}
-		publicGood.Store(tr)
+		publicGood = &TrustedRoot{TrustedMaterial: tr, ID: "public-good"}
 	})
-	return &TrustedRoot{TrustedMaterial: liveMaterial{&publicGood}, ID: "public-good"}
+	return publicGood
 }
 
 var (
 	publicGoodOnce sync.Once
-	publicGood     atomic.Pointer[root.TrustedRoot]
+	publicGood     *TrustedRoot
 )
-
-// SetPublicGood replaces the public-good root, e.g. with one fetched through TUF; every verifier
-// using PublicGood sees it at its next verification.
-func SetPublicGood(tr *root.TrustedRoot) {
-	PublicGood()
-	publicGood.Store(tr)
-}
-
-// liveMaterial reads the current root at every call.
-type liveMaterial struct {
-	p *atomic.Pointer[root.TrustedRoot]
-}
-
-func (l liveMaterial) TimestampingAuthorities() []root.TimestampingAuthority {
-	return l.p.Load().TimestampingAuthorities()
-}
-func (l liveMaterial) FulcioCertificateAuthorities() []root.CertificateAuthority {
-	return l.p.Load().FulcioCertificateAuthorities()
-}
-func (l liveMaterial) RekorLogs() map[string]*root.TransparencyLog { return l.p.Load().RekorLogs() }
-func (l liveMaterial) CTLogs() map[string]*root.TransparencyLog    { return l.p.Load().CTLogs() }
-func (l liveMaterial) PublicKeyVerifier(hint string) (root.TimeConstrainedVerifier, error) {
-	return l.p.Load().PublicKeyVerifier(hint)
-}
 
 // chainMaterial is one's own PKI under a trusted root: the chain's certificate authorities in
 // place of the root's, no CT logs, and the root's transparency logs and timestamp authorities.
