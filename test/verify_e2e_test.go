@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
+	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
 const imageDeployment = `apiVersion: apps/v1
@@ -193,4 +196,81 @@ spec:
 	if got, want := pod.Spec.Volumes[0].Image.Reference, reg.Host+"/acme/data:v1"+digest; got != want {
 		t.Errorf("stored image volume %s, want it pinned: %s", got, want)
 	}
+	m := scrapeMetrics(t)
+	for _, want := range []string{`portcullis_image_verifications_total{check="attestation",outcome="verified"}`, `portcullis_image_verifications_total{check="attestation",outcome="untrusted"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestTrustedRootRefreshedThroughTUF: the real binary refreshes the default trusted root from
+// a TUF mirror on loopback (--tuf-mirror, --tuf-root, as an air-gapped cluster would), so a
+// keyless rule that names no trustedRoot trusts the CA only the refreshed root names.
+func TestTrustedRootRefreshedThroughTUF(t *testing.T) {
+	const issuer, workflow = "https://token.actions.githubusercontent.com", "https://github.com/acme/app/.github/workflows/release.yaml@refs/heads/main"
+	reg := verifytest.NewRegistry(t)
+	ca := verifytest.NewCA(t, "private-fulcio", true)
+	good := reg.Push(t, "acme/app:v1")
+	verifytest.SignWithCert(t, good, ca.Issue(t, verifytest.Cert{Subject: workflow, Issuer: issuer}))
+	foreign := reg.Push(t, "acme/foreign:v1")
+	verifytest.SignWithCert(t, foreign, verifytest.NewCA(t, "other", false).Issue(t, verifytest.Cert{Subject: workflow, Issuer: issuer}))
+	repo := verifytest.NewTUFRepository(t, ca.TrustedRoot(t))
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	if err := os.WriteFile(rootFile, repo.Root, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metricsPort, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := startFleet(t, 1, "--tuf-mirror", repo.URL, "--tuf-root", rootFile,
+		"--insecure-registries", "127.0.0.1", "--private-registries", "127.0.0.1",
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false")
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	eventually(t, 30*time.Second, func() error {
+		if m := scrapePlain(t, metricsURL); !strings.Contains(m, `portcullis_trusted_root_refreshes_total{outcome="success"}`) {
+			return errors.New("no successful trusted root refresh yet")
+		}
+		return nil
+	})
+	f.applyPolicy(fmt.Sprintf(`apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: keyless-default-root}
+spec:
+  enforcement: Deny
+  match: {kinds: [Pod]}
+  rules:
+    - name: signed
+      verifyImages:
+        images: ["%s/acme/*"]
+        mutateDigest: false
+        keyless:
+          - {issuer: %s, subject: %s}
+`, reg.Host, issuer, workflow))
+	pod := func(name, image string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
+	}
+	if err := f.client.Create(t.Context(), pod("good", good), client.DryRunAll); err != nil {
+		t.Fatalf("an image signed under the refreshed root was denied: %v", err)
+	}
+	err = f.client.Create(t.Context(), pod("foreign", foreign), client.DryRunAll)
+	if want := "keyless: the certificate does not chain to a trusted certificate authority"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("an image signed by another CA: %v; want a denial containing %q", err, want)
+	}
+	if m := scrapePlain(t, metricsURL); !strings.Contains(m, "portcullis_trusted_root_last_refresh_success_timestamp_seconds 1") {
+		t.Errorf("the last refresh is not dated:\n%s", grepLines(m, "portcullis_trusted_root"))
+	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }

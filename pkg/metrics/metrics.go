@@ -38,6 +38,10 @@ type Metrics struct {
 	Verifications   *prometheus.CounterVec
 	VerifyCache     *prometheus.CounterVec
 	RegistryLatency prometheus.Histogram
+	// RootRefreshes counts TUF refreshes of the default trusted root; RootLastRefresh dates the
+	// last good one.
+	RootRefreshes   *prometheus.CounterVec
+	RootLastRefresh prometheus.Gauge
 }
 
 // New creates the collectors and registers them on reg.
@@ -108,6 +112,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help: "When the last audit scan of this replica finished without error (Unix time); 0 before the first.",
 	})
 	reg.MustRegister(m.AuditFailures, m.AuditLastSuccess)
+	m.RootRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_trusted_root_refreshes_total",
+		Help: "TUF refreshes of the default (public-good) Sigstore trusted root, by outcome: success or error (the root in force stays).",
+	}, []string{"outcome"})
+	m.RootLastRefresh = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "portcullis_trusted_root_last_refresh_success_timestamp_seconds",
+		Help: "When the default trusted root was last refreshed through TUF (Unix time); 0 before the first: the embedded root is in force.",
+	})
+	reg.MustRegister(m.RootRefreshes, m.RootLastRefresh)
 	reg.MustRegister(m.AuditScans, m.AuditObjects, m.AuditViolations)
 	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies, m.Verifications, m.VerifyCache, m.RegistryLatency)
 	return m
@@ -125,6 +138,14 @@ func (m *Metrics) CacheLookup(hit bool) {
 		result = "hit"
 	}
 	m.VerifyCache.WithLabelValues(result).Inc()
+}
+
+// TrustedRootRefresh counts one TUF refresh of the default trusted root.
+func (m *Metrics) TrustedRootRefresh(outcome string) {
+	m.RootRefreshes.WithLabelValues(outcome).Inc()
+	if outcome == "success" {
+		m.RootLastRefresh.SetToCurrentTime()
+	}
 }
 
 // Registry implements verify.Observer.

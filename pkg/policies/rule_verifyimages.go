@@ -54,6 +54,9 @@ type VerificationOptions struct {
 	// TrustedRoot is the Sigstore trusted root of rules that name none, and offline (the CLI's
 	// --trusted-root) of rules whose trustedRoot is in a ConfigMap; nil is the public-good root.
 	TrustedRoot *verify.TrustedRoot
+	// DefaultRoot, without TrustedRoot, is the root of rules that name none: the public-good
+	// root as TUF last refreshed it (the server's); nil is the embedded public-good root.
+	DefaultRoot *verify.LiveRoot
 }
 
 // verifyImagesRule checks the cosign signatures of the matching images.
@@ -132,7 +135,7 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 		return rule, nil, nil
 	}
 	v, err := verify.Compile(verify.Options{
-		PublicKeys: keys, Identities: identities, CertificateChain: r.CertificateChain, TrustedRoot: root,
+		PublicKeys: keys, Identities: identities, CertificateChain: r.CertificateChain, TrustedRoot: root, DefaultRoot: c.verification.DefaultRoot,
 		// Keyless identities constrain the certificate chain's certificates; with a chain they
 		// are an attestor of their own only under a trusted root named for them.
 		Keyless:      len(r.Keyless) > 0 && (r.CertificateChain == "" || r.TrustedRoot != nil),

@@ -100,14 +100,14 @@ func (v *Verifier) fetchAttestations(_ context.Context, digest name.Digest, ropt
 }
 
 // checkAttestations checks every required attestation under the key mode.
-func (v *Verifier) checkAttestations(ctx context.Context, envs []envelope, h v1.Hash, ropts []ociremote.Option) (bool, string, string) {
+func (v *Verifier) checkAttestations(ctx context.Context, attestors []*attestor, envs []envelope, h v1.Hash, ropts []ociremote.Option) (bool, string, string) {
 	if len(envs) == 0 {
 		return false, fmt.Sprintf("no attestations found (want %s)", v.predicateTypes()), outcomeUnsigned
 	}
 	// Each attestor's verified statements, computed once for all the required types.
-	verified := make(map[*attestor][]map[string]any, len(v.attestors))
-	failures := make(map[*attestor][]error, len(v.attestors))
-	for _, a := range v.attestors {
+	verified := make(map[*attestor][]map[string]any, len(attestors))
+	failures := make(map[*attestor][]error, len(attestors))
+	for _, a := range attestors {
 		co := v.checkOpts(a, ropts, cosign.IntotoSubjectClaimVerifier)
 		for _, e := range envs {
 			st, err := v.verifyEnvelope(ctx, a, co, e, h)
@@ -119,7 +119,7 @@ func (v *Verifier) checkAttestations(ctx context.Context, envs []envelope, h v1.
 		}
 	}
 	for _, want := range v.attestations {
-		ok, reason := v.satisfied(func(a *attestor) error {
+		ok, reason := v.satisfied(attestors, func(a *attestor) error {
 			found := false
 			var failed string
 			for _, st := range verified[a] {

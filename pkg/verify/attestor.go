@@ -32,6 +32,8 @@ type attestor struct {
 	// logs, CT logs and timestamp authorities proofs are checked against (every attestor).
 	material   root.TrustedMaterial
 	identities []identity
+	// cas are a certificate chain attestor's own certificate authorities.
+	cas []root.CertificateAuthority
 	// sct: certificates must carry an SCT from a CT log of the material, when it names any.
 	sct bool
 	// chain: the certificate authorities are one's own; a signature's chain may add
@@ -56,7 +58,7 @@ func (v *Verifier) checkOpts(a *attestor, ropts []ociremote.Option, claims func(
 }
 
 // verify checks the signatures, then the attestations, of the digest against the attestors.
-func (v *Verifier) verify(ctx context.Context, digest name.Digest, keychain authn.Keychain) (Verdict, error) {
+func (v *Verifier) verify(ctx context.Context, digest name.Digest, keychain authn.Keychain, attestors []*attestor) (Verdict, error) {
 	verdict := Verdict{Digest: digest.DigestStr()}
 	h, err := v1.NewHash(digest.DigestStr())
 	if err != nil {
@@ -71,7 +73,7 @@ func (v *Verifier) verify(ctx context.Context, digest name.Digest, keychain auth
 		verdict.Reason, verdict.Signature = "no signatures found", outcomeUnsigned
 		return verdict, nil
 	}
-	ok, reason := v.satisfied(func(a *attestor) error {
+	ok, reason := v.satisfied(attestors, func(a *attestor) error {
 		co := v.checkOpts(a, ropts, cosign.SimpleClaimVerifier)
 		var errs []error
 		for _, sig := range sigs {
@@ -96,15 +98,15 @@ func (v *Verifier) verify(ctx context.Context, digest name.Digest, keychain auth
 	if err != nil {
 		return Verdict{}, err
 	}
-	verdict.Verified, verdict.Reason, verdict.Attestation = v.checkAttestations(ctx, envs, h, ropts)
+	verdict.Verified, verdict.Reason, verdict.Attestation = v.checkAttestations(ctx, attestors, envs, h, ropts)
 	return verdict, nil
 }
 
 // satisfied applies the key mode: any one attestor, or every one, must accept. The reason names
 // the attestors that did not.
-func (v *Verifier) satisfied(check func(a *attestor) error) (bool, string) {
+func (v *Verifier) satisfied(attestors []*attestor, check func(a *attestor) error) (bool, string) {
 	var reasons []string
-	for _, a := range v.attestors {
+	for _, a := range attestors {
 		err := check(a)
 		switch {
 		case err == nil && !v.opts.RequireAll:

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -54,11 +55,11 @@ func NewTrustedRoot(doc []byte) (*TrustedRoot, error) {
 // PublicGood is the Sigstore public-good trusted root: the embedded snapshot.
 func PublicGood() *TrustedRoot {
 	publicGoodOnce.Do(func() {
-		tr, err := ParseTrustedRoot(publicGoodJSON)
+		tr, err := NewTrustedRoot(publicGoodJSON)
 		if err != nil {
 			panic("the embedded public-good trusted root does not parse: " + err.Error()) // a build defect; tested
 		}
-		publicGood = &TrustedRoot{TrustedMaterial: tr, ID: "public-good"}
+		publicGood = tr
 	})
 	return publicGood
 }
@@ -67,6 +68,32 @@ var (
 	publicGoodOnce sync.Once
 	publicGood     *TrustedRoot
 )
+
+// LiveRoot is a trusted root that may be replaced while verifiers use it: the public-good root,
+// embedded at first, then as a TUF refresh last delivered it. Every verification reads the root
+// in force once, and its verdict is cached under that root's identifier, so a replaced root
+// never serves a verdict reached under the old one.
+type LiveRoot struct {
+	current atomic.Pointer[TrustedRoot]
+}
+
+// NewLiveRoot returns a live root holding initial (nil: the embedded public-good root).
+func NewLiveRoot(initial *TrustedRoot) *LiveRoot {
+	if initial == nil {
+		initial = PublicGood()
+	}
+	l := &LiveRoot{}
+	l.current.Store(initial)
+	return l
+}
+
+// Load returns the root in force.
+func (l *LiveRoot) Load() *TrustedRoot { return l.current.Load() }
+
+// Store puts a root in force; it reports whether it differs from the previous one.
+func (l *LiveRoot) Store(tr *TrustedRoot) bool {
+	return l.current.Swap(tr).ID != tr.ID
+}
 
 // chainMaterial is one's own PKI under a trusted root: the chain's certificate authorities in
 // place of the root's, no CT logs, and the root's transparency logs and timestamp authorities.

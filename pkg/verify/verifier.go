@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -37,8 +38,11 @@ type Options struct {
 	CertificateChain string
 	// TrustedRoot supplies the keyless certificate authorities, and the transparency logs, CT
 	// logs and timestamp authorities every attestor's proofs are checked against; nil is
-	// PublicGood().
+	// DefaultRoot's root at each verification.
 	TrustedRoot *TrustedRoot
+	// DefaultRoot is the root of a verifier without TrustedRoot, shared by the verifiers of a
+	// process and refreshed through TUF (TUFRefresher); nil is the embedded PublicGood().
+	DefaultRoot *LiveRoot
 	// Attestations are the in-toto attestations an image must carry besides its signature.
 	Attestations []Attestation
 	// RequireAll: every attestor must have signed the image (and each attestation); otherwise
@@ -100,7 +104,9 @@ type Verdict struct {
 
 // Verifier verifies images against one set of attestors. It is safe for concurrent use.
 type Verifier struct {
+	// attestors are bound to the trusted root in force (bind); their material is unset here.
 	attestors    []*attestor
+	bound        atomic.Pointer[boundAttestors]
 	attestations []attestation
 	keySetID     string
 	opts         Options
@@ -118,8 +124,8 @@ func Compile(o Options) (*Verifier, error) {
 	if o.Transport == nil {
 		o.Transport = NewTransport(EgressOptions{Insecure: o.InsecureRegistries})
 	}
-	if o.TrustedRoot == nil {
-		o.TrustedRoot = PublicGood()
+	if o.TrustedRoot == nil && o.DefaultRoot == nil {
+		o.DefaultRoot = NewLiveRoot(nil)
 	}
 	v := &Verifier{opts: o}
 	h := sha256.New()
@@ -132,7 +138,7 @@ func Compile(o Options) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keys[%d]: %w", i, err)
 		}
-		v.attestors = append(v.attestors, &attestor{name: fmt.Sprintf("keys[%d]", i), key: sv, material: o.TrustedRoot})
+		v.attestors = append(v.attestors, &attestor{name: fmt.Sprintf("keys[%d]", i), key: sv})
 		h.Write([]byte(strings.TrimSpace(pemKey)))
 	}
 	ids, err := compileIdentities(o.Identities)
@@ -140,14 +146,14 @@ func Compile(o Options) (*Verifier, error) {
 		return nil, err
 	}
 	if o.Keyless {
-		v.attestors = append(v.attestors, &attestor{name: "keyless", material: o.TrustedRoot, identities: ids, sct: true})
+		v.attestors = append(v.attestors, &attestor{name: "keyless", identities: ids, sct: true})
 	}
 	if o.CertificateChain != "" {
 		cas, err := parseChain(o.CertificateChain)
 		if err != nil {
 			return nil, err
 		}
-		v.attestors = append(v.attestors, &attestor{name: "certificateChain", material: chainMaterial{TrustedMaterial: o.TrustedRoot, cas: cas}, identities: ids, chain: true})
+		v.attestors = append(v.attestors, &attestor{name: "certificateChain", cas: cas, identities: ids, chain: true})
 		h.Write([]byte(strings.TrimSpace(o.CertificateChain)))
 	}
 	for i := range o.Attestations {
@@ -158,15 +164,14 @@ func Compile(o Options) (*Verifier, error) {
 		v.attestations = append(v.attestations, a)
 	}
 	// The cache key covers everything a verdict depends on: the attestors, the identities, the
-	// root, the modes and the attestations with their conditions.
+	// modes and the attestations with their conditions; and, at each verification, the root.
 	spec, err := json.Marshal(struct {
 		Identities   []Identity
 		Keyless      bool
-		Root         string
 		Attestations []Attestation
 		All, Tlog    bool
 		SCT          bool
-	}{o.Identities, o.Keyless, o.TrustedRoot.ID, o.Attestations, o.RequireAll, !o.IgnoreTlog, !o.IgnoreSCT})
+	}{o.Identities, o.Keyless, o.Attestations, o.RequireAll, !o.IgnoreTlog, !o.IgnoreSCT})
 	if err != nil {
 		return nil, err
 	}
@@ -175,8 +180,41 @@ func Compile(o Options) (*Verifier, error) {
 	return v, nil
 }
 
-// KeySetID identifies the key set and its semantics; cache entries are keyed by it.
+// KeySetID identifies the key set and its semantics; cache entries are keyed by it and by the
+// trusted root's identifier.
 func (v *Verifier) KeySetID() string { return v.keySetID }
+
+// boundAttestors are the attestors with the material of one trusted root.
+type boundAttestors struct {
+	rootID    string
+	attestors []*attestor
+}
+
+// root returns the trusted root in force: the rule's own, else the default (live) one.
+func (v *Verifier) root() *TrustedRoot {
+	if v.opts.TrustedRoot != nil {
+		return v.opts.TrustedRoot
+	}
+	return v.opts.DefaultRoot.Load()
+}
+
+// bind returns the attestors with the material of tr, built once per root.
+func (v *Verifier) bind(tr *TrustedRoot) []*attestor {
+	if b := v.bound.Load(); b != nil && b.rootID == tr.ID {
+		return b.attestors
+	}
+	as := make([]*attestor, len(v.attestors))
+	for i, proto := range v.attestors {
+		a := *proto
+		a.material = tr
+		if a.chain {
+			a.material = chainMaterial{TrustedMaterial: tr, cas: a.cas}
+		}
+		as[i] = &a
+	}
+	v.bound.Store(&boundAttestors{rootID: tr.ID, attestors: as})
+	return as
+}
 
 // Verify resolves image to a digest and verifies its signatures. A definitive answer (signed,
 // unsigned, wrong key) is a Verdict; an error means the registry could not give one (down, slow,
@@ -197,7 +235,8 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 		v.opts.Observer.Verification(checkSignature, "error")
 		return Verdict{}, &RegistryError{Image: image, err: err}
 	}
-	key := v.keySetID + "@" + digest.DigestStr()
+	tr := v.root()
+	key := v.keySetID + "/" + tr.ID + "@" + digest.DigestStr()
 	if verdict, ok := v.opts.Cache.Get(key); ok {
 		v.opts.Observer.CacheLookup(true)
 		v.observe(verdict)
@@ -215,7 +254,7 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 			defer cancel()
 		}
 		start := time.Now()
-		verdict, err := v.verify(sctx, digest, keychain)
+		verdict, err := v.verify(sctx, digest, keychain, v.bind(tr))
 		v.opts.Observer.Registry(time.Since(start))
 		if err == nil {
 			v.opts.Cache.Put(key, verdict)

@@ -73,18 +73,28 @@ func buildManager(cfg *rest.Config, o *Options, whServer *server.WebhookServer) 
 	return mgr, nil
 }
 
-// buildCompiler is the policy compiler, with image verification and exception governance.
-func buildCompiler(o *Options, m *metrics.Metrics, secrets client.Reader) (*policies.Compiler, error) {
-	return policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
+// buildCompiler is the policy compiler, with image verification and exception governance; and
+// the refresher of the default trusted root it verifies with, nil when --tuf-mirror is empty.
+func buildCompiler(o *Options, m *metrics.Metrics, secrets client.Reader) (*policies.Compiler, *verify.TUFRefresher, error) {
+	transport := verify.NewTransport(verify.EgressOptions{Insecure: o.InsecureRegistries, Private: o.PrivateRegistries})
+	defaultRoot := verify.NewLiveRoot(nil)
+	var refresher *verify.TUFRefresher
+	if o.TUF.Mirror != "" {
+		refresher = &verify.TUFRefresher{Mirror: o.TUF.Mirror, InitialRoot: o.TUF.root, Interval: o.TUF.Interval,
+			Transport: transport, Target: defaultRoot, Observe: m.TrustedRootRefresh, Log: ctrl.Log.WithName("trusted-root")}
+	}
+	compiler, err := policies.NewCompiler(policies.WithVerification(policies.VerificationOptions{
 		Observer:             m,
 		Cache:                verify.NewCache(o.VerifyCacheSize, o.VerifyCacheTTL, o.VerifyNegativeTTL, nil),
 		Timeout:              o.VerifyTimeout,
 		InsecureRegistries:   o.InsecureRegistries,
-		Transport:            verify.NewTransport(verify.EgressOptions{Insecure: o.InsecureRegistries, Private: o.PrivateRegistries}),
+		Transport:            transport,
+		DefaultRoot:          defaultRoot,
 		NamespacedRegistries: o.NamespacedPolicyRegistries,
 		Secrets:              secretKeys{secrets},
 		KeyNamespaces:        o.keyNamespaces(),
 	}), policies.WithExceptions(policies.ExceptionOptions{MaxLifetime: o.MaxExceptionLifetime, ClusterPolicyNamespaces: o.exceptionNamespaces()}))
+	return compiler, refresher, err
 }
 
 // buildPolicySource is the policy controller, which compiles the cluster's policies into the

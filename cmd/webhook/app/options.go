@@ -6,18 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
 	"github.com/portcullis-dev/portcullis/pkg/source"
+	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
 
 // Options are every flag of the server, validated in one place.
@@ -87,6 +90,8 @@ type Options struct {
 	VerifyNegativeTTL    time.Duration
 	PullSecrets          bool
 	KeyRefresh           time.Duration
+	// TUF refreshes the default (public-good) Sigstore trusted root.
+	TUF TUFOptions
 
 	LeaderElect      bool
 	LeaderElectionID string
@@ -127,6 +132,7 @@ func NewOptions() *Options {
 		VerifyNegativeTTL:    30 * time.Second,
 		PullSecrets:          true,
 		KeyRefresh:           time.Minute,
+		TUF:                  TUFOptions{Mirror: verify.DefaultTUFMirror, Interval: 24 * time.Hour},
 		LeaderElect:          true,
 		LeaderElectionID:     "portcullis-webhook",
 		ShutdownTimeout:      30 * time.Second,
@@ -181,6 +187,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.VerifyCacheTTL, "verification-cache-ttl", o.VerifyCacheTTL, "how long a verified digest stays cached")
 	fs.DurationVar(&o.VerifyNegativeTTL, "verification-negative-ttl", o.VerifyNegativeTTL, "how long a definitive failure (unsigned, wrong key) stays cached; registry errors never are")
 	fs.DurationVar(&o.KeyRefresh, "key-refresh-interval", o.KeyRefresh, "how often policies with verification keys in Secrets re-read them")
+	fs.StringVar(&o.TUF.Mirror, "tuf-mirror", o.TUF.Mirror, "TUF repository (URL) the default Sigstore trusted root of verifyImages rules that name none is refreshed from; an air-gapped cluster names its mirror (a private address must be in --private-registries, plain HTTP in --insecure-registries); empty: no refresh, the root embedded in the binary stays")
+	fs.StringVar(&o.TUF.RootFile, "tuf-root", o.TUF.RootFile, "the TUF root.json trusted first for --tuf-mirror (a file); empty: the Sigstore public-good TUF root embedded in the binary")
+	fs.DurationVar(&o.TUF.Interval, "tuf-refresh-interval", o.TUF.Interval, "how often the trusted root is refreshed from --tuf-mirror; a failed refresh is tried again within a tenth of it")
 	fs.BoolVar(&o.PullSecrets, "use-pull-secrets", o.PullSecrets, "read registries with the pod's imagePullSecrets and its service account's, as the kubelet does")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates, keep the webhook rules and write policy status (needed with several replicas); a lost lease stops that work, never the process")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
@@ -283,6 +292,47 @@ func (o *Options) validateTenancy(v *flagErrors) {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 			bad("key-secret-namespaces", ns, strings.Join(msgs, "; "))
 		}
+	}
+	o.validateTUF(v)
+}
+
+// TUFOptions say where the default trusted root is refreshed from.
+type TUFOptions struct {
+	Mirror   string
+	RootFile string
+	Interval time.Duration
+	// root is RootFile's content, read by validation.
+	root []byte
+}
+
+// validateTUF checks the TUF flags, and reads and parses --tuf-root.
+func (o *Options) validateTUF(v *flagErrors) {
+	t := &o.TUF
+	if t.Mirror == "" {
+		if t.RootFile != "" {
+			v.bad("tuf-root", t.RootFile, "needs --tuf-mirror")
+		}
+		return
+	}
+	u, err := url.Parse(t.Mirror)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		v.bad("tuf-mirror", t.Mirror, "must be an http(s) URL")
+	case u.Scheme == "http" && !slices.Contains(o.InsecureRegistries, u.Host) && !slices.Contains(o.InsecureRegistries, u.Hostname()):
+		v.bad("tuf-mirror", t.Mirror, "plain HTTP needs the mirror's host in --insecure-registries")
+	}
+	if t.Interval < time.Minute {
+		v.bad("tuf-refresh-interval", t.Interval, "must be at least 1m")
+	}
+	if t.RootFile != "" {
+		doc, err := os.ReadFile(t.RootFile)
+		if err == nil {
+			_, err = metadata.Root().FromBytes(doc)
+		}
+		if err != nil {
+			v.bad("tuf-root", t.RootFile, "not a TUF root.json: "+err.Error())
+		}
+		t.root = doc
 	}
 }
 

@@ -1,10 +1,15 @@
 package app
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
 )
 
 // --namespaced-policy-kinds bounds what tenants' Policies can have intercepted cluster-wide.
@@ -40,5 +45,47 @@ func TestNamespacedPolicyKinds(t *testing.T) {
 	o.NamespacedPolicyKinds = []string{"pods"}
 	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), `--namespaced-policy-kinds=pods: must be "*", "Kind" or "group/Kind"`) {
 		t.Errorf("a malformed kind: %v", err)
+	}
+}
+
+// The TUF flags: a mirror URL, plain HTTP only to an insecure host, a readable TUF root.json.
+func TestTUFFlags(t *testing.T) {
+	dir := t.TempDir()
+	notRoot, root := filepath.Join(dir, "not-root.json"), filepath.Join(dir, "root.json")
+	if err := os.WriteFile(notRoot, []byte(`{"signed":{"_type":"targets"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, verifytest.NewTUFRepository(t, []byte(`{}`)).Root, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		set  func(o *Options)
+		want string // empty: valid
+	}{
+		{"defaults", func(*Options) {}, ""},
+		{"off", func(o *Options) { o.TUF.Mirror = "" }, ""},
+		{"mirror and root", func(o *Options) { o.TUF.Mirror, o.TUF.RootFile = "https://tuf.internal.example", root }, ""},
+		{"insecure mirror", func(o *Options) {
+			o.TUF.Mirror, o.InsecureRegistries = "http://tuf.portcullis-system.svc:8080", []string{"tuf.portcullis-system.svc"}
+		}, ""},
+		{"plain HTTP", func(o *Options) { o.TUF.Mirror = "http://tuf.example" }, "--tuf-mirror=http://tuf.example: plain HTTP needs the mirror's host in --insecure-registries"},
+		{"not a URL", func(o *Options) { o.TUF.Mirror = "tuf.example" }, "--tuf-mirror=tuf.example: must be an http(s) URL"},
+		{"root without mirror", func(o *Options) { o.TUF.Mirror, o.TUF.RootFile = "", root }, "--tuf-root=" + root + ": needs --tuf-mirror"},
+		{"missing root", func(o *Options) { o.TUF.RootFile = filepath.Join(dir, "absent.json") }, "not a TUF root.json: open "},
+		{"not a root", func(o *Options) { o.TUF.RootFile = notRoot }, "--tuf-root=" + notRoot + ": not a TUF root.json"},
+		{"interval", func(o *Options) { o.TUF.Interval = time.Second }, "--tuf-refresh-interval=1s: must be at least 1m"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := NewOptions()
+			c.set(o)
+			err := o.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("error %v, want one containing %q", err, c.want)
+			}
+		})
 	}
 }

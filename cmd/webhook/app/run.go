@@ -104,9 +104,16 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	}
 	m := metrics.New(reg)
 	metrics.WatchCertificate(reg, whServer.Options.TLSConfig.GetCertificate)
-	compiler, err := buildCompiler(o, m, mgr.GetAPIReader())
+	compiler, refresher, err := buildCompiler(o, m, mgr.GetAPIReader())
 	if err != nil {
 		return nil, nil, err
+	}
+	if refresher != nil {
+		// Every replica refreshes its own root: admission never waits for it, and the embedded
+		// root is in force until the first refresh succeeds.
+		if err := mgr.Add(everyReplica(refresher.Start)); err != nil {
+			return nil, nil, err
+		}
 	}
 	engines := &source.EngineHolder{}
 	pc, syncer, err := buildPolicySource(mgr, cfg, o, compiler, engines, m)
