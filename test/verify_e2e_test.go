@@ -60,6 +60,14 @@ func TestVerifyImagesThroughTheAPIServer(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, want) {
 		t.Fatalf("unsigned: %v\n%s\nwant %s", err, stderr, want)
 	}
+	// A signature carrying a timestamp from a TSA the (public-good) root does not name, on which
+	// cosign v2 crashes: denied, and the server lives on to judge what follows.
+	stamped := reg.Push(t, "team/stamped:v1")
+	verifytest.Sign(t, stamped, key, verifytest.Timestamped(verifytest.NewTSA(t)))
+	_, stderr, err = kubectl(t, fmt.Sprintf(imageDeployment, "stamped", ns, reg.Host+"/team/stamped:v1"), "apply", "--dry-run=server", "-f", "-")
+	if want := "the signature's RFC 3161 timestamp is not from a trusted timestamp authority"; err == nil || !strings.Contains(stderr, want) {
+		t.Fatalf("untrusted timestamp: %v\n%s\nwant %s", err, stderr, want)
+	}
 	// The same key from a Secret (secretRef) verifies the same way.
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cosign-key", Namespace: systemNamespace}, Data: map[string][]byte{"cosign.pub": []byte(key.PublicKey)}}
 	if err := e2e.client.Create(t.Context(), secret); err != nil {

@@ -259,7 +259,10 @@ func (v *Verifier) verifyBundle(a *attestor, co *cosign.CheckOpts, b *sgbundle.B
 	if err != nil {
 		return nil, err
 	}
-	if _, err := verifier.Verify(b, sgverify.NewPolicy(sgverify.WithArtifactDigest(h.Algorithm, digest), policy...)); err != nil {
+	if err := guarded(func() error {
+		_, err := verifier.Verify(b, sgverify.NewPolicy(sgverify.WithArtifactDigest(h.Algorithm, digest), policy...))
+		return err
+	}); err != nil {
 		if a.key != nil {
 			return nil, noMatch(err)
 		}

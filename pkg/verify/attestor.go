@@ -193,7 +193,13 @@ func verifyEntity(ctx context.Context, a *attestor, co *cosign.CheckOpts, sig oc
 			co = &local
 		}
 	}
-	if _, err := check(ctx, sig, h, co); err != nil {
+	if err := guarded(func() error { _, err := check(ctx, sig, h, co); return err }); err != nil {
+		if errors.Is(err, errCrashed) && co.UseSignedTimestamps {
+			if ts, tsErr := sig.RFC3161Timestamp(); tsErr == nil && ts != nil {
+				// cosign v2 indexes the verified timestamps without looking (sigstore/cosign#4846).
+				return errUntrustedTimestamp
+			}
+		}
 		if a.key != nil {
 			return noMatch(cosignReason(err))
 		}
@@ -203,6 +209,25 @@ func verifyEntity(ctx context.Context, a *attestor, co *cosign.CheckOpts, sig oc
 		return matchIdentity(cert, a.identities)
 	}
 	return nil
+}
+
+// errCrashed is a signature the verifying library crashed on; errUntrustedTimestamp the one
+// known case, a timestamp no timestamp authority of the root signed.
+var (
+	errCrashed            = errors.New("the signature could not be verified (the verifier failed on it)")
+	errUntrustedTimestamp = errors.New("the signature's RFC 3161 timestamp is not from a trusted timestamp authority")
+)
+
+// guarded runs a library's verification of one signature, which is hostile input: a panic in
+// it fails that signature, never the process (a panic in a singleflight call would end it)
+// nor the review.
+func guarded(verify func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errCrashed
+		}
+	}()
+	return verify()
 }
 
 // withIntermediates adds the intermediates a signature carries to one's own certificate

@@ -259,3 +259,40 @@ func BenchmarkVerifyKeylessAttestation(b *testing.B) {
 		})
 	}
 }
+
+// An RFC 3161 timestamp from a timestamp authority of the root shows that a certificate, expired
+// now, was valid when it signed; one from a TSA the root does not name shows nothing.
+func TestTimestampAuthority(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	ca := verifytest.NewCA(t, "fulcio", true)
+	tsa, otherTSA := verifytest.NewTSA(t), verifytest.NewTSA(t)
+	expiresAt := time.Now().Add(3 * time.Second)
+	shortLived := ca.Issue(t, verifytest.Cert{Subject: ghWorkflow, Issuer: ghIssuer, NotBefore: time.Now().Add(-time.Minute), NotAfter: expiresAt})
+	stamped, bare := reg.Push(t, "acme/stamped:v1"), reg.Push(t, "acme/bare:v1")
+	verifytest.SignWithCert(t, stamped, shortLived, verifytest.Timestamped(tsa))
+	verifytest.SignWithCert(t, bare, shortLived)
+	time.Sleep(time.Until(expiresAt) + 500*time.Millisecond) // the certificate expires
+
+	ids := []verify.Identity{{Issuer: ghIssuer, Subject: ghWorkflow}}
+	withTSA := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: trustedRoot(t, ca.TrustedRoot(t, verifytest.WithTSA(tsa)))})
+	expectVerdict(t, withTSA, stamped, true, "")
+	expectVerdict(t, withTSA, bare, false, "keyless: the certificate has expired and no trusted timestamp or transparency-log entry shows it was valid at signing")
+
+	withoutTSA := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: trustedRoot(t, ca.TrustedRoot(t))})
+	expectVerdict(t, withoutTSA, stamped, false, "keyless: the certificate has expired and no trusted timestamp")
+
+	otherRoot := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: trustedRoot(t, ca.TrustedRoot(t, verifytest.WithTSA(otherTSA)))})
+	expectVerdict(t, otherRoot, stamped, false, "keyless: the signature's RFC 3161 timestamp is not from a trusted timestamp authority")
+
+	// The public-good root names a TSA, so every key rule checks timestamps: one from another
+	// TSA, which cosign v2 crashes on (sigstore/cosign#4846), fails that signature and nothing
+	// else: another key's signature of the same image still verifies.
+	key, other := verifytest.NewKeyPair(t), verifytest.NewKeyPair(t)
+	keyStamped := reg.Push(t, "acme/key-stamped:v1")
+	verifytest.Sign(t, keyStamped, key, verifytest.Timestamped(tsa))
+	keyRule := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true})
+	expectVerdict(t, keyRule, keyStamped, false, "the signature's RFC 3161 timestamp is not from a trusted timestamp authority")
+	verifytest.Sign(t, keyStamped, other)
+	eitherKey := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey, other.PublicKey}, IgnoreTlog: true})
+	expectVerdict(t, eitherKey, keyStamped, true, "")
+}

@@ -77,30 +77,54 @@ func (ca *CA) ChainPEM(t testing.TB) string {
 }
 
 // TrustedRoot is a Sigstore TrustedRoot document naming this CA as its only certificate
-// authority, with no logs: what an operator of a private Fulcio without Rekor ships.
-func (ca *CA) TrustedRoot(t testing.TB) []byte {
+// authority, with no logs: what an operator of a private Fulcio without Rekor ships. Options
+// add timestamp authorities and transparency logs.
+func (ca *CA) TrustedRoot(t testing.TB, opts ...RootOption) []byte {
 	t.Helper()
-	var chain []map[string]string
-	for _, c := range []*x509.Certificate{ca.Intermediate, ca.Root} {
-		if c != nil {
-			chain = append(chain, map[string]string{"rawBytes": base64.StdEncoding.EncodeToString(c.Raw)})
-		}
-	}
 	doc := map[string]any{
 		"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
 		"certificateAuthorities": []any{map[string]any{
 			"subject":   map[string]string{"organization": "portcullis test", "commonName": ca.Root.Subject.CommonName},
 			"uri":       "https://fulcio.test.invalid",
-			"certChain": map[string]any{"certificates": chain},
+			"certChain": certChain(ca.Intermediate, ca.Root),
 			"validFor":  map[string]string{"start": ca.Root.NotBefore.UTC().Format(time.RFC3339)},
 		}},
 		"tlogs": []any{}, "ctlogs": []any{}, "timestampAuthorities": []any{},
+	}
+	for _, o := range opts {
+		o(doc)
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// RootOption adds to a TrustedRoot document.
+type RootOption func(doc map[string]any)
+
+// WithTSA names a timestamp authority in the root.
+func WithTSA(tsa *TSA) RootOption {
+	return func(doc map[string]any) {
+		doc["timestampAuthorities"] = append(doc["timestampAuthorities"].([]any), map[string]any{
+			"subject":   map[string]string{"organization": "portcullis test", "commonName": tsa.Chain[0].Subject.CommonName},
+			"uri":       tsa.URL,
+			"certChain": certChain(tsa.Chain...),
+			"validFor":  map[string]string{"start": tsa.Chain[len(tsa.Chain)-1].NotBefore.UTC().Format(time.RFC3339)},
+		})
+	}
+}
+
+// certChain is a TrustedRoot certificate chain; nil certificates are left out.
+func certChain(certs ...*x509.Certificate) map[string]any {
+	var chain []map[string]string
+	for _, c := range certs {
+		if c != nil {
+			chain = append(chain, map[string]string{"rawBytes": base64.StdEncoding.EncodeToString(c.Raw)})
+		}
+	}
+	return map[string]any{"certificates": chain}
 }
 
 // Signer is a signing identity: an encrypted cosign key on disk and a certificate for it.
@@ -163,15 +187,26 @@ func (ca *CA) Issue(t testing.TB, c Cert) Signer {
 }
 
 // SignWithCert signs the image with the code path behind `cosign sign --key K --certificate C
-// --certificate-chain CHAIN --tlog-upload=false`.
-func SignWithCert(t testing.TB, image string, s Signer) {
+// --certificate-chain CHAIN --tlog-upload=false [--timestamp-server-url URL]`.
+func SignWithCert(t testing.TB, image string, s Signer, opts ...SignOption) {
 	t.Helper()
 	ko := options.KeyOpts{KeyRef: s.PrivateKeyPath, PassFunc: passFunc}
+	for _, o := range opts {
+		o(&ko)
+	}
 	so := options.SignOptions{Upload: true, TlogUpload: false, SkipConfirmation: true, Cert: s.CertPath, CertChain: s.ChainPath,
 		Registry: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true}}
 	if err := sign.SignCmd(&options.RootOptions{Timeout: 30 * time.Second}, ko, so, []string{image}); err != nil {
 		t.Fatalf("cosign sign --certificate %s: %v", image, err)
 	}
+}
+
+// SignOption changes how an image is signed.
+type SignOption func(*options.KeyOpts)
+
+// Timestamped has the signature timestamped by the TSA (`--timestamp-server-url`).
+func Timestamped(tsa *TSA) SignOption {
+	return func(ko *options.KeyOpts) { ko.TSAServerURL = tsa.URL }
 }
 
 // Attest attaches an in-toto attestation of predicateType with the predicate (JSON) to the image,

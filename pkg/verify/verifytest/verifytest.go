@@ -103,10 +103,14 @@ func NewKeyPair(t testing.TB) KeyPair {
 	return KeyPair{PrivateKeyPath: path, PublicKey: string(keys.PublicBytes)}
 }
 
-// Sign signs the image with the code path behind `cosign sign --key --tlog-upload=false`.
-func Sign(t testing.TB, image string, key KeyPair) {
+// Sign signs the image with the code path behind `cosign sign --key --tlog-upload=false
+// [--timestamp-server-url URL]`.
+func Sign(t testing.TB, image string, key KeyPair, opts ...SignOption) {
 	t.Helper()
-	ko := options.KeyOpts{KeyRef: key.PrivateKeyPath, PassFunc: func(bool) ([]byte, error) { return []byte(password), nil }}
+	ko := options.KeyOpts{KeyRef: key.PrivateKeyPath, PassFunc: passFunc}
+	for _, o := range opts {
+		o(&ko)
+	}
 	so := options.SignOptions{Upload: true, TlogUpload: false, SkipConfirmation: true,
 		Registry: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true}}
 	if err := sign.SignCmd(&options.RootOptions{Timeout: 30 * time.Second}, ko, so, []string{image}); err != nil {
