@@ -1,12 +1,15 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -186,6 +189,12 @@ func verifyEntity(ctx context.Context, a *attestor, co *cosign.CheckOpts, sig oc
 	case a.key == nil && cert == nil:
 		return noMatch(errors.New("signed with a key, not a certificate"))
 	}
+	sig = &payloadOnce{ociSignature: sig}
+	if a.key != nil && !signedBy(a.key, sig) {
+		// cosign checks the proofs first; another key's signature is another key's, whatever
+		// proofs it has.
+		return noMatch(errors.New("signed with another key"))
+	}
 	if a.chain {
 		if extra, err := sig.Chain(); err == nil && len(extra) > 1 {
 			local := *co
@@ -197,13 +206,14 @@ func verifyEntity(ctx context.Context, a *attestor, co *cosign.CheckOpts, sig oc
 		if errors.Is(err, errCrashed) && co.UseSignedTimestamps {
 			if ts, tsErr := sig.RFC3161Timestamp(); tsErr == nil && ts != nil {
 				// cosign v2 indexes the verified timestamps without looking (sigstore/cosign#4846).
-				return errUntrustedTimestamp
+				return proofError{errUntrustedTimestamp}
 			}
 		}
-		if a.key != nil {
-			return noMatch(cosignReason(err))
+		reason := cosignReason(err)
+		if a.key != nil && !errors.As(reason, new(proofError)) {
+			return noMatch(reason)
 		}
-		return cosignReason(err)
+		return reason
 	}
 	if cert != nil {
 		return matchIdentity(cert, a.identities)
@@ -230,6 +240,37 @@ func guarded(verify func() error) (err error) {
 	return verify()
 }
 
+// ociSignature names the embedded signature (oci.Signature has a method Signature).
+type ociSignature = oci.Signature
+
+// payloadOnce reads a signature's payload from the registry once, however often it is asked.
+type payloadOnce struct {
+	ociSignature
+	once    sync.Once
+	payload []byte
+	err     error
+}
+
+func (p *payloadOnce) Payload() ([]byte, error) {
+	p.once.Do(func() { p.payload, p.err = p.ociSignature.Payload() })
+	return p.payload, p.err
+}
+
+// signedBy reports whether an image signature (not an attestation, whose signature is inside its
+// envelope) is the key's. Anything unreadable is left for cosign to report.
+func signedBy(key signature.Verifier, sig oci.Signature) bool {
+	b64, err := sig.Base64Signature()
+	if err != nil || b64 == "" {
+		return true
+	}
+	raw, err1 := base64.StdEncoding.DecodeString(b64)
+	payload, err2 := sig.Payload()
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return key.VerifySignature(bytes.NewReader(raw), bytes.NewReader(payload)) == nil
+}
+
 // withIntermediates adds the intermediates a signature carries to one's own certificate
 // authorities: untrusted input, inert unless it chains to a trusted root.
 func withIntermediates(m root.TrustedMaterial, extra []*x509.Certificate) root.TrustedMaterial {
@@ -251,12 +292,26 @@ func withIntermediates(m root.TrustedMaterial, extra []*x509.Certificate) root.T
 	return chainMaterial{TrustedMaterial: cm.TrustedMaterial, cas: cas}
 }
 
+// proofError is a signature that verifies but lacks an acceptable proof (transparency log,
+// timestamp): a key attestor names it rather than "does not match any trusted key".
+type proofError struct{ error }
+
+func (e proofError) Unwrap() error { return e.error }
+
+func proof(msg string) error { return proofError{errors.New(msg)} }
+
 // cosignReason shortens cosign's errors to what a user acts on.
 func cosignReason(err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "offline verification failed"):
-		return errors.New("no transparency-log proof (bundle) with the signature; sign with the transparency log, or set ignoreTlog")
+		return proof("no transparency-log proof (bundle) with the signature; sign with the transparency log, or set ignoreTlog")
+	case strings.Contains(msg, "rekor log public key not found"):
+		return proof("the transparency-log proof is not from a log of the trusted root")
+	case strings.Contains(msg, "rekor log public key not valid at payload integrated time"):
+		return proof("the transparency-log proof is dated outside its log key's validity")
+	case strings.Contains(msg, "unable to verify SET"):
+		return proof("the transparency-log proof does not verify")
 	case strings.Contains(msg, "expected a signed timestamp to verify an expired certificate"):
 		return errors.New("the certificate has expired and no trusted timestamp or transparency-log entry shows it was valid at signing")
 	case strings.Contains(msg, "certificate does not include required embedded SCT"):

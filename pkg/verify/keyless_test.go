@@ -296,3 +296,48 @@ func TestTimestampAuthority(t *testing.T) {
 	eitherKey := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey, other.PublicKey}, IgnoreTlog: true})
 	expectVerdict(t, eitherKey, keyStamped, true, "")
 }
+
+// A transparency log of the root: its signed promise of inclusion, carried in the signature's
+// bundle, is required and checked offline; its time shows that a certificate, expired now, was
+// valid when it signed. A promise from another log, or one whose time was changed, is refused.
+func TestTransparencyLog(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	ca := verifytest.NewCA(t, "fulcio", true)
+	log, otherLog := verifytest.NewLog(t), verifytest.NewLog(t)
+	key := verifytest.NewKeyPair(t)
+	images := map[string]string{}
+	for _, name := range []string{"logged", "unlogged", "other-log", "forged"} {
+		images[name] = reg.Push(t, "acme/"+name+":v1")
+		verifytest.Sign(t, images[name], key)
+	}
+	signedAt := time.Now()
+	log.Record(t, images["logged"], key.PublicKey, signedAt, false)
+	otherLog.Record(t, images["other-log"], key.PublicKey, signedAt, false)
+	log.Record(t, images["forged"], key.PublicKey, signedAt, true)
+
+	root := trustedRoot(t, ca.TrustedRoot(t, verifytest.WithLog(log)))
+	keyRule := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey}, TrustedRoot: root})
+	expectVerdict(t, keyRule, images["logged"], true, "")
+	expectVerdict(t, keyRule, images["unlogged"], false, "keys[0]: no transparency-log proof (bundle) with the signature; sign with the transparency log, or set ignoreTlog")
+	expectVerdict(t, keyRule, images["other-log"], false, "keys[0]: the transparency-log proof is not from a log of the trusted root")
+	expectVerdict(t, keyRule, images["forged"], false, "keys[0]: the transparency-log proof does not verify")
+	// Another key's signature is another key's, logged or not.
+	stranger := reg.Push(t, "acme/stranger:v1")
+	verifytest.Sign(t, stranger, verifytest.NewKeyPair(t))
+	expectVerdict(t, keyRule, stranger, false, "signature does not match any trusted key")
+	waived := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey}, TrustedRoot: root, IgnoreTlog: true})
+	expectVerdict(t, waived, images["unlogged"], true, "")
+
+	// Keyless: an expired certificate, logged while it was valid.
+	expiresAt := time.Now().Add(3 * time.Second)
+	shortLived := ca.Issue(t, verifytest.Cert{Subject: ghWorkflow, Issuer: ghIssuer, NotBefore: time.Now().Add(-time.Minute), NotAfter: expiresAt})
+	keyless, keylessUnlogged := reg.Push(t, "acme/keyless:v1"), reg.Push(t, "acme/keyless-unlogged:v1")
+	verifytest.SignWithCert(t, keyless, shortLived)
+	verifytest.SignWithCert(t, keylessUnlogged, shortLived)
+	log.Record(t, keyless, "", time.Now(), false)
+	time.Sleep(time.Until(expiresAt) + 500*time.Millisecond) // the certificate expires
+	ids := []verify.Identity{{Issuer: ghIssuer, Subject: ghWorkflow}}
+	keylessRule := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: root})
+	expectVerdict(t, keylessRule, keyless, true, "")
+	expectVerdict(t, keylessRule, keylessUnlogged, false, "keyless: no transparency-log proof")
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"math/big"
 	"net/url"
 	"os"
@@ -284,6 +285,28 @@ func writeFile(t testing.TB, path string, b []byte) {
 // the registry, but not the key, can do.
 func TamperAttestations(t testing.TB, image, old, replacement string) {
 	t.Helper()
+	rewriteLayers(t, image, ".att", func(raw []byte, _ map[string]string) []byte {
+		var env map[string]any
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatal(err)
+		}
+		payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
+		tampered, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tampered
+	})
+}
+
+// rewriteLayers rewrites each layer of the image's cosign tag (.sig, .att) with edit, which may
+// also change the layer's annotations.
+func rewriteLayers(t testing.TB, image, suffix string, edit func(raw []byte, annotations map[string]string) []byte) {
+	t.Helper()
 	ref, err := name.ParseReference(image, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +315,7 @@ func TamperAttestations(t testing.TB, image, old, replacement string) {
 	if !ok {
 		t.Fatalf("%s: want a digest reference", image)
 	}
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".att")
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + suffix)
 	img, err := remote.Image(tag)
 	if err != nil {
 		t.Fatal(err)
@@ -316,20 +339,12 @@ func TamperAttestations(t testing.TB, image, old, replacement string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var env map[string]any
-		if err := json.Unmarshal(raw, &env); err != nil {
-			t.Fatal(err)
+		annotations := maps.Clone(m.Layers[i].Annotations)
+		if annotations == nil {
+			annotations = map[string]string{}
 		}
-		payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
-		tampered, err := json.Marshal(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err = mutate.Append(out, mutate.Addendum{Layer: static.NewLayer(tampered, m.Layers[i].MediaType), Annotations: m.Layers[i].Annotations})
+		raw = edit(raw, annotations)
+		out, err = mutate.Append(out, mutate.Addendum{Layer: static.NewLayer(raw, m.Layers[i].MediaType), Annotations: annotations})
 		if err != nil {
 			t.Fatal(err)
 		}
