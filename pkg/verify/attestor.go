@@ -314,6 +314,8 @@ func cosignReason(err error) error {
 		return proof("the transparency-log proof does not verify")
 	case strings.Contains(msg, "expected a signed timestamp to verify an expired certificate"):
 		return errors.New("the certificate has expired and no trusted timestamp or transparency-log entry shows it was valid at signing")
+	case strings.Contains(msg, "SCT entries; unable to meet threshold"):
+		return errors.New("the certificate's SCT is not from a CT log of the trusted root, or does not verify")
 	case strings.Contains(msg, "certificate does not include required embedded SCT"):
 		return errors.New("the certificate carries no SCT (certificate-transparency proof); set ignoreSCT for a CA without CT")
 	case strings.Contains(msg, "leaf certificate verification failed"), strings.Contains(msg, "certificate signed by unknown authority"):

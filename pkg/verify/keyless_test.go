@@ -341,3 +341,24 @@ func TestTransparencyLog(t *testing.T) {
 	expectVerdict(t, keylessRule, keyless, true, "")
 	expectVerdict(t, keylessRule, keylessUnlogged, false, "keyless: no transparency-log proof")
 }
+
+// A certificate-transparency log of the root: a keyless certificate must embed its SCT
+// (ignoreSCT waives it); an SCT from another log is no SCT of the root's.
+func TestCertificateTransparency(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	ca := verifytest.NewCA(t, "fulcio", true)
+	ctLog, otherLog := verifytest.NewLog(t), verifytest.NewLog(t)
+	images := map[string]string{}
+	for name, log := range map[string]*verifytest.Log{"with-sct": ctLog, "other-log": otherLog, "without-sct": nil} {
+		images[name] = reg.Push(t, "acme/"+name+":v1")
+		verifytest.SignWithCert(t, images[name], ca.Issue(t, verifytest.Cert{Subject: ghWorkflow, Issuer: ghIssuer, CTLog: log}))
+	}
+	root := trustedRoot(t, ca.TrustedRoot(t, verifytest.WithCTLog(ctLog)))
+	ids := []verify.Identity{{Issuer: ghIssuer, Subject: ghWorkflow}}
+	v := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: root})
+	expectVerdict(t, v, images["with-sct"], true, "")
+	expectVerdict(t, v, images["without-sct"], false, "keyless: the certificate carries no SCT (certificate-transparency proof); set ignoreSCT for a CA without CT")
+	expectVerdict(t, v, images["other-log"], false, "keyless: the certificate's SCT is not from a CT log of the trusted root")
+	waived := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: root, IgnoreSCT: true})
+	expectVerdict(t, waived, images["without-sct"], true, "")
+}

@@ -144,6 +144,8 @@ type Cert struct {
 	Extensions fulcio.Extensions
 	// NotBefore and NotAfter default to a 10-minute window around now, as Fulcio issues.
 	NotBefore, NotAfter time.Time
+	// CTLog, when set, logs a precertificate and embeds its SCT, as Fulcio does with its CT log.
+	CTLog *Log
 }
 
 // Issue issues a code-signing certificate for a new key, as Fulcio would for a keyless signer.
@@ -175,7 +177,12 @@ func (ca *CA) Issue(t testing.TB, c Cert) Signer {
 	} else {
 		tmpl.EmailAddresses = []string{c.Subject}
 	}
-	leaf := createCert(t, tmpl, ca.issuer, pub, ca.key)
+	var leaf *x509.Certificate
+	if c.CTLog != nil {
+		leaf = ca.issueWithSCT(t, tmpl, pub, c.CTLog)
+	} else {
+		leaf = createCert(t, tmpl, ca.issuer, pub, ca.key)
+	}
 	dir := t.TempDir()
 	s := Signer{KeyPair: kp, CertPath: filepath.Join(dir, "cert.pem"), ChainPath: filepath.Join(dir, "chain.pem")}
 	leafPEM, err := cryptoutils.MarshalCertificateToPEM(leaf)
@@ -254,11 +261,13 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 
 func createCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
 	t.Helper()
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
+	if tmpl.SerialNumber == nil {
+		serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.SerialNumber = serial
 	}
-	tmpl.SerialNumber = serial
 	if parent == nil {
 		parent = tmpl
 	}
