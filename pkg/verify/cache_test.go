@@ -60,7 +60,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	}
 	digest := "sha256:" + fmt.Sprintf("%064x", 42)
 	image := "registry.example.com/team/app@" + digest
-	cache.Put(v.KeySetID()+"@"+digest, Verdict{Digest: digest, Verified: true})
+	cache.Put(v.cacheKey(v.root(), digest), Verdict{Digest: digest, Verified: true})
 	b.ReportAllocs()
 	for b.Loop() {
 		got, err := v.Verify(context.Background(), image, nil)

@@ -184,6 +184,11 @@ func Compile(o Options) (*Verifier, error) {
 // trusted root's identifier.
 func (v *Verifier) KeySetID() string { return v.keySetID }
 
+// cacheKey is a verdict's key: the key set, the trusted root in force and the digest.
+func (v *Verifier) cacheKey(tr *TrustedRoot, digest string) string {
+	return v.keySetID + "/" + tr.ID + "@" + digest
+}
+
 // boundAttestors are the attestors with the material of one trusted root.
 type boundAttestors struct {
 	rootID    string
@@ -236,7 +241,7 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 		return Verdict{}, &RegistryError{Image: image, err: err}
 	}
 	tr := v.root()
-	key := v.keySetID + "/" + tr.ID + "@" + digest.DigestStr()
+	key := v.cacheKey(tr, digest.DigestStr())
 	if verdict, ok := v.opts.Cache.Get(key); ok {
 		v.opts.Observer.CacheLookup(true)
 		v.observe(verdict)
