@@ -140,7 +140,7 @@ func (c *Compiler) compileVerifyImages(r *v1alpha1.VerifyImagesRule, path *field
 		// are an attestor of their own only under a trusted root named for them.
 		Keyless:      len(r.Keyless) > 0 && (r.CertificateChain == "" || r.TrustedRoot != nil),
 		Attestations: attestations,
-		RequireAll:   r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog, IgnoreSCT: r.IgnoreSCT,
+		RequireAll:   r.KeyMode == v1alpha1.AllKeys, IgnoreTlog: r.IgnoreTlog, IgnoreSCT: r.IgnoreSCT, IgnoreTimestamps: r.IgnoreTimestamps,
 		InsecureRegistries: c.verification.InsecureRegistries, Transport: c.verification.Transport,
 		Timeout: c.verification.Timeout, Cache: c.verification.Cache, Observer: c.verification.Observer,
 	})

@@ -54,7 +54,7 @@ func (v *Verifier) checkOpts(a *attestor, ropts []ociremote.Option, claims func(
 		ClaimVerifier:       claims,
 		IgnoreTlog:          v.opts.IgnoreTlog || len(a.material.RekorLogs()) == 0,
 		IgnoreSCT:           a.key != nil || !a.sct || v.opts.IgnoreSCT || len(a.material.CTLogs()) == 0,
-		UseSignedTimestamps: len(a.material.TimestampingAuthorities()) > 0,
+		UseSignedTimestamps: !v.opts.IgnoreTimestamps && len(a.material.TimestampingAuthorities()) > 0,
 		Offline:             true,
 		MaxWorkers:          1,
 	}

@@ -292,6 +292,8 @@ func TestTimestampAuthority(t *testing.T) {
 	verifytest.Sign(t, keyStamped, key, verifytest.Timestamped(tsa))
 	keyRule := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true})
 	expectVerdict(t, keyRule, keyStamped, false, "the signature's RFC 3161 timestamp is not from a trusted timestamp authority")
+	waived := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey}, IgnoreTlog: true, IgnoreTimestamps: true})
+	expectVerdict(t, waived, keyStamped, true, "")
 	verifytest.Sign(t, keyStamped, other)
 	eitherKey := compileWith(t, reg, verify.Options{PublicKeys: []string{key.PublicKey, other.PublicKey}, IgnoreTlog: true})
 	expectVerdict(t, eitherKey, keyStamped, true, "")

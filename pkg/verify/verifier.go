@@ -54,6 +54,9 @@ type Options struct {
 	// IgnoreSCT waives the certificate-transparency proof of keyless certificates; without it a
 	// certificate must carry an SCT from a CT log of TrustedRoot, when the root names any.
 	IgnoreSCT bool
+	// IgnoreTimestamps waives RFC 3161 timestamps: without it, a signature's timestamp must be
+	// from a timestamp authority of TrustedRoot, when the root names any.
+	IgnoreTimestamps bool
 	// InsecureRegistries are registries (host[:port], or a host for any port) reached over plain
 	// HTTP; the transport must allow the same.
 	InsecureRegistries []string
@@ -170,8 +173,8 @@ func Compile(o Options) (*Verifier, error) {
 		Keyless      bool
 		Attestations []Attestation
 		All, Tlog    bool
-		SCT          bool
-	}{o.Identities, o.Keyless, o.Attestations, o.RequireAll, !o.IgnoreTlog, !o.IgnoreSCT})
+		SCT, TSA     bool
+	}{o.Identities, o.Keyless, o.Attestations, o.RequireAll, !o.IgnoreTlog, !o.IgnoreSCT, !o.IgnoreTimestamps})
 	if err != nil {
 		return nil, err
 	}

@@ -251,6 +251,11 @@ type VerifyImagesRule struct {
 	// any.
 	// +optional
 	IgnoreSCT bool `json:"ignoreSCT,omitempty"`
+	// IgnoreTimestamps waives the RFC 3161 timestamps signatures carry: without it, a timestamp
+	// must be from a timestamp authority of the trusted root, when the root names any (and then
+	// shows when an expired certificate signed); with it, timestamps are not read.
+	// +optional
+	IgnoreTimestamps bool `json:"ignoreTimestamps,omitempty"`
 }
 
 // KeylessIdentity is one accepted signer identity of a certificate: its OIDC issuer and its
