@@ -14,6 +14,8 @@ N ?= 10000
 AUDIT_CPU ?=
 FORMAT ?= yaml
 PODS ?= 1000
+CREATES ?= 1000
+ROUNDS ?= 3
 # What the binaries say of themselves (version, --version, portcullis_build_info).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -116,6 +118,10 @@ bench: ## Run the engine benchmarks (BENCHCOUNT runs each) into bin/bench-<commi
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/... | tee $(BIN)/bench-$(VERSION).txt
 	@echo "== wrote $(BIN)/bench-$(VERSION).txt; compare two with: go run golang.org/x/perf/cmd/benchstat@latest OLD NEW"
+
+.PHONY: bench-apiserver
+bench-apiserver: envtest-bins ## Create the benchmark Pod CREATES times (dry run) through a real API server without and with the webhook, ROUNDS rounds: the p50/p99 it adds
+	$(GO) run ./test/load -root . -apiserver-creates $(CREATES) -rounds $(ROUNDS)
 
 .PHONY: bench-load
 bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant)

@@ -34,6 +34,8 @@ var (
 	tenantRate   int
 	auditObjects int
 	auditCPU     string
+	creates      int
+	rounds       int
 )
 
 type result struct {
@@ -56,7 +58,16 @@ func main() {
 	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
+	flag.IntVar(&creates, "apiserver-creates", 0, "instead of the rates: the API server benchmark, this many dry-run Pod creations per phase (make bench-apiserver)")
+	flag.IntVar(&rounds, "rounds", 3, "with -apiserver-creates: rounds of the two phases, without and with the webhook")
 	flag.Parse()
+	if creates > 0 {
+		if err := runAPIServer(*root, creates, rounds); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-apiserver: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if auditObjects > 0 {
 		rate, _ := strconv.Atoi(strings.Split(*rates, ",")[0])
 		if err := runAudit(*root, auditObjects, rate, *duration); err != nil {

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/portcullis-dev/portcullis/test/cluster"
+)
+
+// benchConfig is the name of the webhook configuration the API server bench installs.
+const benchConfig = "portcullis-bench"
+
+// runAPIServer is make bench-apiserver: the benchmark Pod created n times (dry run, as
+// `kubectl create --dry-run=server` does) through a real API server, one at a time, in rounds
+// of three phases: no webhook configuration, one calling the no-op floor (what any webhook
+// costs), one calling Portcullis with the load policies. It reports p50 and p99 of each and
+// what the webhooks add (medians over the rounds).
+func runAPIServer(root string, n, rounds int) error {
+	return withHarness(root, func(ctx context.Context, root string, h *harness) error {
+		return apiServerBench(ctx, root, h, n, rounds)
+	})
+}
+
+func apiServerBench(ctx context.Context, root string, h *harness, n, rounds int) error {
+	raw, err := os.ReadFile(filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"))
+	if err != nil {
+		return err
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		return err
+	}
+	cfg := rest.CopyConfig(h.c.Config)
+	cfg.QPS, cfg.Burst = 5000, 5000
+	cfg.WarningHandler = rest.NoWarnings{}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if sa := pod.Spec.ServiceAccountName; sa != "" {
+		if _, err := cs.CoreV1().ServiceAccounts(pod.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	portcullis, err := benchWebhook(ctx, root, h, h.port)
+	if err != nil {
+		return err
+	}
+	floor, err := benchWebhook(ctx, root, h, h.noopPort)
+	if err != nil {
+		return err
+	}
+	create := func(p *corev1.Pod) error {
+		_, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	// A probe both webhooks deny (Portcullis's policies, the floor by its name) tells whether
+	// the API server calls a webhook.
+	probe := pod.DeepCopy()
+	probe.Name = "portcullis-bench-probe"
+	probe.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: new(true)}
+	webhooks := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	install := func(cfg *admissionregistrationv1.ValidatingWebhookConfiguration) error {
+		if err := webhooks.Delete(ctx, benchConfig, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if cfg != nil {
+			if _, err := webhooks.Create(ctx, cfg.DeepCopy(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := create(probe)
+			switch {
+			case cfg == nil && err == nil, cfg != nil && apierrors.IsForbidden(err) && denierIs(err, cfg == floor):
+				return nil
+			case err != nil && !apierrors.IsForbidden(err):
+				return err
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the API server did not pick up the webhook configuration change (%v)", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	phases := []struct {
+		name string
+		cfg  *admissionregistrationv1.ValidatingWebhookConfiguration
+	}{{"without webhook", nil}, {"no-op webhook", floor}, {"Portcullis", portcullis}}
+	fmt.Printf("==> %d dry-run creations of the benchmark Pod per phase, one at a time, %d rounds of: no webhook, the no-op floor, Portcullis\n", n, rounds)
+	results := make([][]latencies, len(phases))
+	for round := range rounds {
+		for i, ph := range phases {
+			if err := install(ph.cfg); err != nil {
+				return err
+			}
+			l, err := timeCreates(n, func() error { return create(&pod) })
+			if err != nil {
+				return fmt.Errorf("round %d (%s): %w", round+1, ph.name, err)
+			}
+			fmt.Printf("    round %d, %-15s p50 %6.3f ms  p99 %6.3f ms\n", round+1, ph.name, l.p50, l.p99)
+			results[i] = append(results[i], l)
+		}
+	}
+	if err := install(nil); err != nil {
+		return err
+	}
+	none, noop, ours := medianOf(results[0]), medianOf(results[1]), medianOf(results[2])
+	fmt.Printf("\n| API server, dry-run Pod create (median of %d rounds × %d) | p50 | p99 |\n|---|---|---|\n", rounds, n)
+	fmt.Printf("| without a webhook | %.3f ms | %.3f ms |\n", none.p50, none.p99)
+	fmt.Printf("| with the no-op webhook (the floor) | %.3f ms | %.3f ms |\n", noop.p50, noop.p99)
+	fmt.Printf("| with Portcullis | %.3f ms | %.3f ms |\n", ours.p50, ours.p99)
+	fmt.Printf("| **added by Portcullis** | **%.3f ms** | **%.3f ms** |\n", ours.p50-none.p50, ours.p99-none.p99)
+	fmt.Printf("| added by any webhook (the no-op's) | %.3f ms | %.3f ms |\n", noop.p50-none.p50, noop.p99-none.p99)
+	return nil
+}
+
+// denierIs reports whether a denial came from the floor (floor) or from Portcullis.
+func denierIs(err error, floor bool) bool {
+	return strings.Contains(err.Error(), "the bench's probe") == floor
+}
+
+// benchWebhook is the shipped workload webhook, pointed at the harness's server with its CA,
+// with static Pod rules (the server's own configuration follows the policies; this one no
+// leader keeps).
+func benchWebhook(ctx context.Context, root string, h *harness, port int) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	out, stderr, err := h.c.Kubectl(ctx, "", "get", "secret", "-n", "portcullis-system", "portcullis-webhook-tls", "-o", "jsonpath={.data.ca\\.crt}")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr)
+	}
+	ca, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil || len(ca) == 0 {
+		return nil, fmt.Errorf("the server's CA (Secret portcullis-webhook-tls, ca.crt): %q %v", out, err)
+	}
+	cfg, err := cluster.WebhookConfig(filepath.Join(root, "manifests", "base", "webhook.yaml"), fmt.Sprintf("https://127.0.0.1:%d", port), ca)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Name, cfg.Webhooks = benchConfig, cfg.Webhooks[:1]
+	cfg.Webhooks[0].Rules = cluster.PodRules()
+	return cfg, nil
+}
+
+// latencies are the p50 and p99 of one phase, in milliseconds.
+type latencies struct{ p50, p99 float64 }
+
+// timeCreates runs create n times, after a warm-up of n/10, and returns the percentiles.
+func timeCreates(n int, create func() error) (latencies, error) {
+	for range max(n/10, 10) {
+		if err := create(); err != nil {
+			return latencies{}, err
+		}
+	}
+	d := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if err := create(); err != nil {
+			return latencies{}, err
+		}
+		d = append(d, time.Since(start))
+	}
+	slices.Sort(d)
+	at := func(q float64) float64 { return ms(d[min(int(q*float64(n)), n-1)]) }
+	return latencies{p50: at(0.50), p99: at(0.99)}, nil
+}
+
+// medianOf is the median of the rounds' p50s and of their p99s.
+func medianOf(ls []latencies) latencies {
+	if len(ls) == 0 {
+		return latencies{}
+	}
+	med := func(get func(latencies) float64) float64 {
+		v := make([]float64, len(ls))
+		for i, l := range ls {
+			v[i] = get(l)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return latencies{p50: med(func(l latencies) float64 { return l.p50 }), p99: med(func(l latencies) float64 { return l.p99 })}
+}
