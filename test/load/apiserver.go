@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,7 +94,7 @@ func apiServerBench(ctx context.Context, root string, h *harness, n, rounds int)
 				return err
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("the API server did not pick up the webhook configuration change (%v)", err)
+				return fmt.Errorf("the API server did not pick up the webhook configuration change (the probe's last answer: %v)", errors.Join(err)) //nolint:errorlint // an answer, nil when admitted
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -144,8 +145,11 @@ func benchWebhook(ctx context.Context, root string, h *harness, port int) (*admi
 		return nil, fmt.Errorf("%w: %s", err, stderr)
 	}
 	ca, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
-	if err != nil || len(ca) == 0 {
-		return nil, fmt.Errorf("the server's CA (Secret portcullis-webhook-tls, ca.crt): %q %v", out, err)
+	if err != nil {
+		return nil, fmt.Errorf("the server's CA (Secret portcullis-webhook-tls, ca.crt): %w", err)
+	}
+	if len(ca) == 0 {
+		return nil, errors.New("the server's CA (Secret portcullis-webhook-tls, ca.crt) is empty")
 	}
 	cfg, err := cluster.WebhookConfig(filepath.Join(root, "manifests", "base", "webhook.yaml"), fmt.Sprintf("https://127.0.0.1:%d", port), ca)
 	if err != nil {
