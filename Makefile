@@ -15,6 +15,8 @@ AUDIT_CPU ?=
 FORMAT ?= yaml
 PODS ?= 1000
 CREATES ?= 1000
+SOAK ?= 10m
+SOAK_RATE ?= 500
 ROUNDS ?= 3
 # What the binaries say of themselves (version, --version, portcullis_build_info).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -122,6 +124,10 @@ bench: ## Run the engine benchmarks (BENCHCOUNT runs each) into bin/bench-<commi
 .PHONY: bench-apiserver
 bench-apiserver: envtest-bins ## Create the benchmark Pod CREATES times (dry run) through a real API server without and with the webhook, ROUNDS rounds: the p50/p99 it adds
 	$(GO) run ./test/load -root . -apiserver-creates $(CREATES) -rounds $(ROUNDS)
+
+.PHONY: bench-soak
+bench-soak: envtest-bins ## The server with 100 ClusterPolicies under SOAK_RATE reviews/s for SOAK (default 500/s, 10m): RSS every 10 s, one table
+	$(GO) run ./test/load -root . -soak $(SOAK) -rates $(SOAK_RATE)
 
 .PHONY: bench-load
 bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant)

@@ -36,6 +36,7 @@ var (
 	auditCPU     string
 	creates      int
 	rounds       int
+	soakFor      time.Duration
 )
 
 type result struct {
@@ -60,7 +61,16 @@ func main() {
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
 	flag.IntVar(&creates, "apiserver-creates", 0, "instead of the rates: the API server benchmark, this many dry-run Pod creations per phase (make bench-apiserver)")
 	flag.IntVar(&rounds, "rounds", 3, "with -apiserver-creates: rounds of the two phases, without and with the webhook")
+	flag.DurationVar(&soakFor, "soak", 0, "instead of the rates: the soak, for this long, at the first rate, with 100 ClusterPolicies (make bench-soak)")
 	flag.Parse()
+	if soakFor > 0 {
+		rate, _ := strconv.Atoi(strings.Split(*rates, ",")[0])
+		if err := runSoak(*root, rate, soakFor, 10*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-soak: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if creates > 0 {
 		if err := runAPIServer(*root, creates, rounds); err != nil {
 			fmt.Fprintf(os.Stderr, "bench-apiserver: %v\n", err)

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"sigs.k8s.io/yaml"
+)
+
+// soakPolicies is how many ClusterPolicies the soak loads.
+const soakPolicies = 100
+
+// runSoak is make bench-soak: the server with 100 ClusterPolicies (the library's, renamed, over
+// and over, each in Audit), loaded at rate for d, its RSS sampled every interval; one table.
+func runSoak(root string, rate int, d, interval time.Duration) error {
+	return withHarness(root, func(ctx context.Context, root string, h *harness) error {
+		return soak(ctx, root, h, rate, d, interval)
+	})
+}
+
+func soak(ctx context.Context, root string, h *harness, rate int, d, interval time.Duration) error {
+	docs, err := soakPolicySet(root, soakPolicies)
+	if err != nil {
+		return err
+	}
+	rssBefore, err := rssMiB(h.srv.Pid())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("==> %d ClusterPolicies (the library's, in Audit)\n", soakPolicies)
+	if _, stderr, err := h.c.Kubectl(ctx, strings.Join(docs, "---\n"), "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("%w: %s", err, stderr)
+	}
+	if _, stderr, err := h.c.Kubectl(ctx, "", "wait", "--for=condition=Ready", "clusterpolicy", "--all", "--timeout=120s"); err != nil {
+		return fmt.Errorf("policies not ready: %w: %s", err, stderr)
+	}
+	body, err := review(filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"))
+	if err != nil {
+		return err
+	}
+	if err := check(h.port, body); err != nil {
+		return err
+	}
+	loaded, err := rssMiB(h.srv.Pid())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("==> soak: %d reviews/s for %s, RSS every %s (before the policies %.1f MiB, with them %.1f MiB)\n", rate, d, interval, rssBefore, loaded)
+	type sample struct {
+		at        time.Duration
+		rss, anon float64
+	}
+	var samples []sample
+	stop := make(chan struct{})
+	sampled := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				sampled <- nil
+				return
+			case <-t.C:
+				rss, err := rssMiB(h.srv.Pid())
+				if err != nil {
+					sampled <- err
+					return
+				}
+				anon, err := procStatusMiB(h.srv.Pid(), "RssAnon")
+				if err != nil {
+					sampled <- err
+					return
+				}
+				samples = append(samples, sample{time.Since(start).Round(time.Second), rss, anon})
+				fmt.Printf("    %6s  RSS %6.1f MiB (anonymous %6.1f MiB)\n", samples[len(samples)-1].at, rss, anon)
+			}
+		}
+	}()
+	var m vegeta.Metrics
+	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
+	for res := range attacker().Attack(vegeta.NewStaticTargeter(reviewTarget(h.port, body)), pacer, d, "soak") {
+		m.Add(res)
+	}
+	m.Close()
+	close(stop)
+	if err := <-sampled; err != nil {
+		return err
+	}
+	if len(samples) == 0 {
+		return fmt.Errorf("no RSS sample in %s", d)
+	}
+	rss, anon := make([]float64, len(samples)), make([]float64, len(samples))
+	for i, s := range samples {
+		rss[i], anon[i] = s.rss, s.anon
+	}
+	half := len(rss) / 2
+	firstHalf, secondHalf := slices.Max(rss[:max(half, 1)]), slices.Max(rss[half:])
+	fmt.Printf("\n| soak: %d ClusterPolicies, %d reviews/s, %s | |\n|---|---|\n", soakPolicies, rate, d)
+	fmt.Printf("| reviews | %d (%.2f%% ok), p50 %.3f ms, p99 %.3f ms |\n", m.Requests, m.Success*100, ms(m.Latencies.P50), ms(m.Latencies.P99))
+	fmt.Printf("| RSS before the policies / with them, idle | %.1f / %.1f MiB |\n", rssBefore, loaded)
+	fmt.Printf("| RSS under load: min / median / max / last | %.1f / %.1f / %.1f / %.1f MiB |\n", slices.Min(rss), median(rss), slices.Max(rss), rss[len(rss)-1])
+	fmt.Printf("| highest RSS, first half / second half | %.1f / %.1f MiB (%+.1f) |\n", firstHalf, secondHalf, secondHalf-firstHalf)
+	fmt.Printf("| anonymous RSS (heap, stacks; not the binary's pages): min / max / last | %.1f / %.1f / %.1f MiB |\n", slices.Min(anon), slices.Max(anon), anon[len(anon)-1])
+	if m.Success < 1 {
+		return fmt.Errorf("%.2f%% of the reviews failed: %v", (1-m.Success)*100, m.Errors)
+	}
+	return nil
+}
+
+// soakPolicySet is n ClusterPolicies: the library's, in Audit, renamed soak-NNN-<name>, over and
+// over; verify-images policies are left out (their registries are not the point).
+func soakPolicySet(root string, n int) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(root, "manifests", "library", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var library []map[string]any
+	for _, f := range files {
+		if strings.Contains(f, "verify-images") || strings.HasSuffix(f, "kustomization.yaml") {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var p map[string]any
+		if err := yaml.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		library = append(library, p)
+	}
+	if len(library) == 0 {
+		return nil, fmt.Errorf("no library policy under %s", root)
+	}
+	docs := make([]string, 0, n)
+	for i := range n {
+		src := library[i%len(library)]
+		meta := src["metadata"].(map[string]any)
+		spec := src["spec"].(map[string]any)
+		p := map[string]any{"apiVersion": src["apiVersion"], "kind": src["kind"],
+			"metadata": map[string]any{"name": fmt.Sprintf("soak-%03d-%s", i, meta["name"])}, "spec": spec}
+		spec["enforcement"] = "Audit"
+		out, err := yaml.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, string(out))
+	}
+	return docs, nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
