@@ -3,6 +3,9 @@ package app
 import (
 	"bytes"
 	"context"
+	"io"
+	"log"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -20,5 +23,18 @@ func TestVersionFlag(t *testing.T) {
 	}
 	if ran || !strings.HasPrefix(out.String(), "portcullis webhook ") || !strings.Contains(out.String(), runtime.Version()) {
 		t.Errorf("ran %v, output %q", ran, out.String())
+	}
+}
+
+// The standard logger, which cosign writes hostile input to, is silenced by the server.
+func TestRunSilencesTheStandardLogger(t *testing.T) {
+	defer log.SetOutput(log.Writer())
+	o := NewOptions()
+	o.Kubeconfig = filepath.Join(t.TempDir(), "missing")
+	if err := Run(t.Context(), o); err == nil {
+		t.Fatal("Run started without a kubeconfig")
+	}
+	if log.Writer() != io.Discard {
+		t.Errorf("the standard logger writes to %v, want io.Discard", log.Writer())
 	}
 }

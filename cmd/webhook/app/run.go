@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,6 +50,10 @@ const (
 func Run(ctx context.Context, o *Options) error {
 	ctrl.SetLogger(zap.New())
 	klog.SetLogger(ctrl.Log) // client-go's own messages (leader election, informers) as structured logs too
+	// The standard logger is the verification libraries': cosign's warnings quote what a
+	// signature carries (certificate names, a registry's words), which never reaches a log line
+	// (docs/security.md). Nothing of ours writes to it.
+	log.SetOutput(io.Discard)
 	build := version.Get()
 	ctrl.Log.Info("starting portcullis webhook", "version", build.Version, "commit", build.Commit, "go", build.GoVersion)
 	if limit := setMemoryLimit(o.MemoryLimitRatio, cgroupMemoryLimitFiles); limit > 0 {
