@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -190,6 +191,62 @@ func Admit(ctx context.Context, engine *policies.Engine, inputs []Input, namespa
 		out = append(out, r.a)
 	}
 	return out, nil
+}
+
+// ChunkSize is how many documents AdmitChunks holds decoded at once.
+const ChunkSize = 1024
+
+// AdmitChunks is Inputs then Admit, a chunk of documents at a time, so that only one chunk's
+// decoded and admitted objects are in memory at once, however many documents there are: each
+// chunk's results go to emit, in input order, and are dropped. The Namespace objects among all
+// the documents are known to every chunk, as to Admit. Every bad document is named, as by
+// Inputs, in an InvalidDocuments; once one is found, the chunks after it are decoded (to name
+// theirs) but not admitted.
+func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, namespace string, namespaces []*corev1.Namespace, emit func([]Admitted)) error {
+	namespaces = append(slices.Clip(namespaces), namespaceObjects(docs)...)
+	var errs []error
+	for start := 0; start < len(docs); start += ChunkSize {
+		inputs, err := Inputs(docs[start:min(start+ChunkSize, len(docs))], namespace)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			continue
+		}
+		admitted, err := Admit(ctx, engine, inputs, namespaces)
+		if err != nil {
+			return err
+		}
+		emit(admitted)
+	}
+	if len(errs) > 0 {
+		return &InvalidDocuments{Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// InvalidDocuments are documents that are not objects the engine can judge, each named.
+type InvalidDocuments struct{ Err error }
+
+func (e *InvalidDocuments) Error() string { return e.Err.Error() }
+func (e *InvalidDocuments) Unwrap() error { return e.Err }
+
+// namespaceObjects decodes the Namespace objects among docs; other documents are only peeked
+// at, and bad ones are left for Inputs to name.
+func namespaceObjects(docs []Document) []*corev1.Namespace {
+	var out []*corev1.Namespace
+	d := policies.NewDecoder(true)
+	for _, doc := range docs {
+		if gvk, err := policies.TypeMeta(doc.JSON); err != nil || gvk.Kind != "Namespace" || gvk.Group != "" {
+			continue
+		}
+		if res, err := d.Decode(doc.JSON, nil); err == nil {
+			if ns, ok := res.Object.(*corev1.Namespace); ok {
+				out = append(out, ns)
+			}
+		}
+	}
+	return out
 }
 
 // clusterScopedKinds are the common cluster-scoped kinds; every other kind is taken to be

@@ -100,7 +100,7 @@ func (r *Report) writeJUnit(w io.Writer) error {
 		if g.op != "" {
 			what += " (" + string(g.op) + ")"
 		}
-		for _, res := range g.results {
+		for _, res := range r.resultsOf(g) {
 			name := res.Policy + "/" + res.Rule
 			if res.Policy == "" {
 				name = "no policy"

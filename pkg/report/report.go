@@ -107,11 +107,16 @@ type Location struct {
 }
 
 type group struct {
-	file    string
-	ref     policies.Ref
-	op      v1alpha1.Operation
-	results []Result
+	file string
+	ref  policies.Ref
+	op   v1alpha1.Operation
+	// first and n are where the request's results are in Report.Results (each result is held
+	// once: a report of many objects is mostly its results).
+	first, n int
 }
+
+// resultsOf are the results of one request.
+func (r *Report) resultsOf(g group) []Result { return r.Results[g.first : g.first+g.n] }
 
 // Add adds the results of one resource, read from file, judged as a CREATE.
 func (r *Report) Add(file string, ref policies.Ref, results []policies.Result) {
@@ -124,11 +129,10 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 		op = ""
 	}
 	file := at.File
-	g := group{file: file, ref: ref, op: op}
+	g := group{file: file, ref: ref, op: op, first: len(r.Results), n: len(results)}
 	for _, res := range results {
 		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Line: at.Line, Operation: op, Result: res.Result, Action: res.Action,
 			Message: res.Message, Changes: res.Changes, Warnings: res.Warnings}
-		g.results = append(g.results, jr)
 		r.Results = append(r.Results, jr)
 		switch res.Result {
 		case policies.Pass:
@@ -193,9 +197,10 @@ func (r *Report) printText(w io.Writer) error {
 	denied := 0
 	var b strings.Builder
 	for _, g := range r.groups {
-		verdict, counts := Verdict(g.results), map[policies.Outcome]int{}
+		results := r.resultsOf(g)
+		verdict, counts := Verdict(results), map[policies.Outcome]int{}
 		var lines []string
-		for _, res := range g.results {
+		for _, res := range results {
 			counts[res.Result]++
 			if res.Result == policies.Pass && res.Message == "" {
 				continue // a pass with something to say (a mutation applied, a warning) is listed

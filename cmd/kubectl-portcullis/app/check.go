@@ -183,7 +183,7 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	if err != nil {
 		return nil, err
 	}
-	inputs, err := o.readResources(s)
+	docs, err := o.readDocuments(s)
 	if err != nil {
 		return nil, err
 	}
@@ -191,8 +191,17 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	if err != nil {
 		return nil, err
 	}
-	_, rep, err := admit(ctx, engine, inputs, namespaces)
-	return rep, err
+	// A chunk at a time: the report keeps the results, not the objects.
+	rep := &report.Report{Rules: report.RulesOf(engine)}
+	err = manifest.AdmitChunks(ctx, engine, docs, o.namespace, namespaces, func(admitted []manifest.Admitted) { addToReport(rep, admitted) })
+	var invalid *manifest.InvalidDocuments
+	if errors.As(err, &invalid) {
+		return nil, fmt.Errorf("invalid manifests:\n%w", indent(invalid.Err))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
 }
 
 // namespaces are the Namespaces --namespace-labels and --namespaces give.
@@ -260,6 +269,12 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []manifest.Input
 		return nil, nil, err
 	}
 	rep := &report.Report{Rules: report.RulesOf(engine)}
+	addToReport(rep, admitted)
+	return admitted, rep, nil
+}
+
+// addToReport adds the verdicts of admitted inputs to rep.
+func addToReport(rep *report.Report, admitted []manifest.Admitted) {
 	for _, a := range admitted {
 		results := a.Results
 		if len(results) == 0 {
@@ -267,7 +282,6 @@ func admit(ctx context.Context, engine *policies.Engine, inputs []manifest.Input
 		}
 		rep.AddRequest(report.Location{File: a.Doc.File, Line: a.Doc.Line}, a.Request.Operation, a.Subject().Ref(), results)
 	}
-	return admitted, rep, nil
 }
 
 func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
@@ -301,8 +315,8 @@ func (o *checkOptions) loadEngine(s streams) (*policies.Engine, error) {
 	return engine, nil
 }
 
-// readResources reads -f, telling on stderr what it leaves out of kustomize trees.
-func (o *checkOptions) readResources(s streams) ([]manifest.Input, error) {
+// readDocuments reads -f, telling on stderr what it leaves out of kustomize trees.
+func (o *checkOptions) readDocuments(s streams) ([]manifest.Document, error) {
 	docs, skipped, err := manifest.ReadWith(o.files, s.in, manifest.Options{Exclude: o.exclude})
 	for _, sk := range skipped {
 		_, _ = fmt.Fprintf(s.err, "skipped: %s: %s\n", sk.Where, sk.Why)
@@ -312,6 +326,15 @@ func (o *checkOptions) readResources(s streams) ([]manifest.Input, error) {
 	}
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("no Kubernetes objects found in %s", strings.Join(o.files, ", "))
+	}
+	return docs, nil
+}
+
+// readResources reads and decodes -f.
+func (o *checkOptions) readResources(s streams) ([]manifest.Input, error) {
+	docs, err := o.readDocuments(s)
+	if err != nil {
+		return nil, err
 	}
 	inputs, err := manifest.Inputs(docs, o.namespace)
 	if err != nil {

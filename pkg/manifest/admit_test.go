@@ -1,0 +1,76 @@
+package manifest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/policies"
+)
+
+// AdmitChunks judges more documents than a chunk as Admit judges them all at once: in input
+// order, with the labels of a Namespace that comes after its Pods, and names every bad document
+// of every chunk.
+func TestAdmitChunks(t *testing.T) {
+	dir := t.TempDir()
+	policy := `apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: labelled-only}
+spec:
+  enforcement: Deny
+  match:
+    kinds: [Pod]
+    namespaceSelector: {matchLabels: {tier: production}}
+  rules:
+    - name: team
+      labels: {required: [team]}
+`
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := LoadEngine([]string{filepath.Join(dir, "policy.yaml")}, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := ChunkSize + ChunkSize/2
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: p%04d, namespace: prod}\nspec: {containers: [{name: c, image: nginx}]}\n---\n", i)
+	}
+	b.WriteString("apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {tier: production}}\n")
+	docs, err := Split("all.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Admitted
+	if err := AdmitChunks(t.Context(), engine, docs, "", nil, func(a []Admitted) { got = append(got, a...) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n+1 {
+		t.Fatalf("%d admitted, want %d", len(got), n+1)
+	}
+	for i, a := range got[:n] {
+		if name := a.Subject().Meta.GetName(); name != fmt.Sprintf("p%04d", i) {
+			t.Fatalf("admitted[%d] is %s: out of order", i, name)
+		}
+		if len(a.Results) != 1 || a.Results[0].Result != policies.Fail {
+			t.Fatalf("%s: %+v; want the policy of the Namespace's label to fail it", a.Subject().Meta.GetName(), a.Results)
+		}
+	}
+
+	// Bad documents in the first and the last chunk are all named; nothing is emitted after the
+	// first chunk with one.
+	docs[1].JSON = []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad1"},"spec":{"containers":"nope"}}`)
+	docs[n-1].JSON = []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad2"},"spec":{"containers":"nope"}}`)
+	emitted := 0
+	err = AdmitChunks(t.Context(), engine, docs, "", nil, func(a []Admitted) { emitted += len(a) })
+	if err == nil || !strings.Contains(err.Error(), "all.yaml (document 2)") || !strings.Contains(err.Error(), fmt.Sprintf("all.yaml (document %d)", n)) {
+		t.Fatalf("err = %v; want both bad documents named", err)
+	}
+	if emitted != 0 {
+		t.Errorf("%d admitted after a bad document in the first chunk", emitted)
+	}
+}
