@@ -201,7 +201,7 @@ const ChunkSize = 1024
 // chunk's results go to emit, in input order, and are dropped. The Namespace objects among all
 // the documents are known to every chunk, as to Admit. Every bad document is named, as by
 // Inputs, in an InvalidDocuments; once one is found, the chunks after it are decoded (to name
-// theirs) but not admitted.
+// theirs) but not admitted. The text (JSON, Raw) of each admitted document is released.
 func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, namespace string, namespaces []*corev1.Namespace, emit func([]Admitted)) error {
 	namespaces = append(slices.Clip(namespaces), namespaceObjects(docs)...)
 	var errs []error
@@ -218,6 +218,10 @@ func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, 
 			return err
 		}
 		emit(admitted)
+		// The chunk's documents are judged: their text goes too (the caller keeps the rest).
+		for i := start; i < min(start+ChunkSize, len(docs)); i++ {
+			docs[i].JSON, docs[i].Raw = nil, nil
+		}
 	}
 	if len(errs) > 0 {
 		return &InvalidDocuments{Err: errors.Join(errs...)}

@@ -61,8 +61,16 @@ spec:
 		}
 	}
 
+	// Admitted documents' text is released.
+	if docs[0].JSON != nil || docs[n].JSON != nil {
+		t.Error("the text of admitted documents is kept")
+	}
+
 	// Bad documents in the first and the last chunk are all named; nothing is emitted after the
 	// first chunk with one.
+	if docs, err = Split("all.yaml", []byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
 	docs[1].JSON = []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad1"},"spec":{"containers":"nope"}}`)
 	docs[n-1].JSON = []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad2"},"spec":{"containers":"nope"}}`)
 	emitted := 0

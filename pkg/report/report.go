@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -175,12 +176,7 @@ var Formats = []string{"text", "json", "junit", "sarif"}
 func (r *Report) Write(w io.Writer, format string) error {
 	switch format {
 	case "json":
-		if r.Results == nil {
-			r.Results = []Result{}
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return r.writeJSON(w)
 	case "junit":
 		return r.writeJUnit(w)
 	case "sarif":
@@ -189,13 +185,42 @@ func (r *Report) Write(w io.Writer, format string) error {
 	return r.printText(w)
 }
 
+// writeJSON writes the report as an encoding/json Encoder indenting by two spaces would, a
+// result at a time: a report of many objects is never held twice, as its encoding too.
+func (r *Report) writeJSON(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	_, _ = bw.WriteString("{\n  \"results\": [")
+	for i := range r.Results {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		_, _ = bw.WriteString("\n    ")
+		b, err := json.MarshalIndent(&r.Results[i], "    ", "  ")
+		if err != nil {
+			return err
+		}
+		_, _ = bw.Write(b)
+	}
+	if len(r.Results) > 0 {
+		_, _ = bw.WriteString("\n  ")
+	}
+	_, _ = bw.WriteString("],\n  \"summary\": ")
+	b, err := json.MarshalIndent(r.Summary, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	_, _ = bw.Write(b)
+	_, _ = bw.WriteString("\n}\n")
+	return bw.Flush()
+}
+
 // printText prints one block per resource: a header with the file, the resource and its verdict,
 // then each failure, error and skipped rule with its result, action, [policy/rule] and message;
 // passes are counted, and listed only when they carry a message (a mutation applied, a
 // warning). A summary line ends the output.
 func (r *Report) printText(w io.Writer) error {
 	denied := 0
-	var b strings.Builder
+	b := bufio.NewWriter(w)
 	for _, g := range r.groups {
 		results := r.resultsOf(g)
 		verdict, counts := Verdict(results), map[policies.Outcome]int{}
@@ -224,10 +249,10 @@ func (r *Report) printText(w io.Writer) error {
 		if g.op != "" {
 			what += " (" + string(g.op) + ")"
 		}
-		fmt.Fprintf(&b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, what, verdict,
+		_, _ = fmt.Fprintf(b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, what, verdict,
 			counts[policies.Pass], counts[policies.Fail], counts[policies.Error], counts[policies.Skip])
 		for _, l := range lines {
-			b.WriteString(l + "\n")
+			_, _ = b.WriteString(l + "\n")
 		}
 	}
 	s := r.Summary
@@ -235,8 +260,7 @@ func (r *Report) printText(w io.Writer) error {
 	if len(r.groups) == 1 {
 		noun = "resource"
 	}
-	fmt.Fprintf(&b, "\n%d %s, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
+	_, _ = fmt.Fprintf(b, "\n%d %s, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
 		len(r.groups), noun, denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
-	_, err := io.WriteString(w, b.String())
-	return err
+	return b.Flush()
 }

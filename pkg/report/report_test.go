@@ -91,3 +91,33 @@ func TestJSONCarriesChanges(t *testing.T) {
 		t.Errorf("decision from JSON %+v, want mutated with the warning", d)
 	}
 }
+
+// writeJSON writes what encoding/json's Encoder, indenting by two spaces, writes of the report:
+// with no results, and with some (HTML characters, changes, warnings).
+func TestWriteJSONAsTheEncoder(t *testing.T) {
+	for _, r := range []*Report{
+		{},
+		{Results: []Result{
+			{Policy: "p", Rule: "r", Resource: policies.Ref{APIVersion: "v1", Kind: "Pod", Namespace: "ns", Name: "a"}, File: "a.yaml", Result: policies.Fail, Action: "Deny", Message: `<must> & "quoted"`},
+			{Policy: "p", Rule: "m", File: "a.yaml", Result: policies.Pass, Changes: []string{"add x"}, Warnings: []string{"w"}},
+		}, Summary: Summary{Pass: 1, Fail: 1}},
+	} {
+		var got bytes.Buffer
+		if err := r.Write(&got, "json"); err != nil {
+			t.Fatal(err)
+		}
+		want := *r
+		if want.Results == nil {
+			want.Results = []Result{}
+		}
+		var wantBuf bytes.Buffer
+		enc := json.NewEncoder(&wantBuf)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(&want); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != wantBuf.String() {
+			t.Errorf("got\n%s\nwant\n%s", got.String(), wantBuf.String())
+		}
+	}
+}
