@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -241,6 +242,9 @@ func namespaceObjects(docs []Document) []*corev1.Namespace {
 	var out []*corev1.Namespace
 	d := policies.NewDecoder(true)
 	for _, doc := range docs {
+		if !bytes.Contains(doc.JSON, []byte(`"Namespace"`)) {
+			continue // not one, without parsing it
+		}
 		if gvk, err := policies.TypeMeta(doc.JSON); err != nil || gvk.Kind != "Namespace" || gvk.Group != "" {
 			continue
 		}
