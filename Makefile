@@ -14,6 +14,7 @@ N ?= 10000
 AUDIT_CPU ?=
 FORMAT ?= yaml
 PODS ?= 1000
+POD ?= bench
 CREATES ?= 1000
 SOAK ?= 10m
 SOAK_RATE ?= 500
@@ -138,8 +139,8 @@ bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: 
 	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -rates $(RATES) -duration $(DURATION)
 
 .PHONY: bench-cli
-bench-cli: build ## Time check on PODS generated ~7 KB Pods (default 1000; FORMAT=yaml|json): medians of wall, CPU, peak RSS
-	$(GO) run ./test/benchcli -root . -n $(PODS) -format $(FORMAT)
+bench-cli: build ## Time check on PODS generated Pods (default 1000 of ~7 KB; FORMAT=yaml|json; POD=small: ~260 bytes): medians of wall, CPU, peak RSS
+	$(GO) run ./test/benchcli -root . -n $(PODS) -format $(FORMAT) -pod $(POD)
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading, evaluation, policy compilation and the review handler for FUZZTIME each

@@ -6,8 +6,10 @@ import "testing"
 // harness fails CI (make test builds bin/kubectl-portcullis first).
 func TestBenchCLIRuns(t *testing.T) {
 	for _, format := range []string{"yaml", "json"} {
-		if err := run("../..", 20, 1, format); err != nil {
-			t.Fatalf("%s: %v", format, err)
+		for _, pod := range []string{"bench", "small"} {
+			if err := run("../..", 20, 1, format, pod); err != nil {
+				t.Fatalf("%s, %s Pods: %v", format, pod, err)
+			}
 		}
 	}
 }
