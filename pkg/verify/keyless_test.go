@@ -185,10 +185,14 @@ func TestAttestations(t *testing.T) {
 			expectVerdict(t, v, otherKey, false, "attestation https://slsa.dev/provenance/v1: signature does not match any trusted key")
 
 			// A payload changed after signing does not verify, even when it would now pass.
-			if !bundle {
+			if !bundle || c.referrers {
 				tampered := img("tampered")
 				verifytest.Attest(t, tampered, key, nil, slsa, verifytest.SLSAProvenance("https://evil.example/builder"), bundle)
-				verifytest.TamperAttestations(t, tampered, "https://evil.example/builder", "https://github.com/actions/workflow@v1")
+				if bundle {
+					verifytest.TamperBundles(t, tampered, "https://evil.example/builder", "https://github.com/actions/workflow@v1")
+				} else {
+					verifytest.TamperAttestations(t, tampered, "https://evil.example/builder", "https://github.com/actions/workflow@v1")
+				}
 				expectVerdict(t, v, tampered, false, "attestation https://slsa.dev/provenance/v1: signature does not match any trusted key")
 			}
 

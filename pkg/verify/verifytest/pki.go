@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"maps"
@@ -24,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/attest"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/sign"
@@ -362,3 +365,99 @@ func rewriteLayers(t testing.TB, image, suffix string, edit func(raw []byte, ann
 		t.Fatal(err)
 	}
 }
+
+// TamperBundles rewrites every Sigstore bundle attached to the image as an OCI 1.1 referrer,
+// replacing old with new in its signed statement and keeping its signature, and removes the
+// original: what an attacker with write access to the registry, but not the key, can do. The
+// registry must serve the referrers API.
+func TamperBundles(t testing.TB, image, old, replacement string) {
+	t.Helper()
+	ref, err := name.ParseReference(image, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := ref.(name.Digest)
+	if !ok {
+		t.Fatalf("%s: want a digest reference", image)
+	}
+	index, err := remote.Referrers(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := index.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Manifests) == 0 {
+		t.Fatalf("%s: no referrers to tamper with", image)
+	}
+	for _, m := range im.Manifests {
+		original := d.Context().Digest(m.Digest.String())
+		desc, err := remote.Get(original)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var manifest map[string]any
+		if err := json.Unmarshal(desc.Manifest, &manifest); err != nil {
+			t.Fatal(err)
+		}
+		layer := manifest["layers"].([]any)[0].(map[string]any)
+		blob, err := remote.Layer(d.Context().Digest(layer["digest"].(string)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := blob.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rc)
+		_ = rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bundle map[string]any
+		if err := json.Unmarshal(raw, &bundle); err != nil {
+			t.Fatal(err)
+		}
+		env := bundle["dsseEnvelope"].(map[string]any)
+		payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
+		tampered, err := json.Marshal(bundle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newLayer := static.NewLayer(tampered, types.MediaType(layer["mediaType"].(string)))
+		if err := remote.WriteLayer(d.Context(), newLayer); err != nil {
+			t.Fatal(err)
+		}
+		digest, err := newLayer.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		layer["digest"], layer["size"] = digest.String(), len(tampered)
+		rewritten, err := json.Marshal(manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(rewritten)
+		target := d.Context().Digest("sha256:" + hex.EncodeToString(sum[:]))
+		if err := remote.Put(target, rawManifest{rewritten, desc.MediaType}); err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Delete(original); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// rawManifest is a manifest as bytes, for remote.Put.
+type rawManifest struct {
+	raw       []byte
+	mediaType types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
