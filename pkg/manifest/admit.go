@@ -69,7 +69,7 @@ func decodeInput(d *policies.Decoder, doc Document, namespace string) (Input, er
 	if gvk.Kind == "AdmissionReview" && gvk.Group == admissionv1.GroupName {
 		return reviewInput(d, doc)
 	}
-	res, err := d.Decode(doc.JSON, nil)
+	res, err := d.Decode(doc.JSON, &gvk) // read once: TypeMeta parses the whole document
 	if err != nil {
 		return Input{}, err
 	}
