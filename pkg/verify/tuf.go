@@ -39,6 +39,8 @@ type TUFRefresher struct {
 	// Observe is told the outcome of each refresh (success or error); nil tells nothing.
 	Observe func(outcome string)
 	Log     logr.Logger
+	// after is time.After, replaced in tests.
+	after func(time.Duration) <-chan time.Time
 }
 
 // tufTimeout bounds one refresh: a few small documents.
@@ -85,23 +87,33 @@ func (r *TUFRefresher) Refresh(ctx context.Context) (err error) {
 	return nil
 }
 
-// Start refreshes at once, then every Interval, until ctx ends; after a failure it tries again
-// within a tenth of the interval (at least a minute). It never fails: the root in force stays.
+// Start refreshes at once, then every Interval, until ctx ends. After a failure it tries again
+// in a minute, then twice as long each time, up to a tenth of the interval: a mirror that was
+// down for a moment at start is not waited for for hours. It never fails: the root in force
+// stays.
 func (r *TUFRefresher) Start(ctx context.Context) error {
-	retry := max(r.Interval/10, time.Minute)
+	after := r.after
+	if after == nil {
+		after = time.After
+	}
+	maxRetry := min(max(r.Interval/10, time.Minute), r.Interval)
+	retry := time.Minute
 	for {
 		wait := r.Interval
 		if err := r.Refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			r.Log.Error(err, "trusted root refresh failed; the root in force stays", "retryIn", retry)
-			wait = min(retry, r.Interval)
+			wait = min(retry, maxRetry)
+			retry = min(2*retry, maxRetry)
+			r.Log.Error(err, "trusted root refresh failed; the root in force stays", "retryIn", wait)
+		} else {
+			retry = time.Minute
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-after(wait):
 		}
 	}
 }

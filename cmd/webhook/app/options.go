@@ -189,7 +189,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.KeyRefresh, "key-refresh-interval", o.KeyRefresh, "how often policies with verification keys in Secrets re-read them")
 	fs.StringVar(&o.TUF.Mirror, "tuf-mirror", o.TUF.Mirror, "TUF repository (URL) the default Sigstore trusted root of verifyImages rules that name none is refreshed from; an air-gapped cluster names its mirror (a private address must be in --private-registries, plain HTTP in --insecure-registries); empty: no refresh, the root embedded in the binary stays")
 	fs.StringVar(&o.TUF.RootFile, "tuf-root", o.TUF.RootFile, "the TUF root.json trusted first for --tuf-mirror (a file); empty: the Sigstore public-good TUF root embedded in the binary")
-	fs.DurationVar(&o.TUF.Interval, "tuf-refresh-interval", o.TUF.Interval, "how often the trusted root is refreshed from --tuf-mirror; a failed refresh is tried again within a tenth of it")
+	fs.DurationVar(&o.TUF.Interval, "tuf-refresh-interval", o.TUF.Interval, "how often the trusted root is refreshed from --tuf-mirror; a failed refresh is tried again after a minute, then twice as long each time, up to a tenth of it")
 	fs.BoolVar(&o.PullSecrets, "use-pull-secrets", o.PullSecrets, "read registries with the pod's imagePullSecrets and its service account's, as the kubelet does")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader to renew certificates, keep the webhook rules and write policy status (needed with several replicas); a lost lease stops that work, never the process")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader election Lease")
