@@ -270,7 +270,9 @@ func TestTimestampAuthority(t *testing.T) {
 	reg := verifytest.NewRegistry(t)
 	ca := verifytest.NewCA(t, "fulcio", true)
 	tsa, otherTSA := verifytest.NewTSA(t), verifytest.NewTSA(t)
-	expiresAt := time.Now().Add(3 * time.Second)
+	// The TSA stamps while cosign signs: the certificate must outlive signing, even under the
+	// race detector on a loaded machine.
+	expiresAt := time.Now().Add(8 * time.Second)
 	shortLived := ca.Issue(t, verifytest.Cert{Subject: ghWorkflow, Issuer: ghIssuer, NotBefore: time.Now().Add(-time.Minute), NotAfter: expiresAt})
 	stamped, bare := reg.Push(t, "acme/stamped:v1"), reg.Push(t, "acme/bare:v1")
 	verifytest.SignWithCert(t, stamped, shortLived, verifytest.Timestamped(tsa))
@@ -335,12 +337,12 @@ func TestTransparencyLog(t *testing.T) {
 	expectVerdict(t, waived, images["unlogged"], true, "")
 
 	// Keyless: an expired certificate, logged while it was valid.
-	expiresAt := time.Now().Add(3 * time.Second)
+	issuedAt, expiresAt := time.Now(), time.Now().Add(3*time.Second)
 	shortLived := ca.Issue(t, verifytest.Cert{Subject: ghWorkflow, Issuer: ghIssuer, NotBefore: time.Now().Add(-time.Minute), NotAfter: expiresAt})
 	keyless, keylessUnlogged := reg.Push(t, "acme/keyless:v1"), reg.Push(t, "acme/keyless-unlogged:v1")
 	verifytest.SignWithCert(t, keyless, shortLived)
 	verifytest.SignWithCert(t, keylessUnlogged, shortLived)
-	log.Record(t, keyless, "", time.Now(), false)
+	log.Record(t, keyless, "", issuedAt, false)              // entered while the certificate was valid, however long signing took
 	time.Sleep(time.Until(expiresAt) + 500*time.Millisecond) // the certificate expires
 	ids := []verify.Identity{{Issuer: ghIssuer, Subject: ghWorkflow}}
 	keylessRule := compileWith(t, reg, verify.Options{Keyless: true, Identities: ids, TrustedRoot: root})
