@@ -207,7 +207,8 @@ func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, 
 	namespaces = append(slices.Clip(namespaces), namespaceObjects(docs)...)
 	var errs []error
 	for start := 0; start < len(docs); start += ChunkSize {
-		inputs, err := Inputs(docs[start:min(start+ChunkSize, len(docs))], namespace)
+		chunk := docs[start:min(start+ChunkSize, len(docs))]
+		inputs, err := Inputs(chunk, namespace)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -220,8 +221,8 @@ func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, 
 		}
 		emit(admitted)
 		// The chunk's documents are judged: their text goes too (the caller keeps the rest).
-		for i := start; i < min(start+ChunkSize, len(docs)); i++ {
-			docs[i].JSON, docs[i].Raw = nil, nil
+		for i := range chunk {
+			chunk[i].JSON, chunk[i].Raw = nil, nil
 		}
 	}
 	if len(errs) > 0 {
@@ -245,10 +246,11 @@ func namespaceObjects(docs []Document) []*corev1.Namespace {
 		if !bytes.Contains(doc.JSON, []byte(`"Namespace"`)) {
 			continue // not one, without parsing it
 		}
-		if gvk, err := policies.TypeMeta(doc.JSON); err != nil || gvk.Kind != "Namespace" || gvk.Group != "" {
+		gvk, err := policies.TypeMeta(doc.JSON)
+		if err != nil || gvk.Kind != "Namespace" || gvk.Group != "" {
 			continue
 		}
-		if res, err := d.Decode(doc.JSON, nil); err == nil {
+		if res, err := d.Decode(doc.JSON, &gvk); err == nil {
 			if ns, ok := res.Object.(*corev1.Namespace); ok {
 				out = append(out, ns)
 			}

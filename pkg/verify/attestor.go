@@ -189,7 +189,6 @@ func verifyEntity(ctx context.Context, a *attestor, co *cosign.CheckOpts, sig oc
 	case a.key == nil && cert == nil:
 		return noMatch(errors.New("signed with a key, not a certificate"))
 	}
-	sig = &payloadOnce{ociSignature: sig}
 	if a.key != nil && !signedBy(a.key, sig) {
 		// cosign checks the proofs first; another key's signature is another key's, whatever
 		// proofs it has.
@@ -342,6 +341,11 @@ func fetchSignatures(digest name.Digest, ropts []ociremote.Option,
 	}
 	if len(list) > MaxSignatures {
 		list = list[:MaxSignatures]
+	}
+	// Each attestor reads each payload, and a key attestor twice (signedBy, then cosign): it is
+	// fetched from the registry once.
+	for i, sig := range list {
+		list[i] = &payloadOnce{ociSignature: sig}
 	}
 	return list, nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -302,11 +303,7 @@ func TamperAttestations(t testing.TB, image, old, replacement string) {
 		if err := json.Unmarshal(raw, &env); err != nil {
 			t.Fatal(err)
 		}
-		payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
+		tamperPayload(t, env, old, replacement)
 		tampered, err := json.Marshal(env)
 		if err != nil {
 			t.Fatal(err)
@@ -319,14 +316,7 @@ func TamperAttestations(t testing.TB, image, old, replacement string) {
 // also change the layer's annotations.
 func rewriteLayers(t testing.TB, image, suffix string, edit func(raw []byte, annotations map[string]string) []byte) {
 	t.Helper()
-	ref, err := name.ParseReference(image, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, ok := ref.(name.Digest)
-	if !ok {
-		t.Fatalf("%s: want a digest reference", image)
-	}
+	d := digestRef(t, image)
 	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + suffix)
 	img, err := remote.Image(tag)
 	if err != nil {
@@ -342,15 +332,7 @@ func rewriteLayers(t testing.TB, image, suffix string, edit func(raw []byte, ann
 	}
 	out := empty.Image
 	for i, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(rc)
-		_ = rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := readLayer(t, l)
 		annotations := maps.Clone(m.Layers[i].Annotations)
 		if annotations == nil {
 			annotations = map[string]string{}
@@ -372,14 +354,7 @@ func rewriteLayers(t testing.TB, image, suffix string, edit func(raw []byte, ann
 // registry must serve the referrers API.
 func TamperBundles(t testing.TB, image, old, replacement string) {
 	t.Helper()
-	ref, err := name.ParseReference(image, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, ok := ref.(name.Digest)
-	if !ok {
-		t.Fatalf("%s: want a digest reference", image)
-	}
+	d := digestRef(t, image)
 	index, err := remote.Referrers(d)
 	if err != nil {
 		t.Fatal(err)
@@ -406,25 +381,12 @@ func TamperBundles(t testing.TB, image, old, replacement string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc, err := blob.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(rc)
-		_ = rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := readLayer(t, blob)
 		var bundle map[string]any
 		if err := json.Unmarshal(raw, &bundle); err != nil {
 			t.Fatal(err)
 		}
-		env := bundle["dsseEnvelope"].(map[string]any)
-		payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
+		tamperPayload(t, bundle["dsseEnvelope"].(map[string]any), old, replacement)
 		tampered, err := json.Marshal(bundle)
 		if err != nil {
 			t.Fatal(err)
@@ -451,6 +413,46 @@ func TamperBundles(t testing.TB, image, old, replacement string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// digestRef parses an image reference that must name a digest.
+func digestRef(t testing.TB, image string) name.Digest {
+	t.Helper()
+	ref, err := name.ParseReference(image, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := ref.(name.Digest)
+	if !ok {
+		t.Fatalf("%s: want a digest reference", image)
+	}
+	return d
+}
+
+// readLayer reads a layer's content.
+func readLayer(t testing.TB, l v1.Layer) []byte {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	raw, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// tamperPayload replaces old with replacement in a DSSE envelope's signed payload, keeping its
+// signatures.
+func tamperPayload(t testing.TB, env map[string]any, old, replacement string) {
+	t.Helper()
+	payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["payload"] = base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(payload), old, replacement)))
 }
 
 // rawManifest is a manifest as bytes, for remote.Put.
