@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apiserver/pkg/cel/common"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
@@ -191,7 +190,7 @@ func (in *input) podUnchanged() bool {
 
 func (in *input) requestValue() ref.Val {
 	if in.reqVal == nil {
-		in.reqVal = common.SchemalessTypedToVal(in.req.admissionRequest(in.res))
+		in.reqVal = typedToVal(in.req.admissionRequest(in.res))
 	}
 	return in.reqVal
 }
@@ -200,10 +199,10 @@ func (in *input) namespaceValue() ref.Val {
 	if in.nsVal == nil {
 		switch {
 		case in.req.Namespace != nil:
-			in.nsVal = common.SchemalessTypedToVal(in.req.Namespace)
+			in.nsVal = typedToVal(in.req.Namespace)
 		case in.res.Meta.GetNamespace() != "":
 			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: in.res.Meta.GetNamespace(), Labels: in.nsLabels}}
-			in.nsVal = common.SchemalessTypedToVal(ns)
+			in.nsVal = typedToVal(ns)
 		default:
 			in.nsVal = types.NullValue
 		}

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/apiserver/pkg/cel/common"
 	sigsjson "sigs.k8s.io/json"
 
 	gojson "github.com/goccy/go-json"
@@ -89,7 +88,7 @@ func (r *Resource) celPodValues() (spec, meta ref.Val) {
 		return types.NullValue, types.NullValue
 	}
 	if r.celPod[0] == nil {
-		r.celPod = [2]ref.Val{common.SchemalessTypedToVal(r.Pod.Spec), common.SchemalessTypedToVal(r.Pod.Meta)}
+		r.celPod = [2]ref.Val{typedToVal(r.Pod.Spec), typedToVal(r.Pod.Meta)}
 	}
 	return r.celPod[0], r.celPod[1]
 }
@@ -98,7 +97,7 @@ func toCELValue(obj runtime.Object) ref.Val {
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		return types.DefaultTypeAdapter.NativeToValue(u.Object)
 	}
-	return common.SchemalessTypedToVal(obj)
+	return typedToVal(obj)
 }
 
 // Decoder turns JSON into Resources. It is safe for concurrent use.

@@ -1,0 +1,484 @@
+package policies
+
+import (
+	"encoding/base64"
+	"fmt"
+	"reflect"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/structured-merge-diff/v6/value"
+)
+
+// typedToVal is a typed Go object as CEL sees it: the value its JSON would decode to (what
+// runtime.DefaultUnstructuredConverter makes of it), built lazily as expressions read it. It
+// means what k8s.io/apiserver's common.SchemalessTypedToVal means (TestTypedValMatchesUnstructured
+// holds the two equal) and walks the object in place: a field or element is reached through its
+// address, never copied out of its parent, which is most of what that function allocates on a
+// Pod. obj must be a non-nil pointer; a value is read only by the goroutine evaluating it.
+func typedToVal(obj any) ref.Val {
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return types.NullValue
+	}
+	return typedVal(v.Elem())
+}
+
+var (
+	typeIntOrString = reflect.TypeFor[intstr.IntOrString]()
+	typeBytes       = reflect.TypeFor[[]byte]()
+)
+
+// typedVal is v (addressable, or a value of a kind that needs no address) as CEL sees it.
+func typedVal(v reflect.Value) ref.Val {
+	t := v.Type()
+	// Go's own scalar types, and IntOrString, are read directly, as JSON writes them.
+	if t.PkgPath() == "" && t.Name() != "" {
+		switch t.Kind() {
+		case reflect.Bool:
+			return types.Bool(v.Bool())
+		case reflect.String:
+			return types.String(v.String())
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			return types.Int(v.Int())
+		case reflect.Float32, reflect.Float64:
+			return types.Double(v.Float())
+		}
+	}
+	switch t {
+	case typeIntOrString:
+		ios := v.Interface().(intstr.IntOrString)
+		switch ios.Type {
+		case intstr.Int:
+			return types.Int(ios.IntVal)
+		case intstr.String:
+			return types.String(ios.StrVal)
+		}
+	case typeBytes:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice:
+		if v.IsNil() {
+			return types.NullValue
+		}
+	case reflect.Interface:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return typedVal(addressable(v.Elem()))
+	}
+	// A type that writes its own JSON (Quantity, Time, RawExtension…) is converted as a whole.
+	if entry := value.TypeReflectEntryOf(t); entry.CanConvertToUnstructured() {
+		u, err := entry.ToUnstructured(addressable(v))
+		if err != nil {
+			return types.NewErr("failed to convert to unstructured: %v", err)
+		}
+		if u == nil {
+			return types.NullValue
+		}
+		return types.DefaultTypeAdapter.NativeToValue(u)
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		return typedVal(v.Elem())
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
+		}
+		return &typedList{value: v}
+	case reflect.Map:
+		return &typedMap{value: v}
+	case reflect.Struct:
+		return &typedStruct{value: addressable(v)}
+	case reflect.Bool:
+		return types.Bool(v.Bool())
+	case reflect.String:
+		return types.String(v.String())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return types.Int(v.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		u := v.Uint()
+		if u > 1<<63-1 {
+			return types.NewErr("unsigned value %d does not fit into int64 (overflow)", u)
+		}
+		return types.Int(u)
+	case reflect.Float32, reflect.Float64:
+		return types.Double(v.Float())
+	default:
+		return types.NewErr("unsupported Go type for CEL: %v", t)
+	}
+}
+
+// addressable is v, copied to the heap when it has no address (a map's value, an interface's).
+func addressable(v reflect.Value) reflect.Value {
+	if v.CanAddr() {
+		return v
+	}
+	p := reflect.New(v.Type())
+	p.Elem().Set(v)
+	return p.Elem()
+}
+
+// typedList is a slice as a CEL list; its elements are converted once, when read.
+type typedList struct {
+	value reflect.Value
+	elems []ref.Val
+}
+
+var _ traits.Lister = (*typedList)(nil)
+
+func (l *typedList) ConvertToNative(t reflect.Type) (any, error) {
+	if t.Kind() == reflect.Slice {
+		return l.value.Interface(), nil
+	}
+	return nil, fmt.Errorf("type conversion error from '%s' to '%s'", l.Type(), t)
+}
+
+func (l *typedList) ConvertToType(t ref.Type) ref.Val {
+	switch t {
+	case types.ListType:
+		return l
+	case types.TypeType:
+		return types.ListType
+	}
+	return types.NewErr("type conversion error from '%s' to '%s'", l.Type(), t.TypeName())
+}
+
+func (l *typedList) Equal(other ref.Val) ref.Val {
+	o, ok := other.(traits.Lister)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(other)
+	}
+	n := l.value.Len()
+	if types.Int(n) != o.Size() {
+		return types.False
+	}
+	for i := range n {
+		if l.at(i).Equal(o.Get(types.Int(i))) != types.True {
+			return types.False
+		}
+	}
+	return types.True
+}
+
+func (l *typedList) Type() ref.Type { return types.ListType }
+func (l *typedList) Value() any     { return l.value.Interface() }
+func (l *typedList) Size() ref.Val  { return types.Int(l.value.Len()) }
+
+func (l *typedList) Contains(val ref.Val) ref.Val {
+	for i := range l.value.Len() {
+		if l.at(i).Equal(val) == types.True {
+			return types.True
+		}
+	}
+	return types.False
+}
+
+func (l *typedList) Add(other ref.Val) ref.Val {
+	o, ok := other.(traits.Lister)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(other)
+	}
+	n := l.value.Len()
+	on, _ := o.Size().(types.Int)
+	elems := make([]ref.Val, 0, n+int(on))
+	for i := range n {
+		elems = append(elems, l.at(i))
+	}
+	for it := o.Iterator(); it.HasNext() == types.True; {
+		elems = append(elems, it.Next())
+	}
+	return types.NewRefValList(types.DefaultTypeAdapter, elems)
+}
+
+func (l *typedList) Get(index ref.Val) ref.Val {
+	i, ok := index.(types.Int)
+	if !ok {
+		return types.ValOrErr(index, "unsupported index type: %T", index)
+	}
+	if i < 0 || int(i) >= l.value.Len() {
+		return types.NewErr("index out of bounds: %d", i)
+	}
+	return l.at(int(i))
+}
+
+// at is element i, in range.
+func (l *typedList) at(i int) ref.Val {
+	if l.elems == nil {
+		l.elems = make([]ref.Val, l.value.Len())
+	}
+	if v := l.elems[i]; v != nil {
+		return v
+	}
+	v := typedVal(l.value.Index(i))
+	l.elems[i] = v
+	return v
+}
+
+func (l *typedList) Iterator() traits.Iterator { return &typedListIterator{list: l} }
+
+type typedListIterator struct {
+	types.Null // its Type and Value are never read; CEL only iterates
+	list       *typedList
+	i          int
+}
+
+func (it *typedListIterator) HasNext() ref.Val { return types.Bool(it.i < it.list.value.Len()) }
+
+func (it *typedListIterator) Next() ref.Val {
+	if it.i >= it.list.value.Len() {
+		return types.NewErr("no more elements")
+	}
+	v := it.list.at(it.i)
+	it.i++
+	return v
+}
+
+// typedMap is a map with string keys as a CEL map; its values are converted once, when read.
+type typedMap struct {
+	value reflect.Value
+	found []readField
+}
+
+// readField is a key read and what CEL saw there: nil when it is absent.
+type readField struct {
+	name string
+	val  ref.Val
+}
+
+// cached looks name up among the fields already read.
+func cached(fields []readField, name string) (ref.Val, bool) {
+	for _, f := range fields {
+		if f.name == name {
+			return f.val, true
+		}
+	}
+	return nil, false
+}
+
+var _ traits.Mapper = (*typedMap)(nil)
+
+func (m *typedMap) ConvertToNative(t reflect.Type) (any, error) {
+	if m.value.Type().AssignableTo(t) {
+		return m.value.Interface(), nil
+	}
+	return nil, fmt.Errorf("type conversion error from '%s' to '%s'", m.Type(), t)
+}
+
+func (m *typedMap) ConvertToType(t ref.Type) ref.Val {
+	switch t {
+	case types.MapType:
+		return m
+	case types.TypeType:
+		return types.MapType
+	}
+	return types.NewErr("type conversion error from '%s' to '%s'", m.Type(), t.TypeName())
+}
+
+func (m *typedMap) Equal(other ref.Val) ref.Val { return mapEqual(m, other) }
+
+// mapEqual compares two maps as CEL does, key by key.
+func mapEqual(m traits.Mapper, other ref.Val) ref.Val {
+	o, ok := other.(traits.Mapper)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(other)
+	}
+	if m.Size() != o.Size() {
+		return types.False
+	}
+	for it := m.Iterator(); it.HasNext() == types.True; {
+		k := it.Next()
+		v1, _ := m.Find(k)
+		v2, found := o.Find(k)
+		if !found {
+			return types.False
+		}
+		if eq := v1.Equal(v2); eq != types.True {
+			return eq
+		}
+	}
+	return types.True
+}
+
+func (m *typedMap) Type() ref.Type { return types.MapType }
+func (m *typedMap) Value() any     { return m.value.Interface() }
+func (m *typedMap) Size() ref.Val  { return types.Int(m.value.Len()) }
+
+func (m *typedMap) Contains(key ref.Val) ref.Val {
+	v, found := m.Find(key)
+	if v != nil && types.IsError(v) {
+		return v
+	}
+	return types.Bool(found)
+}
+
+func (m *typedMap) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return types.ValOrErr(key, "unsupported map key type: %T", key), false
+	}
+	name := string(k)
+	if v, ok := cached(m.found, name); ok {
+		return v, v != nil
+	}
+	var result ref.Val
+	if kt := m.value.Type().Key(); kt.Kind() == reflect.String {
+		if e := m.value.MapIndex(reflect.ValueOf(name).Convert(kt)); e.IsValid() {
+			result = typedVal(e)
+		}
+	}
+	m.found = append(m.found, readField{name, result})
+	return result, result != nil
+}
+
+func (m *typedMap) Get(key ref.Val) ref.Val {
+	v, found := m.Find(key)
+	if !found {
+		if v != nil && types.IsError(v) {
+			return v
+		}
+		return types.ValOrErr(key, "no such key: %v", key)
+	}
+	return v
+}
+
+func (m *typedMap) Iterator() traits.Iterator {
+	keys := m.value.MapKeys()
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.String()
+	}
+	return &keyIterator{keys: names}
+}
+
+// keyIterator walks a map's keys.
+type keyIterator struct {
+	types.Null // its Type and Value are never read; CEL only iterates
+	keys       []string
+	i          int
+}
+
+func (it *keyIterator) HasNext() ref.Val { return types.Bool(it.i < len(it.keys)) }
+
+func (it *keyIterator) Next() ref.Val {
+	if it.i >= len(it.keys) {
+		return types.NewErr("no more elements")
+	}
+	k := types.String(it.keys[it.i])
+	it.i++
+	return k
+}
+
+// typedStruct is a struct as a CEL map of its JSON fields (omitempty ones absent when empty,
+// inlined ones flattened); a field is converted once, when read.
+type typedStruct struct {
+	value reflect.Value // addressable
+	entry *value.TypeReflectCacheEntry
+	found []readField
+}
+
+var _ traits.Mapper = (*typedStruct)(nil)
+
+func (s *typedStruct) fields() map[string]*value.FieldCacheEntry {
+	if s.entry == nil {
+		s.entry = value.TypeReflectEntryOf(s.value.Type())
+	}
+	return s.entry.Fields()
+}
+
+func (s *typedStruct) ConvertToNative(t reflect.Type) (any, error) {
+	if s.value.Type().AssignableTo(t) {
+		return s.value.Interface(), nil
+	}
+	return nil, fmt.Errorf("type conversion error from struct type %v to %v", s.value.Type(), t)
+}
+
+func (s *typedStruct) ConvertToType(t ref.Type) ref.Val {
+	switch t {
+	case types.MapType:
+		return s
+	case types.TypeType:
+		return types.MapType
+	}
+	return types.NewErr("type conversion error from struct to %s", t.TypeName())
+}
+
+func (s *typedStruct) Equal(other ref.Val) ref.Val {
+	if o, ok := other.(*typedStruct); ok {
+		return types.Bool(apiequality.Semantic.DeepEqual(s.value.Interface(), o.value.Interface()))
+	}
+	return mapEqual(s, other)
+}
+
+func (s *typedStruct) Type() ref.Type { return types.MapType } // JSON objects are maps to CEL
+func (s *typedStruct) Value() any     { return s.value.Interface() }
+
+func (s *typedStruct) IsSet(f ref.Val) ref.Val {
+	v, found := s.Find(f)
+	if v != nil && types.IsUnknownOrError(v) {
+		return v
+	}
+	return types.Bool(found)
+}
+
+func (s *typedStruct) Contains(key ref.Val) ref.Val {
+	v, found := s.Find(key)
+	if v != nil && types.IsError(v) {
+		return v
+	}
+	return types.Bool(found)
+}
+
+func (s *typedStruct) Get(key ref.Val) ref.Val {
+	v, found := s.Find(key)
+	if !found {
+		return types.ValOrErr(key, "no such key: %v", key)
+	}
+	return v
+}
+
+func (s *typedStruct) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return types.ValOrErr(key, "unsupported map key type: %T", key), true
+	}
+	name := string(k)
+	if v, ok := cached(s.found, name); ok {
+		return v, v != nil
+	}
+	var result ref.Val
+	if fc, ok := s.fields()[name]; ok {
+		if e := fc.GetFrom(s.value); !fc.CanOmit(e) {
+			result = typedVal(e)
+		}
+	}
+	s.found = append(s.found, readField{name, result})
+	return result, result != nil
+}
+
+func (s *typedStruct) Size() ref.Val {
+	n := 0
+	for _, fc := range s.fields() {
+		if !fc.CanOmit(fc.GetFrom(s.value)) {
+			n++
+		}
+	}
+	return types.Int(n)
+}
+
+func (s *typedStruct) Iterator() traits.Iterator {
+	var names []string
+	for name, fc := range s.fields() {
+		if !fc.CanOmit(fc.GetFrom(s.value)) {
+			names = append(names, name)
+		}
+	}
+	return &keyIterator{keys: names}
+}

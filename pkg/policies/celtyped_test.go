@@ -1,0 +1,196 @@
+package policies
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apiserver/pkg/cel/common"
+	"sigs.k8s.io/yaml"
+)
+
+// TestTypedValMatchesUnstructured holds typedToVal to what k8s.io/apiserver's
+// SchemalessTypedToVal and the unstructured conversion make of the same objects: every key,
+// element and scalar, read the way CEL reads them, on the library's test objects, the examples
+// and the benchmark's, and on values of every special kind (IntOrString both ways, Quantity, Time,
+// bytes, nil and empty omitempty fields, nil pointers).
+func TestTypedValMatchesUnstructured(t *testing.T) {
+	var objects []runtime.Object
+	files, _ := filepath.Glob("../../manifests/library/tests/*/*/*.yaml")
+	for _, glob := range []string{"../../manifests/library/tests/*/*.yaml", "../../examples/workloads/*.yaml"} {
+		more, _ := filepath.Glob(glob)
+		files = append(files, more...)
+	}
+	decoder := NewDecoder(true)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			js, err := yaml.YAMLToJSON(doc)
+			if err != nil || len(bytes.TrimSpace(js)) == 0 || string(js) == "null" {
+				continue
+			}
+			res, err := decoder.Decode(js, nil)
+			if err != nil {
+				continue // the suites hold objects the decoder refuses on purpose
+			}
+			objects = append(objects, res.Object)
+		}
+	}
+	for _, f := range []string{"testdata/bench/pod.json", "testdata/bench/deployment.json"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := decoder.Decode(data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects = append(objects, res.Object)
+	}
+	if len(objects) < 100 {
+		t.Fatalf("only %d objects read: the globs no longer find the test objects", len(objects))
+	}
+	now := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	objects = append(objects,
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "s", CreationTimestamp: now, DeletionTimestamp: &now, Labels: map[string]string{}},
+			Data:       map[string][]byte{"k": []byte("\x00\xffbinary"), "nil": nil},
+			StringData: map[string]string{"a": "b"},
+		},
+		&corev1.ConfigMap{BinaryData: map[string][]byte{"b": {1, 2, 3}}, Immutable: new(bool)},
+		&corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Port: 80, TargetPort: intstr.FromInt32(8080)},
+			{Port: 443, TargetPort: intstr.FromString("https")},
+			{Port: 1},
+		}, ClusterIPs: []string{}}},
+		&corev1.Pod{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0.5"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+				Requests: corev1.ResourceList{},
+			}}},
+			SecurityContext:               &corev1.PodSecurityContext{},
+			TerminationGracePeriodSeconds: new(int64),
+			Overhead:                      corev1.ResourceList{"x": resource.MustParse("1e3")},
+		}},
+		&corev1.Namespace{},
+	)
+	for i, obj := range objects {
+		want, got := common.SchemalessTypedToVal(obj), typedToVal(obj)
+		if diff := valDiff("", want, got); diff != "" {
+			t.Errorf("object %d (%T): %s", i, obj, diff)
+		}
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eq := got.Equal(types.DefaultTypeAdapter.NativeToValue(u)); eq != types.True {
+			t.Errorf("object %d (%T): not equal to its unstructured form: %v", i, obj, eq)
+		}
+	}
+	if v := typedToVal((*corev1.Pod)(nil)); v != types.NullValue {
+		t.Errorf("a nil object is %v, want null", v)
+	}
+}
+
+// valDiff describes the first difference between two CEL values, reading both through CEL's
+// traits; "" when they agree.
+func valDiff(path string, want, got ref.Val) string {
+	if want.Type() != got.Type() {
+		return path + ": type " + got.Type().TypeName() + ", want " + want.Type().TypeName()
+	}
+	switch w := want.(type) {
+	case traits.Mapper:
+		g := got.(traits.Mapper)
+		if w.Size() != g.Size() {
+			return path + ": size differs"
+		}
+		keys := func(m traits.Mapper) []string {
+			var ks []string
+			for it := m.Iterator(); it.HasNext() == types.True; {
+				ks = append(ks, string(it.Next().(types.String)))
+			}
+			slices.Sort(ks)
+			return ks
+		}
+		wk, gk := keys(w), keys(g)
+		if !slices.Equal(wk, gk) {
+			return path + ": keys " + string(showVal(gk)) + ", want " + string(showVal(wk))
+		}
+		for _, k := range wk {
+			wv, _ := w.Find(types.String(k))
+			gv, found := g.Find(types.String(k))
+			if !found {
+				return path + "." + k + ": not found"
+			}
+			if gv.Equal(wv) != types.True && w.Get(types.String(k)).Equal(g.Get(types.String(k))) != types.True {
+				return path + "." + k + ": values differ"
+			}
+			if d := valDiff(path+"."+k, wv, gv); d != "" {
+				return d
+			}
+		}
+		probe := []string{"no-such-field"}
+		if s, ok := got.(*typedStruct); ok {
+			for name := range s.fields() { // the omitted ones too
+				probe = append(probe, name)
+			}
+		}
+		for _, k := range probe {
+			_, wf := w.Find(types.String(k))
+			_, gf := g.Find(types.String(k))
+			if wf != gf || g.Contains(types.String(k)) != w.Contains(types.String(k)) {
+				return path + "." + k + ": present or not, unlike the reference"
+			}
+		}
+	case traits.Lister:
+		g := got.(traits.Lister)
+		if w.Size() != g.Size() {
+			return path + ": length differs"
+		}
+		n := int(w.Size().(types.Int))
+		for i := range n {
+			if d := valDiff(path+"["+string(showVal(i))+"]", w.Get(types.Int(i)), g.Get(types.Int(i))); d != "" {
+				return d
+			}
+		}
+		if !types.IsError(g.Get(types.Int(n))) {
+			return path + ": an index past the end is not an error"
+		}
+	default:
+		if want.Equal(got) != types.True {
+			return path + ": " + string(showVal(got.Value())) + ", want " + string(showVal(want.Value()))
+		}
+	}
+	return ""
+}
+
+func showVal(v any) []byte {
+	b, _ := yaml.Marshal(v)
+	return bytes.TrimSpace(b)
+}
