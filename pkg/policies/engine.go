@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -186,6 +187,22 @@ func (in *input) podUnchanged() bool {
 		in.unchanged = &same
 	}
 	return *in.unchanged
+}
+
+// size bounds the lists, maps and strings CEL can read from the request's objects (their JSON's
+// bytes, at least untrackedMinSize); the largest int when an object's size is unknown.
+func (in *input) size() int {
+	size := untrackedMinSize
+	for _, r := range []*Resource{in.req.Object, in.req.OldObject} {
+		switch {
+		case r == nil:
+		case r.size == 0:
+			return math.MaxInt
+		default:
+			size = max(size, r.size)
+		}
+	}
+	return size
 }
 
 func (in *input) requestValue() ref.Val {

@@ -109,14 +109,14 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 		}
 		seen[v.Name] = true
 		p = path.Child(fmt.Sprintf("variables[%d] (%s)", i, v.Name))
-		prog, out, vcost, needs, err := compileTyped(env, v.Expression, nil, scope)
+		prog, ast, vcost, needs, err := compileTyped(env, v.Expression, nil, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(p.Child("expression"), v.Expression, err.Error()))
 			// Declared all the same, as dyn: the rules that read it are not also reported.
 			scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, apiservercel.DynType, true, nil, nil)
 			continue
 		}
-		scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, declTypeOf(out), true, nil, nil)
+		scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, declTypeOf(ast.OutputType()), true, nil, nil)
 		scope.variables = append(scope.variables, &celVariable{name: v.Name, program: prog, cost: vcost, needs: needs})
 		cost = addCost(cost, vcost)
 	}

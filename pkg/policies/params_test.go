@@ -268,7 +268,7 @@ func TestParamsCostFromTheirSize(t *testing.T) {
 	if three == 0 || thirty <= three {
 		t.Errorf("3 registries cost %d, 30 cost %d: want the estimate to grow with the list", three, thirty)
 	}
-	rule, errs := compileCEL(&v1alpha1.CELRule{Expression: "podSpec.containers.all(c, object.spec.registries.exists(r, c.image.startsWith(r)))"}, testCompiler.env, nil, field.NewPath("r"))
+	rule, errs := compileCEL(&v1alpha1.CELRule{Expression: "podSpec.containers.all(c, object.spec.registries.exists(r, c.image.startsWith(r)))"}, testCompiler.env, nil, true, field.NewPath("r"))
 	if len(errs) > 0 || rule.cost <= thirty {
 		t.Errorf("a list of the object's costs %d (%v), want more than params of 30 items (%d)", rule.cost, errs, thirty)
 	}

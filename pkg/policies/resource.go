@@ -35,6 +35,9 @@ type Resource struct {
 
 	celObject ref.Val
 	celPod    [2]ref.Val
+	// size bounds every list, map and string of the object: the bytes of the JSON it was decoded
+	// from, and of its apiVersion and kind; 0 when unknown.
+	size int
 }
 
 // PodTemplate is the pod a pod-bearing object creates, with the real field paths of its parts.
@@ -175,7 +178,11 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 			prepareForCreate(pod)
 		}
 	}
-	return newResource(kind, obj)
+	res, err := newResource(kind, obj)
+	if err == nil {
+		res.size = len(data) + len(kind.Group) + len(kind.Version) + len(kind.Kind) + 1
+	}
+	return res, err
 }
 
 // describeObject names an object that failed to decode: `Kind "namespace/name"`.

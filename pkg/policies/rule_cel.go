@@ -40,14 +40,19 @@ const (
 func newCELEnv() (*cel.Env, error) {
 	requestType := plugincel.BuildRequestType()
 	namespaceType := plugincel.BuildNamespaceType()
-	return newBaseEnvWith([]cel.EnvOption{
+	return newBaseEnvWith(celVariables(namespaceType, requestType), namespaceType, requestType)
+}
+
+// celVariables declares the variables of CEL rules.
+func celVariables(namespaceType, requestType *apiservercel.DeclType) []cel.EnvOption {
+	return []cel.EnvOption{
 		cel.Variable(varObject, cel.DynType),
 		cel.Variable(varOldObject, cel.DynType),
 		cel.Variable(varNamespace, namespaceType.CelType()),
 		cel.Variable(varRequest, requestType.CelType()),
 		cel.Variable(varPodSpec, cel.DynType),
 		cel.Variable(varPodMeta, cel.DynType),
-	}, namespaceType, requestType)
+	}
 }
 
 // newBaseEnvWith is the Kubernetes base environment, libraries and cost limits with these
@@ -108,20 +113,30 @@ type celRule struct {
 	needs []string
 	// scope is the policy's params and variables; nil when it has neither.
 	scope *celScope
+	// untracked is program without runtime cost tracking, for requests of at most untrackedUpTo
+	// bytes, at which the estimate bounds its cost (untracked.go); nil when there is none.
+	untracked     cel.Program
+	untrackedUpTo int
 }
 
 // requestTimeNeeds implements backgroundSkipper.
 func (r *celRule) requestTimeNeeds() []string { return r.needs }
 
-func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, path *field.Path) (*celRule, field.ErrorList) {
+// compileCEL compiles a CEL rule in env; withUntracked also plans its untracked twin, for
+// rules compiled in newCELEnv's environment (no params or variables) that will be evaluated.
+func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracked bool, path *field.Path) (*celRule, field.ErrorList) {
 	var errs field.ErrorList
 	rule := &celRule{expression: r.Expression, message: r.Message, scope: scope}
 	if strings.TrimSpace(r.Expression) == "" {
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
-		prog, _, cost, needs, err := compileTyped(env, r.Expression, cel.BoolType, scope)
+		prog, ast, cost, needs, err := compileTyped(env, r.Expression, cel.BoolType, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
+		} else if withUntracked {
+			if rule.untracked, rule.untrackedUpTo, err = untracked(env, ast); err != nil {
+				errs = append(errs, field.InternalError(path.Child("expression"), err))
+			}
 		}
 		rule.program, rule.cost, rule.needs = prog, cost, needs
 	}
@@ -145,9 +160,9 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, path *field.
 
 // compileTyped compiles expr, which must have type want (nil: any), and estimates its cost; an
 // expression estimated past MaxExpressionCost is refused, before a program is built for it. It
-// also returns its type and what it reads that only an admission request has. scope is the
+// also returns its checked AST and what it reads that only an admission request has. scope is the
 // policy's params and variables (nil: none): their sizes and needs.
-func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (cel.Program, *cel.Type, uint64, []string, error) {
+func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (cel.Program, *cel.Ast, uint64, []string, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
 		return nil, nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
@@ -167,7 +182,7 @@ func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (c
 	if err != nil {
 		return nil, nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
 	}
-	return prog, ast.OutputType(), est.Max, requestTimeNeeds(ast, scope.needsOf), nil
+	return prog, ast, est.Max, requestTimeNeeds(ast, scope.needsOf), nil
 }
 
 // shadowed reports whether identifier e names a comprehension's variable rather than the
@@ -244,7 +259,7 @@ func FormatCost(c uint64) string {
 
 func (r *celRule) evaluate(in *input) verdict {
 	act := activation{in: in, scope: r.scope}
-	out, _, err := r.program.ContextEval(in.ctx, act)
+	out, _, err := r.programFor(in).ContextEval(in.ctx, act)
 	if err != nil {
 		return evalError(fmt.Errorf("expression %q: %w", r.expression, err))
 	}
@@ -256,6 +271,14 @@ func (r *celRule) evaluate(in *input) verdict {
 		return pass()
 	}
 	return fail(r.failureMessage(in.ctx, act))
+}
+
+// programFor is the untracked program when the request is within its bound, else the tracked.
+func (r *celRule) programFor(in *input) cel.Program {
+	if r.untracked != nil && in.size() <= r.untrackedUpTo {
+		return r.untracked
+	}
+	return r.program
 }
 
 // failureMessage follows ValidatingAdmissionPolicy: messageExpression when it yields a non-empty

@@ -55,7 +55,7 @@ func TestCELRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rule, errs := compileCEL(&tt.rule, testCompiler.env, nil, field.NewPath("r"))
+			rule, errs := compileCEL(&tt.rule, testCompiler.env, nil, true, field.NewPath("r"))
 			if len(errs) > 0 {
 				t.Fatal(errs)
 			}
@@ -90,7 +90,7 @@ func TestCELCompileErrors(t *testing.T) {
 			"r.messageExpression: Invalid value"},
 	}
 	for _, tt := range tests {
-		_, errs := compileCEL(&tt.rule, testCompiler.env, nil, field.NewPath("r"))
+		_, errs := compileCEL(&tt.rule, testCompiler.env, nil, true, field.NewPath("r"))
 		if !strings.Contains(errs.ToAggregate().Error(), tt.want) {
 			t.Errorf("%+v: got %v, want it to contain %q", tt.rule, errs, tt.want)
 		}
@@ -104,7 +104,7 @@ func TestCELCostEstimates(t *testing.T) {
 		"podSpec.containers.all(c, c.env.all(e, e.name.startsWith('X')))": 50502,
 		"object.metadata.name.matches('^[a-z]+$')":                        23,
 	} {
-		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, field.NewPath("r"))
+		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
 		if len(errs) > 0 || rule.cost != want {
 			t.Errorf("%s: cost %d (%v), want %d", expr, rule.cost, errs, want)
 		}
@@ -140,7 +140,7 @@ func TestRequestTimeNeeds(t *testing.T) {
 		"object.metadata.?labels.orValue({}).all(k, k != 'userInfo')":    "",
 		"podSpec.containers.all(c, c.name != request.userInfo.username)": "request.userInfo",
 	} {
-		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, field.NewPath("r"))
+		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
 		if len(errs) > 0 {
 			t.Fatalf("%s: %v", expr, errs)
 		}

@@ -42,7 +42,7 @@ var ruleTypes = []ruleType{
 		}},
 	{field: "cel", set: func(r *v1alpha1.Rule) bool { return r.CEL != nil },
 		compile: func(c *Compiler, r *v1alpha1.Rule, p *field.Path, _ string) (evaluator, mutate.Mutator, field.ErrorList) {
-			e, errs := compileCEL(r.CEL, c.env, c.scope, p)
+			e, errs := compileCEL(r.CEL, c.env, c.scope, c.scope == nil && !c.checkOnly, p)
 			return e, nil, errs
 		}},
 	{field: "defaultProbes", set: func(r *v1alpha1.Rule) bool { return r.DefaultProbes != nil },
