@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -351,21 +352,30 @@ func applyPolicy(t *testing.T, yamlDoc string) *v1alpha1.ClusterPolicy {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	var existing v1alpha1.ClusterPolicy
-	switch err := e2e.client.Get(ctx, client.ObjectKey{Name: p.Name}, &existing); {
-	case apierrors.IsNotFound(err):
-		if err := e2e.client.Create(ctx, &p); err != nil {
-			t.Fatal(err)
+	// The server writes the policy's status (its audit counts) at any time: an update that
+	// meets a newer version is read and made again.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var existing v1alpha1.ClusterPolicy
+		switch err := e2e.client.Get(ctx, client.ObjectKey{Name: p.Name}, &existing); {
+		case apierrors.IsNotFound(err):
+			if err := e2e.client.Create(ctx, &p); err != nil {
+				return err
+			}
+			t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), &p) })
+			return nil
+		case err != nil:
+			return err
+		default:
+			existing.Spec = p.Spec
+			if err := e2e.client.Update(ctx, &existing); err != nil {
+				return err
+			}
+			p = existing
+			return nil
 		}
-		t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), &p) })
-	case err != nil:
+	})
+	if err != nil {
 		t.Fatal(err)
-	default:
-		existing.Spec = p.Spec
-		if err := e2e.client.Update(ctx, &existing); err != nil {
-			t.Fatal(err)
-		}
-		p = existing
 	}
 	eventually(t, 20*time.Second, func() error {
 		if err := e2e.client.Get(ctx, client.ObjectKey{Name: p.Name}, &p); err != nil {
