@@ -311,8 +311,10 @@ func (m *typedMap) Type() ref.Type { return types.MapType }
 func (m *typedMap) Value() any     { return m.value.Interface() }
 func (m *typedMap) Size() ref.Val  { return types.Int(m.value.Len()) }
 
-func (m *typedMap) Contains(key ref.Val) ref.Val {
-	v, found := m.Find(key)
+func (m *typedMap) Contains(key ref.Val) ref.Val { return contains(m.Find(key)) }
+
+// contains is whether a key was found, from what Find returned: an error found is the answer.
+func contains(v ref.Val, found bool) ref.Val {
 	if v != nil && types.IsError(v) {
 		return v
 	}
@@ -428,13 +430,7 @@ func (s *typedStruct) IsSet(f ref.Val) ref.Val {
 	return types.Bool(found)
 }
 
-func (s *typedStruct) Contains(key ref.Val) ref.Val {
-	v, found := s.Find(key)
-	if v != nil && types.IsError(v) {
-		return v
-	}
-	return types.Bool(found)
-}
+func (s *typedStruct) Contains(key ref.Val) ref.Val { return contains(s.Find(key)) }
 
 func (s *typedStruct) Get(key ref.Val) ref.Val {
 	v, found := s.Find(key)

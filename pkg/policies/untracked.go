@@ -149,8 +149,8 @@ func (b boundedEstimator) EstimateCallCost(function, overloadID string, target *
 	one := checker.FixedCostEstimate(1) // what CEL charges both
 	switch {
 	case function == operators.OptSelect && len(args) == 2:
-		if b.SizeEstimator.EstimateSize(args[0]) != nil {
-			return &checker.CallEstimate{CostEstimate: one, ResultSize: b.SizeEstimator.EstimateSize(args[0])}
+		if size := b.SizeEstimator.EstimateSize(args[0]); size != nil {
+			return &checker.CallEstimate{CostEstimate: one, ResultSize: size}
 		}
 	case function == "orValue" && target != nil && len(args) == 1:
 		value, def := sizeOf(b, *target), sizeOf(b, args[0])

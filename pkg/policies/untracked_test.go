@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -92,10 +93,30 @@ func TestUntrackedOnlyWhereTheEstimateBounds(t *testing.T) {
 			t.Errorf("%s: untracked up to %d, want untracked: %v", expr, rule.untrackedUpTo, untracked)
 		}
 	}
-	// A Policy with params has its own environment, and is tracked.
-	rule, errs := compileCEL(&v1alpha1.CELRule{Expression: "true"}, testCompiler.env, nil, false, field.NewPath("r"))
-	if len(errs) > 0 || rule.untracked != nil {
-		t.Errorf("without withUntracked: %v, untracked %v", errs, rule.untracked != nil)
+	// Through the compiler: a policy with params has its own environment and stays tracked, and
+	// the policy webhook's check-only compiler plans no twin.
+	const policy = `apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: p}
+spec:
+  %s
+  rules:
+    - {name: r, cel: {expression: "podSpec.containers.all(c, c.name != 'x')"}}
+`
+	for _, tt := range []struct {
+		name      string
+		compiler  *Compiler
+		params    string
+		untracked bool
+	}{
+		{"plain", testCompiler, "", true},
+		{"params", testCompiler, "params: {a: 1}", false},
+		{"check-only", testCompiler.Checker(), "", false},
+	} {
+		cp := mustEngineWith(t, tt.compiler, time.Now(), fmt.Sprintf(policy, tt.params)).cluster[0]
+		if got := cp.rules[0].eval.(*celRule).untracked != nil; got != tt.untracked {
+			t.Errorf("%s: untracked %v, want %v", tt.name, got, tt.untracked)
+		}
 	}
 }
 
@@ -170,7 +191,7 @@ func TestUntrackedWithinTheLimit(t *testing.T) {
 				if cost := details.ActualCost(); cost == nil || *cost > MaxExpressionCost {
 					t.Errorf("%s on %d bytes (%d containers): actual cost %v past the limit it was proven within", r.Name, in.size(), n, cost)
 				}
-				got, _, err := rule.untracked.ContextEval(t.Context(), activation{in: &input{ctx: t.Context(), req: in.req, res: res}})
+				got, _, err := rule.untracked.ContextEval(t.Context(), act)
 				if err != nil || got.Equal(want) != types.True {
 					t.Errorf("%s: untracked %v (%v), tracked %v", r.Name, got, err, want)
 				}
