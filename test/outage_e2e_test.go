@@ -117,7 +117,7 @@ func TestAPIServerOutage(t *testing.T) {
 			t.Errorf("replica %d enforced the new policy %v after the API server's return, want within 5s (log: %s)", i, d, f.logs[i].Name())
 		}
 		if f.procs[i].Exited() {
-			t.Errorf("replica %d exited (log: %s)", i, f.logs[i].Name())
+			t.Errorf("replica %d exited (log: %s):\n%s", i, f.logs[i].Name(), f.tail(i))
 		}
 	}
 	if n := notReady.Load(); n > 0 {

@@ -133,7 +133,7 @@ func (f *fleet) waitReady(i int) {
 	f.t.Helper()
 	eventually(f.t, 60*time.Second, func() error {
 		if f.procs[i].Exited() {
-			f.t.Fatalf("replica %d exited (log: %s)", i, f.logs[i].Name())
+			f.t.Fatalf("replica %d exited (log: %s):\n%s", i, f.logs[i].Name(), f.tail(i))
 		}
 		if !f.proxy.Ready(i) {
 			return fmt.Errorf("replica %d not in the rotation (log: %s)", i, f.logs[i].Name())
@@ -325,3 +325,6 @@ func TestRollingRestart(t *testing.T) {
 		t.Errorf("after the restart of the killed replica: %s", after)
 	}
 }
+
+// tail is the end of replica i's log, for a failure message.
+func (f *fleet) tail(i int) string { return cluster.Tail(f.logs[i].Name(), 4096) }

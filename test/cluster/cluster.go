@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -326,14 +328,37 @@ func (p *Process) Exited() bool {
 	}
 }
 
-// FreePort returns a free TCP port on loopback.
+// FreePort returns a TCP port free on loopback, for a process to listen on later. It is drawn
+// at random from below Linux's ephemeral range (32768-60999), never from it: a port the kernel
+// hands out (for a listener on port 0, or as a connection's local port, which the clients of
+// every test running beside this one open all the time) could be taken between this call and
+// the process's bind, and the process would exit with "address already in use".
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	const lo, hi = 20000, 32768
+	var err error
+	for range 100 {
+		port := lo + rand.IntN(hi-lo) //nolint:gosec // not a secret: spreads the test processes' ports
+		var l net.Listener
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			_ = l.Close()
+			return port, nil
+		}
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port in %d-%d: %w", lo, hi-1, err)
+}
+
+// Tail is the end of a log file (its last n bytes at most), for a failure message.
+func Tail(path string, n int64) string {
+	f, err := os.Open(path) //nolint:gosec // the harness's own log
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = f.Close() }()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
 
 // Pid is the process's ID.
