@@ -31,43 +31,13 @@ import (
 // bytes, nil and empty omitempty fields, nil pointers).
 func TestTypedValMatchesUnstructured(t *testing.T) {
 	var objects []runtime.Object
-	files, _ := filepath.Glob("../../manifests/library/tests/*/*/*.yaml")
-	for _, glob := range []string{"../../manifests/library/tests/*/*.yaml", "../../examples/workloads/*.yaml"} {
-		more, _ := filepath.Glob(glob)
-		files = append(files, more...)
-	}
 	decoder := NewDecoder(true)
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, js := range corpusJSON(t) {
+		res, err := decoder.Decode(js, nil)
 		if err != nil {
-			t.Fatal(err)
+			continue // the suites hold objects the decoder refuses on purpose
 		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			js, err := yaml.YAMLToJSON(doc)
-			if err != nil || len(bytes.TrimSpace(js)) == 0 || string(js) == "null" {
-				continue
-			}
-			res, err := decoder.Decode(js, nil)
-			if err != nil {
-				continue // the suites hold objects the decoder refuses on purpose
-			}
-			objects = append(objects, res.Object)
-		}
-	}
-	for _, f := range []string{"testdata/bench/pod.json", "testdata/bench/deployment.json"} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objects = append(objects, mustDecode(t, decoder, string(data)).Object)
+		objects = append(objects, res.Object)
 	}
 	if len(objects) < 100 {
 		t.Fatalf("only %d objects read: the globs no longer find the test objects", len(objects))
@@ -189,4 +159,45 @@ func valDiff(path string, want, got ref.Val) string {
 func showVal(v any) []byte {
 	b, _ := yaml.Marshal(v)
 	return bytes.TrimSpace(b)
+}
+
+// corpusJSON is every object of the library's suites and the examples, and the benchmark's Pod
+// and Deployment, as JSON.
+func corpusJSON(t *testing.T) [][]byte {
+	t.Helper()
+	files, _ := filepath.Glob("../../manifests/library/tests/*/*/*.yaml")
+	for _, glob := range []string{"../../manifests/library/tests/*/*.yaml", "../../examples/workloads/*.yaml"} {
+		more, _ := filepath.Glob(glob)
+		files = append(files, more...)
+	}
+	var out [][]byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			js, err := yaml.YAMLToJSON(doc)
+			if err != nil || len(bytes.TrimSpace(js)) == 0 || string(js) == "null" {
+				continue
+			}
+			out = append(out, js)
+		}
+	}
+	for _, f := range []string{"testdata/bench/pod.json", "testdata/bench/deployment.json"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	return out
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"iter"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -189,20 +188,20 @@ func (in *input) podUnchanged() bool {
 	return *in.unchanged
 }
 
-// size bounds the lists, maps and strings CEL can read from the request's objects (their JSON's
-// bytes, at least untrackedMinSize); the largest int when an object's size is unknown.
-func (in *input) size() int {
-	size := untrackedMinSize
+// bounds are the jsonBounds of the request's objects as evaluation sees them; unknownBounds when
+// either's are not known.
+func (in *input) bounds() jsonBounds {
+	var b jsonBounds
 	for _, r := range []*Resource{in.req.Object, in.req.OldObject} {
 		switch {
 		case r == nil:
-		case r.size == 0:
-			return math.MaxInt
+		case r.bounds == jsonBounds{}:
+			return unknownBounds
 		default:
-			size = max(size, r.size)
+			b = b.union(r.bounds)
 		}
 	}
-	return size
+	return b.floored()
 }
 
 func (in *input) requestValue() ref.Val {

@@ -35,9 +35,8 @@ type Resource struct {
 
 	celObject ref.Val
 	celPod    [2]ref.Val
-	// size bounds every list, map and string of the object: the bytes of the JSON it was decoded
-	// from, and of its apiVersion and kind; 0 when unknown.
-	size int
+	// bounds are the JSON's it was decoded from (jsonbounds.go); zero when unknown.
+	bounds jsonBounds
 }
 
 // PodTemplate is the pod a pod-bearing object creates, with the real field paths of its parts.
@@ -180,7 +179,9 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 	}
 	res, err := newResource(kind, obj)
 	if err == nil {
-		res.size = len(data) + len(kind.Group) + len(kind.Version) + len(kind.Kind) + 1
+		if res.bounds = scanBounds(data); res.bounds != unknownBounds { // and the kind given
+			res.bounds.chars = max(res.bounds.chars, len(kind.Group)+1+len(kind.Version), len(kind.Kind))
+		}
 	}
 	return res, err
 }

@@ -113,10 +113,10 @@ type celRule struct {
 	needs []string
 	// scope is the policy's params and variables; nil when it has neither.
 	scope *celScope
-	// untracked is program without runtime cost tracking, for requests of at most untrackedUpTo
-	// bytes, at which the estimate bounds its cost (untracked.go); nil when there is none.
-	untracked     cel.Program
-	untrackedUpTo int
+	// untracked is program without runtime cost tracking, for requests within untrackedWithin,
+	// where the estimate bounds its cost (untracked.go); nil when there is none.
+	untracked       cel.Program
+	untrackedWithin untrackedBounds
 }
 
 // requestTimeNeeds implements backgroundSkipper.
@@ -134,7 +134,7 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		} else if withUntracked {
-			if rule.untracked, rule.untrackedUpTo, err = untracked(env, ast); err != nil {
+			if rule.untracked, rule.untrackedWithin, err = untracked(env, ast); err != nil {
 				errs = append(errs, field.InternalError(path.Child("expression"), err))
 			}
 		}
@@ -275,7 +275,7 @@ func (r *celRule) evaluate(in *input) verdict {
 
 // programFor is the untracked program when the request is within its bound, else the tracked.
 func (r *celRule) programFor(in *input) cel.Program {
-	if r.untracked != nil && in.size() <= r.untrackedUpTo {
+	if r.untracked != nil && r.untrackedWithin.covers(in.bounds()) {
 		return r.untracked
 	}
 	return r.program

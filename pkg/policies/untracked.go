@@ -2,16 +2,25 @@ package policies
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/library"
+	"sigs.k8s.io/structured-merge-diff/v6/value"
 )
 
 // Runtime cost tracking where it buys nothing.
@@ -20,24 +29,25 @@ import (
 // ValidatingAdmissionPolicy's per-call limit. Counting is a third of what a CEL rule costs to
 // evaluate. It buys nothing when the expression's estimate, taken at the sizes of the actual
 // request, is already within the limit: the estimate bounds what the program can cost. So a CEL
-// rule also gets a twin program without tracking, and untrackedUpTo, the largest request size
-// (in JSON bytes) at which its estimate is within the per-call limit. A request no larger runs
-// the twin; a larger one, or one whose size is unknown, runs the tracked program. The bound
-// holds for ClusterPolicies and tenants' Policies alike, and the review's deadline still stops
-// any evaluation.
+// rule also gets a twin program without tracking, and the Bounds (jsonbounds.go) at which its
+// estimate is within the per-call limit: a staircase of (items, chars) pairs. A request whose
+// objects' JSON is within one runs the twin; any other, or one whose bounds are unknown, runs the
+// tracked program. The bound holds for ClusterPolicies and tenants' Policies alike, and the
+// review's deadline still stops any evaluation.
 //
-// The estimate at size S takes every list, map and string read from the object, the old object
-// and the pod (and request's names and kinds) to hold at most S items or characters: a JSON
-// document of S bytes holds no longer one. Defaulting adds only short strings, so sizes start at
-// untrackedMinSize. What the request's JSON does not bound (the namespace's labels, the
-// requester's groups) is of unknown size, and an expression that reads it is never untracked;
-// neither is one of a policy with params or variables (they have their own environment).
+// The estimate at (items, chars) sizes what is read from the object, the old object and the pod
+// (and the request's names and kinds): where the Go type of podSpec or podMeta says what a path
+// holds, a list or map has at most items entries, a string at most chars characters and a
+// struct its JSON fields; any other path, the larger of items and chars. What the request's JSON
+// does not bound (the namespace's labels, the requester's groups) is of unknown size, and an
+// expression that reads it is never untracked; neither is one of a policy with params or
+// variables (they have their own environment).
 
-// The sizes tried are the powers of two from 1 KiB to 4 MiB.
+// The bounds tried: items from 64 to 4 Mi by factors of four, chars from 1 KiB to 4 MiB by
+// factors of two.
 const (
-	untrackedMinShift = 10
-	untrackedMaxShift = 22
-	untrackedMinSize  = 1 << untrackedMinShift
+	untrackedMinItemsShift, untrackedMaxItemsShift, untrackedItemsStep = 6, 22, 2
+	untrackedMinCharsShift, untrackedMaxCharsShift                     = 10, 22
 )
 
 // untrackedEnv is newCELEnv's environment without runtime cost tracking: the same libraries,
@@ -91,43 +101,82 @@ var untrackedEnv = sync.OnceValues(func() (*cel.Env, error) {
 })
 
 // untracked plans ast, checked in newCELEnv's environment, without cost tracking, and returns
-// the largest request size at which its estimate is within the per-call limit; nil and 0 when
+// the staircase of bounds at which its estimate is within the per-call limit; nil and nil when
 // there is none, or when the expression reads what the request's size does not bound.
-func untracked(env *cel.Env, ast *cel.Ast) (cel.Program, int, error) {
-	within := func(shift int) bool { // at a size of 1<<shift bytes
-		sizes := boundedSizes{uint64(1) << shift}
+func untracked(env *cel.Env, ast *cel.Ast) (cel.Program, untrackedBounds, error) {
+	within := func(items, chars int) bool {
+		sizes := boundedSizes{items: uint64(1) << items, chars: uint64(1) << chars}
 		est, err := env.EstimateCost(ast, boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}})
 		return err == nil && est.Max <= MaxExpressionCost
 	}
-	shift := untrackedMinShift
-	if !within(shift) {
-		return nil, 0, nil
+	// For each items bound, the most chars within the limit: fewer as items grow.
+	var steps untrackedBounds
+	chars := untrackedMaxCharsShift
+	for items := untrackedMinItemsShift; items <= untrackedMaxItemsShift; items += untrackedItemsStep {
+		for chars >= untrackedMinCharsShift && !within(items, chars) {
+			chars--
+		}
+		if chars < untrackedMinCharsShift {
+			break
+		}
+		if n := len(steps); n > 0 && steps[n-1].chars == 1<<chars {
+			steps = steps[:n-1] // the larger items bound covers it
+		}
+		steps = append(steps, jsonBounds{items: 1 << items, chars: 1 << chars})
 	}
-	for shift < untrackedMaxShift && within(shift+1) {
-		shift++
+	if len(steps) == 0 {
+		return nil, nil, nil
 	}
 	fast, err := untrackedEnv()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	prog, err := fast.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(celconfig.CheckFrequency))
 	if err != nil {
-		return nil, 0, fmt.Errorf("planning the untracked program: %w", err)
+		return nil, nil, fmt.Errorf("planning the untracked program: %w", err)
 	}
-	return prog, 1 << shift, nil
+	return prog, steps, nil
 }
 
-// boundedSizes sizes what a request of max bytes of JSON bounds, and leaves the rest unknown.
-type boundedSizes struct{ max uint64 }
+// untrackedBounds are the bounds within which a rule's estimate holds: items ascending, chars
+// descending.
+type untrackedBounds []jsonBounds
+
+// covers reports whether b is within one of the steps.
+func (u untrackedBounds) covers(b jsonBounds) bool {
+	for _, s := range u {
+		if b.items <= s.items {
+			return b.chars <= s.chars
+		}
+	}
+	return false
+}
+
+// boundedSizes sizes what a request within (items, chars) bounds, and leaves the rest unknown.
+type boundedSizes struct{ items, chars uint64 }
 
 func (b boundedSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
-	path := n.Path()
+	return b.sizeAt(n.Path())
+}
+
+// sizeAt is the size of the value at path (CEL's, from a variable), or nil when not bounded.
+func (b boundedSizes) sizeAt(path []string) *checker.SizeEstimate {
 	if len(path) == 0 {
 		return nil // computed: CEL sizes it, or takes it as unbounded
 	}
 	bounded := false
 	switch path[0] {
-	case varObject, varOldObject, varPodSpec, varPodMeta:
+	case varPodSpec, varPodMeta:
+		switch kind, fields := sizeKindAt(podTypes[path[0]], path[1:]); kind {
+		case sizeItems:
+			return &checker.SizeEstimate{Min: 0, Max: b.items}
+		case sizeChars:
+			return &checker.SizeEstimate{Min: 0, Max: b.chars}
+		case sizeFields:
+			return &checker.SizeEstimate{Min: 0, Max: fields}
+		}
+		bounded = true
+	case varObject, varOldObject:
 		bounded = true
 	case varRequest: // its names and kinds are the object's, or as short; not userInfo, options
 		bounded = len(path) > 1 && boundedRequestFields[path[1]]
@@ -137,7 +186,128 @@ func (b boundedSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	if !bounded {
 		return nil
 	}
-	return &checker.SizeEstimate{Min: 0, Max: b.max}
+	return &checker.SizeEstimate{Min: 0, Max: max(b.items, b.chars)}
+}
+
+// podTypes are the Go types podSpec and podMeta are read from (Resource.celPodValues).
+var podTypes = map[string]reflect.Type{varPodSpec: reflect.TypeFor[corev1.PodSpec](), varPodMeta: reflect.TypeFor[metav1.ObjectMeta]()}
+
+// sizeKind is how a value is sized: by what it holds, as typedToVal presents it.
+type sizeKind int
+
+const (
+	sizeAny    sizeKind = iota // not known: as a list, map or string
+	sizeItems                  // a list or map
+	sizeChars                  // a string (bytes are base64 in the JSON)
+	sizeFields                 // a struct: at most its JSON fields
+)
+
+// ownJSONStrings are the types that write their own JSON as a string.
+var ownJSONStrings = map[reflect.Type]bool{reflect.TypeFor[resource.Quantity](): true, reflect.TypeFor[metav1.Time](): true,
+	reflect.TypeFor[metav1.MicroTime](): true, reflect.TypeFor[metav1.Duration](): true, reflect.TypeFor[intstr.IntOrString](): true}
+
+// sizeKindAt is how the value at path (CEL's: field names and @items, @keys, @values, @indices)
+// under a value of type t is sized, and a struct's JSON field count; sizeAny when the path leaves
+// the Go type (a field it lacks, a value that writes its own JSON as anything but a string).
+func sizeKindAt(t reflect.Type, path []string) (sizeKind, uint64) {
+	for _, step := range path {
+		if t = indirect(t); ownJSON(t) {
+			return sizeAny, 0
+		}
+		switch {
+		case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
+			if step == "@indices" {
+				return sizeAny, 0
+			}
+			t = t.Elem() // an item: CEL names a dyn list's items @keys, and an index @items or @values
+		case t.Kind() == reflect.Map && step == "@keys":
+			t = t.Key()
+		case t.Kind() == reflect.Map && step != "@indices":
+			t = t.Elem() // @values, @items, or a field selected on a map
+		case t.Kind() == reflect.Struct:
+			if t = jsonField(t, step); t == nil {
+				return sizeAny, 0
+			}
+		default:
+			return sizeAny, 0
+		}
+	}
+	t = indirect(t)
+	switch {
+	case ownJSONStrings[t]:
+		return sizeChars, 0
+	case ownJSON(t):
+		return sizeAny, 0
+	case t.Kind() == reflect.String, t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return sizeChars, 0
+	case t.Kind() == reflect.Slice, t.Kind() == reflect.Map:
+		return sizeItems, 0
+	case t.Kind() == reflect.Struct:
+		return sizeFields, jsonFieldCount(t)
+	}
+	return sizeAny, 0
+}
+
+func indirect(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
+// ownJSON reports whether typedToVal converts t as a whole, through its own JSON.
+func ownJSON(t reflect.Type) bool {
+	if ownJSONStrings[t] {
+		return true
+	}
+	return t.Kind() == reflect.Struct && value.TypeReflectEntryOf(t).CanConvertToUnstructured()
+}
+
+// jsonField is the type of struct t's field JSON calls name (inlined structs' included), or nil.
+func jsonField(t reflect.Type, name string) reflect.Type {
+	for f := range t.Fields() {
+		tag, inline := jsonName(f)
+		switch {
+		case inline:
+			if ft := jsonField(indirect(f.Type), name); ft != nil {
+				return ft
+			}
+		case tag == name:
+			return f.Type
+		}
+	}
+	return nil
+}
+
+// jsonFieldCount is how many JSON fields struct t has, inlined structs' included.
+func jsonFieldCount(t reflect.Type) uint64 {
+	var n uint64
+	for f := range t.Fields() {
+		switch tag, inline := jsonName(f); {
+		case inline:
+			n += jsonFieldCount(indirect(f.Type))
+		case tag != "":
+			n++
+		}
+	}
+	return n
+}
+
+// jsonName is field f's JSON name ("" when JSON skips it), or whether it is inlined.
+func jsonName(f reflect.StructField) (string, bool) {
+	tag := f.Tag.Get("json")
+	name, opts, _ := strings.Cut(tag, ",")
+	switch {
+	case tag == "-":
+		return "", false
+	case name == "" && (f.Anonymous || strings.Contains(opts, "inline")):
+		return "", true
+	case !f.IsExported():
+		return "", false
+	case name == "":
+		return f.Name, false
+	}
+	return name, false
 }
 
 // boundedEstimator is the Kubernetes libraries' estimator over boundedSizes, which also sizes
@@ -149,8 +319,13 @@ func (b boundedEstimator) EstimateCallCost(function, overloadID string, target *
 	one := checker.FixedCostEstimate(1) // what CEL charges both
 	switch {
 	case function == operators.OptSelect && len(args) == 2:
-		if size := b.SizeEstimator.EstimateSize(args[0]); size != nil {
-			return &checker.CallEstimate{CostEstimate: one, ResultSize: size}
+		// x.?f is sized as x.f: at the path of x, the field f (a constant).
+		sizes, ok := b.SizeEstimator.(boundedSizes)
+		f, isString := args[1].Expr().AsLiteral().(types.String)
+		if path := args[0].Path(); ok && isString && len(path) > 0 {
+			if size := sizes.sizeAt(append(slices.Clip(path), string(f))); size != nil {
+				return &checker.CallEstimate{CostEstimate: one, ResultSize: size}
+			}
 		}
 	case function == "orValue" && target != nil && len(args) == 1:
 		value, def := sizeOf(b, *target), sizeOf(b, args[0])
@@ -169,8 +344,8 @@ func sizeOf(b boundedEstimator, n checker.AstNode) *checker.SizeEstimate {
 	return b.EstimateSize(n)
 }
 
-// boundedRequestFields are the fields of the request variable no longer than the object's JSON
-// (or than untrackedMinSize): its names, kinds, resources and operation.
+// boundedRequestFields are the fields of the request variable no longer than the object's
+// strings (or than minBoundChars): its names, kinds, resources and operation.
 var boundedRequestFields = map[string]bool{"kind": true, "resource": true, "subResource": true, "requestKind": true,
 	"requestResource": true, "requestSubResource": true, "name": true, "namespace": true, "operation": true, "dryRun": true, "uid": true}
 

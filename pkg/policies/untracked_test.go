@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
@@ -70,27 +72,38 @@ func TestUntrackedEnvMatchesKubernetes(t *testing.T) {
 	}
 }
 
-// TestUntrackedOnlyWhereTheEstimateBounds: a rule runs untracked only on requests no larger than
-// the size its estimate holds at; reading what the request does not bound (the namespace's
-// labels, the requester's groups), or looping over the object twice, keeps it tracked.
+// TestUntrackedOnlyWhereTheEstimateBounds: a rule runs untracked only on requests within the
+// bounds its estimate holds at; reading what the request does not bound (the namespace's
+// labels, the requester's groups, the items of a list the expression built), or looping over
+// the object twice, keeps it tracked.
 func TestUntrackedOnlyWhereTheEstimateBounds(t *testing.T) {
-	for expr, untracked := range map[string]bool{
-		"podSpec.containers.all(c, c.image.startsWith('ghcr.io/'))":                 true,
-		"podSpec.?initContainers.orValue([]).all(c, has(c.securityContext))":        true,
-		"request.operation != 'DELETE' && object.metadata.namespace != 'default'":   true,
-		"namespaceObject.metadata.labels['env'] == 'prod'":                          true, // costs the same at any size
-		"namespaceObject.metadata.labels.all(k, !k.startsWith('x'))":                false,
-		"request.userInfo.groups.exists(g, g == 'admins')":                          false,
-		"object.spec.items.all(a, object.spec.items.all(b, a != b || true))":        false,
-		"podSpec.containers.all(c, c.?env.orValue([]).all(e, e.name != 'SECRET'))":  false,
-		"podSpec.containers.all(c, quantity(c.resources.limits['memory']) != null)": true,
+	for expr, want := range map[string]untrackedBounds{
+		"podSpec.containers.all(c, c.image.startsWith('ghcr.io/'))":          {{items: 1 << 16, chars: 1 << 22}},
+		"podSpec.?initContainers.orValue([]).all(c, has(c.securityContext))": {{items: 1 << 16, chars: 1 << 22}},
+		// the strings' length, not the number of containers, bounds it
+		"podSpec.containers.all(c, c.image.endsWith(':latest'))":                  {{items: 1 << 16, chars: 1 << 22}},
+		"request.operation != 'DELETE' && object.metadata.namespace != 'default'": {{items: 1 << 22, chars: 1 << 22}},
+		"namespaceObject.metadata.labels['env'] == 'prod'":                        {{items: 1 << 22, chars: 1 << 22}}, // costs the same at any size
+		"namespaceObject.metadata.labels.all(k, !k.startsWith('x'))":              nil,
+		"request.userInfo.groups.exists(g, g == 'admins')":                        nil,
+		// a loop in a loop over the same list: items squared
+		"podSpec.containers.all(a, podSpec.containers.all(b, a.name != b.name || a == b))": {{items: 1 << 6, chars: 1 << 11}},
+		// podSpec's types say the env are items, and each name a string
+		"podSpec.containers.all(c, c.?env.orValue([]).all(e, e.name != 'SECRET'))": {{items: 1 << 8, chars: 1 << 22}},
+		// object has no Go type here: its lists and strings are sized alike, at least 1 KiB
+		"object.spec.items.all(a, object.spec.items.all(b, a != b || true))": nil,
+		// the items of a list built in the expression are of unknown size
+		"[podSpec.containers, podSpec.?initContainers.orValue([])].all(cs, cs.all(c, c.image.split('/').size() > 1))": nil,
+		// quantity() is charged by its string's length, in a loop over the containers
+		"podSpec.containers.all(c, quantity(c.resources.limits['memory']) != null)": {{items: 1 << 6, chars: 1 << 17}, {items: 1 << 8, chars: 1 << 15},
+			{items: 1 << 10, chars: 1 << 13}, {items: 1 << 12, chars: 1 << 11}},
 	} {
 		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
 		if len(errs) > 0 {
 			t.Fatalf("%s: %v", expr, errs)
 		}
-		if (rule.untracked != nil) != untracked {
-			t.Errorf("%s: untracked up to %d, want untracked: %v", expr, rule.untrackedUpTo, untracked)
+		if (rule.untracked != nil) != (want != nil) || !slices.Equal(rule.untrackedWithin, want) {
+			t.Errorf("%s: untracked within %v, want %v", expr, rule.untrackedWithin, want)
 		}
 	}
 	// Through the compiler: a policy with params has its own environment and stays tracked, and
@@ -121,10 +134,11 @@ spec:
 }
 
 // TestUntrackedWithinTheLimit checks the untracked programs against the tracked ones on the load
-// set's rules, on Pods of long strings and many containers near each rule's bound: wherever a
-// rule runs untracked, the tracked program's actual cost is within the per-call limit and both
-// give the same verdict; past the bound, the tracked program runs. (That the bound holds on every
-// object rests on CEL's estimator being an upper bound, as Kubernetes' CRD validation does.)
+// set's rules, on Pods of many containers (each with as many environment variables) and long
+// strings at and past each step of each rule's bounds: wherever a rule runs untracked, the
+// tracked program's actual cost is within the per-call limit and both give the same verdict;
+// past the bounds, the tracked program runs. (That the bound holds on every object rests on
+// CEL's estimator being an upper bound, as Kubernetes' CRD validation does.)
 func TestUntrackedWithinTheLimit(t *testing.T) {
 	data, err := os.ReadFile("../../test/load/policies/cel.yaml")
 	if err != nil {
@@ -135,14 +149,20 @@ func TestUntrackedWithinTheLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	decoder := NewDecoder(true)
-	// pod is a Pod of about size bytes, its bulk in n containers with strings of the rest.
-	pod := func(size, n int) *Resource {
-		per := max(size/n-200, 1)
-		long := strings.Repeat("a", per)
-		var containers []map[string]any
+	// pod has n containers, each with n environment variables (one when n is large), and
+	// strings of chars bytes: n or chars can be 0 for small.
+	pod := func(n, chars int) *Resource {
+		long := strings.Repeat("a", max(chars-len("registry.example.com/"), 1))
+		env := make([]map[string]any, 0, n)
 		for i := range n {
-			containers = append(containers, map[string]any{"name": fmt.Sprintf("c%d", i), "image": "registry.example.com/" + long,
-				"env":       []map[string]any{{"name": "A", "value": long[:per/2]}},
+			if n > 128 && i > 0 {
+				break
+			}
+			env = append(env, map[string]any{"name": fmt.Sprintf("E%d", i), "value": "v"})
+		}
+		var containers []map[string]any
+		for i := range max(n, 1) {
+			containers = append(containers, map[string]any{"name": fmt.Sprintf("c%d", i), "image": "registry.example.com/" + long, "env": env,
 				"resources": map[string]any{"limits": map[string]any{"memory": "1Gi"}, "requests": map[string]any{"cpu": "1"}}})
 		}
 		obj := map[string]any{"apiVersion": "v1", "kind": "Pod",
@@ -164,32 +184,33 @@ func TestUntrackedWithinTheLimit(t *testing.T) {
 		if len(errs) > 0 {
 			t.Fatal(errs)
 		}
-		if rule.untracked == nil {
-			continue
-		}
-		for _, size := range []int{rule.untrackedUpTo / 2, rule.untrackedUpTo, rule.untrackedUpTo * 2} {
-			if size > 1<<19 {
-				continue // the object-bound rules: their cost does not grow with the object
+		for _, step := range rule.untrackedWithin {
+			// The JSON's counts are doubled for defaulting: items/2 containers are at the step. A
+			// step past what a test builds in time is checked within it, not at its edge.
+			at := [2]int{min(step.items/2, 256), min(step.chars, 1<<16)}
+			cases := [][2]int{at}
+			if at == [2]int{step.items / 2, step.chars} { // and just past it, both ways
+				cases = append(cases, [2]int{at[0] + 1, at[1]}, [2]int{at[0], at[1] + 1})
 			}
-			for _, n := range []int{1, 8, max(size/300, 1)} {
-				res := pod(size, n)
+			for _, c := range cases {
+				res := pod(c[0], c[1])
 				in := &input{ctx: t.Context(), req: &Request{Operation: v1alpha1.Create, Object: res}, res: res}
 				act := activation{in: in}
-				if in.size() > rule.untrackedUpTo {
+				if c != at {
 					if rule.programFor(in) != rule.program {
-						t.Errorf("%s: a request of %d bytes runs untracked (bound %d)", r.Name, in.size(), rule.untrackedUpTo)
+						t.Errorf("%s: a request of bounds %+v runs untracked (within %v)", r.Name, in.bounds(), rule.untrackedWithin)
 					}
 					continue
 				}
 				if rule.programFor(in) != rule.untracked {
-					t.Errorf("%s: a request of %d bytes runs tracked (bound %d)", r.Name, in.size(), rule.untrackedUpTo)
+					t.Errorf("%s: a request of bounds %+v runs tracked (within %v)", r.Name, in.bounds(), rule.untrackedWithin)
 				}
 				want, details, err := rule.program.ContextEval(t.Context(), act)
 				if err != nil {
-					t.Fatalf("%s on %d bytes: %v", r.Name, in.size(), err)
+					t.Fatalf("%s on bounds %+v: %v", r.Name, in.bounds(), err)
 				}
 				if cost := details.ActualCost(); cost == nil || *cost > MaxExpressionCost {
-					t.Errorf("%s on %d bytes (%d containers): actual cost %v past the limit it was proven within", r.Name, in.size(), n, cost)
+					t.Errorf("%s on bounds %+v: actual cost %v past the limit it was proven within", r.Name, in.bounds(), cost)
 				}
 				got, _, err := rule.untracked.ContextEval(t.Context(), act)
 				if err != nil || got.Equal(want) != types.True {
@@ -201,5 +222,60 @@ func TestUntrackedWithinTheLimit(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Fatalf("only %d cases checked", checked)
+	}
+}
+
+// TestSizeKindAt pins how podSpec's and podMeta's paths are sized from their Go types, as CEL's
+// estimator names them: a wrong kind would size a list by the strings' bound, or the reverse.
+func TestSizeKindAt(t *testing.T) {
+	spec, meta := podTypes[varPodSpec], podTypes[varPodMeta]
+	for _, tt := range []struct {
+		root reflect.Type
+		path string
+		want sizeKind
+	}{
+		{spec, "containers", sizeItems},
+		{spec, "containers @keys env", sizeItems},              // a dyn list's items are @keys
+		{spec, "containers @items env @items name", sizeChars}, // an index
+		{spec, "containers @values image", sizeChars},
+		{spec, "containers @keys resources limits", sizeItems},
+		{spec, "containers @keys resources limits @values", sizeChars}, // a Quantity
+		{spec, "containers @keys resources limits @keys", sizeChars},
+		{spec, "containers @keys livenessProbe httpGet port", sizeChars}, // an IntOrString
+		{spec, "containers @keys securityContext capabilities add", sizeItems},
+		{spec, "nodeSelector team", sizeChars}, // a field selected on a map
+		{spec, "containers @indices", sizeAny},
+		{spec, "containers @keys noSuchField", sizeAny},
+		{spec, "containers @keys image @keys", sizeAny},
+		{meta, "labels", sizeItems},
+		{meta, "labels @keys", sizeChars},
+		{meta, "creationTimestamp", sizeChars},
+		{meta, "managedFields @keys fieldsV1", sizeAny}, // its own JSON, an object
+		{meta, "managedFields @keys fieldsV1 f:spec", sizeAny},
+		{meta, "ownerReferences @keys", sizeFields},
+	} {
+		got, _ := sizeKindAt(tt.root, strings.Fields(tt.path))
+		if got != tt.want {
+			t.Errorf("%s %s: %d, want %d", tt.root.Name(), tt.path, got, tt.want)
+		}
+	}
+	// A struct is a map of its JSON fields, those of inlined structs included.
+	if _, n := sizeKindAt(spec, nil); n != uint64(reflect.TypeFor[corev1.PodSpec]().NumField()) { //nolint:gosec // a field count
+		t.Errorf("PodSpec: %d fields, want %d", n, reflect.TypeFor[corev1.PodSpec]().NumField())
+	}
+	type inner struct {
+		A string `json:"a"`
+		B string `json:"-"`
+	}
+	type outer struct {
+		inner `json:",inline"`
+		C     int `json:"c,omitempty"`
+		d     int //nolint:unused // unexported: not a JSON field
+	}
+	if kind, n := sizeKindAt(reflect.TypeFor[outer](), nil); kind != sizeFields || n != 2 {
+		t.Errorf("outer: %d, %d fields, want 2", kind, n)
+	}
+	if kind, _ := sizeKindAt(reflect.TypeFor[outer](), []string{"a"}); kind != sizeChars {
+		t.Errorf("outer.a (inlined): %d, want a string", kind)
 	}
 }

@@ -1,0 +1,90 @@
+package policies
+
+import "bytes"
+
+// jsonBounds are what one pass over an object's JSON tells of the values CEL can read from it: no
+// list or map holds more than items entries, and no string (key or value) is longer than chars
+// characters. The untracked programs (untracked.go) run only where their estimate at the
+// request's jsonBounds is within the per-call limit.
+type jsonBounds struct {
+	items, chars int
+}
+
+// The least jsonBounds a request is taken to have: defaulting adds fields to structs (no Kubernetes
+// struct has 64 JSON fields), entries to maps (a container's requests get its limits' entries:
+// hence twice the JSON's count) and short strings ("/dev/termination-log").
+const (
+	minBoundItems = 64
+	minBoundChars = 1024
+)
+
+// unknownBounds is what a Resource not decoded from JSON has: nothing runs untracked on it.
+var unknownBounds = jsonBounds{items: int(^uint(0) >> 1), chars: int(^uint(0) >> 1)}
+
+// union is the jsonBounds of both.
+func (b jsonBounds) union(o jsonBounds) jsonBounds {
+	return jsonBounds{items: max(b.items, o.items), chars: max(b.chars, o.chars)}
+}
+
+// floored is b as evaluation sees the object: after defaulting, and never below the least.
+func (b jsonBounds) floored() jsonBounds {
+	if b == unknownBounds {
+		return b
+	}
+	return jsonBounds{items: max(2*b.items, minBoundItems), chars: max(b.chars, minBoundChars)}
+}
+
+// maxBoundsDepth is the deepest nesting scanBounds follows; a deeper document has unknown
+// bounds (the server refuses reviews nested past 200 levels anyway).
+const maxBoundsDepth = 256
+
+// scanBounds is data's jsonBounds, without allocating: the most entries of one array or object (its
+// separators plus one) and the longest string in bytes (at least its characters: an escape is
+// two bytes or more for one character). It does not validate; a document it cannot follow
+// (unbalanced, unterminated, too deep) has unknownBounds.
+func scanBounds(data []byte) jsonBounds {
+	var commas [maxBoundsDepth]int // at each open level
+	var b jsonBounds
+	depth := 0
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			start := i + 1
+			for {
+				j := bytes.IndexByte(data[i+1:], '"')
+				if j < 0 {
+					return unknownBounds
+				}
+				i += 1 + j
+				k := i - 1 // an escaped quote has an odd run of backslashes before it
+				for k >= start && data[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
+					break
+				}
+			}
+			b.chars = max(b.chars, i-start)
+		case '{', '[':
+			if depth == maxBoundsDepth {
+				return unknownBounds
+			}
+			commas[depth] = 0
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return unknownBounds
+			}
+			depth--
+			b.items = max(b.items, commas[depth]+1) //nolint:gosec // 0 <= depth < maxBoundsDepth
+		case ',':
+			if depth > 0 {
+				commas[depth-1]++ //nolint:gosec // 0 < depth <= maxBoundsDepth
+			}
+		}
+	}
+	if depth != 0 {
+		return unknownBounds
+	}
+	return b
+}
