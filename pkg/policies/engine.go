@@ -253,11 +253,20 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 	ns := res.Meta.GetNamespace()
 	in := &input{ctx: ctx, req: req, res: res, nsLabels: namespaceLabels(req.Namespace, ns)}
 	target := res.Ref()
-	var results []Result
+	// The policies that apply first, so the results are allocated once, at their number.
+	var buf [16]*CompiledPolicy
+	applying, n := buf[:0], 0
 	for p := range e.policiesFor(ns) {
-		if !p.applies(req, res, in.nsLabels) {
-			continue
+		if p.applies(req, res, in.nsLabels) {
+			applying = append(applying, p)
+			n += len(p.rules)
 		}
+	}
+	if n == 0 {
+		return nil
+	}
+	results := make([]Result, 0, n)
+	for _, p := range applying {
 		action := p.enforcementFor(req, res, in.nsLabels)
 		exemptions := e.exemptionsFor(p, req, res, in.nsLabels)
 		for _, r := range p.rules {

@@ -178,7 +178,7 @@ func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (c
 		return nil, nil, est.Max, nil, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
 			FormatCost(est.Max), FormatCost(MaxExpressionCost), EstimateSize, EstimateSize)
 	}
-	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
+	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
 	if err != nil {
 		return nil, nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
 	}

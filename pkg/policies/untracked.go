@@ -131,7 +131,7 @@ func untracked(env *cel.Env, ast *cel.Ast) (cel.Program, untrackedBounds, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	prog, err := fast.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(celconfig.CheckFrequency))
+	prog, err := fast.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
 	if err != nil {
 		return nil, nil, fmt.Errorf("planning the untracked program: %w", err)
 	}

@@ -208,7 +208,8 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 	h.args = []string{"--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
 		"--validating-webhook-configuration", "none", "--leader-elect=false",
-		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes)}
+		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes),
+		"--metrics-secure=false"} // plain HTTP, for pprof on -metrics-addr (loopback)
 	srv, err := cluster.StartProcess(bin, logFile, h.args...)
 	if err != nil {
 		return nil, err

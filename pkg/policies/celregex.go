@@ -1,0 +1,98 @@
+package policies
+
+import (
+	"regexp"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/overloads"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/interpreter"
+)
+
+// CEL's matches compiles its pattern on every call unless the pattern is a constant and the
+// program is optimized; a pattern from params (require-labels' patterns) or from the object is
+// compiled again for every object and every label. cachedMatches keeps, per call site of a
+// program, the patterns it has compiled: at most regexCacheSize of them, each no longer than
+// regexCacheMaxPattern, so a tenant's object full of distinct or huge patterns costs what it
+// did (a compile per call), never memory.
+const (
+	regexCacheSize       = 32
+	regexCacheMaxPattern = MaxTextLength
+)
+
+// cachedMatches is the program option that gives every matches call of a program its cache.
+var cachedMatches = cel.CustomDecoratorV2(func(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error) {
+	call, ok := i.(interpreter.InterpretableCall)
+	if !ok || len(call.Args()) != 2 || (call.OverloadID() != overloads.MatchesString && call.OverloadID() != overloads.Matches) {
+		return i, nil
+	}
+	return &cachedMatch{InterpretableCall: call, cache: &regexCache{}}, nil
+})
+
+// cachedMatch is a matches call that compiles a pattern once. On anything but two strings it
+// answers as the call it replaces (a strict binary call whose target must be a Matcher).
+type cachedMatch struct {
+	interpreter.InterpretableCall
+	cache *regexCache
+}
+
+func (m *cachedMatch) Exec(frame *interpreter.ExecutionFrame) ref.Val {
+	args := m.Args()
+	s, p := args[0].Exec(frame), args[1].Exec(frame)
+	switch {
+	case types.IsUnknownOrError(s):
+		return s
+	case types.IsUnknownOrError(p):
+		return p
+	}
+	str, ok := s.(types.String)
+	pattern, ok2 := p.(types.String)
+	switch {
+	case ok && ok2:
+		re, err := m.cache.compile(string(pattern))
+		if err != nil {
+			return types.LabelErrNode(m.ID(), types.WrapErr(err)) // as types.String.Match does
+		}
+		return types.Bool(re.MatchString(string(str)))
+	case s.Type().HasTrait(traits.MatcherType):
+		return types.LabelErrNode(m.ID(), s.(traits.Matcher).Match(p))
+	case s.Type().HasTrait(traits.ReceiverType):
+		return types.LabelErrNode(m.ID(), s.(traits.Receiver).Receive(m.Function(), m.OverloadID(), []ref.Val{p}))
+	}
+	return types.NewErrWithNodeID(m.ID(), "no such overload: %s", m.Function())
+}
+
+func (m *cachedMatch) Eval(a interpreter.Activation) ref.Val { return m.Exec(interpreter.AsFrame(a)) }
+
+// regexCache holds compiled patterns; it is safe for concurrent use.
+type regexCache struct {
+	compiled sync.Map // pattern -> *regexp.Regexp
+	n        atomic.Int32
+}
+
+func (c *regexCache) compile(pattern string) (*regexp.Regexp, error) {
+	if re, ok := c.compiled.Load(pattern); ok {
+		return re.(*regexp.Regexp), nil
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil || len(pattern) > regexCacheMaxPattern {
+		return re, err
+	}
+	for { // take a slot, if one is left
+		n := c.n.Load()
+		if n >= regexCacheSize {
+			return re, nil
+		}
+		if c.n.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	if _, loaded := c.compiled.LoadOrStore(pattern, re); loaded {
+		c.n.Add(-1) // another goroutine stored it first
+	}
+	return re, nil
+}
