@@ -9,6 +9,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"sync"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -46,6 +47,14 @@ type celScope struct {
 	paramValues map[string]any
 	variables   []*celVariable
 	varsType    *apiservercel.DeclType // the object type whose fields are the variables
+
+	// What the untracked programs of its rules need (untracked.go): the declarations its
+	// environment adds, to add them to the untracked one, built once, when a rule first
+	// qualifies; and each variable as an expression of the others' definitions, to inline.
+	declTypes []*apiservercel.DeclType
+	declOpts  []cel.EnvOption
+	inline    []*cel.InlineVariable
+	fast      func() (*cel.Env, error)
 }
 
 type celVariable struct {
@@ -85,16 +94,18 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 		}
 		opts = append(opts, cel.Variable(varParams, t.CelType()))
 	}
-	provider := apiservercel.NewDeclTypeProvider(declTypes...)
-	provider.SetRecognizeKeywordAsFieldName(true)
-	providerOpts, err := provider.EnvOptions(c.env.CELTypeProvider())
+	scope.declTypes, scope.declOpts = declTypes, opts
+	env, err := scope.extend(c.env)
 	if err != nil {
 		return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
 	}
-	env, err := c.env.Extend(append(opts, providerOpts...)...)
-	if err != nil {
-		return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
-	}
+	scope.fast = sync.OnceValues(func() (*cel.Env, error) {
+		base, err := untrackedEnv()
+		if err != nil {
+			return nil, err
+		}
+		return scope.extend(base)
+	})
 	var cost uint64
 	seen := map[string]bool{}
 	for i, v := range spec.Variables {
@@ -118,9 +129,23 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 		}
 		scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, declTypeOf(ast.OutputType()), true, nil, nil)
 		scope.variables = append(scope.variables, &celVariable{name: v.Name, program: prog, cost: vcost, needs: needs})
+		if inlined, ok := inlineVariables(env, ast, scope.inline); ok { // else its readers stay tracked
+			scope.inline = append(scope.inline, cel.NewInlineVariableWithAlias(varVariables+"."+v.Name, "__variables_"+v.Name, inlined))
+		}
 		cost = addCost(cost, vcost)
 	}
 	return env, scope, cost, errs
+}
+
+// extend is base with the scope's declarations: its params and variables, and their types.
+func (s *celScope) extend(base *cel.Env) (*cel.Env, error) {
+	provider := apiservercel.NewDeclTypeProvider(s.declTypes...)
+	provider.SetRecognizeKeywordAsFieldName(true)
+	providerOpts, err := provider.EnvOptions(base.CELTypeProvider())
+	if err != nil {
+		return nil, err
+	}
+	return base.Extend(append(slices.Clip(s.declOpts), providerOpts...)...)
 }
 
 // needsOf returns what variable name reads that only a request has.

@@ -122,8 +122,8 @@ type celRule struct {
 // requestTimeNeeds implements backgroundSkipper.
 func (r *celRule) requestTimeNeeds() []string { return r.needs }
 
-// compileCEL compiles a CEL rule in env; withUntracked also plans its untracked twin, for
-// rules compiled in newCELEnv's environment (no params or variables) that will be evaluated.
+// compileCEL compiles a CEL rule in env (newCELEnv's, or its policy's scope's); withUntracked
+// also plans its untracked twin, for rules that will be evaluated.
 func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracked bool, path *field.Path) (*celRule, field.ErrorList) {
 	var errs field.ErrorList
 	rule := &celRule{expression: r.Expression, message: r.Message, scope: scope}
@@ -134,7 +134,7 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		} else if withUntracked {
-			if rule.untracked, rule.untrackedWithin, err = untracked(env, ast); err != nil {
+			if rule.untracked, rule.untrackedWithin, err = untracked(env, ast, scope); err != nil {
 				errs = append(errs, field.InternalError(path.Child("expression"), err))
 			}
 		}

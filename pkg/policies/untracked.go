@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
@@ -29,19 +30,19 @@ import (
 // ValidatingAdmissionPolicy's per-call limit. Counting is a third of what a CEL rule costs to
 // evaluate. It buys nothing when the expression's estimate, taken at the sizes of the actual
 // request, is already within the limit: the estimate bounds what the program can cost. So a CEL
-// rule also gets a twin program without tracking, and the Bounds (jsonbounds.go) at which its
-// estimate is within the per-call limit: a staircase of (items, chars) pairs. A request whose
-// objects' JSON is within one runs the twin; any other, or one whose bounds are unknown, runs the
-// tracked program. The bound holds for ClusterPolicies and tenants' Policies alike, and the
-// review's deadline still stops any evaluation.
+// rule of a ClusterPolicy also gets a twin program without tracking, and the bounds
+// (jsonbounds.go) at which its estimate is within the per-call limit: a staircase of (items,
+// chars) pairs. A request whose objects' JSON is within one runs the twin; any other, or one
+// whose bounds are unknown, runs the tracked program. The review's deadline still stops any
+// evaluation. (A tenant's rules get no twin: it would be memory past their budget.)
 //
 // The estimate at (items, chars) sizes what is read from the object, the old object and the pod
 // (and the request's names and kinds): where the Go type of podSpec or podMeta says what a path
 // holds, a list or map has at most items entries, a string at most chars characters and a
 // struct its JSON fields; any other path, the larger of items and chars. What the request's JSON
 // does not bound (the namespace's labels, the requester's groups) is of unknown size, and an
-// expression that reads it is never untracked; neither is one of a policy with params or
-// variables (they have their own environment).
+// expression that reads it is never untracked. Params are sized by their values, and a variable
+// by its definition (untracked, below).
 
 // The bounds tried: items from 64 to 4 Mi by factors of four, chars from 1 KiB to 4 MiB by
 // factors of two.
@@ -100,13 +101,25 @@ var untrackedEnv = sync.OnceValues(func() (*cel.Env, error) {
 	return env, nil
 })
 
-// untracked plans ast, checked in newCELEnv's environment, without cost tracking, and returns
-// the staircase of bounds at which its estimate is within the per-call limit; nil and nil when
-// there is none, or when the expression reads what the request's size does not bound.
-func untracked(env *cel.Env, ast *cel.Ast) (cel.Program, untrackedBounds, error) {
+// untracked plans ast, checked in env (newCELEnv's, or a policy's extended by its scope),
+// without cost tracking, and returns the staircase of bounds at which its estimate is within
+// the per-call limit; nil and nil when there is none, or when the expression reads what the
+// request's size does not bound. A policy's params are sized by their values; its variables
+// are estimated inlined, where they are read, as their definitions: a variable's cost counts at
+// every read (it is evaluated once, by its own tracked program), and its value is sized as the
+// expression that makes it.
+func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrackedBounds, error) {
+	estimated, params := ast, map[string]any(nil)
+	if scope != nil {
+		var ok bool
+		if estimated, ok = inlineVariables(env, ast, scope.inline); !ok {
+			return nil, nil, nil
+		}
+		params = scope.paramValues
+	}
 	within := func(items, chars int) bool {
-		sizes := boundedSizes{items: uint64(1) << items, chars: uint64(1) << chars}
-		est, err := env.EstimateCost(ast, boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}})
+		sizes := boundedSizes{items: uint64(1) << items, chars: uint64(1) << chars, params: params}
+		est, err := env.EstimateCost(estimated, boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}})
 		return err == nil && est.Max <= MaxExpressionCost
 	}
 	// For each items bound, the most chars within the limit: fewer as items grow.
@@ -128,6 +141,9 @@ func untracked(env *cel.Env, ast *cel.Ast) (cel.Program, untrackedBounds, error)
 		return nil, nil, nil
 	}
 	fast, err := untrackedEnv()
+	if scope != nil {
+		fast, err = scope.fast()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,6 +152,26 @@ func untracked(env *cel.Env, ast *cel.Ast) (cel.Program, untrackedBounds, error)
 		return nil, nil, fmt.Errorf("planning the untracked program: %w", err)
 	}
 	return prog, steps, nil
+}
+
+// inlineVariables is ast with every variable it reads replaced by its definition (vars: each
+// already inlined in the others'); false when that fails, or leaves a variable read (one that
+// did not compile).
+func inlineVariables(env *cel.Env, ast *cel.Ast, vars []*cel.InlineVariable) (*cel.Ast, bool) {
+	if len(vars) > 0 {
+		opt, err := cel.NewStaticOptimizer(cel.NewInliningOptimizer(vars...))
+		if err != nil {
+			return nil, false
+		}
+		var iss *cel.Issues
+		if ast, iss = opt.Optimize(env, ast); iss.Err() != nil {
+			return nil, false
+		}
+	}
+	reads := celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), func(e celast.NavigableExpr) bool {
+		return e.Kind() == celast.IdentKind && e.AsIdent() == varVariables && !shadowed(e, varVariables)
+	})
+	return ast, len(reads) == 0
 }
 
 // untrackedBounds are the bounds within which a rule's estimate holds: items ascending, chars
@@ -152,8 +188,12 @@ func (u untrackedBounds) covers(b jsonBounds) bool {
 	return false
 }
 
-// boundedSizes sizes what a request within (items, chars) bounds, and leaves the rest unknown.
-type boundedSizes struct{ items, chars uint64 }
+// boundedSizes sizes what a request within (items, chars) bounds, and params by their values;
+// it leaves the rest unknown.
+type boundedSizes struct {
+	items, chars uint64
+	params       map[string]any
+}
 
 func (b boundedSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 	return b.sizeAt(n.Path())
@@ -166,6 +206,10 @@ func (b boundedSizes) sizeAt(path []string) *checker.SizeEstimate {
 	}
 	bounded := false
 	switch path[0] {
+	case varParams:
+		if size, ok := sizeAt(b.params, path[1:]); ok && b.params != nil {
+			return &checker.SizeEstimate{Min: 0, Max: size}
+		}
 	case varPodSpec, varPodMeta:
 		switch kind, fields := sizeKindAt(podTypes[path[0]], path[1:]); kind {
 		case sizeItems:

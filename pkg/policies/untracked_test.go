@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -106,29 +107,52 @@ func TestUntrackedOnlyWhereTheEstimateBounds(t *testing.T) {
 			t.Errorf("%s: untracked within %v, want %v", expr, rule.untrackedWithin, want)
 		}
 	}
-	// Through the compiler: a policy with params has its own environment and stays tracked, and
-	// the policy webhook's check-only compiler plans no twin.
+	// Through the compiler: a policy's params are sized by their values and its variables
+	// inlined where read; what a variable reads unbounded keeps its readers tracked; the policy
+	// webhook's check-only compiler plans no twin.
 	const policy = `apiVersion: portcullis.dev/v1alpha1
 kind: ClusterPolicy
 metadata: {name: p}
 spec:
   %s
   rules:
-    - {name: r, cel: {expression: "podSpec.containers.all(c, c.name != 'x')"}}
+    - {name: r, cel: {expression: %q}}
 `
+	tenant := strings.NewReplacer("ClusterPolicy", "Policy", "{name: p}", "{name: p, namespace: team}")
 	for _, tt := range []struct {
-		name      string
-		compiler  *Compiler
-		params    string
-		untracked bool
+		name     string
+		compiler *Compiler
+		spec     string
+		expr     string
+		want     untrackedBounds
+		tenant   bool
 	}{
-		{"plain", testCompiler, "", true},
-		{"params", testCompiler, "params: {a: 1}", false},
-		{"check-only", testCompiler.Checker(), "", false},
+		{"plain", testCompiler, "", "podSpec.containers.all(c, c.name != 'x')", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false},
+		{"params", testCompiler, "params: {names: [a, b, c]}", "podSpec.containers.all(c, !(c.name in params.names))", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false},
+		// a loop over the params in a loop over the containers: the params' 3 items, not items
+		{"params loop", testCompiler, "params: {prefixes: [a, b, c]}", "podSpec.containers.all(c, params.prefixes.all(p, !c.image.startsWith(p)))", untrackedBounds{{items: 1 << 14, chars: 1 << 22}}, false},
+		// two lists concatenated, each of items entries: 2 items
+		{"variables", testCompiler, "variables: [{name: all, expression: \"podSpec.containers + podSpec.?initContainers.orValue([])\"}]",
+			"variables.all.all(c, c.name != 'x')", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false},
+		{"variable of a variable", testCompiler, "variables: [{name: cs, expression: \"podSpec.containers\"}, {name: names, expression: \"variables.cs.map(c, c.name)\"}]",
+			"variables.names.all(n, variables.names.all(m, n == m))", untrackedBounds{{items: 1 << 6, chars: 1 << 11}}, false},
+		{"variable unbounded", testCompiler, "variables: [{name: groups, expression: \"request.userInfo.groups\"}]",
+			"variables.groups.all(g, g != 'x')", nil, false},
+		{"check-only", testCompiler.Checker(), "", "podSpec.containers.all(c, c.name != 'x')", nil, false},
+		// a tenant's rules have none: their memory stays within the tenants' budget
+		{"tenant", testCompiler, "", "podSpec.containers.all(c, c.name != 'x')", nil, true},
+		{"tenant params", testCompiler, "params: {names: [a, b, c]}", "podSpec.containers.all(c, !(c.name in params.names))", nil, true},
 	} {
-		cp := mustEngineWith(t, tt.compiler, time.Now(), fmt.Sprintf(policy, tt.params)).cluster[0]
-		if got := cp.rules[0].eval.(*celRule).untracked != nil; got != tt.untracked {
-			t.Errorf("%s: untracked %v, want %v", tt.name, got, tt.untracked)
+		doc := fmt.Sprintf(policy, tt.spec, tt.expr)
+		var cp *CompiledPolicy
+		if tt.tenant {
+			cp = mustEngineWith(t, tt.compiler, time.Now(), tenant.Replace(doc)).namespaced["team"][0]
+		} else {
+			cp = mustEngineWith(t, tt.compiler, time.Now(), doc).cluster[0]
+		}
+		rule := cp.rules[0].eval.(*celRule)
+		if (rule.untracked != nil) != (tt.want != nil) || !slices.Equal(rule.untrackedWithin, tt.want) {
+			t.Errorf("%s: untracked within %v, want %v", tt.name, rule.untrackedWithin, tt.want)
 		}
 	}
 }
@@ -277,5 +301,62 @@ func TestSizeKindAt(t *testing.T) {
 	}
 	if kind, _ := sizeKindAt(reflect.TypeFor[outer](), []string{"a"}); kind != sizeChars {
 		t.Errorf("outer.a (inlined): %d, want a string", kind)
+	}
+}
+
+// TestUntrackedAgreesOnTheLibrary runs every CEL rule of the library that has an untracked twin,
+// params and variables included, on every object of the library's suites and the examples: both
+// programs give the same value or error, and the tracked one's actual cost is within the limit.
+func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
+	files, _ := filepath.Glob("../../manifests/library/*.yaml")
+	var rules []*celRule
+	var names []string
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range mustEngine(t, time.Now(), string(data)).cluster {
+			for _, r := range p.rules {
+				if c, ok := r.eval.(*celRule); ok && c.untracked != nil {
+					rules, names = append(rules, c), append(names, p.Name+"/"+r.name)
+				}
+			}
+		}
+	}
+	if len(rules) < 20 {
+		t.Fatalf("only %d library rules run untracked", len(rules))
+	}
+	decoder := NewDecoder(true)
+	compared := 0
+	for _, js := range corpusJSON(t) {
+		res, err := decoder.Decode(js, nil)
+		if err != nil {
+			continue
+		}
+		req := &Request{Operation: v1alpha1.Create, Object: res}
+		for i, rule := range rules {
+			in := &input{ctx: t.Context(), req: req, res: res}
+			if rule.programFor(in) != rule.untracked {
+				continue
+			}
+			act := activation{in: in, scope: rule.scope}
+			want, details, wantErr := rule.program.ContextEval(t.Context(), act)
+			in = &input{ctx: t.Context(), req: req, res: res} // the variables evaluated afresh
+			got, _, gotErr := rule.untracked.ContextEval(t.Context(), activation{in: in, scope: rule.scope})
+			if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || (wantErr == nil && got.Equal(want) != types.True) {
+				t.Errorf("%s on %s: untracked %v (%v), tracked %v (%v)", names[i], res.Ref(), got, gotErr, want, wantErr)
+			}
+			if cost := details.ActualCost(); wantErr == nil && (cost == nil || *cost > MaxExpressionCost) {
+				t.Errorf("%s on %s: actual cost %v past the limit", names[i], res.Ref(), cost)
+			}
+			compared++
+		}
+	}
+	if compared < 1000 {
+		t.Fatalf("only %d evaluations compared", compared)
 	}
 }
