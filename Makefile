@@ -143,11 +143,12 @@ bench-cli: build ## Time check on PODS generated Pods (default 1000 of ~7 KB; FO
 	$(GO) run ./test/benchcli -root . -n $(PODS) -format $(FORMAT) -pod $(POD)
 
 .PHONY: fuzz
-fuzz: ## Fuzz manifest reading, evaluation, policy compilation, JSON bounds and the review handler for FUZZTIME each
+fuzz: ## Fuzz manifest reading, evaluation, policy compilation, JSON bounds, LIST pages and the review handler for FUZZTIME each
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzDecodeEvaluate -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzScanBounds -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/audit -run '^$$' -fuzz FuzzSplitPage -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/server -run '^$$' -fuzz FuzzReviewHandler -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 
 .PHONY: clean

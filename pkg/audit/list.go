@@ -2,12 +2,12 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
@@ -26,19 +26,12 @@ type Lister struct {
 	PageSize int64
 }
 
-// page is a LIST response, its items left undecoded.
-type page struct {
-	Metadata struct {
-		Continue        string `json:"continue"`
-		ResourceVersion string `json:"resourceVersion"`
-	} `json:"metadata"`
-	Items []json.RawMessage `json:"items"`
-}
-
 // List calls each with every object of r in namespace ("" for every namespace, and for a
 // cluster-scoped resource), a page at a time, and returns the resource version the list was
-// read at. An error from each stops the list.
-func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace string, each func(raw []byte) error) (string, error) {
+// read at. An error from each stops the list. spent, when not nil, is told how long reading each
+// page took once it had arrived (the work of this process, not the API server's), before its
+// objects are passed on: the scan's pacer counts it.
+func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace string, each func(raw []byte) error, spent func(time.Duration)) (string, error) {
 	size := l.PageSize
 	if size <= 0 {
 		size = DefaultPageSize
@@ -54,19 +47,23 @@ func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace strin
 		if err != nil {
 			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), explain(err))
 		}
-		var pg page
-		if err := json.Unmarshal(body, &pg); err != nil {
+		start := time.Now()
+		meta, items, err := splitPage(body)
+		if err != nil {
 			return "", fmt.Errorf("listing %s: reading the response: %w", r.GroupResource(), err)
 		}
-		if rv == "" {
-			rv = pg.Metadata.ResourceVersion // the first page's: the snapshot the list reads
+		if spent != nil {
+			spent(time.Since(start))
 		}
-		for _, item := range pg.Items {
+		if rv == "" {
+			rv = meta.ResourceVersion // the first page's: the snapshot the list reads
+		}
+		for _, item := range items {
 			if err := each(item); err != nil {
 				return "", err
 			}
 		}
-		if token = pg.Metadata.Continue; token == "" {
+		if token = meta.Continue; token == "" {
 			return rv, nil
 		}
 	}

@@ -87,7 +87,7 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	for _, r := range []result{idle, during} {
 		fmt.Printf("%-10s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms\n", r.Server, r.Rate, r.Requests, r.Success*100, r.P50Ms, r.P99Ms)
 	}
-	fmt.Printf("           admission p99 while %d scans of %d Pods ran: %.2fx idle (goal: within 1.2x)\n", scans, n, during.P99Ms/idle.P99Ms)
+	fmt.Printf("           admission p99 while scans of %d Pods ran back to back (%d ended in the window): %.2fx idle (goal: within 1.2x)\n", n, scans, during.P99Ms/idle.P99Ms)
 	return nil
 }
 
@@ -211,7 +211,7 @@ func waitScan(log string, offset int64, n int, timeout time.Duration) (scanDone,
 }
 
 // rescanFor keeps the audit scanning the Pods for d: each time a scan ends, a policy change
-// starts the next. It returns how many scans ran.
+// starts the next. It returns how many scans ended within d.
 func rescanFor(ctx context.Context, h *harness, d time.Duration) int {
 	end := time.Now().Add(d)
 	mark := logSize(h.log)

@@ -94,7 +94,7 @@ func (o *checkOptions) runCluster(ctx context.Context, s streams) (*report.Repor
 		if namespace != "" && (!sc.Namespaced || (sc.Namespaces != nil && !sc.Namespaces.Has(namespace))) {
 			continue // -n: that namespace's objects only
 		}
-		if _, err := lister.List(ctx, sc.Resource, namespace, func(b []byte) error { return j.judge(ctx, sc.Resource, b, rep) }); err != nil {
+		if _, err := lister.List(ctx, sc.Resource, namespace, func(b []byte) error { return j.judge(ctx, sc.Resource, b, rep) }, nil); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
