@@ -122,15 +122,24 @@ func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrac
 		est, err := env.EstimateCost(estimated, boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}})
 		return err == nil && est.Max <= MaxExpressionCost
 	}
-	// For each items bound, the most chars within the limit: fewer as items grow.
+	// For each items bound, the most chars within the limit: fewer as items grow (an estimate
+	// only grows with either), so each step searches below the last one's, by halving.
 	var steps untrackedBounds
 	chars := untrackedMaxCharsShift
 	for items := untrackedMinItemsShift; items <= untrackedMaxItemsShift; items += untrackedItemsStep {
-		for chars >= untrackedMinCharsShift && !within(items, chars) {
-			chars--
-		}
-		if chars < untrackedMinCharsShift {
-			break
+		if !within(items, chars) {
+			if !within(items, untrackedMinCharsShift) {
+				break
+			}
+			lo, hi := untrackedMinCharsShift, chars-1 // within at lo, not past hi
+			for lo < hi {
+				if mid := (lo + hi + 1) / 2; within(items, mid) {
+					lo = mid
+				} else {
+					hi = mid - 1
+				}
+			}
+			chars = lo
 		}
 		if n := len(steps); n > 0 && steps[n-1].chars == 1<<chars {
 			steps = steps[:n-1] // the larger items bound covers it
