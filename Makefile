@@ -99,6 +99,8 @@ generate: ## Regenerate deepcopy and CRDs (controller-gen, pinned in go.mod)
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... \
 	  crd:crdVersions=v1 output:crd:artifacts:config=manifests/crds
 	@# The OpenReports CRDs the audit writes, as the module in go.mod ships them.
+	@# `go list -m` names no directory for a module not yet in the module cache: download it first.
+	$(GO) mod download github.com/openreports/reports-api
 	install -m 0644 $$($(GO) list -m -f '{{.Dir}}' github.com/openreports/reports-api)/config/crd/openreports.io_*.yaml manifests/crds/
 
 .PHONY: verify-generated
