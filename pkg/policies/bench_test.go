@@ -26,7 +26,7 @@ func benchDecodeEvaluate(b *testing.B, file string, gvk schema.GroupVersionKind)
 		b.Fatal(err)
 	}
 	engine := offlineEngine(b, celPolicy)
-	decoder := policies.NewDecoder(false) // the webhook's: the API server has validated the object
+	decoder := policies.NewDecoder(false).SharingInput() // the webhook's: the API server has validated the object
 	// Sanity: the realistic object passes everything, so every rule runs to completion.
 	res, err := decoder.Decode(data, &gvk)
 	if err != nil {
@@ -122,7 +122,7 @@ func BenchmarkDecodePod(b *testing.B) {
 		b.Fatal(err)
 	}
 	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
-	d := policies.NewDecoder(false)
+	d := policies.NewDecoder(false).SharingInput()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := d.Decode(data, &gvk); err != nil {
@@ -166,7 +166,7 @@ func BenchmarkMutatePod(b *testing.B) {
 		b.Fatal(err)
 	}
 	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
-	decoder := policies.NewDecoder(false)
+	decoder := policies.NewDecoder(false).SharingInput()
 	res, _ := decoder.Decode(data, &gvk)
 	m, err := enforced.Mutate(b.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res})
 	if err != nil || len(m.Patches) != 5 { // 2 containers x 2 probes + the record

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -78,8 +79,14 @@ func (c *regexCache) compile(pattern string) (*regexp.Regexp, error) {
 	if re, ok := c.compiled.Load(pattern); ok {
 		return re.(*regexp.Regexp), nil
 	}
+	if len(pattern) > regexCacheMaxPattern || c.n.Load() >= regexCacheSize {
+		return regexp.Compile(pattern)
+	}
+	// A kept pattern is a copy: the string may be a part of the request's object (a decoder that
+	// is SharingInput), which the cache must not keep alive.
+	pattern = strings.Clone(pattern)
 	re, err := regexp.Compile(pattern)
-	if err != nil || len(pattern) > regexCacheMaxPattern {
+	if err != nil {
 		return re, err
 	}
 	for { // take a slot, if one is left

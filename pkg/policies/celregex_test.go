@@ -2,9 +2,11 @@ package policies
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -99,4 +101,25 @@ func deref(p *uint64) any {
 		return nil
 	}
 	return *p
+}
+
+// TestRegexCacheCopiesPatterns: a cached pattern is a copy, not the caller's string, which may be
+// a part of a request's object (Decoder.SharingInput): the request's buffer, changed or dropped
+// afterwards, changes nothing in the cache.
+func TestRegexCacheCopiesPatterns(t *testing.T) {
+	var c regexCache
+	buf := []byte("^shared-[0-9]+$")
+	if _, err := c.compile(unsafe.String(&buf[0], len(buf))); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "^XXXXXX-[a-z]+$")
+	c.compiled.Range(func(k, v any) bool {
+		if k.(string) != "^shared-[0-9]+$" || v.(*regexp.Regexp).String() != "^shared-[0-9]+$" {
+			t.Errorf("the cache holds %q -> %q: the caller's buffer, not a copy", k, v)
+		}
+		return true
+	})
+	if re, err := c.compile("^shared-[0-9]+$"); err != nil || !re.MatchString("shared-42") || c.n.Load() != 1 {
+		t.Errorf("the pattern is not found again: %v, %d cached", err, c.n.Load())
+	}
 }

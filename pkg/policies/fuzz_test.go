@@ -38,7 +38,7 @@ func FuzzDecodeEvaluate(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	engine := libraryEngine(f)
-	strict, lenient := policies.NewDecoder(true), policies.NewDecoder(false)
+	strict, lenient := policies.NewDecoder(true), policies.NewDecoder(false).SharingInput() // the webhook's
 	f.Fuzz(func(t *testing.T, data []byte) {
 		docs, _ := manifest.Split("fuzz.yaml", data)
 		for _, doc := range docs {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/cel-go/checker"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -259,7 +260,15 @@ func FormatCost(c uint64) string {
 
 func (r *celRule) evaluate(in *input) verdict {
 	act := activation{in: in, scope: r.scope}
-	out, _, err := r.programFor(in).ContextEval(in.ctx, act)
+	var out ref.Val
+	var err error
+	if prog := r.programFor(in); prog == r.untracked {
+		// Its cost is bounded before it runs (untracked.go), so there is nothing to interrupt:
+		// Eval spares it the cancelable context that ContextEval makes for every evaluation.
+		out, _, err = prog.Eval(act)
+	} else {
+		out, _, err = prog.ContextEval(in.ctx, act)
+	}
 	if err != nil {
 		return evalError(fmt.Errorf("expression %q: %w", r.expression, err))
 	}

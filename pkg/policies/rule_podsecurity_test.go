@@ -209,6 +209,7 @@ func TestLenientDecoderAgrees(t *testing.T) {
 	}
 	files = append(files, "testdata/bench/pod.json", "testdata/bench/deployment.json")
 	strict, lenient := NewDecoder(true), NewDecoder(false)
+	shared := lenient.SharingInput()
 	for _, f := range files {
 		js := readJSON(t, f)
 		a, err := strict.Decode(js, nil)
@@ -225,6 +226,13 @@ func TestLenientDecoderAgrees(t *testing.T) {
 		}
 		if !equality.Semantic.DeepEqual(a.Object, b.Object) {
 			t.Errorf("%s: decoders disagree", f)
+		}
+		c, err := shared.Decode(admitted, nil)
+		if err != nil {
+			t.Fatalf("%s: sharing the input: %v", f, err)
+		}
+		if !equality.Semantic.DeepEqual(a.Object, c.Object) {
+			t.Errorf("%s: the decoder sharing its input disagrees", f)
 		}
 	}
 }

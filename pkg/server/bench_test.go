@@ -94,6 +94,6 @@ func BenchmarkServeNoop(b *testing.B) {
 func BenchmarkServeValidate(b *testing.B) {
 	engines := &source.EngineHolder{}
 	engines.Store(loadEngine(b))
-	v := &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false), Metrics: metrics.New(prometheus.NewRegistry()), Timeout: time.Second}}
+	v := &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false).SharingInput(), Metrics: metrics.New(prometheus.NewRegistry()), Timeout: time.Second}}
 	benchServe(b, &ReviewHandler{Handler: v})
 }

@@ -141,7 +141,7 @@ func TestDecodeCostBound(t *testing.T) {
 	engines := &source.EngineHolder{}
 	engines.Store(loadEngine(t))
 	budget := NewBudget(64 << 20)
-	h := &ReviewHandler{Handler: &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false), Timeout: 10 * time.Second}}, Budget: budget}
+	h := &ReviewHandler{Handler: &Validator{Config{Engines: engines, Decoder: policies.NewDecoder(false).SharingInput(), Timeout: 10 * time.Second}}, Budget: budget}
 	for name, spec := range hostileSpecs(5000) {
 		t.Run(name, func(t *testing.T) {
 			body := podReview(spec)
@@ -192,7 +192,7 @@ func TestRefusals(t *testing.T) {
 	deep := podReview(`{"containers":[{"name":"c","image":"x"}],"overhead":` + strings.Repeat(`{"a":`, MaxDepth) + `1` + strings.Repeat(`}`, MaxDepth) + `}`)
 	engines := &source.EngineHolder{}
 	engines.Store(loadEngine(t))
-	cfg := Config{Engines: engines, Decoder: policies.NewDecoder(false)}
+	cfg := Config{Engines: engines, Decoder: policies.NewDecoder(false).SharingInput()}
 	audit := cfg
 	audit.AuditOnly = true
 	for _, tc := range []struct {

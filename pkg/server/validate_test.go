@@ -44,7 +44,7 @@ func validatorFor(t testing.TB, policy string, timeout time.Duration) *Validator
 	}
 	h := &source.EngineHolder{}
 	h.Store(e)
-	return &Validator{Config{Engines: h, Decoder: policies.NewDecoder(false), Timeout: timeout}}
+	return &Validator{Config{Engines: h, Decoder: policies.NewDecoder(false).SharingInput(), Timeout: timeout}}
 }
 
 func configMapRequest() admission.Request {
@@ -88,7 +88,7 @@ func TestEvaluationDeadline(t *testing.T) {
 }
 
 func TestNotSyncedYet(t *testing.T) {
-	v := &Validator{Config{Engines: &source.EngineHolder{}, Decoder: policies.NewDecoder(false)}}
+	v := &Validator{Config{Engines: &source.EngineHolder{}, Decoder: policies.NewDecoder(false).SharingInput()}}
 	resp := v.Handle(context.Background(), configMapRequest())
 	if resp.Allowed || resp.Result.Code != 503 {
 		t.Errorf("before the first sync: %+v", resp.Result)

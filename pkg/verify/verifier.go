@@ -233,6 +233,9 @@ func (v *Verifier) Verify(ctx context.Context, image string, keychain authn.Keyc
 		ctx, cancel = context.WithTimeout(ctx, v.opts.Timeout)
 		defer cancel()
 	}
+	// The verdict and the cache keep parts of the reference: a copy, so that they do not keep
+	// alive the request's object the image was read from (see policies.Decoder.SharingInput).
+	image = strings.Clone(image)
 	ref, err := v.parse(image)
 	if err != nil {
 		return Verdict{}, err

@@ -128,7 +128,7 @@ func registerWebhooks(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler *
 	}
 	shared := server.Config{
 		Engines:     engines,
-		Decoder:     policies.NewDecoder(false),
+		Decoder:     policies.NewDecoder(false).SharingInput(),
 		Namespaces:  namespaces{mgr.GetClient()},
 		Metrics:     m,
 		AuditOnly:   o.AuditOnly,
