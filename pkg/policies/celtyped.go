@@ -19,12 +19,77 @@ import (
 // holds the two equal) and walks the object in place: a field or element is reached through its
 // address, never copied out of its parent, which is most of what that function allocates on a
 // Pod. obj must be a non-nil pointer; a value is read only by the goroutine evaluating it.
-func typedToVal(obj any) ref.Val {
+func typedToVal(obj any) ref.Val { return new(typedArena).toVal(obj) }
+
+// typedArena allocates the views of one object's values (typedToVal's structs, lists and maps,
+// the fields they have read, the iterations over lists) in blocks, not one by one: they are made while a request's
+// rules read the object, and all dropped with it. It is not safe for concurrent use, as the
+// views are not.
+type typedArena struct {
+	structs []typedStruct
+	lists   []typedList
+	maps    []typedMap
+	fields  []readField
+	iters   []typedListIterator
+}
+
+// The arena's blocks: 2 elements, then four times the last, up to arenaMaxBlock (a block of
+// structs is 1 KiB then), or arenaMaxFields fields. An object read a little (a request's, a
+// namespace's) takes little; at most a block of each kind is left unused.
+const (
+	arenaFirstBlock = 2
+	arenaMaxBlock   = 16
+	arenaMaxFields  = 32
+)
+
+// toVal is typedToVal's value of obj, whose views a allocates.
+func (a *typedArena) toVal(obj any) ref.Val {
 	v := reflect.ValueOf(obj)
 	if v.Kind() != reflect.Pointer || v.IsNil() {
 		return types.NullValue
 	}
-	return typedVal(v.Elem())
+	return a.val(v.Elem())
+}
+
+// nextBlock is the capacity of the block after one of capacity last (0: none yet), at most most.
+func nextBlock(last, most int) int {
+	if last == 0 {
+		return arenaFirstBlock
+	}
+	return min(4*last, most)
+}
+
+func (a *typedArena) newStruct(v reflect.Value) *typedStruct {
+	if len(a.structs) == cap(a.structs) {
+		a.structs = make([]typedStruct, 0, nextBlock(cap(a.structs), arenaMaxBlock))
+	}
+	a.structs = append(a.structs, typedStruct{value: v, arena: a})
+	return &a.structs[len(a.structs)-1]
+}
+
+func (a *typedArena) newList(v reflect.Value) *typedList {
+	if len(a.lists) == cap(a.lists) {
+		a.lists = make([]typedList, 0, nextBlock(cap(a.lists), arenaMaxBlock))
+	}
+	a.lists = append(a.lists, typedList{value: v, arena: a})
+	return &a.lists[len(a.lists)-1]
+}
+
+func (a *typedArena) newMap(v reflect.Value) *typedMap {
+	if len(a.maps) == cap(a.maps) {
+		a.maps = make([]typedMap, 0, nextBlock(cap(a.maps), arenaMaxBlock))
+	}
+	a.maps = append(a.maps, typedMap{value: v, arena: a})
+	return &a.maps[len(a.maps)-1]
+}
+
+// addField puts the field read, name and what CEL saw there, in front of the list found.
+func (a *typedArena) addField(found *readField, name string, val ref.Val) *readField {
+	if len(a.fields) == cap(a.fields) {
+		a.fields = make([]readField, 0, nextBlock(cap(a.fields), arenaMaxFields))
+	}
+	a.fields = append(a.fields, readField{name: name, val: val, next: found})
+	return &a.fields[len(a.fields)-1]
 }
 
 var (
@@ -32,8 +97,8 @@ var (
 	typeBytes       = reflect.TypeFor[[]byte]()
 )
 
-// typedVal is v (addressable, or a value of a kind that needs no address) as CEL sees it.
-func typedVal(v reflect.Value) ref.Val {
+// val is v (addressable, or a value of a kind that needs no address) as CEL sees it.
+func (a *typedArena) val(v reflect.Value) ref.Val {
 	t := v.Type()
 	// Go's own scalar types, and IntOrString, are read directly, as JSON writes them.
 	if t.PkgPath() == "" && t.Name() != "" {
@@ -72,7 +137,7 @@ func typedVal(v reflect.Value) ref.Val {
 		if v.IsNil() {
 			return types.NullValue
 		}
-		return typedVal(addressable(v.Elem()))
+		return a.val(addressable(v.Elem()))
 	}
 	// A type that writes its own JSON (Quantity, Time, RawExtension…) is converted as a whole.
 	if entry := value.TypeReflectEntryOf(t); entry.CanConvertToUnstructured() {
@@ -87,16 +152,16 @@ func typedVal(v reflect.Value) ref.Val {
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
-		return typedVal(v.Elem())
+		return a.val(v.Elem())
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
 			return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
 		}
-		return &typedList{value: v}
+		return a.newList(v)
 	case reflect.Map:
-		return &typedMap{value: v}
+		return a.newMap(v)
 	case reflect.Struct:
-		return &typedStruct{value: addressable(v)}
+		return a.newStruct(addressable(v))
 	case reflect.Bool:
 		return types.Bool(v.Bool())
 	case reflect.String:
@@ -130,6 +195,7 @@ func addressable(v reflect.Value) reflect.Value {
 type typedList struct {
 	value reflect.Value
 	elems []ref.Val
+	arena *typedArena
 }
 
 var _ traits.Lister = (*typedList)(nil)
@@ -217,12 +283,19 @@ func (l *typedList) at(i int) ref.Val {
 	if v := l.elems[i]; v != nil {
 		return v
 	}
-	v := typedVal(l.value.Index(i))
+	v := l.arena.val(l.value.Index(i))
 	l.elems[i] = v
 	return v
 }
 
-func (l *typedList) Iterator() traits.Iterator { return &typedListIterator{list: l} }
+func (l *typedList) Iterator() traits.Iterator {
+	a := l.arena
+	if len(a.iters) == cap(a.iters) {
+		a.iters = make([]typedListIterator, 0, nextBlock(cap(a.iters), arenaMaxFields))
+	}
+	a.iters = append(a.iters, typedListIterator{list: l})
+	return &a.iters[len(a.iters)-1]
+}
 
 type typedListIterator struct {
 	types.Null // its Type and Value are never read; CEL only iterates
@@ -244,18 +317,21 @@ func (it *typedListIterator) Next() ref.Val {
 // typedMap is a map with string keys as a CEL map; its values are converted once, when read.
 type typedMap struct {
 	value reflect.Value
-	found []readField
+	found *readField
+	arena *typedArena
 }
 
-// readField is a key read and what CEL saw there: nil when it is absent.
+// readField is a key read and what CEL saw there (nil when it is absent), in a list of the
+// fields of a struct or map read so far, the last read first.
 type readField struct {
 	name string
 	val  ref.Val
+	next *readField
 }
 
 // cached looks name up among the fields already read.
-func cached(fields []readField, name string) (ref.Val, bool) {
-	for _, f := range fields {
+func cached(fields *readField, name string) (ref.Val, bool) {
+	for f := fields; f != nil; f = f.next {
 		if f.name == name {
 			return f.val, true
 		}
@@ -333,10 +409,10 @@ func (m *typedMap) Find(key ref.Val) (ref.Val, bool) {
 	var result ref.Val
 	if kt := m.value.Type().Key(); kt.Kind() == reflect.String {
 		if e := m.value.MapIndex(reflect.ValueOf(name).Convert(kt)); e.IsValid() {
-			result = typedVal(e)
+			result = m.arena.val(e)
 		}
 	}
-	m.found = append(m.found, readField{name, result})
+	m.found = m.arena.addField(m.found, name, result)
 	return result, result != nil
 }
 
@@ -383,7 +459,8 @@ func (it *keyIterator) Next() ref.Val {
 type typedStruct struct {
 	value reflect.Value // addressable
 	entry *value.TypeReflectCacheEntry
-	found []readField
+	found *readField
+	arena *typedArena
 }
 
 var _ traits.Mapper = (*typedStruct)(nil)
@@ -452,10 +529,10 @@ func (s *typedStruct) Find(key ref.Val) (ref.Val, bool) {
 	var result ref.Val
 	if fc, ok := s.fields()[name]; ok {
 		if e := fc.GetFrom(s.value); !fc.CanOmit(e) {
-			result = typedVal(e)
+			result = s.arena.val(e)
 		}
 	}
-	s.found = append(s.found, readField{name, result})
+	s.found = s.arena.addField(s.found, name, result)
 	return result, result != nil
 }
 

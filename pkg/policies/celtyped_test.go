@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -200,4 +201,39 @@ func corpusJSON(t *testing.T) [][]byte {
 		out = append(out, data)
 	}
 	return out
+}
+
+// TestTypedArenaKeepsViews: the views an arena hands out stay put as its blocks fill: a struct,
+// list or field read first is the same value, holding what it held, after hundreds more.
+func TestTypedArenaKeepsViews(t *testing.T) {
+	pod := &corev1.Pod{}
+	for i := range 300 {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: fmt.Sprintf("img:%d", i),
+			Ports: []corev1.ContainerPort{{ContainerPort: int32(i + 1)}}})
+	}
+	spec := new(typedArena).toVal(&pod.Spec).(traits.Mapper)
+	containers := spec.Get(types.String("containers")).(traits.Lister)
+	first := containers.Get(types.Int(0)).(traits.Mapper)
+	name := first.Get(types.String("name"))
+	for i := range 300 { // every container, its name, image and first port: many blocks of each kind
+		c := containers.Get(types.Int(i)).(traits.Mapper)
+		for it := c.Get(types.String("ports")).(traits.Lister).Iterator(); it.HasNext() == types.True; {
+			if p := it.Next().(traits.Mapper).Get(types.String("containerPort")); p != types.Int(i+1) {
+				t.Fatalf("container %d: port %v", i, p)
+			}
+		}
+		if c.Get(types.String("image")) != types.String(fmt.Sprintf("img:%d", i)) || c.Get(types.String("name")) != types.String(fmt.Sprintf("c%d", i)) {
+			t.Fatalf("container %d read wrong", i)
+		}
+	}
+	if again := containers.Get(types.Int(0)); again != first {
+		t.Error("the first container's view changed")
+	}
+	if first.Get(types.String("name")) != name || name != types.String("c0") {
+		t.Errorf("the first container's name is %v", first.Get(types.String("name")))
+	}
+	a := spec.(*typedStruct).arena
+	if len(a.structs) > arenaMaxBlock || len(a.fields) > arenaMaxFields || len(a.iters) > arenaMaxFields {
+		t.Errorf("a block over its bound: %d structs, %d fields, %d iterators", len(a.structs), len(a.fields), len(a.iters))
+	}
 }

@@ -35,6 +35,7 @@ type Resource struct {
 
 	celObject ref.Val
 	celPod    [2]ref.Val
+	views     typedArena // celObject's and celPod's
 	// bounds are the JSON's it was decoded from (jsonbounds.go); zero when unknown.
 	bounds jsonBounds
 }
@@ -80,7 +81,7 @@ func (r *Resource) celValue() ref.Val {
 		return types.NullValue
 	}
 	if r.celObject == nil {
-		r.celObject = toCELValue(r.Object)
+		r.celObject = r.toCELValue()
 	}
 	return r.celObject
 }
@@ -90,16 +91,16 @@ func (r *Resource) celPodValues() (spec, meta ref.Val) {
 		return types.NullValue, types.NullValue
 	}
 	if r.celPod[0] == nil {
-		r.celPod = [2]ref.Val{typedToVal(r.Pod.Spec), typedToVal(r.Pod.Meta)}
+		r.celPod = [2]ref.Val{r.views.toVal(r.Pod.Spec), r.views.toVal(r.Pod.Meta)}
 	}
 	return r.celPod[0], r.celPod[1]
 }
 
-func toCELValue(obj runtime.Object) ref.Val {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
+func (r *Resource) toCELValue() ref.Val {
+	if u, ok := r.Object.(*unstructured.Unstructured); ok {
 		return types.DefaultTypeAdapter.NativeToValue(u.Object)
 	}
-	return typedToVal(obj)
+	return r.views.toVal(r.Object)
 }
 
 // Decoder turns JSON into Resources. It is safe for concurrent use.
