@@ -345,7 +345,7 @@ func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
 			}
 			act := activation{in: in, scope: rule.scope}
 			want, details, wantErr := rule.program.ContextEval(t.Context(), act)
-			in = &input{ctx: t.Context(), req: req, res: res} // the variables evaluated afresh
+			in = &input{ctx: t.Context(), req: req, res: res}                            // the variables evaluated afresh
 			got, _, gotErr := rule.untracked.Eval(activation{in: in, scope: rule.scope}) // as celRule.evaluate runs it
 			if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || (wantErr == nil && got.Equal(want) != types.True) {
 				t.Errorf("%s on %s: untracked %v (%v), tracked %v (%v)", names[i], res.Ref(), got, gotErr, want, wantErr)
