@@ -137,7 +137,7 @@ bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99,
 	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE)
 
 .PHONY: bench-audit
-bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle, at the first of RATES
+bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle and vs the API server listing alone, at the first of RATES
 	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -rates $(RATES) -duration $(DURATION)
 
 .PHONY: bench-cli
