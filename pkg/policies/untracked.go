@@ -117,10 +117,11 @@ func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrac
 		}
 		params = scope.paramValues
 	}
+	estimated, slack := estimationAST(env, estimated)
 	within := func(items, chars int) bool {
 		sizes := boundedSizes{items: uint64(1) << items, chars: uint64(1) << chars, params: params}
 		est, err := env.EstimateCost(estimated, boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}})
-		return err == nil && est.Max <= MaxExpressionCost
+		return err == nil && addSlack(est.Max, slack) <= MaxExpressionCost
 	}
 	// For each items bound, the most chars within the limit: fewer as items grow (an estimate
 	// only grows with either), so each step searches below the last one's, by halving.

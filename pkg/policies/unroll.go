@@ -1,0 +1,222 @@
+package policies
+
+import (
+	"math"
+	"slices"
+
+	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/types"
+)
+
+// What CEL's estimator cannot follow, rewritten for the estimate only.
+//
+// The estimator sizes a value by its path from a variable: podSpec.containers.@items.image is a
+// string of at most chars characters. Two idioms of pod policies lose the path, and with it every
+// size below them, so that the estimate is unbounded and the rule is always tracked:
+//
+//   - a loop over a list literal, as in [podSpec.containers, podSpec.?initContainers.orValue([])]
+//     .all(cs, cs.all(c, …)): the loop variable's path starts at the literal, which has none;
+//   - an optional field with a default, x.?f.orValue([]): a call's result has no path.
+//
+// estimationAST rewrites both into what the estimator follows, and what costs at least as much
+// but for a few units of the loop's own bookkeeping, which the slack it returns covers:
+//
+//   - [e1, …, en].all(v, body) is cel.bind(v, e1, body) && … && cel.bind(v, en, body), and
+//     exists is the same with ||: each bind gives v the path and size of its element;
+//   - x.?f.orValue(d), where d is a literal no larger than any bound (an empty list or map, a
+//     number, a bool, a short string), is x.f: the field's value when set, else d.
+//
+// The program that runs is planned from the expression as written; only its estimate is taken on
+// the rewritten one (untracked). TestEstimationASTBounds holds the tracked program's actual cost
+// within the rewritten estimate plus the slack, on the library's suites.
+
+// Per rewrite, the units of cost the rewritten expression may leave out: a loop's list literal
+// (CEL charges 10 to create one) and, for each element, its iteration's condition and step (a
+// few identifiers and a call); an optional default's two calls and its literal.
+const (
+	unrollLoopSlack    = 32
+	unrollElementSlack = 16
+	unrollDefaultSlack = 32
+	// At most this many loops are rewritten (copies of nested ones included): past it, the
+	// expression is estimated as written.
+	maxUnrolledLoops = 64
+	// maxDefaultChars is the longest string default rewritten: well under the least chars bound.
+	maxDefaultChars = 64
+)
+
+// estimationAST is ast rewritten as above, with the cost the rewrite may leave out; ast itself
+// and no slack when there is nothing to rewrite, or the rewrite fails.
+func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
+	a := ast.NativeRep()
+	if len(celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
+		return isLiteralLoop(e) || isOptionalDefault(a, e)
+	})) == 0 {
+		return ast, 0 // the optimizer would check the expression again, for nothing
+	}
+	u := &unroller{}
+	opt, err := cel.NewStaticOptimizer(u)
+	if err != nil {
+		return ast, 0
+	}
+	out, iss := opt.Optimize(env, ast)
+	if iss.Err() != nil || u.failed || (u.loops == 0 && u.defaults == 0) {
+		return ast, 0
+	}
+	return out, u.slack()
+}
+
+// unroller is the optimizer that rewrites; it counts what it did.
+type unroller struct {
+	loops, elements, defaults int
+	failed                    bool
+}
+
+func (u *unroller) slack() uint64 {
+	return uint64(u.loops)*unrollLoopSlack + uint64(u.elements)*unrollElementSlack + uint64(u.defaults)*unrollDefaultSlack
+}
+
+func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AST {
+	// The rewritten expression is only estimated, never printed: no macro metadata to keep.
+	for id := range ctx.MacroCalls() {
+		ctx.ClearMacroCall(id)
+	}
+	for _, e := range celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool { return isOptionalDefault(a, e) }) {
+		target := e.AsCall().Target().AsCall() // x.?f
+		x, f := target.Args()[0], target.Args()[1].AsLiteral().(types.String)
+		ctx.UpdateExpr(e, ctx.NewSelect(x, string(f)))
+		u.defaults++
+	}
+	// Innermost loop first, one at a time, the tree read afresh after each: an outer loop's
+	// copies of its body then hold the inner one rewritten.
+	for {
+		loops := celast.MatchDescendants(celast.NavigateAST(a), isLiteralLoop)
+		if len(loops) == 0 {
+			return a
+		}
+		if u.loops == maxUnrolledLoops {
+			u.failed = true
+			return a
+		}
+		e := slices.MaxFunc(loops, func(x, y celast.NavigableExpr) int { return x.Depth() - y.Depth() })
+		u.unroll(ctx, e)
+	}
+}
+
+// unroll rewrites the loop e (isLiteralLoop) into its binds.
+func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
+	comp := e.AsComprehension()
+	all := comp.AccuInit().AsLiteral() == types.True
+	op := operators.LogicalOr
+	if all {
+		op = operators.LogicalAnd
+	}
+	body := comp.LoopStep().AsCall().Args()[1]
+	var joined celast.Expr
+	for _, elem := range comp.IterRange().AsList().Elements() {
+		init, _ := ctx.CopyAST(ctx.NewAST(elem))
+		remaining, _ := ctx.CopyAST(ctx.NewAST(body))
+		bind, _ := ctx.NewBindMacro(ctx.NewLiteral(types.True).ID(), comp.IterVar(), init, remaining)
+		if joined == nil {
+			joined = bind
+		} else {
+			joined = ctx.NewCall(op, joined, bind)
+		}
+		u.elements++
+	}
+	if joined == nil { // an empty list: all is true, exists false
+		joined = ctx.NewLiteral(types.Bool(all))
+	}
+	ctx.UpdateExpr(e, joined)
+	u.loops++
+}
+
+// isLiteralLoop matches the all and exists macros over a list literal with no optional elements:
+// a comprehension of one variable whose accumulator starts true (all) or false (exists), steps
+// by accumulator && body (all) or accumulator || body (exists), and is the result.
+func isLiteralLoop(e celast.NavigableExpr) bool {
+	if e.Kind() != celast.ComprehensionKind {
+		return false
+	}
+	comp := e.AsComprehension()
+	if comp.HasIterVar2() || comp.IterRange().Kind() != celast.ListKind || len(comp.IterRange().AsList().OptionalIndices()) > 0 {
+		return false
+	}
+	accu := comp.AccuVar()
+	if comp.AccuInit().Kind() != celast.LiteralKind || comp.Result().Kind() != celast.IdentKind || comp.Result().AsIdent() != accu {
+		return false
+	}
+	init, isBool := comp.AccuInit().AsLiteral().(types.Bool)
+	if !isBool || comp.LoopStep().Kind() != celast.CallKind {
+		return false
+	}
+	step := comp.LoopStep().AsCall()
+	want := operators.LogicalOr
+	if init {
+		want = operators.LogicalAnd
+	}
+	return step.FunctionName() == want && len(step.Args()) == 2 &&
+		step.Args()[0].Kind() == celast.IdentKind && step.Args()[0].AsIdent() == accu &&
+		!readsIdent(step.Args()[1], accu)
+}
+
+// readsIdent reports whether e reads the identifier name, other than as a loop of its own that
+// declares the name again (a nested macro's accumulator) does.
+func readsIdent(e celast.Expr, name string) bool {
+	return len(celast.MatchDescendants(celast.NavigateExpr(nil, e), func(n celast.NavigableExpr) bool {
+		return n.Kind() == celast.IdentKind && n.AsIdent() == name && !shadowed(n, name)
+	})) > 0
+}
+
+// isOptionalDefault matches x.?f.orValue(d) where x is not optional itself (x.f would not check)
+// and d is a literal no larger than any bound.
+func isOptionalDefault(a *celast.AST, e celast.NavigableExpr) bool {
+	if e.Kind() != celast.CallKind {
+		return false
+	}
+	call := e.AsCall()
+	if call.FunctionName() != "orValue" || !call.IsMemberFunction() || len(call.Args()) != 1 || call.Target().Kind() != celast.CallKind {
+		return false
+	}
+	target := call.Target().AsCall()
+	if target.FunctionName() != operators.OptSelect || len(target.Args()) != 2 || target.Args()[1].Kind() != celast.LiteralKind {
+		return false
+	}
+	if _, isString := target.Args()[1].AsLiteral().(types.String); !isString {
+		return false
+	}
+	if t := a.GetType(target.Args()[0].ID()); t == nil || t.Kind() == types.OpaqueKind {
+		return false
+	}
+	return smallLiteral(call.Args()[0])
+}
+
+// smallLiteral reports whether d is an empty list or map, or a scalar literal of at most
+// maxDefaultChars.
+func smallLiteral(d celast.Expr) bool {
+	switch d.Kind() {
+	case celast.ListKind:
+		return d.AsList().Size() == 0
+	case celast.MapKind:
+		return d.AsMap().Size() == 0
+	case celast.LiteralKind:
+		switch v := d.AsLiteral().(type) {
+		case types.String:
+			return len(v) <= maxDefaultChars
+		case types.Bytes:
+			return len(v) <= maxDefaultChars
+		case types.Bool, types.Int, types.Uint, types.Double, types.Null:
+			return true
+		}
+	}
+	return false
+}
+
+// addSlack is est + slack, saturating.
+func addSlack(est, slack uint64) uint64 {
+	if est > math.MaxUint64-slack {
+		return math.MaxUint64
+	}
+	return est + slack
+}
