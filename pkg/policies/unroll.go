@@ -69,12 +69,12 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 
 // unroller is the optimizer that rewrites; it counts what it did.
 type unroller struct {
-	loops, elements, defaults int
+	loops, elements, defaults uint64
 	failed                    bool
 }
 
 func (u *unroller) slack() uint64 {
-	return uint64(u.loops)*unrollLoopSlack + uint64(u.elements)*unrollElementSlack + uint64(u.defaults)*unrollDefaultSlack
+	return u.loops*unrollLoopSlack + u.elements*unrollElementSlack + u.defaults*unrollDefaultSlack
 }
 
 func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AST {

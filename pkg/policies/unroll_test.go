@@ -15,10 +15,10 @@ import (
 // loop by loop: the estimate follows the elements' paths.
 func TestLiteralLoopsEstimatedAsWrittenOut(t *testing.T) {
 	for literal, written := range map[string]string{
-		"[podSpec.containers, podSpec.?initContainers.orValue([])].all(cs, cs.all(c, c.image.split('/').size() > 1))": "podSpec.containers.all(c, c.image.split('/').size() > 1) && podSpec.?initContainers.orValue([]).all(c, c.image.split('/').size() > 1)",
+		"[podSpec.containers, podSpec.?initContainers.orValue([])].all(cs, cs.all(c, c.image.split('/').size() > 1))":     "podSpec.containers.all(c, c.image.split('/').size() > 1) && podSpec.?initContainers.orValue([]).all(c, c.image.split('/').size() > 1)",
 		"[podSpec.containers, podSpec.?initContainers.orValue([])].exists(cs, cs.exists(c, c.image.endsWith(':latest')))": "podSpec.containers.exists(c, c.image.endsWith(':latest')) || podSpec.?initContainers.orValue([]).exists(c, c.image.endsWith(':latest'))",
 		"[podSpec.containers].all(cs, cs.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0)))":               "podSpec.containers.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0))",
-		"[podSpec.containers, podSpec.containers].all(a, [podSpec.containers].all(b, a.size() == b.size()))":                "podSpec.containers.size() == podSpec.containers.size() && podSpec.containers.size() == podSpec.containers.size()",
+		"[podSpec.containers, podSpec.containers].all(a, [podSpec.containers].all(b, a.size() == b.size()))":              "podSpec.containers.size() == podSpec.containers.size() && podSpec.containers.size() == podSpec.containers.size()",
 	} {
 		bounds := func(expr string) untrackedBounds {
 			rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
