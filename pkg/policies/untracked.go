@@ -33,8 +33,9 @@ import (
 // rule of a ClusterPolicy also gets a twin program without tracking, and the bounds
 // (jsonbounds.go) at which its estimate is within the per-call limit: a staircase of (items,
 // chars) pairs. A request whose objects' JSON is within one runs the twin; any other, or one
-// whose bounds are unknown, runs the tracked program. The review's deadline still stops any
-// evaluation. (A tenant's rules get no twin: it would be memory past their budget.)
+// whose bounds are unknown, runs the tracked program. The twin runs without the review's
+// deadline, its cost being bounded before it starts (celRule.evaluate); the deadline stops the
+// tracked programs, and the engine checks it between rules. (A tenant's rules get no twin: it would be memory past their budget.)
 //
 // The estimate at (items, chars) sizes what is read from the object, the old object and the pod
 // (and the request's names and kinds): where the Go type of podSpec or podMeta says what a path
