@@ -18,7 +18,8 @@ import (
 //
 //   - a loop over a list literal, as in [podSpec.containers, podSpec.?initContainers.orValue([])]
 //     .all(cs, cs.all(c, …)): the loop variable's path starts at the literal, which has none;
-//   - an optional field with a default, x.?f.orValue([]): a call's result has no path.
+//   - an optional field with a default, x.?f.orValue([]): a call's result has no path;
+//   - an item of a split string, s.split('/')[i]: a list a call made has no size for its items.
 //
 // estimationAST rewrites both into what the estimator follows, and what costs at least as much
 // but for a few units of the loop's own bookkeeping, which the slack it returns covers:
@@ -26,7 +27,9 @@ import (
 //   - [e1, …, en].all(v, body) is cel.bind(v, e1, body) && … && cel.bind(v, en, body), and
 //     exists is the same with ||: each bind gives v the path and size of its element;
 //   - x.?f.orValue(d), where d is a literal no larger than any bound (an empty list or map, a
-//     number, a bool, a short string), is x.f: the field's value when set, else d.
+//     number, a bool, a short string), is x.f: the field's value when set, else d;
+//   - s.split(sep)[i] is s.split(sep).size() + i >= 0 ? s : s: what the split and the index cost,
+//     and more, and a string no longer than s, as any of its items is.
 //
 // The program that runs is planned from the expression as written; only its estimate is taken on
 // the rewritten one (untracked). TestEstimationASTBounds holds the tracked program's actual cost
@@ -39,6 +42,7 @@ const (
 	unrollLoopSlack    = 32
 	unrollElementSlack = 16
 	unrollDefaultSlack = 32
+	unrollSplitSlack   = 8
 	// At most this many loops are rewritten (copies of nested ones included): past it, the
 	// expression is estimated as written.
 	maxUnrolledLoops = 64
@@ -51,7 +55,7 @@ const (
 func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 	a := ast.NativeRep()
 	if len(celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-		return isLiteralLoop(e) || isOptionalDefault(a, e)
+		return isLiteralLoop(e) || isOptionalDefault(a, e) || isSplitItem(a, e)
 	})) == 0 {
 		return ast, 0 // the optimizer would check the expression again, for nothing
 	}
@@ -61,7 +65,7 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 		return ast, 0
 	}
 	out, iss := opt.Optimize(env, ast)
-	if iss.Err() != nil || u.failed || (u.loops == 0 && u.defaults == 0) {
+	if iss.Err() != nil || u.failed || (u.loops == 0 && u.defaults == 0 && u.splits == 0) {
 		return ast, 0
 	}
 	return out, u.slack()
@@ -69,12 +73,12 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 
 // unroller is the optimizer that rewrites; it counts what it did.
 type unroller struct {
-	loops, elements, defaults uint64
-	failed                    bool
+	loops, elements, defaults, splits uint64
+	failed                            bool
 }
 
 func (u *unroller) slack() uint64 {
-	return u.loops*unrollLoopSlack + u.elements*unrollElementSlack + u.defaults*unrollDefaultSlack
+	return u.loops*unrollLoopSlack + u.elements*unrollElementSlack + u.defaults*unrollDefaultSlack + u.splits*unrollSplitSlack
 }
 
 func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AST {
@@ -87,6 +91,18 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 		x, f := target.Args()[0], target.Args()[1].AsLiteral().(types.String)
 		ctx.UpdateExpr(e, ctx.NewSelect(x, string(f)))
 		u.defaults++
+	}
+	for _, e := range celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool { return isSplitItem(a, e) }) {
+		index := e.AsCall()
+		split, i := index.Args()[0], index.Args()[1]
+		str := split.AsCall().Target()
+		whole := func() celast.Expr {
+			c, _ := ctx.CopyAST(ctx.NewAST(str))
+			return c
+		}
+		cond := ctx.NewCall(operators.GreaterEquals, ctx.NewCall(operators.Add, ctx.NewMemberCall("size", split), i), ctx.NewLiteral(types.IntZero))
+		ctx.UpdateExpr(e, ctx.NewCall(operators.Conditional, cond, whole(), whole()))
+		u.splits++
 	}
 	// Innermost loop first, one at a time, the tree read afresh after each: an outer loop's
 	// copies of its body then hold the inner one rewritten.
@@ -190,6 +206,24 @@ func isOptionalDefault(a *celast.AST, e celast.NavigableExpr) bool {
 		return false
 	}
 	return smallLiteral(call.Args()[0])
+}
+
+// isSplitItem matches s.split(sep)[i] (and s.split(sep, n)[i]) on a string (or dyn) s, indexed by an int.
+func isSplitItem(a *celast.AST, e celast.NavigableExpr) bool {
+	if e.Kind() != celast.CallKind {
+		return false
+	}
+	index := e.AsCall()
+	if index.FunctionName() != operators.Index || len(index.Args()) != 2 || index.Args()[0].Kind() != celast.CallKind {
+		return false
+	}
+	split := index.Args()[0].AsCall()
+	if split.FunctionName() != "split" || !split.IsMemberFunction() {
+		return false
+	}
+	str, i := a.GetType(split.Target().ID()), a.GetType(index.Args()[1].ID())
+	// A dyn target is a string when split has an item to give: split has no other overload.
+	return str != nil && (str.Kind() == types.StringKind || str.Kind() == types.DynKind) && i != nil && i.Kind() == types.IntKind
 }
 
 // smallLiteral reports whether d is an empty list or map, or a scalar literal of at most

@@ -56,6 +56,8 @@ func TestEstimationASTBounds(t *testing.T) {
 		"[podSpec.containers, podSpec.containers].all(a, [podSpec.containers].all(b, a.size() == b.size()))",
 		"[].all(x, false) && [podSpec.?hostNetwork.orValue(false), podSpec.?hostPID.orValue(false)].all(b, !b)",
 		"[podSpec.?volumes.orValue([]), podSpec.?volumes.orValue([])].all(vs, vs.all(v, !has(v.hostPath) && v.name.size() < 300))",
+		"[podSpec.containers, podSpec.?initContainers.orValue([]), podSpec.?ephemeralContainers.orValue([])].all(cs, cs.all(c, c.image.contains('@') || (c.image.split('/')[c.image.split('/').size() - 1].contains(':') && !c.image.endsWith(':latest'))))",
+		"podSpec.containers.all(c, c.image.split(':', 2)[0].size() < 500 && c.image.split('/')[0].matches('^[a-z.]+$'))",
 		"podSpec.containers.all(c, c.?securityContext.orValue({}).size() >= 0 && c.?resources.?limits.orValue({}).size() >= 0 && c.?name.orValue('x') != '')",
 	}
 	env := testCompiler.env
