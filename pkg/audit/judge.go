@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,8 +36,11 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 	case res == nil:
 		return false, nil // not this scanner's
 	}
+	// The store keeps the names: copies, not parts of the page the object was decoded from
+	// (the decoder shares its input), which they would keep alive.
 	ref := corev1.ObjectReference{APIVersion: res.GVK.GroupVersion().String(), Kind: res.GVK.Kind,
-		Namespace: res.Meta.GetNamespace(), Name: res.Meta.GetName(), UID: res.Meta.GetUID()}
+		Namespace: strings.Clone(res.Meta.GetNamespace()), Name: strings.Clone(res.Meta.GetName()),
+		UID: types.UID(strings.Clone(string(res.Meta.GetUID())))}
 	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
 	return true, nil
 }
@@ -65,10 +69,13 @@ func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r 
 	return res, adm.Results, nil
 }
 
-// decode is the scanner's decoder: lenient, for objects the API server has defaulted.
+// decode is the scanner's decoder: lenient, for objects the API server has defaulted, and
+// sharing its input: an object's strings are parts of its LIST page or GET body, and what the
+// scan keeps longer (the store's names, the namespaces read) it copies, so as not to keep the
+// page alive; the store's messages are copies already (unique.Make clones strings).
 func (s *Scanner) decode() *policies.Decoder {
 	if s.decoder == nil {
-		s.decoder = policies.NewDecoder(false)
+		s.decoder = policies.NewDecoder(false).SharingInput()
 	}
 	return s.decoder
 }
@@ -96,6 +103,6 @@ func (c *NamespaceCache) Get(ctx context.Context, ns string) *corev1.Namespace {
 	if c.seen == nil {
 		c.seen = map[string]*corev1.Namespace{}
 	}
-	c.seen[ns] = obj
+	c.seen[strings.Clone(ns)] = obj // ns may be a part of a LIST page
 	return obj
 }

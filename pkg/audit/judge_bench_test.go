@@ -31,7 +31,7 @@ func BenchmarkJudge(b *testing.B) {
 		b.Fatal(err)
 	}
 	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod"}
-	d := policies.NewDecoder(false)
+	d := (&Scanner{}).decode() // the scan's own, which shares its input
 	ns := func(string) (*corev1.Namespace, bool) { return nil, true }
 	_, results, err := Judge(b.Context(), engine, d, pods, raw, ns)
 	if err != nil || len(results) == 0 {

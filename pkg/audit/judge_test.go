@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
@@ -45,5 +46,44 @@ func TestJudgeAsTheClusterWould(t *testing.T) {
 	}
 	if res.Ref().Name != "web" || strings.Join(got, " ") != "defaults=pass has-probe=pass who=skip" || len(results[0].Changes) == 0 {
 		t.Errorf("judged %v: %v, changes %v; want the mutation applied, the probe found, the userInfo rule skipped", res.Ref(), got, results[0].Changes)
+	}
+}
+
+// TestJudgedKeepsNoPartOfThePage: the scan decodes objects in place, as parts of their LIST page;
+// what the store keeps of one (its namespace, name, uid and messages) is a copy, so the page,
+// reused or changed after, changes nothing in the report, and is not kept alive by it.
+func TestJudgedKeepsNoPartOfThePage(t *testing.T) {
+	c, err := policies.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.ClusterPolicy{}
+	p.Name = "named"
+	p.Spec = v1alpha1.PolicySpec{Enforcement: v1alpha1.Audit, Match: v1alpha1.MatchResources{Kinds: []string{"Pod"}}, Rules: []v1alpha1.Rule{
+		{Name: "n", CEL: &v1alpha1.CELRule{Expression: "object.metadata.name == 'other'", MessageExpression: "string(object.metadata.name)"}},
+	}}
+	cp, err := c.CompileClusterPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := policies.NewEngine([]*policies.CompiledPolicy{cp}, nil, time.Now)
+	page := []byte(`{"metadata":{"name":"web","namespace":"shop","uid":"u1"},"spec":{"containers":[{"name":"web","image":"web:1"}]}}`)
+	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
+	s := &Scanner{Store: NewStore(sets.New(Fail), 10, time.Now), ObjectTimeout: time.Minute}
+	if judged, err := s.judge(t.Context(), engine, pods, page, &NamespaceCache{}); err != nil || !judged {
+		t.Fatalf("judged %v: %v", judged, err)
+	}
+	for i := range page { // the next page read into the same buffer
+		page[i] = 'x'
+	}
+	if _, ok := s.Store.Fingerprint("shop", "u1"); !ok {
+		t.Error("the object is not found by its namespace and uid: the store's keys were the page's bytes")
+	}
+	changed, _ := s.Store.Changed()
+	if len(changed) != 1 || len(changed[0].Results) != 1 {
+		t.Fatalf("changed %+v, want one result in one namespace", changed)
+	}
+	if r := changed[0].Results[0]; changed[0].Namespace != "shop" || r.Object.Name != "web" || r.Object.Namespace != "shop" || r.Object.UID != "u1" || r.Message != "web" {
+		t.Errorf("the report holds %q: %+v: parts of the page, not copies", changed[0].Namespace, r)
 	}
 }
