@@ -22,9 +22,9 @@ import (
 func typedToVal(obj any) ref.Val { return new(typedArena).toVal(obj) }
 
 // typedArena allocates the views of one object's values (typedToVal's structs, lists and maps,
-// the fields they have read, the iterations over lists) in blocks, not one by one: they are made while a request's
-// rules read the object, and all dropped with it. It is not safe for concurrent use, as the
-// views are not.
+// the fields they have read, the iterations over lists) in blocks, not one by one: they are
+// made while a request's rules read the object, and all dropped with it. It is not safe for
+// concurrent use, as the views are not.
 type typedArena struct {
 	structs []typedStruct
 	lists   []typedList
@@ -33,8 +33,8 @@ type typedArena struct {
 	iters   []typedListIterator
 }
 
-// The arena's blocks: 2 elements, then four times the last, up to arenaMaxBlock (a block of
-// structs is 1 KiB then), or arenaMaxFields fields. An object read a little (a request's, a
+// The arena's blocks: 2 elements, then four times the last, up to arenaMaxBlock views (a block
+// of structs is 1 KiB then), or arenaMaxFields fields or iterations. An object read a little (a request's, a
 // namespace's) takes little; at most a block of each kind is left unused.
 const (
 	arenaFirstBlock = 2
@@ -59,37 +59,31 @@ func nextBlock(last, most int) int {
 	return min(4*last, most)
 }
 
-func (a *typedArena) newStruct(v reflect.Value) *typedStruct {
-	if len(a.structs) == cap(a.structs) {
-		a.structs = make([]typedStruct, 0, nextBlock(cap(a.structs), arenaMaxBlock))
+// take puts v in the last block, or in a new one when that is full, and returns its place:
+// a block is never appended to past its capacity, so a place once taken stays put.
+func take[T any](block *[]T, v T, most int) *T {
+	if len(*block) == cap(*block) {
+		*block = make([]T, 0, nextBlock(cap(*block), most))
 	}
-	a.structs = append(a.structs, typedStruct{value: v, arena: a})
-	return &a.structs[len(a.structs)-1]
+	*block = append(*block, v)
+	return &(*block)[len(*block)-1]
+}
+
+func (a *typedArena) newStruct(v reflect.Value) *typedStruct {
+	return take(&a.structs, typedStruct{value: v, arena: a}, arenaMaxBlock)
 }
 
 func (a *typedArena) newList(v reflect.Value) *typedList {
-	if len(a.lists) == cap(a.lists) {
-		a.lists = make([]typedList, 0, nextBlock(cap(a.lists), arenaMaxBlock))
-	}
-	a.lists = append(a.lists, typedList{value: v, arena: a})
-	return &a.lists[len(a.lists)-1]
+	return take(&a.lists, typedList{value: v, arena: a}, arenaMaxBlock)
 }
 
 func (a *typedArena) newMap(v reflect.Value) *typedMap {
-	if len(a.maps) == cap(a.maps) {
-		a.maps = make([]typedMap, 0, nextBlock(cap(a.maps), arenaMaxBlock))
-	}
-	a.maps = append(a.maps, typedMap{value: v, arena: a})
-	return &a.maps[len(a.maps)-1]
+	return take(&a.maps, typedMap{value: v, arena: a}, arenaMaxBlock)
 }
 
 // addField puts the field read, name and what CEL saw there, in front of the list found.
 func (a *typedArena) addField(found *readField, name string, val ref.Val) *readField {
-	if len(a.fields) == cap(a.fields) {
-		a.fields = make([]readField, 0, nextBlock(cap(a.fields), arenaMaxFields))
-	}
-	a.fields = append(a.fields, readField{name: name, val: val, next: found})
-	return &a.fields[len(a.fields)-1]
+	return take(&a.fields, readField{name: name, val: val, next: found}, arenaMaxFields)
 }
 
 var (
@@ -289,12 +283,7 @@ func (l *typedList) at(i int) ref.Val {
 }
 
 func (l *typedList) Iterator() traits.Iterator {
-	a := l.arena
-	if len(a.iters) == cap(a.iters) {
-		a.iters = make([]typedListIterator, 0, nextBlock(cap(a.iters), arenaMaxFields))
-	}
-	a.iters = append(a.iters, typedListIterator{list: l})
-	return &a.iters[len(a.iters)-1]
+	return take(&l.arena.iters, typedListIterator{list: l}, arenaMaxFields)
 }
 
 type typedListIterator struct {
