@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
 
 // testCompiler is built once: the CEL environment is costly and immutable.
@@ -151,4 +154,15 @@ func readJSON(t testing.TB, path string) []byte {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return js
+}
+
+// mustCompileCEL compiles expr as a ClusterPolicy's CEL rule (untracked twin included) in the
+// test compiler's environment.
+func mustCompileCEL(t *testing.T, expr string) *celRule {
+	t.Helper()
+	rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
+	if len(errs) > 0 {
+		t.Fatalf("%s: %v", expr, errs)
+	}
+	return rule
 }

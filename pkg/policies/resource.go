@@ -128,10 +128,10 @@ func NewDecoder(strict bool) *Decoder {
 // SharingInput returns a lenient decoder whose Resources' strings refer to the JSON they were
 // decoded from instead of being copies of it: on a 7 KB Pod, 190 allocations fewer. That JSON must
 // not change while the Resource, its results or anything taken from them is in use, and what
-// outlives the request must be cloned, as the CEL regex cache and image verification do. The
-// webhook decodes with it: each request's object is a buffer of its own, dropped with the request.
-// The audit and the CLI copy: their objects are slices of pages and files that they must not keep
-// alive through a name in a report.
+// outlives the request must be cloned, as the CEL regex cache, image verification and the
+// audit's store do. The webhook decodes with it (each request's object is a buffer of its own,
+// dropped with the request), and so does the audit scan (an object is a part of its LIST page).
+// The CLI copies: it keeps every result's names until it prints them.
 func (d *Decoder) SharingInput() *Decoder {
 	c := *d
 	c.shared = !c.strict

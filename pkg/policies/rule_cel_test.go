@@ -140,10 +140,7 @@ func TestRequestTimeNeeds(t *testing.T) {
 		"object.metadata.?labels.orValue({}).all(k, k != 'userInfo')":    "",
 		"podSpec.containers.all(c, c.name != request.userInfo.username)": "request.userInfo",
 	} {
-		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
-		if len(errs) > 0 {
-			t.Fatalf("%s: %v", expr, errs)
-		}
+		rule := mustCompileCEL(t, expr)
 		if got := strings.Join(rule.needs, ","); got != want {
 			t.Errorf("%s: needs %q, want %q", expr, got, want)
 		}

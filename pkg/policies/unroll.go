@@ -13,7 +13,7 @@ import (
 // What CEL's estimator cannot follow, rewritten for the estimate only.
 //
 // The estimator sizes a value by its path from a variable: podSpec.containers.@items.image is a
-// string of at most chars characters. Two idioms of pod policies lose the path, and with it every
+// string of at most chars characters. Three idioms of pod policies lose the path, and with it every
 // size below them, so that the estimate is unbounded and the rule is always tracked:
 //
 //   - a loop over a list literal, as in [podSpec.containers, podSpec.?initContainers.orValue([])]
@@ -21,7 +21,7 @@ import (
 //   - an optional field with a default, x.?f.orValue([]): a call's result has no path;
 //   - an item of a split string, s.split('/')[i]: a list a call made has no size for its items.
 //
-// estimationAST rewrites both into what the estimator follows, and what costs at least as much
+// estimationAST rewrites each into what the estimator follows, and what costs at least as much
 // but for a few units of the loop's own bookkeeping, which the slack it returns covers:
 //
 //   - [e1, …, en].all(v, body) is cel.bind(v, e1, body) && … && cel.bind(v, en, body), and

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/cel/library"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -20,14 +19,7 @@ func TestLiteralLoopsEstimatedAsWrittenOut(t *testing.T) {
 		"[podSpec.containers].all(cs, cs.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0)))":               "podSpec.containers.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0))",
 		"[podSpec.containers, podSpec.containers].all(a, [podSpec.containers].all(b, a.size() == b.size()))":              "podSpec.containers.size() == podSpec.containers.size() && podSpec.containers.size() == podSpec.containers.size()",
 	} {
-		bounds := func(expr string) untrackedBounds {
-			rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
-			if len(errs) > 0 {
-				t.Fatalf("%s: %v", expr, errs)
-			}
-			return rule.untrackedWithin
-		}
-		if got, want := bounds(literal), bounds(written); got == nil || !slices.Equal(got, want) {
+		if got, want := mustCompileCEL(t, literal).untrackedWithin, mustCompileCEL(t, written).untrackedWithin; got == nil || !slices.Equal(got, want) {
 			t.Errorf("%s: untracked within %v, want %v (as written out)", literal, got, want)
 		}
 	}
@@ -35,10 +27,7 @@ func TestLiteralLoopsEstimatedAsWrittenOut(t *testing.T) {
 		"[request.userInfo.groups].all(gs, gs.all(g, g != 'admins'))", // unbounded as written out
 		"[podSpec.containers, podSpec.?initContainers.orValue(podSpec.containers + podSpec.containers)].all(cs, cs.all(c, c.image.split('/').size() > 1))",
 	} {
-		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
-		if len(errs) > 0 {
-			t.Fatalf("%s: %v", expr, errs)
-		}
+		rule := mustCompileCEL(t, expr)
 		if rule.untracked != nil {
 			t.Errorf("%s: untracked within %v, want tracked", expr, rule.untrackedWithin)
 		}
@@ -78,10 +67,7 @@ func TestEstimationASTBounds(t *testing.T) {
 		if slack == 0 {
 			t.Fatalf("%s: nothing rewritten", expr)
 		}
-		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, env, nil, true, field.NewPath("r"))
-		if len(errs) > 0 {
-			t.Fatalf("%s: %v", expr, errs)
-		}
+		rule := mustCompileCEL(t, expr)
 		for _, res := range objects {
 			in := &input{ctx: t.Context(), req: &Request{Operation: v1alpha1.Create, Object: res}, res: res}
 			b := in.bounds()

@@ -100,10 +100,7 @@ func TestUntrackedOnlyWhereTheEstimateBounds(t *testing.T) {
 		"podSpec.containers.all(c, quantity(c.resources.limits['memory']) != null)": {{items: 1 << 6, chars: 1 << 17}, {items: 1 << 8, chars: 1 << 15},
 			{items: 1 << 10, chars: 1 << 13}, {items: 1 << 12, chars: 1 << 11}},
 	} {
-		rule, errs := compileCEL(&v1alpha1.CELRule{Expression: expr}, testCompiler.env, nil, true, field.NewPath("r"))
-		if len(errs) > 0 {
-			t.Fatalf("%s: %v", expr, errs)
-		}
+		rule := mustCompileCEL(t, expr)
 		if (rule.untracked != nil) != (want != nil) || !slices.Equal(rule.untrackedWithin, want) {
 			t.Errorf("%s: untracked within %v, want %v", expr, rule.untrackedWithin, want)
 		}
