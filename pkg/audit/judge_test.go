@@ -18,22 +18,10 @@ import (
 // enforced mutation first, then the validating rules on the mutated object; a rule that reads
 // request.userInfo is skipped.
 func TestJudgeAsTheClusterWould(t *testing.T) {
-	c, err := policies.NewCompiler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &v1alpha1.ClusterPolicy{}
-	p.Name = "probes"
-	p.Spec = v1alpha1.PolicySpec{Enforcement: v1alpha1.Deny, Match: v1alpha1.MatchResources{Kinds: []string{"Pod"}}, Rules: []v1alpha1.Rule{
-		{Name: "defaults", DefaultProbes: &v1alpha1.DefaultProbesRule{}},
-		{Name: "has-probe", CEL: &v1alpha1.CELRule{Expression: "object.spec.containers.all(c, has(c.readinessProbe))"}},
-		{Name: "who", CEL: &v1alpha1.CELRule{Expression: "request.userInfo.username != ''"}},
-	}}
-	cp, err := c.CompileClusterPolicy(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := policies.NewEngine([]*policies.CompiledPolicy{cp}, nil, time.Now)
+	engine := podPolicyEngine(t, "probes", v1alpha1.Deny,
+		v1alpha1.Rule{Name: "defaults", DefaultProbes: &v1alpha1.DefaultProbesRule{}},
+		v1alpha1.Rule{Name: "has-probe", CEL: &v1alpha1.CELRule{Expression: "object.spec.containers.all(c, has(c.readinessProbe))"}},
+		v1alpha1.Rule{Name: "who", CEL: &v1alpha1.CELRule{Expression: "request.userInfo.username != ''"}})
 	item := `{"metadata":{"name":"web","namespace":"shop","uid":"u1"},"spec":{"containers":[{"name":"web","image":"web:1","ports":[{"containerPort":8080}]}]}}`
 	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
 	res, results, err := Judge(t.Context(), engine, policies.NewDecoder(false), pods, []byte(item), func(string) (*corev1.Namespace, bool) { return nil, true })
@@ -53,20 +41,8 @@ func TestJudgeAsTheClusterWould(t *testing.T) {
 // what the store keeps of one (its namespace, name, uid and messages) is a copy, so the page,
 // reused or changed after, changes nothing in the report, and is not kept alive by it.
 func TestJudgedKeepsNoPartOfThePage(t *testing.T) {
-	c, err := policies.NewCompiler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &v1alpha1.ClusterPolicy{}
-	p.Name = "named"
-	p.Spec = v1alpha1.PolicySpec{Enforcement: v1alpha1.Audit, Match: v1alpha1.MatchResources{Kinds: []string{"Pod"}}, Rules: []v1alpha1.Rule{
-		{Name: "n", CEL: &v1alpha1.CELRule{Expression: "object.metadata.name == 'other'", MessageExpression: "string(object.metadata.name)"}},
-	}}
-	cp, err := c.CompileClusterPolicy(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := policies.NewEngine([]*policies.CompiledPolicy{cp}, nil, time.Now)
+	engine := podPolicyEngine(t, "named", v1alpha1.Audit,
+		v1alpha1.Rule{Name: "n", CEL: &v1alpha1.CELRule{Expression: "object.metadata.name == 'other'", MessageExpression: "string(object.metadata.name)"}})
 	page := []byte(`{"metadata":{"name":"web","namespace":"shop","uid":"u1"},"spec":{"containers":[{"name":"web","image":"web:1"}]}}`)
 	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
 	s := &Scanner{Store: NewStore(sets.New(Fail), 10, time.Now), ObjectTimeout: time.Minute}
@@ -86,4 +62,21 @@ func TestJudgedKeepsNoPartOfThePage(t *testing.T) {
 	if r := changed[0].Results[0]; changed[0].Namespace != "shop" || r.Object.Name != "web" || r.Object.Namespace != "shop" || r.Object.UID != "u1" || r.Message != "web" {
 		t.Errorf("the report holds %q: %+v: parts of the page, not copies", changed[0].Namespace, r)
 	}
+}
+
+// podPolicyEngine is an engine of one ClusterPolicy, name, that matches Pods with the rules.
+func podPolicyEngine(t *testing.T, name string, enforcement v1alpha1.Enforcement, rules ...v1alpha1.Rule) *policies.Engine {
+	t.Helper()
+	c, err := policies.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.ClusterPolicy{}
+	p.Name = name
+	p.Spec = v1alpha1.PolicySpec{Enforcement: enforcement, Match: v1alpha1.MatchResources{Kinds: []string{"Pod"}}, Rules: rules}
+	cp, err := c.CompileClusterPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policies.NewEngine([]*policies.CompiledPolicy{cp}, nil, time.Now)
 }
