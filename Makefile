@@ -145,8 +145,11 @@ bench-cli: build ## Time check on PODS generated Pods (default 1000 of ~7 KB; FO
 	$(GO) run ./test/benchcli -root . -n $(PODS) -format $(FORMAT) -pod $(POD)
 
 .PHONY: fuzz
-fuzz: ## Fuzz manifest reading, evaluation, policy compilation, JSON bounds, LIST pages and the review handler for FUZZTIME each
-	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers), evaluation, policy compilation, JSON bounds, LIST pages and the review handler for FUZZTIME each
+	$(GO) test ./pkg/manifest -run '^$$' -fuzz 'FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzReadHead -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzBlockYAMLToJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./internal/jsonscan -run '^$$' -fuzz FuzzMembers -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzDecodeEvaluate -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzScanBounds -fuzztime $(FUZZTIME) -fuzzminimizetime 1s

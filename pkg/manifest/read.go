@@ -17,6 +17,8 @@ import (
 
 	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/portcullis-dev/portcullis/internal/jsonscan"
 )
 
 // Document is one Kubernetes object read from a file.
@@ -284,10 +286,14 @@ func Split(file string, data []byte) ([]Document, error) {
 
 // toJSON converts a document to JSON. A document that is JSON already (a .json file, a List
 // from kubectl get -o json) is checked and kept as it is: the YAML route would parse it as
-// YAML, build generic maps and write them again, for the same bytes.
+// YAML, build generic maps and write them again, for the same bytes. Block YAML as manifests
+// are written is converted in one pass (blockYAMLToJSON); the rest the general way.
 func toJSON(c chunk) ([]byte, error) {
 	if t := bytes.TrimSpace(c.raw); len(t) > 0 && t[0] == '{' && json.Valid(t) {
 		return t, nil
+	}
+	if js, ok := blockYAMLToJSON(c.raw); ok {
+		return js, nil
 	}
 	return sigsyaml.YAMLToJSONStrict(c.raw)
 }
@@ -383,11 +389,14 @@ func objects(file, index string, js []byte) ([]Document, error) {
 		Kind       string            `json:"kind"`
 		Items      []json.RawMessage `json:"items"`
 	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
-		if s := bytes.TrimSpace(js); len(s) > 0 && s[0] == '{' {
-			return nil, &notObjectError{err.Error()}
+	if !readHead(js, &head.APIVersion, &head.Kind, &head.Items) {
+		head.APIVersion, head.Kind, head.Items = "", "", nil
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
+			if s := bytes.TrimSpace(js); len(s) > 0 && s[0] == '{' {
+				return nil, &notObjectError{err.Error()}
+			}
+			return nil, &notObjectError{describeJSON(js)}
 		}
-		return nil, &notObjectError{describeJSON(js)}
 	}
 	if head.APIVersion == "" || head.Kind == "" {
 		var missing []string
@@ -417,6 +426,32 @@ func objects(file, index string, js []byte) ([]Document, error) {
 		return docs, errors.Join(errs...)
 	}
 	return []Document{{File: file, Index: index, JSON: js}}, nil
+}
+
+// readHead reads an object's apiVersion, kind and items from its top level only. It returns false
+// where decoding is needed: not an object, escapes, values of other types (the decoder names the
+// fault).
+func readHead(js []byte, apiVersion, kind *string, items *[]json.RawMessage) bool {
+	plain := true
+	object := jsonscan.Members(js, func(key, value []byte) {
+		var ok bool
+		switch string(key) {
+		case "apiVersion":
+			*apiVersion, ok = jsonscan.String(value)
+		case "kind":
+			*kind, ok = jsonscan.String(value)
+		case "items":
+			if *items = nil; string(value) == "null" {
+				return
+			}
+			*items = []json.RawMessage{} // a List of no items is one still
+			ok = jsonscan.Elements(value, func(v []byte) { *items = append(*items, v) })
+		default:
+			return
+		}
+		plain = plain && ok
+	})
+	return object && plain
 }
 
 func describeJSON(js []byte) string {

@@ -1,11 +1,15 @@
 package manifest
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	sigsjson "sigs.k8s.io/json"
 )
 
 func writeFiles(t *testing.T, files map[string]string) string {
@@ -158,4 +162,40 @@ func TestYAMLErrorLines(t *testing.T) {
 			t.Errorf("%q: got %v, want %q", tt.data, err, tt.want)
 		}
 	}
+}
+
+// FuzzReadHead holds readHead, which reads an object's apiVersion, kind and items from its top
+// level, to the decoder it stands in for: where it reads a valid document, decoding agrees.
+func FuzzReadHead(f *testing.F) {
+	for _, s := range []string{
+		`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod"},{"a":[1,"]"]}]}`,
+		`{"apiVersion":"v1","kind":"PodList","items":[]}`,
+		`{"apiVersion":"v1","kind":"Pod","items":null,"spec":{"kind":"x"}}`,
+		`{"kind":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	type head struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
+	}
+	f.Fuzz(func(t *testing.T, js []byte) {
+		var fast head
+		if !readHead(js, &fast.APIVersion, &fast.Kind, &fast.Items) || !json.Valid(js) {
+			return
+		}
+		var want head
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &want); err != nil {
+			t.Fatalf("readHead read %s, which does not decode: %v", js, err)
+		}
+		if fast.APIVersion != want.APIVersion || fast.Kind != want.Kind || (fast.Items == nil) != (want.Items == nil) || len(fast.Items) != len(want.Items) {
+			t.Fatalf("readHead(%s) = %+v, want %+v", js, fast, want)
+		}
+		for i := range fast.Items {
+			if !bytes.Equal(bytes.TrimSpace(fast.Items[i]), bytes.TrimSpace(want.Items[i])) {
+				t.Fatalf("readHead(%s) item %d = %s, want %s", js, i, fast.Items[i], want.Items[i])
+			}
+		}
+	})
 }

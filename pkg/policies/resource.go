@@ -19,6 +19,8 @@ import (
 
 	gojson "github.com/goccy/go-json"
 
+	"github.com/portcullis-dev/portcullis/internal/jsonscan"
+
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
 
@@ -144,8 +146,20 @@ var ErrNotObject = errors.New("not a Kubernetes object")
 // TypeMeta reads apiVersion and kind from a JSON object.
 func TypeMeta(data []byte) (schema.GroupVersionKind, error) {
 	var tm metav1.TypeMeta
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
-		return schema.GroupVersionKind{}, fmt.Errorf("%w: %w", ErrNotObject, err)
+	plain := jsonscan.Members(data, func(key, value []byte) {
+		switch string(key) {
+		case "apiVersion":
+			tm.APIVersion, _ = jsonscan.String(value)
+		case "kind":
+			tm.Kind, _ = jsonscan.String(value)
+		}
+	})
+	if !plain || tm.APIVersion == "" || tm.Kind == "" {
+		// Not an object, an escape, a value not a string: the decoder says what it is.
+		tm = metav1.TypeMeta{}
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
+			return schema.GroupVersionKind{}, fmt.Errorf("%w: %w", ErrNotObject, err)
+		}
 	}
 	if tm.APIVersion == "" || tm.Kind == "" {
 		return schema.GroupVersionKind{}, fmt.Errorf("%w: apiVersion and kind must be set", ErrNotObject)
