@@ -332,35 +332,38 @@ func fileLines(err error, c chunk) error {
 // document's content starts on: its first line that is neither blank nor a comment.
 func splitYAML(data []byte) ([]chunk, error) {
 	var chunks []chunk
-	var cur chunk
-	flush := func() {
-		if len(cur.raw) > 0 {
+	cur := chunk{offset: -1}
+	flush := func(end int) {
+		if cur.offset >= 0 {
+			cur.raw = data[cur.offset:end:end] // a document is the lines between separators
 			chunks = append(chunks, cur)
 		}
-		cur = chunk{}
+		cur = chunk{offset: -1}
 	}
 	offset := 0
-	for n, line := range bytes.SplitAfter(data, []byte("\n")) {
+	for n := 0; offset < len(data); n++ {
 		at := offset
+		line := data[at:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
 		offset += len(line)
 		if bytes.HasPrefix(line, []byte("---")) {
 			rest := bytes.TrimSpace(line[3:])
+			flush(at)
 			if len(rest) > 0 && rest[0] != '#' {
-				flush()
 				return chunks, fmt.Errorf("invalid YAML document separator: %s", rest)
 			}
-			flush()
 			continue
 		}
-		if len(cur.raw) == 0 {
+		if cur.offset < 0 {
 			cur.start, cur.offset = n+1, at
 		}
 		if t := bytes.TrimSpace(line); cur.line == 0 && len(t) > 0 && t[0] != '#' {
 			cur.line = n + 1
 		}
-		cur.raw = append(cur.raw, line...)
 	}
-	flush()
+	flush(len(data))
 	return chunks, nil
 }
 

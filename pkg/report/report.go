@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unique"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
@@ -132,8 +133,10 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 	file := at.File
 	g := group{file: file, ref: ref, op: op, first: len(r.Results), n: len(results)}
 	for _, res := range results {
+		// Many resources fail a rule the same way: their reports hold its message once.
+		msg := unique.Make(res.Message).Value()
 		jr := Result{Policy: res.Policy, Rule: res.Rule, Resource: res.Resource, File: file, Line: at.Line, Operation: op, Result: res.Result, Action: res.Action,
-			Message: res.Message, Changes: res.Changes, Warnings: res.Warnings}
+			Message: msg, Changes: res.Changes, Warnings: res.Warnings}
 		r.Results = append(r.Results, jr)
 		switch res.Result {
 		case policies.Pass:

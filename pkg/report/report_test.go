@@ -3,8 +3,10 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
@@ -119,5 +121,19 @@ func TestWriteJSONAsTheEncoder(t *testing.T) {
 		if got.String() != wantBuf.String() {
 			t.Errorf("got\n%s\nwant\n%s", got.String(), wantBuf.String())
 		}
+	}
+}
+
+// TestReportHoldsEachMessageOnce: many resources failing a rule the same way hold one copy of
+// its message (77,000 Pods' reports held 28 MB of equal messages).
+func TestReportHoldsEachMessageOnce(t *testing.T) {
+	var r Report
+	for i := range 2 {
+		msg := strings.Repeat("runAsNonRoot != true ", 3) + strconv.Itoa(7) // built anew each time
+		ref := policies.Ref{Kind: "Pod", Name: "p" + strconv.Itoa(i)}
+		r.Add("pods.yaml", ref, []policies.Result{{Policy: "p", Rule: "r", Resource: ref, Result: policies.Fail, Message: msg}})
+	}
+	if a, b := r.Results[0].Message, r.Results[1].Message; a != b || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Errorf("the equal messages %q and %q are held twice", a, b)
 	}
 }
