@@ -15,6 +15,7 @@ AUDIT_CPU ?=
 FORMAT ?= yaml
 PODS ?= 1000
 POD ?= bench
+OPA ?=
 CREATES ?= 1000
 SOAK ?= 10m
 SOAK_RATE ?= 500
@@ -52,7 +53,7 @@ envtest-bins: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s
 	./hack/envtest-bins.sh
 
 .PHONY: test
-test: envtest-bins build helm-bin ## Run every test: unit, golden, fixtures, e2e against a real API server, the library's suites
+test: envtest-bins build helm-bin opa-bin ## Run every test: unit, golden, fixtures, e2e against a real API server, the library's suites
 	@echo "== compiling every test binary with the race detector (minutes on a cold cache; a line per package)"
 	$(GO) test -race -count=1 -run '^$$' -exec /bin/true ./...
 	@echo "== running every test, with the race detector (the e2e tests start kube-apiserver and etcd)"
@@ -141,8 +142,13 @@ bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: 
 	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -rates $(RATES) -duration $(DURATION)
 
 .PHONY: bench-cli
-bench-cli: build ## Time check on PODS generated Pods (default 1000 of ~7 KB; FORMAT=yaml|json; POD=small: ~260 bytes): medians of wall, CPU, peak RSS
-	$(GO) run ./test/benchcli -root . -n $(PODS) -format $(FORMAT) -pod $(POD)
+bench-cli: build $(if $(OPA),opa-bin) ## Time check on PODS generated Pods (default 1000 of ~7 KB; FORMAT=yaml|json; POD=small: ~260 bytes): medians of wall, CPU, peak RSS; OPA=1: OPA too, on the same JSON List, verdicts compared
+	$(GO) run ./test/benchcli -root . -n $(PODS) -pod $(POD) $(if $(OPA),-format json -opa $(BIN)/opa,-format $(FORMAT))
+
+.PHONY: opa-bin
+opa-bin: ## Build opa into bin/ from the module proxy (tools/opa), for make bench-cli OPA=1
+	@echo "== building bin/opa (tools/opa; minutes on a cold cache)"
+	$(GO) build -modfile=tools/opa/go.mod -o $(BIN)/opa github.com/open-policy-agent/opa
 
 .PHONY: fuzz
 fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers), evaluation, policy compilation, JSON bounds, LIST pages and the review handler for FUZZTIME each
