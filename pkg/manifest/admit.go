@@ -62,7 +62,7 @@ func Inputs(docs []Document, namespace string) ([]Input, error) {
 }
 
 func decodeInput(d *policies.Decoder, doc Document, namespace string) (Input, error) {
-	gvk, err := policies.TypeMeta(doc.JSON)
+	gvk, err := doc.Kind()
 	if err != nil {
 		return Input{}, err
 	}
@@ -246,7 +246,7 @@ func namespaceObjects(docs []Document) []*corev1.Namespace {
 		if !bytes.Contains(doc.JSON, []byte(`"Namespace"`)) {
 			continue // not one, without parsing it
 		}
-		gvk, err := policies.TypeMeta(doc.JSON)
+		gvk, err := doc.Kind()
 		if err != nil || gvk.Kind != "Namespace" || gvk.Group != "" {
 			continue
 		}

@@ -34,7 +34,7 @@ func CompilePoliciesWarn(c *policies.Compiler, docs []Document, now func() time.
 	)
 	seen := map[string]string{}
 	for _, doc := range docs {
-		gvk, err := policies.TypeMeta(doc.JSON)
+		gvk, err := doc.Kind()
 		if err != nil {
 			errs = append(errs, &InputError{Where: doc.Where(), Err: err})
 			continue

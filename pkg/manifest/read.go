@@ -18,7 +18,10 @@ import (
 	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/portcullis-dev/portcullis/internal/jsonscan"
+	"github.com/portcullis-dev/portcullis/pkg/policies"
 )
 
 // Document is one Kubernetes object read from a file.
@@ -38,6 +41,17 @@ type Document struct {
 	// documents of their own.
 	Raw  []byte
 	Span [2]int
+
+	// apiVersion and kind, as reading found them (empty for a Document made otherwise).
+	apiVersion, kind string
+}
+
+// Kind is the document's kind: read from its JSON, unless reading it found it already.
+func (d Document) Kind() (schema.GroupVersionKind, error) {
+	if d.apiVersion != "" && d.kind != "" {
+		return policies.GroupVersionKind(d.apiVersion, d.kind)
+	}
+	return policies.TypeMeta(d.JSON)
 }
 
 // Where names the document in messages: "deploy/web.yaml" or "deploy/all.yaml (document 3)".
@@ -428,7 +442,7 @@ func objects(file, index string, js []byte) ([]Document, error) {
 		}
 		return docs, errors.Join(errs...)
 	}
-	return []Document{{File: file, Index: index, JSON: js}}, nil
+	return []Document{{File: file, Index: index, JSON: js, apiVersion: head.APIVersion, kind: head.Kind}}, nil
 }
 
 // readHead reads an object's apiVersion, kind and items from its top level only. It returns false

@@ -39,13 +39,8 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	if res == nil || res.Pod == nil {
 		return m, nil
 	}
-	work, err := NewResource(res.Object.DeepCopyObject())
-	if err != nil {
-		return nil, err
-	}
 	ns := res.Meta.GetNamespace()
 	nsLabels := namespaceLabels(req.Namespace, ns)
-	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: work.Pod.SpecPointer, Keychain: req.Keychain}
 	// The enforced rules run first, in policy order, each seeing the changes of those before it;
 	// then the Warn and Audit rules, on the object as the enforced ones left it, so that they
 	// report what would still change, not what another policy already did. Results keep the
@@ -70,6 +65,14 @@ func (e *Engine) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 		}
 	}
 	m.Results = make([]Result, len(jobs))
+	if len(jobs) == 0 {
+		return m, nil // nothing to change: no copy to change
+	}
+	work, err := NewResource(res.Object.DeepCopyObject())
+	if err != nil {
+		return nil, err
+	}
+	pod := mutate.Pod{Spec: work.Pod.Spec, SpecPointer: work.Pod.SpecPointer, Keychain: req.Keychain}
 	var applied []string
 	for _, enforced := range []bool{true, false} {
 		for i, j := range jobs {

@@ -161,14 +161,19 @@ func TypeMeta(data []byte) (schema.GroupVersionKind, error) {
 			return schema.GroupVersionKind{}, fmt.Errorf("%w: %w", ErrNotObject, err)
 		}
 	}
-	if tm.APIVersion == "" || tm.Kind == "" {
+	return GroupVersionKind(tm.APIVersion, tm.Kind)
+}
+
+// GroupVersionKind is the kind an object's apiVersion and kind name.
+func GroupVersionKind(apiVersion, kind string) (schema.GroupVersionKind, error) {
+	if apiVersion == "" || kind == "" {
 		return schema.GroupVersionKind{}, fmt.Errorf("%w: apiVersion and kind must be set", ErrNotObject)
 	}
-	gv, err := schema.ParseGroupVersion(tm.APIVersion)
+	gv, err := schema.ParseGroupVersion(apiVersion)
 	if err != nil {
 		return schema.GroupVersionKind{}, fmt.Errorf("%w: apiVersion: %w", ErrNotObject, err)
 	}
-	return gv.WithKind(tm.Kind), nil
+	return gv.WithKind(kind), nil
 }
 
 // Decode decodes one JSON object of the given kind (read from the data when gvk is nil); a
