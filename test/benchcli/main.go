@@ -124,11 +124,11 @@ func run(root string, n, runs int, format, which, opa string) error {
 	}
 	for range runs {
 		for i := range engines {
-			if _, m, err := engines[i].time(); err != nil {
+			_, m, err := engines[i].time()
+			if err != nil {
 				return err
-			} else {
-				engines[i].runs = append(engines[i].runs, m)
 			}
+			engines[i].runs = append(engines[i].runs, m)
 		}
 	}
 	for _, e := range engines {
