@@ -44,6 +44,9 @@ spec:
 var rego []byte
 
 func main() {
+	if os.Getenv(launcherEnv) != "" {
+		os.Exit(launch(os.Args[1:]))
+	}
 	root := flag.String("root", ".", "the repository")
 	n := flag.Int("n", 1000, "how many Pods")
 	runs := flag.Int("runs", 5, "how many timed runs")
@@ -107,7 +110,7 @@ func run(root string, n, runs int, format, which, opa string) error {
 	var verdicts []map[failure]bool
 	for i := range engines {
 		e := &engines[i]
-		out, _, err := e.time() // a run to check the verdicts, and to warm the page cache
+		out, _, err := e.time(true) // a run to check the verdicts, and to warm the page cache
 		if err != nil {
 			return err
 		}
@@ -122,9 +125,10 @@ func run(root string, n, runs int, format, which, opa string) error {
 			return fmt.Errorf("%s and %s fail different Pods or rules: %s", engines[0].name, engines[i].name, difference(verdicts[0], verdicts[i]))
 		}
 	}
+	failures := len(verdicts[0])
 	for range runs {
 		for i := range engines {
-			_, m, err := engines[i].time()
+			_, m, err := engines[i].time(false)
 			if err != nil {
 				return err
 			}
@@ -140,7 +144,7 @@ func run(root string, n, runs int, format, which, opa string) error {
 		fmt.Printf("median: %-10s wall %.3f s  cpu %.3f s  peak RSS %.0f MiB\n", e.name, e.median(func(m measure) float64 { return m.wall }),
 			e.median(func(m measure) float64 { return m.cpu }), e.median(func(m measure) float64 { return m.rss }))
 	}
-	fmt.Printf("verdicts: %d failures of %d Pods", len(verdicts[0]), n)
+	fmt.Printf("verdicts: %d failures of %d Pods", failures, n)
 	if len(engines) > 1 {
 		fmt.Printf(", the same from every engine\n")
 		wall := func(m measure) float64 { return m.wall }
@@ -205,20 +209,66 @@ type engine struct {
 	runs     []measure
 }
 
-// time runs the engine once: its output, and its wall time, CPU time and peak RSS.
-func (e *engine) time() ([]byte, measure, error) {
-	cmd := exec.Command(e.cmd[0], e.cmd[1:]...) //nolint:gosec // the binaries make built or the caller named
+// time runs the engine once: its output (when keep), and its wall time, CPU time and peak RSS.
+// It runs the engine through a launcher, a fresh copy of this program: Linux counts in a child's
+// peak RSS the peak of the process it was forked from, and this one's held the generated Pods.
+func (e *engine) time(keep bool) ([]byte, measure, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, measure{}, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, measure{}, err
+	}
+	defer func() { _ = r.Close() }()
+	cmd := exec.Command(self, e.cmd...) //nolint:gosec // this program, launching the binaries make built or the caller named
+	cmd.Env = append(os.Environ(), launcherEnv+"=1")
+	cmd.ExtraFiles = []*os.File{w}
 	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
+	cmd.Stderr = &stderr
+	if keep {
+		cmd.Stdout = &out
+	} else {
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, measure{}, err
+		}
+		defer func() { _ = devNull.Close() }()
+		cmd.Stdout = devNull
+	}
+	err = cmd.Run()
+	_ = w.Close()
 	if err != nil && cmd.ProcessState.ExitCode() != 1 { // check exits 1 when a Deny rule fails
 		return nil, measure{}, fmt.Errorf("%s: %w: %s", e.name, err, stderr.Bytes())
 	}
+	var m measure
+	if _, err := fmt.Fscan(r, &m.wall, &m.cpu, &m.rss); err != nil {
+		return nil, measure{}, fmt.Errorf("%s: the launcher's measure: %w", e.name, err)
+	}
+	return out.Bytes(), m, nil
+}
+
+// launcherEnv makes this program the launcher: it runs its arguments and writes their wall
+// time, CPU time (s) and peak RSS (MiB) to file descriptor 3, exiting as they did.
+const launcherEnv = "BENCHCLI_LAUNCHER"
+
+func launch(args []string) int {
+	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // what the harness asked for
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if cmd.ProcessState == nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return out.Bytes(), measure{wall: wall.Seconds(), cpu: cpu.Seconds(), rss: float64(ru.Maxrss) / 1024}, nil
+	report := os.NewFile(3, "measure")
+	_, _ = fmt.Fprintf(report, "%f %f %f\n", wall.Seconds(), cpu.Seconds(), float64(ru.Maxrss)/1024)
+	_ = report.Close()
+	return cmd.ProcessState.ExitCode()
 }
 
 func (e *engine) median(of func(measure) float64) float64 {
