@@ -13,76 +13,63 @@ import "unicode/utf8"
 // object it can follow, or a key holds an escape or invalid UTF-8: a caller then decodes the document the
 // general way, which says what is wrong or reads the escape.
 func Members(js []byte, f func(key, value []byte)) bool {
-	i := space(js, 0)
-	if i == len(js) || js[i] != '{' {
-		return false
-	}
-	i = space(js, i+1)
-	if i < len(js) && js[i] == '}' {
-		return space(js, i+1) == len(js)
-	}
-	for {
+	return entries(js, '{', '}', func(i int) int {
 		if i == len(js) || js[i] != '"' {
-			return false
+			return -1
 		}
 		end := stringEnd(js, i)
 		if end < 0 {
-			return false
+			return -1
 		}
 		key := js[i+1 : end-1]
 		if !plain(key) {
-			return false
+			return -1
 		}
-		i = space(js, end)
-		if i == len(js) || js[i] != ':' {
-			return false
+		if i = space(js, end); i == len(js) || js[i] != ':' {
+			return -1
 		}
 		start := space(js, i+1)
-		end = valueEnd(js, start)
-		if end < 0 {
-			return false
+		if end = valueEnd(js, start); end >= 0 {
+			f(key, js[start:end])
 		}
-		f(key, js[start:end])
-		i = space(js, end)
-		if i == len(js) {
-			return false
-		}
-		switch js[i] {
-		case ',':
-			i = space(js, i+1)
-		case '}':
-			return space(js, i+1) == len(js)
-		default:
-			return false
-		}
-	}
+		return end
+	})
 }
 
 // Elements calls f with the bytes of each element of the array js, in order. It returns false
 // when js is not an array it can follow.
 func Elements(js []byte, f func(value []byte)) bool {
+	return entries(js, '[', ']', func(i int) int {
+		end := valueEnd(js, i)
+		if end >= 0 {
+			f(js[i:end])
+		}
+		return end
+	})
+}
+
+// entries walks the object or array js, which opening and closing delimit: entry reads the entry
+// at js[i] and returns the index after it, or -1 when it cannot.
+func entries(js []byte, opening, closing byte, entry func(i int) int) bool {
 	i := space(js, 0)
-	if i == len(js) || js[i] != '[' {
+	if i == len(js) || js[i] != opening {
 		return false
 	}
 	i = space(js, i+1)
-	if i < len(js) && js[i] == ']' {
+	if i < len(js) && js[i] == closing {
 		return space(js, i+1) == len(js)
 	}
 	for {
-		end := valueEnd(js, i)
-		if end < 0 {
+		if i = entry(i); i < 0 {
 			return false
 		}
-		f(js[i:end])
-		i = space(js, end)
-		if i == len(js) {
+		if i = space(js, i); i == len(js) {
 			return false
 		}
 		switch js[i] {
 		case ',':
 			i = space(js, i+1)
-		case ']':
+		case closing:
 			return space(js, i+1) == len(js)
 		default:
 			return false
