@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,60 @@ func BenchmarkMutatePod(b *testing.B) {
 		if _, err := json.Marshal(m.Patches); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAdmitPolicies is one review's engine work as the number of policies grows: the ~7 KB
+// Pod decoded and admitted (mutate, then validate) against n ClusterPolicies, benchLibrary's
+// renamed over and over, in Audit, as make bench-soak loads 100. What one review allocates grows
+// with n; the server's review memory budget reserves by the body's size alone.
+func BenchmarkAdmitPolicies(b *testing.B) {
+	data, err := os.ReadFile("testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			var files []string
+			for i := range n {
+				name := benchLibrary[i%len(benchLibrary)]
+				raw, err := os.ReadFile("../../manifests/library/" + name + ".yaml")
+				if err != nil {
+					b.Fatal(err)
+				}
+				var p map[string]any
+				if err := yaml.Unmarshal(raw, &p); err != nil {
+					b.Fatal(err)
+				}
+				p["metadata"].(map[string]any)["name"] = fmt.Sprintf("%s-%03d", name, i)
+				p["spec"].(map[string]any)["enforcement"] = string(v1alpha1.Audit)
+				out, err := yaml.Marshal(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				files = append(files, filepath.Join(dir, fmt.Sprintf("%03d.yaml", i)))
+				if err := os.WriteFile(files[i], out, 0o600); err != nil {
+					b.Fatal(err)
+				}
+			}
+			engine, err := manifest.LoadEngine(files, nil, time.Now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			decoder := policies.NewDecoder(false).SharingInput()
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := decoder.Decode(data, &gvk)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := engine.Admit(b.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res}, data, decoder); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
