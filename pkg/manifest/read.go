@@ -15,10 +15,9 @@ import (
 
 	"encoding/json"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
-
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/portcullis-dev/portcullis/internal/jsonscan"
 	"github.com/portcullis-dev/portcullis/pkg/policies"

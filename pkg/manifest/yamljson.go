@@ -2,7 +2,7 @@ package manifest
 
 import (
 	"bytes"
-	"math"
+	"encoding/json"
 	"regexp"
 	"strconv"
 	"strings"
@@ -48,15 +48,13 @@ type yconv struct {
 
 // maxYAMLDepth is the deepest nesting converted here, and maxYAMLKeys the most keys of one
 // mapping (the duplicate check compares each key with those before it); larger documents go the
-// general way.
+// general way. maxYAMLKeyLen is the longest key taken here: YAML refuses keys of more than 1024
+// characters written on the key's line.
 const (
-	maxYAMLDepth = 64
-	maxYAMLKeys  = 256
+	maxYAMLDepth  = 64
+	maxYAMLKeys   = 256
+	maxYAMLKeyLen = 1000
 )
-
-// maxYAMLKeyLen is the longest key taken here: YAML refuses keys of more than 1024 characters
-// written on the key's line.
-const maxYAMLKeyLen = 1000
 
 // lines splits doc into the lines that hold something (neither blank nor only a comment), and
 // refuses characters this conversion leaves to the general one: tabs, carriage returns, control
@@ -104,7 +102,6 @@ func printable(line []byte) bool {
 		case r == utf8.RuneError && n <= 1,
 			r < 0xa0, // C1 controls and NEL, a line break in YAML 1.1
 			r == 0x2028 || r == 0x2029 || r == 0xfeff,
-			r >= 0xd800 && r < 0xe000,
 			r == 0xfffe || r == 0xffff:
 			return false
 		}
@@ -208,13 +205,8 @@ func (c *yconv) mapping(indent, depth int) bool {
 		if !ok || !isKey {
 			return false
 		}
-		if len(c.keys)-open == maxYAMLKeys {
+		if !newKey(c.keys[open:], key) {
 			return false
-		}
-		for _, k := range c.keys[open:] {
-			if bytes.Equal(k, key) {
-				return false // the general way names the duplicate
-			}
 		}
 		c.keys = append(c.keys, key)
 		if !first {
@@ -244,10 +236,7 @@ func splitKey(text []byte) (key, rest []byte, isKey, ok bool) {
 	switch text[0] {
 	case '"', '\'':
 		s, n, ok := quoted(text)
-		if !ok {
-			return nil, nil, false, false
-		}
-		if n > maxYAMLKeyLen {
+		if !ok || n > maxYAMLKeyLen {
 			return nil, nil, false, false
 		}
 		after := bytes.TrimLeft(text[n:], " ")
@@ -272,14 +261,34 @@ func splitKey(text []byte) (key, rest []byte, isKey, ok bool) {
 			if i > maxYAMLKeyLen {
 				return nil, nil, false, false
 			}
-			key = bytes.TrimRight(text[:i], " ")
-			if v, isString := resolvePlain(nil, key); !isString || v != nil {
-				return nil, nil, false, false // a key that is not a string: true, 1, null
+			if key = bytes.TrimRight(text[:i], " "); !isStringKey(key) {
+				return nil, nil, false, false
 			}
 			return key, bytes.TrimLeft(text[i+1:], " "), true, true
 		}
 	}
 	return nil, nil, false, true
+}
+
+// newKey is whether key may follow keys in a mapping: not a duplicate (the general way names
+// it), and not past maxYAMLKeys.
+func newKey(keys [][]byte, key []byte) bool {
+	if len(keys) == maxYAMLKeys {
+		return false
+	}
+	for _, k := range keys {
+		if bytes.Equal(k, key) {
+			return false
+		}
+	}
+	return true
+}
+
+// isStringKey is whether the plain scalar key is a string, as JSON's keys are; true, 1 and null
+// are not.
+func isStringKey(key []byte) bool {
+	_, isString := resolvePlain(nil, key)
+	return isString
 }
 
 // plainStart is whether text may start a plain scalar: not with an indicator; "-" only when a
@@ -366,13 +375,8 @@ func flow(out, text []byte, depth int) ([]byte, int, bool) {
 			if key, i, ok = flowKey(text, i); !ok {
 				return out, 0, false
 			}
-			if len(keys) == maxYAMLKeys {
+			if !newKey(keys, key) {
 				return out, 0, false
-			}
-			for _, k := range keys {
-				if bytes.Equal(k, key) {
-					return out, 0, false
-				}
 			}
 			keys = append(keys, key)
 			out = appendJSONString(out, key)
@@ -430,8 +434,7 @@ func flowKey(text []byte, i int) ([]byte, int, bool) {
 	if n == 0 || n > maxYAMLKeyLen || i+n == len(text) || text[i+n] != ':' {
 		return nil, 0, false // {a} and {a, b: c} hold keys without values: the general way
 	}
-	key = bytes.TrimRight(text[i:i+n], " ")
-	if v, isString := resolvePlain(nil, key); !isString || v != nil {
+	if key = bytes.TrimRight(text[i:i+n], " "); !isStringKey(key) {
 		return nil, 0, false
 	}
 	return key, i + n + 1, true
@@ -562,12 +565,13 @@ func appendPlain(out, s []byte) ([]byte, bool) {
 	return v, true
 }
 
-// The plain scalars YAML 1.1 (as sigs.k8s.io/yaml reads it) takes for null and booleans.
-var (
-	yamlNull  = []string{"~", "null", "Null", "NULL"}
-	yamlTrue  = []string{"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}
-	yamlFalse = []string{"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}
-)
+// yamlWords are the plain scalars YAML 1.1 (as sigs.k8s.io/yaml reads it) takes for null and
+// booleans, and their JSON.
+var yamlWords = map[string]string{
+	"~": "null", "null": "null", "Null": "null", "NULL": "null",
+	"y": "true", "Y": "true", "yes": "true", "Yes": "true", "YES": "true", "true": "true", "True": "true", "TRUE": "true", "on": "true", "On": "true", "ON": "true",
+	"n": "false", "N": "false", "no": "false", "No": "false", "NO": "false", "false": "false", "False": "false", "FALSE": "false", "off": "false", "Off": "false", "OFF": "false",
+}
 
 // yamlFloat is YAML 1.1's float syntax, as the general way reads it.
 var yamlFloat = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
@@ -581,20 +585,8 @@ func resolvePlain(out, s []byte) (v []byte, isString bool) {
 	}
 	switch s[0] {
 	case '~', 'n', 'N', 'y', 'Y', 't', 'T', 'f', 'F', 'o', 'O':
-		for _, w := range yamlNull {
-			if string(s) == w {
-				return append(out, "null"...), false
-			}
-		}
-		for _, w := range yamlTrue {
-			if string(s) == w {
-				return append(out, "true"...), false
-			}
-		}
-		for _, w := range yamlFalse {
-			if string(s) == w {
-				return append(out, "false"...), false
-			}
+		if js, ok := yamlWords[string(s)]; ok {
+			return append(out, js...), false
 		}
 		return nil, true
 	case '<':
@@ -675,21 +667,10 @@ func isTimestamp(s string) bool {
 	return false
 }
 
-// appendJSONFloat appends f as encoding/json writes a float64.
+// appendJSONFloat appends f, finite, as encoding/json writes it (and sigsyaml with it).
 func appendJSONFloat(out []byte, f float64) []byte {
-	format := byte('f')
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	out = strconv.AppendFloat(out, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 to e-9
-		if n := len(out); n >= 4 && out[n-4] == 'e' && out[n-3] == '-' && out[n-2] == '0' {
-			out[n-2] = out[n-1]
-			out = out[:n-1]
-		}
-	}
-	return out
+	js, _ := json.Marshal(f) // cannot fail on a finite float; floats are rare in manifests
+	return append(out, js...)
 }
 
 // appendJSONString appends s, valid UTF-8, as a JSON string.

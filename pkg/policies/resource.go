@@ -20,7 +20,6 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/portcullis-dev/portcullis/internal/jsonscan"
-
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
 

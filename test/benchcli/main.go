@@ -140,14 +140,13 @@ func run(root string, n, runs int, format, which, opa string) error {
 			fmt.Printf("    %-10s wall %.3f s  cpu %.3f s  peak RSS %.0f MiB\n", e.name, m.wall, m.cpu, m.rss)
 		}
 	}
+	wall, cpu, rss := func(m measure) float64 { return m.wall }, func(m measure) float64 { return m.cpu }, func(m measure) float64 { return m.rss }
 	for _, e := range engines {
-		fmt.Printf("median: %-10s wall %.3f s  cpu %.3f s  peak RSS %.0f MiB\n", e.name, e.median(func(m measure) float64 { return m.wall }),
-			e.median(func(m measure) float64 { return m.cpu }), e.median(func(m measure) float64 { return m.rss }))
+		fmt.Printf("median: %-10s wall %.3f s  cpu %.3f s  peak RSS %.0f MiB\n", e.name, e.median(wall), e.median(cpu), e.median(rss))
 	}
 	fmt.Printf("verdicts: %d failures of %d Pods", failures, n)
 	if len(engines) > 1 {
 		fmt.Printf(", the same from every engine\n")
-		wall := func(m measure) float64 { return m.wall }
 		for _, e := range engines[1:] {
 			fmt.Printf("%s wall / portcullis wall: %.2f×\n", e.name, e.median(wall)/engines[0].median(wall))
 		}
