@@ -230,6 +230,22 @@ func TestHostileTenant(t *testing.T) {
 			}
 		}
 	}
+	// 5. Connection flood: 6,000 connections, each made with one request and then held open
+	// idle, as a pod that can reach the webhook's port may. Meanwhile the API server's own
+	// reviews are still answered, and the server never holds more than --max-connections.
+	flood := openIdle(t, s, 6000)
+	fds := s.openFiles(t)
+	pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "during-flood", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/app:1"}}}}
+	if err := mallory.Create(ctx, pod, client.DryRunAll); err != nil {
+		t.Errorf("a Pod created during the connection flood: %v", err)
+	}
+	peaks = append(peaks, peak{fmt.Sprintf("%d connections made and left idle", flood.made), s.peakRSS(t)})
+	flood.close()
+	t.Logf("connection flood: %d of 6000 connections answered once and left idle, %d not answered within 5 s; the server had %d files open", flood.made, flood.failed, fds)
+	if limit := app.NewOptions().MaxConnections; fds > limit+100 {
+		t.Errorf("the server had %d files open under the connection flood, want at most --max-connections (%d) and its own", fds, limit)
+	}
 	for _, p := range peaks {
 		t.Logf("peak RSS, %s: %.1f MiB", p.phase, float64(p.rss)/(1<<20))
 		if p.rss >= deploymentMemoryLimit {
@@ -237,7 +253,7 @@ func TestHostileTenant(t *testing.T) {
 		}
 	}
 
-	// 5. SSRF: a Policy verifying every image, and Pods whose images point at an internal
+	// 6. SSRF: a Policy verifying every image, and Pods whose images point at an internal
 	// service and at the cloud metadata address. Nothing is dialled; the answer carries a fixed
 	// phrase, never the internal body.
 	var hits atomic.Int64
@@ -282,7 +298,7 @@ func TestHostileTenant(t *testing.T) {
 		t.Errorf("the internal server was reached %d times", n)
 	}
 
-	// 6. Secret probing. Another namespace's Secret: refused whether it exists or not, in the
+	// 7. Secret probing. Another namespace's Secret: refused whether it exists or not, in the
 	// same words. Its own namespace's: a private key and a missing Secret read the same.
 	if err := e2e.client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "real", Namespace: "kube-system"},
 		StringData: map[string]string{"cosign.pub": pub}}); err != nil {
@@ -347,6 +363,82 @@ func dialTLS(t *testing.T, s *attackServer) net.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// idleFlood is connections left open after one request each (the server may close them).
+type idleFlood struct {
+	conns        []net.Conn
+	made, failed int
+}
+
+func (f *idleFlood) close() {
+	for _, c := range f.conns {
+		_ = c.Close()
+	}
+}
+
+// openIdle opens n connections, 64 at a time, each of which sends one request, reads the answer
+// and stays open: idle, kept alive. A connection the server does not take within 5 s counts as
+// failed.
+func openIdle(t *testing.T, s *attackServer, n int) *idleFlood {
+	t.Helper()
+	f := &idleFlood{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan struct{})
+	for range 64 {
+		wg.Go(func() {
+			for range work {
+				conn, err := idleConn(s.url)
+				mu.Lock()
+				if err != nil {
+					f.failed++
+				} else {
+					f.made++
+					f.conns = append(f.conns, conn)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for range n {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	return f
+}
+
+func idleConn(url string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", strings.TrimPrefix(url, "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", app.ValidatePath); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// openFiles counts the server's open file descriptors: its connections and its own files.
+func (s *attackServer) openFiles(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
 
 // openStalled opens n connections that announce size bytes and send all but the last.

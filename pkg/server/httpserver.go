@@ -32,6 +32,10 @@ type WebhookServerOptions struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers.
 	MaxHeaderBytes int
+	// MaxConnections bounds the connections open at once (0: no bound). At the bound, the
+	// connection idle the longest is closed to make room; when none is idle, new connections
+	// wait to be accepted.
+	MaxConnections int
 	// LameDuck is how long the server keeps accepting once told to stop, while its readiness
 	// says it is stopping, so that endpoints drop it before it refuses connections.
 	LameDuck time.Duration
@@ -47,6 +51,7 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 	WriteTimeout:      35 * time.Second,
 	IdleTimeout:       90 * time.Second, // the API server's keep-alive
 	MaxHeaderBytes:    64 << 10,
+	MaxConnections:    512,
 	LameDuck:          5 * time.Second,
 	ShutdownTimeout:   30 * time.Second,
 }
@@ -61,6 +66,7 @@ type WebhookServer struct {
 	mux      *http.ServeMux
 	started  atomic.Bool // listening, with a certificate
 	stopping atomic.Bool // in its lame-duck period or after
+	limit    atomic.Pointer[connLimit]
 }
 
 var _ webhook.Server = (*WebhookServer)(nil)
@@ -132,6 +138,11 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 		// A review's context is not the process's: stopping does not cancel reviews in flight.
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
+	if o.MaxConnections > 0 {
+		lim := newConnLimit(l, o.MaxConnections)
+		s.limit.Store(lim)
+		l, srv.ConnState = lim, lim.track
+	}
 	s.started.Store(true)
 	log.FromContext(ctx).Info("serving webhooks", "address", l.Addr().String())
 
@@ -157,6 +168,16 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	}
 	<-done
 	return nil
+}
+
+// Connections returns the connections open, and the idle ones closed to make room for new ones
+// under MaxConnections; both 0 while the server does not serve or has no bound.
+func (s *WebhookServer) Connections() (open int, idleClosed uint64) {
+	lim := s.limit.Load()
+	if lim == nil {
+		return 0, 0
+	}
+	return lim.open(), lim.idleClosed()
 }
 
 // ReadyChecker is ready while the server listens and is not stopping: in its lame-duck period

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
+	"github.com/portcullis-dev/portcullis/pkg/server"
 	"github.com/portcullis-dev/portcullis/pkg/source"
 	"github.com/portcullis-dev/portcullis/pkg/verify"
 )
@@ -58,6 +59,8 @@ type Options struct {
 	// half of it.
 	ReviewMemory      resource.Quantity
 	ReviewReadTimeout time.Duration
+	// MaxConnections bounds the webhook server's open connections.
+	MaxConnections int
 	// ClientCAFile, when set, requires the API server to present a client certificate signed by
 	// this CA (its AdmissionConfiguration kubeConfigFile).
 	ClientCAFile string
@@ -122,6 +125,7 @@ func NewOptions() *Options {
 		EvaluationTimeout:    3 * time.Second,
 		ReviewMemory:         resource.MustParse("64Mi"),
 		ReviewReadTimeout:    10 * time.Second,
+		MaxConnections:       server.DefaultWebhookServerOptions.MaxConnections,
 		MemoryLimitRatio:     0.9,
 		VerifyTimeout:        2 * time.Second,
 		MaxExceptionLifetime: 90 * 24 * time.Hour,
@@ -167,6 +171,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", o.EvaluationTimeout, "deadline of one evaluation; keep it below the webhook configurations' timeoutSeconds")
 	fs.Var(quantityValue{&o.ReviewMemory}, "max-review-memory", "estimated memory the reviews in flight may hold; one review may take half, a larger one is refused, and a review that cannot get its share before --evaluation-timeout gets 429 (see docs/security.md)")
 	fs.DurationVar(&o.ReviewReadTimeout, "review-read-timeout", o.ReviewReadTimeout, "deadline for reading a whole review, headers and body: a client that stalls is cut off")
+	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "connections the webhook server holds open at once, about 20 KiB each; at the bound the longest-idle one is closed to make room, and new ones wait to be accepted (see docs/security.md)")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "PEM CA bundle: require the API server to authenticate with a client certificate signed by it (see docs/security.md)")
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio, "unless GOMEMLIMIT is set, the Go runtime's soft memory limit as a share of the container's cgroup memory limit (0 disables)")
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
@@ -243,6 +248,9 @@ func (o *Options) validateServing(v *flagErrors) {
 	}
 	if o.ReviewMemory.Value() < 8<<20 {
 		bad("max-review-memory", o.ReviewMemory.String(), "must be at least 8Mi")
+	}
+	if o.MaxConnections < 16 {
+		bad("max-connections", o.MaxConnections, "must be at least 16")
 	}
 	if o.ReviewReadTimeout < time.Second {
 		bad("review-read-timeout", o.ReviewReadTimeout, "must be at least 1s")

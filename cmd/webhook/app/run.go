@@ -110,6 +110,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	}
 	m := metrics.New(reg)
 	metrics.WatchCertificate(reg, whServer.Options.TLSConfig.GetCertificate)
+	metrics.WatchConnections(reg, whServer.Connections)
 	compiler, refresher, err := buildCompiler(o, m, mgr.GetAPIReader())
 	if err != nil {
 		return nil, nil, err
@@ -201,6 +202,7 @@ func buildWebhookServer(o *Options, src *certs.Source) (*server.WebhookServer, *
 	so := server.DefaultWebhookServerOptions
 	so.Host, so.Port, so.TLSConfig = o.WebhookHost, o.WebhookPort, cfg
 	so.ReadTimeout, so.ShutdownTimeout, so.LameDuck = o.ReviewReadTimeout, o.ShutdownTimeout, o.LameDuck
+	so.MaxConnections = o.MaxConnections
 	return server.NewWebhookServer(so), watcher, nil
 }
 

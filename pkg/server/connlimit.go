@@ -1,0 +1,132 @@
+package server
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// connLimit bounds the connections a server holds open, and so their memory: each costs about
+// 20 KiB (TLS state, buffers, a goroutine) for as long as it is open, whoever opened it, and the
+// webhook's port may be reachable from any Pod. Each connection accepted takes a slot, and gives
+// it back when it closes. When every slot is taken, the listener closes the connection that has
+// been idle (kept alive between requests) the longest, so that clients holding connections idle
+// cannot keep the API server's reviews out; when none is idle, it waits for a slot, holding the
+// one connection it accepted, and the next ones wait in the kernel's accept queue, which costs
+// the process nothing. An idle connection closed this way is closed at the TCP level, without a TLS alert,
+// so that a client that does not read cannot stall Accept.
+type connLimit struct {
+	net.Listener
+	slots     chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	idleClose atomic.Uint64
+
+	mu     sync.Mutex
+	idle   map[net.Conn]time.Time // the raw connections now idle, and since when
+	turned chan struct{}          // signalled when a connection turns idle
+}
+
+func newConnLimit(l net.Listener, n int) *connLimit {
+	return &connLimit{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}),
+		idle: make(map[net.Conn]time.Time), turned: make(chan struct{}, 1)}
+}
+
+// Accept accepts a connection, then finds it a slot: a free one, or the one of the connection
+// idle the longest, closed; when none is idle, it waits, holding that one connection.
+func (l *connLimit) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		select {
+		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, l: l}, nil
+		default:
+		}
+		if l.closeIdlest() {
+			continue // its Close gave its slot back
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, l: l}, nil
+		case <-l.turned: // a connection turned idle: close it
+		case <-l.done:
+			_ = c.Close()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// Close stops Accept and closes the listener.
+func (l *connLimit) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// open is the number of connections open.
+func (l *connLimit) open() int { return len(l.slots) }
+
+// idleClosed is the number of idle connections closed to make room.
+func (l *connLimit) idleClosed() uint64 { return l.idleClose.Load() }
+
+// track is the server's ConnState hook: it keeps the set of idle connections.
+func (l *connLimit) track(c net.Conn, state http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if state != http.StateIdle {
+		delete(l.idle, c)
+		return
+	}
+	l.idle[c] = time.Now()
+	select {
+	case l.turned <- struct{}{}:
+	default:
+	}
+}
+
+// closeIdlest closes the connection idle the longest, if any. A request that arrives on it at
+// that moment fails as if the idle timeout had closed it, which clients retry.
+func (l *connLimit) closeIdlest() bool {
+	l.mu.Lock()
+	var oldest net.Conn
+	var since time.Time
+	for c, t := range l.idle {
+		if oldest == nil || t.Before(since) {
+			oldest, since = c, t
+		}
+	}
+	delete(l.idle, oldest)
+	l.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	l.idleClose.Add(1)
+	_ = oldest.Close()
+	return true
+}
+
+// limitedConn gives its slot back once, when it is first closed.
+type limitedConn struct {
+	net.Conn
+	l    *connLimit
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.idle, c)
+		c.l.mu.Unlock()
+		<-c.l.slots
+	})
+	return err
+}

@@ -1,0 +1,179 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/portcullis-dev/portcullis/pkg/metrics"
+)
+
+// limitedServer serves /fast with at most max connections open; a connection that sends nothing
+// is cut off after a second.
+func limitedServer(t *testing.T, max int) (*WebhookServer, string) {
+	t.Helper()
+	cert := testServingCert(t)
+	o := DefaultWebhookServerOptions
+	o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }}
+	o.MaxConnections, o.ReadHeaderTimeout, o.LameDuck, o.ShutdownTimeout = max, time.Second, 0, time.Second
+	s := NewWebhookServer(o)
+	s.Register("/fast", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "answered") }))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("serving: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the server did not stop")
+		}
+	})
+	return s, l.Addr().String()
+}
+
+// keptAlive is a TLS connection that made one request and reads the answer; it is then idle.
+func keptAlive(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := request(c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func request(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
+	if _, err := fmt.Fprint(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "answered" {
+		return fmt.Errorf("answer %q: %w", body, err)
+	}
+	return nil
+}
+
+// closed reports whether the server closed c: a read ends at EOF or a reset rather than at a
+// short deadline.
+func closed(c net.Conn, wait time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return err != nil && (!errors.As(err, &ne) || !ne.Timeout())
+}
+
+// TestConnectionLimitClosesTheLongestIdle: at the bound, a new client is served by closing the
+// connection idle the longest, and only that one.
+func TestConnectionLimitClosesTheLongestIdle(t *testing.T) {
+	s, addr := limitedServer(t, 3)
+	reg := prometheus.NewRegistry()
+	metrics.WatchConnections(reg, s.Connections)
+	var idle []net.Conn
+	for range 3 {
+		idle = append(idle, keptAlive(t, addr))
+		time.Sleep(20 * time.Millisecond) // distinct idle times
+	}
+	if open, _ := s.Connections(); open != 3 {
+		t.Fatalf("%d connections open, want 3", open)
+	}
+	keptAlive(t, addr) // served: a slot was made
+	if !closed(idle[0], 2*time.Second) {
+		t.Error("the longest-idle connection is still open")
+	}
+	for i, c := range idle[1:] {
+		if closed(c, 100*time.Millisecond) {
+			t.Errorf("idle connection %d was closed too", i+2)
+		}
+	}
+	// Closing it gave its slot back: still at most 3, and one closed to make room.
+	want := `
+# HELP portcullis_webhook_connections Connections the webhook server holds open (at most --max-connections).
+# TYPE portcullis_webhook_connections gauge
+portcullis_webhook_connections 3
+# HELP portcullis_webhook_idle_connections_closed_total Idle kept-alive connections the webhook server closed to make room for new ones at --max-connections.
+# TYPE portcullis_webhook_idle_connections_closed_total counter
+portcullis_webhook_idle_connections_closed_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	// The connections that stayed still serve.
+	for _, c := range idle[1:] {
+		if err := request(c); err != nil {
+			t.Errorf("a kept connection: %v", err)
+		}
+	}
+}
+
+// TestConnectionLimitWaitsForBusyConnections: connections that are not idle (here, ones that
+// never finish their TLS handshake) are not closed to make room; a new client waits until the
+// server cuts them off, and is then served.
+func TestConnectionLimitWaitsForBusyConnections(t *testing.T) {
+	s, addr := limitedServer(t, 2)
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	time.Sleep(100 * time.Millisecond) // both accepted
+	if open, _ := s.Connections(); open != 2 {
+		t.Fatalf("%d connections open, want 2", open)
+	}
+	// Not accepted while both hold their slots (for a second): the handshake cannot finish.
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 400 * time.Millisecond}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+	if err == nil {
+		_ = conn.Close()
+		t.Fatal("a third connection was served while two held the server's two slots")
+	}
+	// The server cuts the stalled handshakes off after a second; a new client is then served.
+	deadline := time.Now().Add(10 * time.Second)
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	for {
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+		if err == nil {
+			err = request(c)
+			_ = c.Close()
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no client was served after the stalled connections were cut off: %v", err)
+		}
+	}
+	if _, idleClosed := s.Connections(); idleClosed != 0 {
+		t.Errorf("%d connections closed as idle, want none: none was idle", idleClosed)
+	}
+}
