@@ -26,13 +26,13 @@ type connLimit struct {
 	idleClose atomic.Uint64
 
 	mu     sync.Mutex
-	idle   map[net.Conn]time.Time // the raw connections now idle, and since when
-	turned chan struct{}          // signalled when a connection turns idle
+	idle   map[*limitedConn]time.Time // the connections now idle, and since when
+	turned chan struct{}              // signalled when a connection turns idle
 }
 
 func newConnLimit(l net.Listener, n int) *connLimit {
 	return &connLimit{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}),
-		idle: make(map[net.Conn]time.Time), turned: make(chan struct{}, 1)}
+		idle: make(map[*limitedConn]time.Time), turned: make(chan struct{}, 1)}
 }
 
 // Accept accepts a connection, then finds it a slot: a free one, or the one of the connection
@@ -79,27 +79,32 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if state != http.StateIdle {
-		delete(l.idle, c)
+		delete(l.idle, lc)
 		return
 	}
-	l.idle[c] = time.Now()
+	l.idle[lc] = time.Now()
 	select {
 	case l.turned <- struct{}{}:
 	default:
 	}
 }
 
-// closeIdlest closes the connection idle the longest, if any. A request that arrives on it at
-// that moment fails as if the idle timeout had closed it, which clients retry.
+// closeIdlest closes the connection idle the longest, if any, passing over those on which the
+// client's next request has already arrived. A request that arrives on it at that moment fails
+// as if the idle timeout had closed it.
 func (l *connLimit) closeIdlest() bool {
 	l.mu.Lock()
-	var oldest net.Conn
+	var oldest *limitedConn
 	var since time.Time
 	for c, t := range l.idle {
-		if oldest == nil || t.Before(since) {
+		if (oldest == nil || t.Before(since)) && !pendingInput(c.Conn) {
 			oldest, since = c, t
 		}
 	}

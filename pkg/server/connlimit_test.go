@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,47 @@ func TestConnectionLimitWaitsForBusyConnections(t *testing.T) {
 	}
 	if _, idleClosed := s.Connections(); idleClosed != 0 {
 		t.Errorf("%d connections closed as idle, want none: none was idle", idleClosed)
+	}
+}
+
+// TestPendingInput: a connection with unread bytes is told from one without, so that the limit
+// never closes a connection whose next request has arrived.
+func TestPendingInput(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("told only on Linux")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.Close() }()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = server.Close() }()
+	if pendingInput(server) {
+		t.Error("pending input on a connection nothing was sent on")
+	}
+	if _, err := client.Write([]byte("POST")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !pendingInput(server) {
+		if time.Now().After(deadline) {
+			t.Fatal("4 bytes sent, no pending input seen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := io.ReadFull(server, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if pendingInput(server) {
+		t.Error("pending input after every byte was read")
 	}
 }

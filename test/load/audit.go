@@ -43,6 +43,14 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	if err := createPods(ctx, h.c.Config, filepath.Join(root, "pkg", "policies", "testdata", "bench", "pod.json"), n); err != nil {
 		return err
 	}
+	if pinCPUs {
+		unpin, err := pinSplit()
+		if err != nil {
+			return err
+		}
+		defer func() { _ = unpin() }()
+		fmt.Println("==> pinned: etcd and kube-apiserver on CPU 0; the server (GOMAXPROCS 1) and the load generator on CPU 1")
+	}
 	fmt.Printf("==> starting the server: its first audit scan judges the %d Pods\n", n)
 	logFile, err := os.OpenFile(h.log, os.O_APPEND|os.O_WRONLY, 0o600) //nolint:gosec // the harness's own log
 	if err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -110,7 +112,7 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	fmt.Printf("| highest RSS, first half / second half | %.1f / %.1f MiB (%+.1f) |\n", firstHalf, secondHalf, secondHalf-firstHalf)
 	fmt.Printf("| anonymous RSS (heap, stacks; not the binary's pages): min / max / last | %.1f / %.1f / %.1f MiB |\n", slices.Min(anon), slices.Max(anon), anon[len(anon)-1])
 	if m.Success < 1 {
-		return fmt.Errorf("%.2f%% of the reviews failed: %v", (1-m.Success)*100, m.Errors)
+		return fmt.Errorf("%.2f%% of the reviews failed: %s", (1-m.Success)*100, errorSummary(m.Errors))
 	}
 	return nil
 }
@@ -161,4 +163,24 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// errorSummary is the distinct errors, addresses left out, each with its count, the most common
+// first, at most five.
+func errorSummary(errs []string) string {
+	addr := regexp.MustCompile(`127\.0\.0\.1:\d+`)
+	counts := map[string]int{}
+	for _, e := range errs {
+		counts[addr.ReplaceAllString(e, "127.0.0.1")]++
+	}
+	distinct := slices.SortedFunc(maps.Keys(counts), func(a, b string) int { return counts[b] - counts[a] })
+	var b strings.Builder
+	for i, e := range distinct {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(distinct)-5)
+			break
+		}
+		fmt.Fprintf(&b, "; %d × %s", counts[e], e)
+	}
+	return strings.TrimPrefix(b.String(), "; ")
 }
