@@ -280,10 +280,12 @@ func reviewTarget(port int, body []byte) vegeta.Target {
 		Header: http.Header{"Content-Type": []string{"application/json"}}}
 }
 
-// attacker is the API server's side of the load: HTTP/1.1 with keep-alive over TLS. An Attacker
-// runs one attack.
+// attacker is the API server's side of the load: HTTP/1.1 with keep-alive over TLS, at most 600
+// connections (one API server's default --max-requests-inflight and
+// --max-mutating-requests-inflight together bound its reviews in flight so). An Attacker runs
+// one attack.
 func attacker() *vegeta.Attacker {
-	return vegeta.NewAttacker(vegeta.HTTP2(false), vegeta.KeepAlive(true), vegeta.Connections(64),
+	return vegeta.NewAttacker(vegeta.HTTP2(false), vegeta.KeepAlive(true), vegeta.Connections(64), vegeta.MaxConnections(600),
 		vegeta.TLSConfig(&tls.Config{InsecureSkipVerify: true}), vegeta.Timeout(10*time.Second)) //nolint:gosec // loopback benchmark
 }
 
