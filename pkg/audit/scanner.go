@@ -196,7 +196,9 @@ func (s *Scanner) scanScope(ctx context.Context, engine *policies.Engine, sc int
 				pace.judged(ctx, time.Since(start))
 			}
 			// Between two objects, a review waiting for a processor gets this one: the scan
-			// holds it for one object (about 0.1 ms), not until the scheduler preempts it.
+			// holds it for one object (about 0.1 ms), not until the scheduler preempts it. (A
+			// review still waiting on the network is found when the pacer next sleeps: within
+			// about pacerBurst of work.)
 			runtime.Gosched()
 			return err
 		}, func(d time.Duration) { pace.judged(ctx, d) })

@@ -16,8 +16,8 @@ import (
 // been idle (kept alive between requests) the longest, so that clients holding connections idle
 // cannot keep the API server's reviews out; when none is idle, it waits for a slot, holding the
 // one connection it accepted, and the next ones wait in the kernel's accept queue, which costs
-// the process nothing. An idle connection closed this way is closed at the TCP level, without a TLS alert,
-// so that a client that does not read cannot stall Accept.
+// the process nothing. An idle connection is closed at the TCP level, without a TLS alert, so
+// that a client that does not read cannot stall Accept.
 type connLimit struct {
 	net.Listener
 	slots     chan struct{}

@@ -64,6 +64,17 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	if h.srv, err = cluster.StartProcess(h.bin, logFile, h.args...); err != nil {
 		return err
 	}
+	if pinCPUs {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.srv.Pid()))
+		if err != nil {
+			return err
+		}
+		for line := range strings.SplitSeq(string(status), "\n") {
+			if cpus, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+				fmt.Printf("    the server may run on CPU %s\n", strings.TrimSpace(cpus))
+			}
+		}
+	}
 	scan, err := waitScan(h.log, mark, n, 30*time.Minute)
 	if err != nil {
 		return err
