@@ -19,7 +19,8 @@ import (
 const DefaultPageSize = 500
 
 // Lister reads every object of a resource a page at a time (chunked LIST), as raw JSON: what is
-// held at once is one page, whatever the size of the cluster.
+// held at once is two pages (the one being judged, and the next, read meanwhile), whatever the
+// size of the cluster.
 type Lister struct {
 	// Client is an unversioned REST client of the API server (rest.UnversionedRESTClientFor).
 	Client   rest.Interface
@@ -28,29 +29,28 @@ type Lister struct {
 
 // List calls each with every object of r in namespace ("" for every namespace, and for a
 // cluster-scoped resource), a page at a time, and returns the resource version the list was
-// read at. An error from each stops the list. spent, when not nil, is told how long reading each
-// page took once it had arrived (the work of this process, not the API server's), before its
-// objects are passed on: the scan's pacer counts it.
+// read at. An error from each stops the list. The next page is asked for as soon as a page has
+// been read, so that the API server's time serving it overlaps the judging of this one rather
+// than adding to it: the scan never waits for a page it could have had. spent, when not nil, is
+// told how long reading each page took once it had arrived (the work of this process, not the
+// API server's), before its objects are passed on: the scan's pacer counts it.
 func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace string, each func(raw []byte) error, spent func(time.Duration)) (string, error) {
-	size := l.PageSize
-	if size <= 0 {
-		size = DefaultPageSize
-	}
-	p := resourcePath(r, namespace)
-	token, rv := "", ""
+	ctx, cancel := context.WithCancel(ctx) // an error from each stops the page being read ahead
+	defer cancel()
+	next := l.page(ctx, r, namespace, "")
+	rv := ""
 	for {
-		req := l.Client.Get().AbsPath(p).Param("limit", strconv.FormatInt(size, 10))
-		if token != "" {
-			req = req.Param("continue", token)
-		}
-		body, err := req.Do(ctx).Raw()
-		if err != nil {
-			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), explain(err))
+		pg := <-next
+		if pg.err != nil {
+			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), explain(pg.err))
 		}
 		start := time.Now()
-		meta, items, err := splitPage(body)
+		meta, items, err := splitPage(pg.body)
 		if err != nil {
 			return "", fmt.Errorf("listing %s: reading the response: %w", r.GroupResource(), err)
+		}
+		if meta.Continue != "" {
+			next = l.page(ctx, r, namespace, meta.Continue)
 		}
 		if spent != nil {
 			spent(time.Since(start))
@@ -63,10 +63,34 @@ func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace strin
 				return "", err
 			}
 		}
-		if token = meta.Continue; token == "" {
+		if meta.Continue == "" {
 			return rv, nil
 		}
 	}
+}
+
+// page is one LIST response, or why there is none.
+type page struct {
+	body []byte
+	err  error
+}
+
+// page asks for the page of r after token ("" for the first), and delivers it when it arrives.
+func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, token string) <-chan page {
+	size := l.PageSize
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	req := l.Client.Get().AbsPath(resourcePath(r, namespace)).Param("limit", strconv.FormatInt(size, 10))
+	if token != "" {
+		req = req.Param("continue", token)
+	}
+	out := make(chan page, 1) // never blocks the reader, whether or not anyone takes the page
+	go func() {
+		body, err := req.Do(ctx).Raw()
+		out <- page{body, err}
+	}()
+	return out
 }
 
 // Get reads one object of r.

@@ -61,6 +61,7 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	if auditCPU != "" {
 		h.args = append(h.args, "--audit-cpu="+auditCPU)
 	}
+	h.args = append(h.args, fmt.Sprintf("--audit-page-size=%d", auditPageSize))
 	if h.srv, err = cluster.StartProcess(h.bin, logFile, h.args...); err != nil {
 		return err
 	}
@@ -127,7 +128,7 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	return nil
 }
 
-// listFor lists every Pod for d, a page at a time as the scan does (uncompressed, 500 a page),
+// listFor lists every Pod for d, a page at a time as the scan does (uncompressed, as many a page),
 // at most pace objects a second, and drops them; it returns how many it read.
 func listFor(ctx context.Context, cfg *rest.Config, d time.Duration, pace float64) int {
 	rc := rest.CopyConfig(cfg)
@@ -140,7 +141,7 @@ func listFor(ctx context.Context, cfg *rest.Config, d time.Duration, pace float6
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	lister := &audit.Lister{Client: raw}
+	lister := &audit.Lister{Client: raw, PageSize: auditPageSize}
 	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
 	start, listed := time.Now(), 0
 	for ctx.Err() == nil {

@@ -26,18 +26,20 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
+	"github.com/portcullis-dev/portcullis/pkg/audit"
 	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
 var (
-	metricsAddr  = "0" // set by -metrics-addr; tests keep the default
-	tenantRate   int
-	auditObjects int
-	auditCPU     string
-	creates      int
-	rounds       int
-	soakFor      time.Duration
-	pinCPUs      bool
+	metricsAddr   = "0" // set by -metrics-addr; tests keep the default
+	tenantRate    int
+	auditObjects  int
+	auditCPU      string
+	creates       int
+	rounds        int
+	soakFor       time.Duration
+	pinCPUs       bool
+	auditPageSize int64 = audit.DefaultPageSize // set by -audit-page-size
 )
 
 type result struct {
@@ -58,6 +60,7 @@ func main() {
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
 	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
+	flag.Int64Var(&auditPageSize, "audit-page-size", auditPageSize, "with -audit-objects: the server's --audit-page-size, and the listing control's page")
 	flag.BoolVar(&pinCPUs, "pin", false, "with -audit-objects: the control plane on CPU 0, the server and the load generator on CPU 1, so that the API server's work does not share the replica's core (needs 2 CPUs)")
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")

@@ -49,7 +49,7 @@ func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&a.MaxResults, "report-max-results", a.MaxResults, "the most results one report lists (its summary counts them all); reports also stay under 1 MiB")
 	fs.Float64Var(&a.CPU, "audit-cpu", a.CPU, "the share of one core the audit may spend reading pages and judging objects, so that admission comes first (0: unbounded)")
 	fs.BoolVar(&a.ScaleOut, "audit-scale-out", a.ScaleOut, "share the audit between every live replica by namespace (membership from Leases), rather than run it on the leader alone")
-	fs.Int64Var(&a.PageSize, "audit-page-size", a.PageSize, "objects read per LIST call: what the audit holds at once")
+	fs.Int64Var(&a.PageSize, "audit-page-size", a.PageSize, "objects read per LIST call; the audit holds two pages at once (the one it judges, and the next, read meanwhile)")
 }
 
 func (a *AuditOptions) validate(v *flagErrors) {

@@ -54,7 +54,8 @@ func buildManager(cfg *rest.Config, o *Options, whServer *server.WebhookServer) 
 	}
 	if o.Profiling {
 		metricsOpts.ExtraHandlers = map[string]http.Handler{"/debug/pprof/": http.HandlerFunc(pprof.Index),
-			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile), "/debug/pprof/heap": pprof.Handler("heap")}
+			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile), "/debug/pprof/heap": pprof.Handler("heap"),
+			"/debug/pprof/trace": http.HandlerFunc(pprof.Trace)}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
