@@ -113,7 +113,7 @@ func TestListStopsAtAnError(t *testing.T) {
 // read of a whole page holds the processor.
 func TestListCountsTheReadingInPieces(t *testing.T) {
 	pad := strings.Repeat("x", 100<<10)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"metadata":{"resourceVersion":"1"},"items":[{"a":%q},{"b":%q},{"c":%q}]}`, pad, pad, pad)
 	}))

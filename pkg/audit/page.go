@@ -176,14 +176,8 @@ func eachElement(b []byte, i int, fn func(elem []byte) error) (int, error) {
 		}
 	}
 }
-var errSyntax = errors.New("not JSON")
 
-func orSyntax(err error) error {
-	if err == nil {
-		return errSyntax
-	}
-	return err
-}
+var errSyntax = errors.New("not JSON")
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {

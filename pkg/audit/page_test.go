@@ -105,7 +105,7 @@ func TestPageItemsAreSplitAsTheyAreJudged(t *testing.T) {
 	}
 	stop := errors.New("stop")
 	calls := 0
-	if err := items.each(body, func([]byte) error { calls++; return stop }); err != stop || calls != 1 {
+	if err := items.each(body, func([]byte) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("an error from the caller: %d calls, %v; want 1 call, and the caller's error", calls, err)
 	}
 }
