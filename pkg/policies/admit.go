@@ -48,6 +48,9 @@ func (e *Engine) Admit(ctx context.Context, req *Request, raw []byte, d *Decoder
 		}
 		validate.Object, a.Object, a.Mutated = res, res, true
 	}
-	a.Results = append(m.Results, e.Evaluate(ctx, &validate)...)
+	a.Results = e.Evaluate(ctx, &validate)
+	if len(m.Results) > 0 { // appended to the mutations' only when there are some: a copy of every result otherwise
+		a.Results = append(m.Results, a.Results...)
+	}
 	return a, nil
 }
