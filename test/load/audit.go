@@ -62,7 +62,12 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		h.args = append(h.args, "--audit-cpu="+auditCPU)
 	}
 	h.args = append(h.args, fmt.Sprintf("--audit-page-size=%d", auditPageSize))
-	if h.srv, err = cluster.StartProcess(h.bin, logFile, h.args...); err != nil {
+	var env []string
+	if serverGOGC != "" {
+		env = append(env, "GOGC="+serverGOGC)
+		fmt.Printf("    the server runs with GOGC=%s\n", serverGOGC)
+	}
+	if h.srv, err = cluster.StartProcessEnv(h.bin, logFile, env, h.args...); err != nil {
 		return err
 	}
 	if pinCPUs {

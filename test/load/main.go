@@ -35,6 +35,7 @@ var (
 	tenantRate    int
 	auditObjects  int
 	auditCPU      string
+	serverGOGC    string
 	creates       int
 	rounds        int
 	soakFor       time.Duration
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
 	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
 	flag.Int64Var(&auditPageSize, "audit-page-size", auditPageSize, "with -audit-objects: the server's --audit-page-size, and the listing control's page")
+	flag.StringVar(&serverGOGC, "server-gogc", "", "with -audit-objects: GOGC for the server (empty: the runtime's default, 100), to measure what memory buys admission during a scan")
 	flag.BoolVar(&pinCPUs, "pin", false, "with -audit-objects: the control plane on CPU 0, the server and the load generator on CPU 1, so that the API server's work does not share the replica's core (needs 2 CPUs)")
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
