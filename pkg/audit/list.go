@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,41 +29,39 @@ type Lister struct {
 
 // List calls each with every object of r in namespace ("" for every namespace, and for a
 // cluster-scoped resource), a page at a time, and returns the resource version the list was
-// read at. An error from each stops the list. The next page is asked for as soon as a page's
-// metadata has been read, so that the API server's time serving it overlaps the judging of this
-// one rather than adding to it: the scan never waits for a page it could have had.
-//
-// spent, when not nil, is told of the work of reading the pages (this process's, not the API
-// server's), a piece at a time, and may pause it: the scan's pacer counts it. It is called from
-// the goroutine that reads the next page, while each runs.
+// read at. An error from each stops the list. The next page is asked for as soon as a page has
+// been read, so that the API server's time serving it overlaps the judging of this one rather
+// than adding to it: the scan never waits for a page it could have had. spent, when not nil, is
+// told how long reading each page took once it had arrived (the work of this process, not the
+// API server's), before its objects are passed on: the scan's pacer counts it.
 func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace string, each func(raw []byte) error, spent func(time.Duration)) (string, error) {
 	ctx, cancel := context.WithCancel(ctx) // an error from each stops the page being read ahead
 	defer cancel()
-	if spent == nil {
-		spent = func(time.Duration) {}
-	}
-	next := l.page(ctx, r, namespace, "", 0, spent)
+	next := l.page(ctx, r, namespace, "")
 	rv := ""
 	for {
 		pg := <-next
 		if pg.err != nil {
 			return "", fmt.Errorf("listing %s: %w", r.GroupResource(), explain(pg.err))
 		}
+		start := time.Now()
 		meta, items, err := splitPage(pg.body)
 		if err != nil {
 			return "", fmt.Errorf("listing %s: reading the response: %w", r.GroupResource(), err)
 		}
 		if meta.Continue != "" {
-			next = l.page(ctx, r, namespace, meta.Continue, len(pg.body), spent)
+			next = l.page(ctx, r, namespace, meta.Continue)
+		}
+		if spent != nil {
+			spent(time.Since(start))
 		}
 		if rv == "" {
 			rv = meta.ResourceVersion // the first page's: the snapshot the list reads
 		}
-		var stopped error // each's, which is returned as it is
-		if err := items.each(pg.body, func(raw []byte) error { stopped = each(raw); return stopped }); stopped != nil {
-			return "", stopped
-		} else if err != nil {
-			return "", fmt.Errorf("listing %s: reading the response: %w", r.GroupResource(), err)
+		for _, item := range items {
+			if err := each(item); err != nil {
+				return "", err
+			}
 		}
 		if meta.Continue == "" {
 			return rv, nil
@@ -80,9 +75,8 @@ type page struct {
 	err  error
 }
 
-// page asks for the page of r after token ("" for the first), and delivers it when it has been
-// read. sizeHint is the size of the page before, which this one is likely to have.
-func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, token string, sizeHint int, spent func(time.Duration)) <-chan page {
+// page asks for the page of r after token ("" for the first), and delivers it when it arrives.
+func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, token string) <-chan page {
 	size := l.PageSize
 	if size <= 0 {
 		size = DefaultPageSize
@@ -93,47 +87,10 @@ func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, toke
 	}
 	out := make(chan page, 1) // never blocks the reader, whether or not anyone takes the page
 	go func() {
-		body, err := readPage(ctx, req, sizeHint, spent)
+		body, err := req.Do(ctx).Raw()
 		out <- page{body, err}
 	}()
 	return out
-}
-
-// Reading a page is paced as judging is: a piece of at most readChunk bytes at a time, each
-// counted at most readCost a byte. (How long a read took also counts the wait for the API server,
-// which is not this process's work; decrypting and copying a byte takes about a nanosecond.)
-const (
-	readChunk = 64 << 10
-	readCost  = 2 * time.Nanosecond
-)
-
-// readPage reads the response to req a piece at a time, telling spent of each, into a buffer of
-// the size the page is likely to have (read whole at once, a 3.5 MB page held the processor for
-// 10 ms, and growing its buffer as it came copied it twice over).
-func readPage(ctx context.Context, req *rest.Request, sizeHint int, spent func(time.Duration)) ([]byte, error) {
-	body, err := req.Stream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = body.Close() }()
-	buf := make([]byte, 0, max(sizeHint+sizeHint/8, readChunk))
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, cap(buf)/2)
-		}
-		start := time.Now()
-		n, err := body.Read(buf[len(buf):min(cap(buf), len(buf)+readChunk)])
-		buf = buf[:len(buf)+n]
-		spent(min(time.Since(start), time.Duration(n)*readCost))
-		switch {
-		case err == io.EOF:
-			return buf, nil
-		case err != nil:
-			return nil, err
-		}
-		// A review waiting for the processor gets it between two pieces.
-		runtime.Gosched()
-	}
 }
 
 // Get reads one object of r.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,40 +104,5 @@ func TestListStopsAtAnError(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := asked(); len(got) > 2 {
 		t.Errorf("pages asked for after the error: %q", got)
-	}
-}
-
-// TestListCountsTheReadingInPieces: a page is read a piece at a time, and spent is told of each,
-// at most what its bytes cost, so that the pacer holds the reading to the scan's share and no
-// read of a whole page holds the processor.
-func TestListCountsTheReadingInPieces(t *testing.T) {
-	pad := strings.Repeat("x", 100<<10)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = fmt.Fprintf(w, `{"metadata":{"resourceVersion":"1"},"items":[{"a":%q},{"b":%q},{"c":%q}]}`, pad, pad, pad)
-	}))
-	t.Cleanup(srv.Close)
-	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var pieces []time.Duration
-	objects := 0
-	_, err = (&Lister{Client: rc}).List(t.Context(), podsResource, "", func([]byte) error { objects++; return nil }, func(d time.Duration) {
-		mu.Lock()
-		defer mu.Unlock()
-		pieces = append(pieces, d)
-	})
-	if err != nil || objects != 3 {
-		t.Fatalf("%d objects, error %v; want 3 and none", objects, err)
-	}
-	if len(pieces) < (3*len(pad))/readChunk {
-		t.Errorf("a page of %d KiB counted in %d pieces, want at least %d", 3*len(pad)>>10, len(pieces), (3*len(pad))/readChunk)
-	}
-	for _, d := range pieces {
-		if d < 0 || d > readChunk*readCost {
-			t.Errorf("a piece counted as %s, want at most %s", d, readChunk*readCost)
-		}
 	}
 }

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -17,11 +16,9 @@ const pacerBurst = 2 * time.Millisecond
 // comes first. It is a token bucket of CPU time: credit accrues at share of the wall clock, at
 // most pacerBurst of it; each object judged (and each page read) spends its time; in debt of more
 // than a millisecond, the scan sleeps until the debt is paid. The time judging is measured on the
-// wall clock, which a busy machine only lengthens: the share is then smaller, never larger. The
-// goroutines that judge and that read the next page share one pacer.
+// wall clock, which a busy machine only lengthens: the share is then smaller, never larger.
 type pacer struct {
 	share  float64 // of one core; 0 or less: no pacing
-	mu     sync.Mutex
 	last   time.Time
 	credit time.Duration
 }
@@ -34,16 +31,13 @@ func (p *pacer) judged(ctx context.Context, d time.Duration) {
 	if p.share <= 0 {
 		return
 	}
-	p.mu.Lock()
 	now := time.Now()
 	p.credit = min(p.credit+time.Duration(float64(now.Sub(p.last))*p.share), pacerBurst) - d
 	p.last = now
-	debt := -p.credit
-	p.mu.Unlock()
-	if debt <= time.Millisecond {
+	if p.credit >= -time.Millisecond {
 		return
 	}
-	t := time.NewTimer(time.Duration(float64(debt) / p.share))
+	t := time.NewTimer(time.Duration(float64(-p.credit) / p.share))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

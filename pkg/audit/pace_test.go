@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"sync"
 	"testing"
 	"time"
 )
@@ -38,26 +37,5 @@ func TestPacerBanksNoIdleTime(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if took := work(t, p); took < 140*time.Millisecond {
 		t.Errorf("after 200ms idle, 20 objects of 2ms in %s, want at least 140ms: the idle time was banked", took)
-	}
-}
-
-// TestPacerIsShared: the goroutines that judge and that read the next page share one pacer, so
-// that together they keep to its share: two of them doing 20 ms of work each at a quarter core
-// take at least 140 ms, not the 70 ms each would alone.
-func TestPacerIsShared(t *testing.T) {
-	p := newPacer(0.25)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for range 10 {
-				time.Sleep(2 * time.Millisecond)
-				p.judged(t.Context(), 2*time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-	if took := time.Since(start); took < 140*time.Millisecond {
-		t.Errorf("two goroutines of 20 ms each at a quarter core in %s, want at least 140ms", took)
 	}
 }

@@ -118,11 +118,6 @@ func buildScanner(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *sourc
 	// The scan's pages are read in the cluster: gzip would cost the API server to compress
 	// each and this replica, which admission shares, to decompress it (a tenth of the scan's CPU).
 	rc.DisableCompression = true
-	// HTTP/1.1: a page's bytes are then decrypted by the goroutine that reads them, a piece at a
-	// time as the scan's pacer allows (audit.Lister). Over HTTP/2, the connection's reader
-	// decrypts up to a stream's whole window (4 MiB: a page) as fast as it arrives, 9 ms at a
-	// time that admission, on one processor, waited for.
-	rc.NextProtos = []string{"http/1.1"}
 	raw, err := rest.UnversionedRESTClientFor(rc)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
