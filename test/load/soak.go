@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -115,10 +116,11 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	// side) the server rightly answers some reviews 429 past its evaluation deadline. More is a
 	// fault: the soak is for memory, and its load stays within the server's bounds.
 	if m.Success < 1 {
-		fmt.Printf("%.2f%% of the reviews failed: %s\n", (1-m.Success)*100, errorSummary(m.Errors))
-	}
-	if m.Success < 0.99 {
-		return fmt.Errorf("%.2f%% of the reviews failed: %s", (1-m.Success)*100, errorSummary(m.Errors))
+		failed := fmt.Sprintf("%.2f%% of the reviews failed: %s", (1-m.Success)*100, errorSummary(m.Errors))
+		if m.Success < 0.99 {
+			return errors.New(failed)
+		}
+		fmt.Println(failed)
 	}
 	return nil
 }
