@@ -207,7 +207,7 @@ func WatchCertificate(reg prometheus.Registerer, get func(*tls.ClientHelloInfo) 
 }
 
 // WatchConnections exports, read at each scrape from conns, the webhook server's open connections
-// (portcullis_webhook_connections) and the idle ones it closed to make room under
+// (portcullis_webhook_connections) and the idle ones it closed to free a slot under
 // --max-connections (portcullis_webhook_idle_connections_closed_total).
 func WatchConnections(reg prometheus.Registerer, conns func() (open int, idleClosed uint64)) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -218,7 +218,7 @@ func WatchConnections(reg prometheus.Registerer, conns func() (open int, idleClo
 		return float64(open)
 	}), prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "portcullis_webhook_idle_connections_closed_total",
-		Help: "Idle kept-alive connections the webhook server closed to make room for new ones at --max-connections.",
+		Help: "Idle kept-alive connections the webhook server closed to free a slot for new ones at --max-connections.",
 	}, func() float64 {
 		_, closed := conns()
 		return float64(closed)

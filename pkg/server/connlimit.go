@@ -18,8 +18,17 @@ import (
 // one connection it accepted, and the next ones wait in the kernel's accept queue, which costs
 // the process nothing. An idle connection is closed at the TCP level, without a TLS alert, so
 // that a client that does not read cannot stall Accept.
+//
+// Only a connection idle for at least minIdle is closed. HTTP/1.1 has no way to close a
+// kept-alive connection that does not race with the client's next request on it, and the API
+// server does not retry a review (a POST) whose connection was closed under it: it fails, and
+// failurePolicy decides the object. A busy client (an API server with more reviews in flight than
+// the bound) reuses each of its connections within milliseconds; closing those to admit its
+// next one failed half its reviews in TestConnectionLimitSparesBusyClients. With the floor, its
+// new connection waits for a slot instead, and only connections left idle are closed.
 type connLimit struct {
 	net.Listener
+	minIdle   time.Duration
 	slots     chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -30,13 +39,14 @@ type connLimit struct {
 	turned chan struct{}              // signalled when a connection turns idle
 }
 
-func newConnLimit(l net.Listener, n int) *connLimit {
-	return &connLimit{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}),
+func newConnLimit(l net.Listener, n int, minIdle time.Duration) *connLimit {
+	return &connLimit{Listener: l, minIdle: minIdle, slots: make(chan struct{}, n), done: make(chan struct{}),
 		idle: make(map[*limitedConn]time.Time), turned: make(chan struct{}, 1)}
 }
 
 // Accept accepts a connection, then finds it a slot: a free one, or the one of the connection
-// idle the longest, closed; when none is idle, it waits, holding that one connection.
+// idle the longest, if for minIdle, closed; otherwise it waits, holding that one connection,
+// until a slot frees or a connection has been idle for minIdle.
 func (l *connLimit) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -48,13 +58,19 @@ func (l *connLimit) Accept() (net.Conn, error) {
 			return &limitedConn{Conn: c, l: l}, nil
 		default:
 		}
-		if l.closeIdlest() {
+		closed, retry := l.closeIdlest(time.Now())
+		if closed {
 			continue // its Close gave its slot back
+		}
+		var ripe <-chan time.Time // nil: none is idle
+		if retry > 0 {
+			ripe = time.After(retry)
 		}
 		select {
 		case l.slots <- struct{}{}:
 			return &limitedConn{Conn: c, l: l}, nil
-		case <-l.turned: // a connection turned idle: close it
+		case <-l.turned: // a connection turned idle
+		case <-ripe: // one has been idle long enough to close
 		case <-l.done:
 			_ = c.Close()
 			return nil, net.ErrClosed
@@ -71,7 +87,7 @@ func (l *connLimit) Close() error {
 // open is the number of connections open.
 func (l *connLimit) open() int { return len(l.slots) }
 
-// idleClosed is the number of idle connections closed to make room.
+// idleClosed is the number of idle connections closed to free a slot.
 func (l *connLimit) idleClosed() uint64 { return l.idleClose.Load() }
 
 // track is the server's ConnState hook: it keeps the set of idle connections.
@@ -96,10 +112,11 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	}
 }
 
-// closeIdlest closes the connection idle the longest, if any, passing over those on which the
-// client's next request has already arrived. A request that arrives on it at that moment fails
-// as if the idle timeout had closed it.
-func (l *connLimit) closeIdlest() bool {
+// closeIdlest closes the connection idle the longest, if it has been idle for minIdle, passing
+// over those on which the client's next request has already arrived. A request that arrives on
+// it at that moment fails as if the idle timeout had closed it. When it closes none but one is
+// idle, retry is how long until the longest-idle one may be closed.
+func (l *connLimit) closeIdlest(now time.Time) (closed bool, retry time.Duration) {
 	l.mu.Lock()
 	var oldest *limitedConn
 	var since time.Time
@@ -108,14 +125,19 @@ func (l *connLimit) closeIdlest() bool {
 			oldest, since = c, t
 		}
 	}
+	if oldest == nil {
+		l.mu.Unlock()
+		return false, 0
+	}
+	if wait := l.minIdle - now.Sub(since); wait > 0 {
+		l.mu.Unlock()
+		return false, wait
+	}
 	delete(l.idle, oldest)
 	l.mu.Unlock()
-	if oldest == nil {
-		return false
-	}
 	l.idleClose.Add(1)
 	_ = oldest.Close()
-	return true
+	return true, 0
 }
 
 // limitedConn gives its slot back once, when it is first closed.

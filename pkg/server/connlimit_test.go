@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,12 +118,12 @@ func TestConnectionLimitClosesTheLongestIdle(t *testing.T) {
 			t.Errorf("idle connection %d was closed too", i+2)
 		}
 	}
-	// Closing it gave its slot back: still at most 3, and one closed to make room.
+	// Closing it gave its slot back: still at most 3, and one closed to free a slot.
 	want := `
 # HELP portcullis_webhook_connections Connections the webhook server holds open (at most --max-connections).
 # TYPE portcullis_webhook_connections gauge
 portcullis_webhook_connections 3
-# HELP portcullis_webhook_idle_connections_closed_total Idle kept-alive connections the webhook server closed to make room for new ones at --max-connections.
+# HELP portcullis_webhook_idle_connections_closed_total Idle kept-alive connections the webhook server closed to free a slot for new ones at --max-connections.
 # TYPE portcullis_webhook_idle_connections_closed_total counter
 portcullis_webhook_idle_connections_closed_total 1
 `
@@ -137,7 +139,7 @@ portcullis_webhook_idle_connections_closed_total 1
 }
 
 // TestConnectionLimitWaitsForBusyConnections: connections that are not idle (here, ones that
-// never finish their TLS handshake) are not closed to make room; a new client waits until the
+// never finish their TLS handshake) are not closed to free a slot; a new client waits until the
 // server cuts them off, and is then served.
 func TestConnectionLimitWaitsForBusyConnections(t *testing.T) {
 	s, addr := limitedServer(t, 2)
@@ -218,5 +220,44 @@ func TestPendingInput(t *testing.T) {
 	}
 	if pendingInput(server) {
 		t.Error("pending input after every byte was read")
+	}
+}
+
+// TestConnectionLimitSparesBusyClients: a client that keeps more requests in flight than the
+// bound allows connections, as an API server under load may, loses none of them. Its
+// connections go idle between requests for microseconds; closing one of them to free a slot
+// races with the request the client is about to send on it, which then fails (a POST is not
+// retried). So a connection is closed only once it has been idle for a while; until then the new
+// one waits.
+func TestConnectionLimitSparesBusyClients(t *testing.T) {
+	s, addr := limitedServer(t, 8)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 64} //nolint:gosec // loopback, a test certificate
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var failed, served atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range 24 {
+		wg.Go(func() {
+			for range 150 {
+				resp, err := c.Post("https://"+addr+"/fast", "application/json", strings.NewReader(`{"kind":"AdmissionReview"}`))
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				served.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	_, idleClosed := s.Connections()
+	t.Logf("%d requests served, %d failed; %d idle connections closed", served.Load(), failed.Load(), idleClosed)
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed, first: %v", n, 24*150, firstErr.Load())
 	}
 }

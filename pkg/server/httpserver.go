@@ -33,9 +33,12 @@ type WebhookServerOptions struct {
 	// MaxHeaderBytes bounds a request's headers.
 	MaxHeaderBytes int
 	// MaxConnections bounds the connections open at once (0: no bound). At the bound, the
-	// connection idle the longest is closed to make room; when none is idle, new connections
-	// wait to be accepted.
+	// connection idle the longest is closed to free a slot, once it has been idle for
+	// MinIdleToClose; until then, and when none is idle, new connections wait to be accepted.
 	MaxConnections int
+	// MinIdleToClose is how long a kept-alive connection must have been idle before
+	// MaxConnections may close it: closing one its client is about to reuse fails that request.
+	MinIdleToClose time.Duration
 	// LameDuck is how long the server keeps accepting once told to stop, while its readiness
 	// says it is stopping, so that endpoints drop it before it refuses connections.
 	LameDuck time.Duration
@@ -52,6 +55,7 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 	IdleTimeout:       90 * time.Second, // the API server's keep-alive
 	MaxHeaderBytes:    64 << 10,
 	MaxConnections:    512,
+	MinIdleToClose:    time.Second,
 	LameDuck:          5 * time.Second,
 	ShutdownTimeout:   30 * time.Second,
 }
@@ -139,7 +143,7 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
 	if o.MaxConnections > 0 {
-		lim := newConnLimit(l, o.MaxConnections)
+		lim := newConnLimit(l, o.MaxConnections, o.MinIdleToClose)
 		s.limit.Store(lim)
 		l, srv.ConnState = lim, lim.track
 	}
@@ -170,7 +174,7 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Connections returns the connections open, and the idle ones closed to make room for new ones
+// Connections returns the connections open, and the idle ones closed to free a slot for new ones
 // under MaxConnections; both 0 while the server does not serve or has no bound.
 func (s *WebhookServer) Connections() (open int, idleClosed uint64) {
 	lim := s.limit.Load()

@@ -171,7 +171,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.EvaluationTimeout, "evaluation-timeout", o.EvaluationTimeout, "deadline of one evaluation; keep it below the webhook configurations' timeoutSeconds")
 	fs.Var(quantityValue{&o.ReviewMemory}, "max-review-memory", "estimated memory the reviews in flight may hold; one review may take half, a larger one is refused, and a review that cannot get its share before --evaluation-timeout gets 429 (see docs/security.md)")
 	fs.DurationVar(&o.ReviewReadTimeout, "review-read-timeout", o.ReviewReadTimeout, "deadline for reading a whole review, headers and body: a client that stalls is cut off")
-	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "connections the webhook server holds open at once, about 20 KiB each; at the bound the longest-idle one is closed to make room, and new ones wait to be accepted (see docs/security.md)")
+	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "connections the webhook server holds open at once, about 20 KiB each; at the bound the one idle the longest, if for at least a second, is closed to free a slot, and new ones wait to be accepted (see docs/security.md)")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "PEM CA bundle: require the API server to authenticate with a client certificate signed by it (see docs/security.md)")
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio, "unless GOMEMLIMIT is set, the Go runtime's soft memory limit as a share of the container's cgroup memory limit (0 disables)")
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
