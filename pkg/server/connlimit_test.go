@@ -227,8 +227,8 @@ func TestPendingInput(t *testing.T) {
 // bound allows connections, as an API server under load may, loses none of them. Its
 // connections go idle between requests for microseconds; closing one of them to free a slot
 // races with the request the client is about to send on it, which then fails (a POST is not
-// retried). So a connection is closed only once it has been idle for a while; until then the new
-// one waits.
+// retried). So a connection is closed only once it has been idle for MinIdleToClose; until
+// then the new one waits.
 func TestConnectionLimitSparesBusyClients(t *testing.T) {
 	s, addr := limitedServer(t, 8)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 64} //nolint:gosec // loopback, a test certificate

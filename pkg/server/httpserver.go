@@ -55,7 +55,7 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 	IdleTimeout:       90 * time.Second, // the API server's keep-alive
 	MaxHeaderBytes:    64 << 10,
 	MaxConnections:    512,
-	MinIdleToClose:    time.Second,
+	MinIdleToClose:    250 * time.Millisecond,
 	LameDuck:          5 * time.Second,
 	ShutdownTimeout:   30 * time.Second,
 }

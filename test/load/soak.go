@@ -88,9 +88,13 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 		}
 	}()
 	var m vegeta.Metrics
+	var errs []string // every failure's error: Metrics.Errors holds each distinct one once
 	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
 	for res := range attacker().Attack(vegeta.NewStaticTargeter(reviewTarget(h.port, body)), pacer, d, "soak") {
 		m.Add(res)
+		if res.Error != "" {
+			errs = append(errs, res.Error)
+		}
 	}
 	m.Close()
 	close(stop)
@@ -116,7 +120,7 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	// side) the server rightly answers some reviews 429 past its evaluation deadline. More is a
 	// fault: the soak is for memory, and its load stays within the server's bounds.
 	if m.Success < 1 {
-		failed := fmt.Sprintf("%.2f%% of the reviews failed: %s", (1-m.Success)*100, errorSummary(m.Errors))
+		failed := fmt.Sprintf("%.2f%% of the reviews failed: %s", (1-m.Success)*100, errorSummary(errs))
 		if m.Success < 0.99 {
 			return errors.New(failed)
 		}
@@ -173,8 +177,8 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// errorSummary is the distinct errors, addresses left out, each with its count, the most common
-// first, at most five.
+// errorSummary is the distinct errors among errs, addresses left out, each with its count, the
+// most common first, at most five.
 func errorSummary(errs []string) string {
 	addr := regexp.MustCompile(`127\.0\.0\.1:\d+`)
 	counts := map[string]int{}
