@@ -62,15 +62,17 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		if closed {
 			continue // its Close gave its slot back
 		}
-		var ripe <-chan time.Time // nil: none is idle
+		// With one idle, wait until it has been idle long enough: one that turns idle meanwhile
+		// is younger. With none, wait for one to turn idle.
+		ripe, turned := (<-chan time.Time)(nil), l.turned
 		if retry > 0 {
-			ripe = time.After(retry)
+			ripe, turned = time.After(retry), nil
 		}
 		select {
 		case l.slots <- struct{}{}:
 			return &limitedConn{Conn: c, l: l}, nil
-		case <-l.turned: // a connection turned idle
-		case <-ripe: // one has been idle long enough to close
+		case <-turned:
+		case <-ripe:
 		case <-l.done:
 			_ = c.Close()
 			return nil, net.ErrClosed
