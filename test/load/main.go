@@ -41,6 +41,7 @@ var (
 	soakFor       time.Duration
 	pinCPUs       bool
 	auditPageSize int64 = audit.DefaultPageSize // set by -audit-page-size
+	auditRounds         = 1                     // set by -audit-rounds
 )
 
 type result struct {
@@ -61,6 +62,7 @@ func main() {
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
 	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
+	flag.IntVar(&auditRounds, "audit-rounds", auditRounds, "with -audit-objects: how many rounds of the idle, listing and scanning phases, each -duration, alternating; with more than one, the medians of the rounds' ratios are reported too (the host's noise drifts)")
 	flag.Int64Var(&auditPageSize, "audit-page-size", auditPageSize, "with -audit-objects: the server's --audit-page-size, and the listing control's page")
 	flag.StringVar(&serverGOGC, "server-gogc", "", "with -audit-objects: GOGC for the server (empty: the runtime's default, 100), to measure what memory buys admission during a scan")
 	flag.BoolVar(&pinCPUs, "pin", false, "with -audit-objects: the control plane on CPU 0, the server and the load generator on CPU 1, so that the API server's work does not share the replica's core (needs 2 CPUs)")
@@ -86,6 +88,10 @@ func main() {
 		return
 	}
 	if auditObjects > 0 {
+		if auditRounds < 1 {
+			fmt.Fprintf(os.Stderr, "bench-audit: -audit-rounds %d: must be at least 1\n", auditRounds)
+			os.Exit(2)
+		}
 		rate, _ := strconv.Atoi(strings.Split(*rates, ",")[0])
 		if err := runAudit(*root, auditObjects, rate, *duration); err != nil {
 			fmt.Fprintf(os.Stderr, "bench-audit: %v\n", err)
