@@ -133,16 +133,16 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		for _, r := range []result{idle, listing, during} {
 			fmt.Printf("%-10s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms\n", r.Server, r.Rate, r.Requests, r.Success*100, r.P50Ms, r.P99Ms)
 		}
-		fmt.Printf("           admission p99 while the API server served %d Pods' LIST pages at the scan's %.0f/s to the harness: %.2fx idle\n", listed, pace, listing.P99Ms/idle.P99Ms)
-		fmt.Printf("           admission p99 while scans of %d Pods ran back to back (%d ended in the window): %.2fx idle (goal: within 1.2x), %.2fx listing\n",
-			n, scans, during.P99Ms/idle.P99Ms, during.P99Ms/listing.P99Ms)
 		listingRatios = append(listingRatios, listing.P99Ms/idle.P99Ms)
 		scanningRatios = append(scanningRatios, during.P99Ms/idle.P99Ms)
 		againstListing = append(againstListing, during.P99Ms/listing.P99Ms)
+		fmt.Printf("           admission p99 while the API server served %d Pods' LIST pages at the scan's %.0f/s to the harness: %.2fx idle\n", listed, pace, listingRatios[round])
+		fmt.Printf("           admission p99 while scans of %d Pods ran back to back (%d ended in the window): %.2fx idle (goal: within 1.2x), %.2fx listing\n",
+			n, scans, scanningRatios[round], againstListing[round])
 		if round < auditRounds-1 {
 			// The next round's idle phase must not overlap the last scan started.
-			if err := waitScansSince(h.log, mark, started, 30*time.Minute); err != nil {
-				return err
+			if _, err := awaitScans(h.log, mark, 30*time.Minute, func(s []scanDone) bool { return len(s) >= started }); err != nil {
+				return fmt.Errorf("the %d scans started in round %d did not end: %w", started, round+1, err)
 			}
 		}
 	}
@@ -151,22 +151,6 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 			auditRounds, median(listingRatios), median(scanningRatios), median(againstListing))
 	}
 	return nil
-}
-
-// waitScansSince waits until the log reports, past its offset mark, as many scans ended as were
-// started.
-func waitScansSince(log string, mark int64, started int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ended := len(scansIn(log, mark))
-		if ended >= started {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d scans ended after %s", ended, started, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // listFor lists every Pod for d, a page at a time as the scan does (uncompressed, as many a page),
@@ -312,16 +296,35 @@ func logSize(log string) int64 {
 
 // waitScan waits for a scan of at least n objects logged past offset.
 func waitScan(log string, offset int64, n int, timeout time.Duration) (scanDone, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		for _, s := range scansIn(log, offset) {
+	var found scanDone
+	_, err := awaitScans(log, offset, timeout, func(scans []scanDone) bool {
+		for _, s := range scans {
 			if s.objects >= n {
-				return s, nil
+				found = s
+				return true
 			}
+		}
+		return false
+	})
+	if err != nil {
+		return scanDone{}, fmt.Errorf("no audit scan of %d objects: %w", n, err)
+	}
+	return found, nil
+}
+
+// awaitScans waits until the scans logged past offset satisfy done, and returns them.
+func awaitScans(log string, offset int64, timeout time.Duration, done func([]scanDone) bool) ([]scanDone, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		scans := scansIn(log, offset)
+		if done(scans) {
+			return scans, nil
+		}
+		if time.Now().After(deadline) {
+			return scans, fmt.Errorf("not within %s (log: %s)", timeout, log)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	return scanDone{}, fmt.Errorf("no audit scan of %d objects within %s (log: %s)", n, timeout, log)
 }
 
 // rescanToggles counts the changes rescanFor made to its policy, across calls, so that each
