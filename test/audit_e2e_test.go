@@ -81,6 +81,7 @@ func TestAuditReports(t *testing.T) {
 		return nil
 	})
 	checkListedOnce(t, reports, violating)
+	checkScanThread(t)
 
 	checkAuditStatus(t)
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	cli "github.com/portcullis-dev/portcullis/cmd/kubectl-portcullis/app"
+	"github.com/portcullis-dev/portcullis/internal/threads"
 	"github.com/portcullis-dev/portcullis/pkg/audit"
 	"github.com/portcullis-dev/portcullis/pkg/report"
 )
@@ -190,4 +192,29 @@ func fastClient(t *testing.T) client.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// checkScanThread: the server (in this process) scans on a thread of its own at nice 19, and
+// nothing else runs below normal priority.
+func checkScanThread(t *testing.T) {
+	t.Helper()
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Errorf("GOMAXPROCS %d: the e2e tests need two processors for the scan's thread to be lowered", runtime.GOMAXPROCS(0))
+		return
+	}
+	niced, err := threads.Niced(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scans := 0
+	for _, nice := range niced {
+		if nice != 19 {
+			t.Errorf("threads below normal priority: %v (thread: nice); only the scans' should be, at 19", niced)
+			return
+		}
+		scans++
+	}
+	if scans == 0 {
+		t.Errorf("no thread at nice 19: the audit does not scan on a lowered thread")
+	}
 }

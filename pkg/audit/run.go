@@ -15,8 +15,18 @@ import (
 )
 
 // Run scans at start, again for the kinds a policy change affects, and everything every
-// Interval, until ctx ends. It is leader work: it returns when ctx ends.
+// Interval, until ctx ends. It is leader work: it returns when ctx ends. It runs on an OS thread
+// of its own at the lowest priority (onScanThread), so that admission comes first.
 func (s *Scanner) Run(ctx context.Context) error {
+	return onScanThread(func(notLowered error) error {
+		if notLowered != nil {
+			s.Log.Info("audit: the scan's thread keeps the server's priority", "reason", notLowered.Error())
+		}
+		return s.run(ctx)
+	})
+}
+
+func (s *Scanner) run(ctx context.Context) error {
 	if s.Observer != nil {
 		// A replica that no longer leads has nothing to say of the violations: the leader does.
 		defer s.Observer.AuditViolationCounts(nil)

@@ -20,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
+	"github.com/portcullis-dev/portcullis/internal/threads"
 	"github.com/portcullis-dev/portcullis/pkg/audit"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/test/cluster"
@@ -49,7 +50,7 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 			return err
 		}
 		defer func() { _ = unpin() }()
-		fmt.Println("==> pinned: etcd and kube-apiserver on CPU 0; the server (GOMAXPROCS 1) and the load generator on CPU 1")
+		fmt.Println("==> pinned: etcd and kube-apiserver on CPU 0; the server and the load generator on CPU 1")
 	}
 	fmt.Printf("==> starting the server: its first audit scan judges the %d Pods\n", n)
 	logFile, err := os.OpenFile(h.log, os.O_APPEND|os.O_WRONLY, 0o600) //nolint:gosec // the harness's own log
@@ -66,6 +67,10 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	if serverGOGC != "" {
 		env = append(env, "GOGC="+serverGOGC)
 		fmt.Printf("    the server runs with GOGC=%s\n", serverGOGC)
+	}
+	if serverGOMAXPROCS != "" {
+		env = append(env, "GOMAXPROCS="+serverGOMAXPROCS)
+		fmt.Printf("    the server runs with GOMAXPROCS=%s\n", serverGOMAXPROCS)
 	}
 	if h.srv, err = cluster.StartProcessEnv(h.bin, logFile, env, h.args...); err != nil {
 		return err
@@ -84,6 +89,9 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	scan, err := waitScan(h.log, mark, n, 30*time.Minute)
 	if err != nil {
 		return err
+	}
+	if niced, err := threads.Niced(h.srv.Pid()); err == nil {
+		fmt.Printf("    the server's threads below normal priority (thread: nice): %v\n", niced)
 	}
 	peak, _ := peakRSSMiB(h.srv.Pid())
 	reports, _, err := h.c.Kubectl(ctx, "", "get", "reports.openreports.io", "-A", "-o", "json")

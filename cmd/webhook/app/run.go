@@ -59,6 +59,9 @@ func Run(ctx context.Context, o *Options) error {
 	if limit := setMemoryLimit(o.MemoryLimitRatio, cgroupMemoryLimitFiles); limit > 0 {
 		ctrl.Log.Info("Go memory limit set from the container's", "bytes", limit, "ratio", o.MemoryLimitRatio)
 	}
+	if before, after := ensureProcessors(o.Audit.Enabled); after != before {
+		ctrl.Log.Info("GOMAXPROCS raised for the audit: a scan runs on a processor of its own, at the lowest priority", "from", before, "to", after)
+	}
 	cfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return err
