@@ -7,9 +7,9 @@ import (
 
 // pacerBurst is the most work the scan may do at once on credit it earned while it waited (for
 // the API server's next page, say). Without the bound, a scan that waited 400 ms for a page would
-// then judge for 100 ms without a pause; on one processor (GOMAXPROCS 1, as in a container
-// limited to one CPU) nothing polls the network meanwhile, and the reviews that arrive wait for
-// it: admission p99 rose 8× during a scan.
+// then judge for 100 ms without a pause; on one processor (GOMAXPROCS 1: the server raises it to
+// 2 with the audit on, but an operator may set it) nothing polls the network meanwhile, and the
+// reviews that arrive wait for it: admission p99 rose 8× during a scan.
 const pacerBurst = 2 * time.Millisecond
 
 // pacer holds the scan to a share of one core, so that admission, which shares the process,
