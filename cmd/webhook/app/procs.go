@@ -11,7 +11,8 @@ import (
 // meanwhile. With two, a thread is always free to take a review, and the scan's thread runs at
 // the lowest priority (pkg/audit), so where the two share a CPU the kernel runs admission first.
 // The scan's own CPU stays bounded by --audit-cpu. GOMAXPROCS set in the environment is
-// obeyed. It returns the processors before and after.
+// obeyed. Once set here, the runtime no longer follows a change of the container's CPU limit
+// made in place (a restart does). It returns the processors before and after.
 func ensureProcessors(audit bool) (before, after int) {
 	before = runtime.GOMAXPROCS(0)
 	if !audit || before >= 2 || os.Getenv("GOMAXPROCS") != "" {
