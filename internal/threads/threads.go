@@ -8,12 +8,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Niced returns the threads of process pid whose nice value is not 0, by thread id.
 func Niced(pid int) (map[int]int, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return nil, err
 	}
@@ -24,7 +24,7 @@ func Niced(pid int) (map[int]int, error) {
 			continue
 		}
 		nice, err := Nice(pid, tid)
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errGone) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			continue // exited since the listing
 		}
 		if err != nil {
@@ -37,16 +37,11 @@ func Niced(pid int) (map[int]int, error) {
 	return niced, nil
 }
 
-var errGone = errors.New("the thread has exited")
-
 // Nice reads the nice value of thread tid of process pid: field 19 of its stat.
 func Nice(pid, tid int) (int, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
 	if err != nil {
 		return 0, err
-	}
-	if len(stat) == 0 {
-		return 0, errGone
 	}
 	i := strings.LastIndex(string(stat), ") ") // the command before it may hold spaces and parentheses
 	var fields []string

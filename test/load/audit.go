@@ -64,13 +64,11 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	}
 	h.args = append(h.args, fmt.Sprintf("--audit-page-size=%d", auditPageSize))
 	var env []string
-	if serverGOGC != "" {
-		env = append(env, "GOGC="+serverGOGC)
-		fmt.Printf("    the server runs with GOGC=%s\n", serverGOGC)
-	}
-	if serverGOMAXPROCS != "" {
-		env = append(env, "GOMAXPROCS="+serverGOMAXPROCS)
-		fmt.Printf("    the server runs with GOMAXPROCS=%s\n", serverGOMAXPROCS)
+	for _, v := range [][2]string{{"GOGC", serverGOGC}, {"GOMAXPROCS", serverGOMAXPROCS}} {
+		if v[1] != "" {
+			env = append(env, v[0]+"="+v[1])
+			fmt.Printf("    the server runs with %s=%s\n", v[0], v[1])
+		}
 	}
 	if h.srv, err = cluster.StartProcessEnv(h.bin, logFile, env, h.args...); err != nil {
 		return err
