@@ -3,14 +3,15 @@ package policies
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/structured-merge-diff/v6/value"
 )
 
 // typedToVal is a typed Go object as CEL sees it: the value its JSON would decode to (what
@@ -69,16 +70,16 @@ func take[T any](block *[]T, v T, most int) *T {
 	return &(*block)[len(*block)-1]
 }
 
-func (a *typedArena) newStruct(v reflect.Value) *typedStruct {
-	return take(&a.structs, typedStruct{value: v, arena: a}, arenaMaxBlock)
+func (a *typedArena) newStruct(v reflect.Value, p *valPlan) *typedStruct {
+	return take(&a.structs, typedStruct{value: v, plan: p, arena: a}, arenaMaxBlock)
 }
 
-func (a *typedArena) newList(v reflect.Value) *typedList {
-	return take(&a.lists, typedList{value: v, arena: a}, arenaMaxBlock)
+func (a *typedArena) newList(v reflect.Value, elem *valPlan) *typedList {
+	return take(&a.lists, typedList{value: v, elem: elem, arena: a}, arenaMaxBlock)
 }
 
-func (a *typedArena) newMap(v reflect.Value) *typedMap {
-	return take(&a.maps, typedMap{value: v, arena: a}, arenaMaxBlock)
+func (a *typedArena) newMap(v reflect.Value, p *valPlan) *typedMap {
+	return take(&a.maps, typedMap{value: v, plan: p, arena: a}, arenaMaxBlock)
 }
 
 // addField puts the field read, name and what CEL saw there, in front of the list found.
@@ -92,87 +93,82 @@ var (
 )
 
 // val is v (addressable, or a value of a kind that needs no address) as CEL sees it.
-func (a *typedArena) val(v reflect.Value) ref.Val {
-	t := v.Type()
-	// Go's own scalar types, and IntOrString, are read directly, as JSON writes them.
-	if t.PkgPath() == "" && t.Name() != "" {
-		switch t.Kind() {
-		case reflect.Bool:
-			return types.Bool(v.Bool())
-		case reflect.String:
-			return types.String(v.String())
-		case reflect.Int, reflect.Int32, reflect.Int64:
-			return types.Int(v.Int())
-		case reflect.Float32, reflect.Float64:
-			return types.Double(v.Float())
-		}
-	}
-	switch t {
-	case typeIntOrString:
-		ios := v.Interface().(intstr.IntOrString)
-		switch ios.Type {
-		case intstr.Int:
-			return types.Int(ios.IntVal)
-		case intstr.String:
-			return types.String(ios.StrVal)
-		}
-	case typeBytes:
-		if v.IsNil() {
-			return types.NullValue
-		}
-		return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
-	}
-	switch v.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice:
-		if v.IsNil() {
-			return types.NullValue
-		}
-	case reflect.Interface:
-		if v.IsNil() {
-			return types.NullValue
-		}
-		return a.val(addressable(v.Elem()))
-	}
-	// A type that writes its own JSON (Quantity, Time, RawExtension…) is converted as a whole.
-	if entry := value.TypeReflectEntryOf(t); entry.CanConvertToUnstructured() {
-		u, err := entry.ToUnstructured(addressable(v))
-		if err != nil {
-			return types.NewErr("failed to convert to unstructured: %v", err)
-		}
-		if u == nil {
-			return types.NullValue
-		}
-		return types.DefaultTypeAdapter.NativeToValue(u)
-	}
-	switch v.Kind() {
-	case reflect.Pointer:
-		return a.val(v.Elem())
-	case reflect.Slice:
-		if t.Elem().Kind() == reflect.Uint8 {
-			return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
-		}
-		return a.newList(v)
-	case reflect.Map:
-		return a.newMap(v)
-	case reflect.Struct:
-		return a.newStruct(addressable(v))
-	case reflect.Bool:
+func (a *typedArena) val(v reflect.Value) ref.Val { return a.valOf(planOf(v.Type()), v) }
+
+// valOf is v, of p's type, as CEL sees it.
+func (a *typedArena) valOf(p *valPlan, v reflect.Value) ref.Val {
+	switch p.how {
+	case valBool:
 		return types.Bool(v.Bool())
-	case reflect.String:
+	case valString:
 		return types.String(v.String())
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case valInt:
 		return types.Int(v.Int())
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case valUint:
 		u := v.Uint()
 		if u > 1<<63-1 {
 			return types.NewErr("unsigned value %d does not fit into int64 (overflow)", u)
 		}
 		return types.Int(u)
-	case reflect.Float32, reflect.Float64:
+	case valFloat:
 		return types.Double(v.Float())
-	default:
-		return types.NewErr("unsupported Go type for CEL: %v", t)
+	case valIntOrString:
+		switch ios := intOrString(v); ios.Type {
+		case intstr.Int:
+			return types.Int(ios.IntVal)
+		case intstr.String:
+			return types.String(ios.StrVal)
+		}
+		return viaOwnJSON(p, v)
+	case valBytes:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
+	case valOwnJSON:
+		switch v.Kind() {
+		case reflect.Pointer, reflect.Map, reflect.Slice:
+			if v.IsNil() {
+				return types.NullValue
+			}
+		}
+		return viaOwnJSON(p, v)
+	case valPointer:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return a.valOf(p.elem, v.Elem())
+	case valInterface:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return a.val(addressable(v.Elem()))
+	case valList:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return a.newList(v, p.elem)
+	case valMap:
+		if v.IsNil() {
+			return types.NullValue
+		}
+		return a.newMap(v, p)
+	case valStruct:
+		return a.newStruct(addressable(v), p)
 	}
+	return types.NewErr("unsupported Go type for CEL: %v", p.typ)
+}
+
+// viaOwnJSON is v, of a type that writes its own JSON, converted through it.
+func viaOwnJSON(p *valPlan, v reflect.Value) ref.Val {
+	u, err := p.entry.ToUnstructured(addressable(v))
+	if err != nil {
+		return types.NewErr("failed to convert to unstructured: %v", err)
+	}
+	if u == nil {
+		return types.NullValue
+	}
+	return types.DefaultTypeAdapter.NativeToValue(u)
 }
 
 // addressable is v, copied to the heap when it has no address (a map's value, an interface's).
@@ -188,6 +184,7 @@ func addressable(v reflect.Value) reflect.Value {
 // typedList is a slice as a CEL list; its elements are converted once, when read.
 type typedList struct {
 	value reflect.Value
+	elem  *valPlan // the elements'
 	elems []ref.Val
 	arena *typedArena
 }
@@ -277,7 +274,7 @@ func (l *typedList) at(i int) ref.Val {
 	if v := l.elems[i]; v != nil {
 		return v
 	}
-	v := l.arena.val(l.value.Index(i))
+	v := l.arena.valOf(l.elem, l.value.Index(i))
 	l.elems[i] = v
 	return v
 }
@@ -306,6 +303,7 @@ func (it *typedListIterator) Next() ref.Val {
 // typedMap is a map with string keys as a CEL map; its values are converted once, when read.
 type typedMap struct {
 	value reflect.Value
+	plan  *valPlan // the map's
 	found *readField
 	arena *typedArena
 }
@@ -396,9 +394,14 @@ func (m *typedMap) Find(key ref.Val) (ref.Val, bool) {
 		return v, v != nil
 	}
 	var result ref.Val
-	if kt := m.value.Type().Key(); kt.Kind() == reflect.String {
-		if e := m.value.MapIndex(reflect.ValueOf(name).Convert(kt)); e.IsValid() {
-			result = m.arena.val(e)
+	switch {
+	case m.plan.stringMap:
+		if e, ok := m.value.Interface().(map[string]string)[name]; ok {
+			result = types.String(e)
+		}
+	case m.plan.stringKeys:
+		if e := m.value.MapIndex(reflect.ValueOf(name).Convert(m.value.Type().Key())); e.IsValid() {
+			result = m.arena.valOf(m.plan.elem, e)
 		}
 	}
 	m.found = m.arena.addField(m.found, name, result)
@@ -417,6 +420,9 @@ func (m *typedMap) Get(key ref.Val) ref.Val {
 }
 
 func (m *typedMap) Iterator() traits.Iterator {
+	if m.plan.stringMap {
+		return &keyIterator{keys: slices.AppendSeq(make([]string, 0, m.value.Len()), maps.Keys(m.value.Interface().(map[string]string)))}
+	}
 	keys := m.value.MapKeys()
 	names := make([]string, len(keys))
 	for i, k := range keys {
@@ -447,19 +453,12 @@ func (it *keyIterator) Next() ref.Val {
 // inlined ones flattened); a field is converted once, when read.
 type typedStruct struct {
 	value reflect.Value // addressable
-	entry *value.TypeReflectCacheEntry
+	plan  *valPlan      // the struct's
 	found *readField
 	arena *typedArena
 }
 
 var _ traits.Mapper = (*typedStruct)(nil)
-
-func (s *typedStruct) fields() map[string]*value.FieldCacheEntry {
-	if s.entry == nil {
-		s.entry = value.TypeReflectEntryOf(s.value.Type())
-	}
-	return s.entry.Fields()
-}
 
 func (s *typedStruct) ConvertToNative(t reflect.Type) (any, error) {
 	if s.value.Type().AssignableTo(t) {
@@ -516,9 +515,9 @@ func (s *typedStruct) Find(key ref.Val) (ref.Val, bool) {
 		return v, v != nil
 	}
 	var result ref.Val
-	if fc, ok := s.fields()[name]; ok {
-		if e := fc.GetFrom(s.value); !fc.CanOmit(e) {
-			result = s.arena.val(e)
+	if f, ok := s.plan.fields[name]; ok {
+		if e := f.GetFrom(s.value); !f.CanOmit(e) {
+			result = s.arena.valOf(f.plan, e)
 		}
 	}
 	s.found = s.arena.addField(s.found, name, result)
@@ -527,7 +526,7 @@ func (s *typedStruct) Find(key ref.Val) (ref.Val, bool) {
 
 func (s *typedStruct) Size() ref.Val {
 	n := 0
-	for _, fc := range s.fields() {
+	for _, fc := range s.plan.fields {
 		if !fc.CanOmit(fc.GetFrom(s.value)) {
 			n++
 		}
@@ -537,7 +536,7 @@ func (s *typedStruct) Size() ref.Val {
 
 func (s *typedStruct) Iterator() traits.Iterator {
 	var names []string
-	for name, fc := range s.fields() {
+	for name, fc := range s.plan.fields {
 		if !fc.CanOmit(fc.GetFrom(s.value)) {
 			names = append(names, name)
 		}

@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,7 +126,7 @@ func valDiff(path string, want, got ref.Val) string {
 		}
 		probe := []string{"no-such-field"}
 		if s, ok := got.(*typedStruct); ok {
-			for name := range s.fields() { // the omitted ones too
+			for name := range s.plan.fields { // the omitted ones too
 				probe = append(probe, name)
 			}
 		}
@@ -235,5 +237,39 @@ func TestTypedArenaKeepsViews(t *testing.T) {
 	a := spec.(*typedStruct).arena
 	if len(a.structs) > arenaMaxBlock || len(a.fields) > arenaMaxFields || len(a.iters) > arenaMaxFields {
 		t.Errorf("a block over its bound: %d structs, %d fields, %d iterators", len(a.structs), len(a.fields), len(a.iters))
+	}
+}
+
+// planNode is a recursive type, for TestPlansOfRecursiveTypes.
+type planNode struct {
+	Name  string               `json:"name"`
+	Next  *planNode            `json:"next,omitempty"`
+	Kids  []planNode           `json:"kids,omitempty"`
+	ByKey map[string]*planNode `json:"byKey,omitempty"`
+	Port  intstr.IntOrString   `json:"port"`
+}
+
+// TestPlansOfRecursiveTypes: a type that holds itself gets one plan, made once, and its values
+// read as their unstructured form; plans made by goroutines at once agree (run it with -race).
+func TestPlansOfRecursiveTypes(t *testing.T) {
+	leaf := &planNode{Name: "leaf", Port: intstr.FromString("http")}
+	obj := &planNode{Name: "root", Next: leaf, Kids: []planNode{{Name: "kid", Next: leaf}}, ByKey: map[string]*planNode{"l": leaf, "nil": nil}, Port: intstr.FromInt32(8)}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := types.DefaultTypeAdapter.NativeToValue(u)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if d := valDiff("", want, typedToVal(obj)); d != "" {
+				t.Error(d)
+			}
+		})
+	}
+	wg.Wait()
+	p := planOf(reflect.TypeFor[planNode]())
+	if p.fields["next"].plan.elem != p || p.fields["kids"].plan.elem != p || p.fields["byKey"].plan.elem.elem != p {
+		t.Errorf("the plan of planNode does not refer to itself: %+v", p.fields)
 	}
 }

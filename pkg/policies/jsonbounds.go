@@ -47,11 +47,15 @@ func scanBounds(data []byte) jsonBounds {
 	var b jsonBounds
 	depth := 0
 	for i := 0; i < len(data); i++ {
-		switch data[i] {
+		c := data[i]
+		if !structural[c] {
+			continue
+		}
+		switch c {
 		case '"':
 			start := i + 1
 			for {
-				j := bytes.IndexByte(data[i+1:], '"')
+				j := quote(data[i+1:])
 				if j < 0 {
 					return unknownBounds
 				}
@@ -87,4 +91,24 @@ func scanBounds(data []byte) jsonBounds {
 		return unknownBounds
 	}
 	return b
+}
+
+// structural marks the bytes scanBounds acts on; it skips every other byte outside strings.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true, ',': true}
+
+// quote is the index of the first '"' in data, or -1: most strings of an object (its keys) are
+// short, and a loop over their bytes is quicker than a call to bytes.IndexByte.
+func quote(data []byte) int {
+	for i, c := range data[:min(len(data), 16)] {
+		if c == '"' {
+			return i
+		}
+	}
+	if len(data) <= 16 {
+		return -1
+	}
+	if j := bytes.IndexByte(data[16:], '"'); j >= 0 {
+		return 16 + j
+	}
+	return -1
 }
