@@ -105,6 +105,10 @@ func apiServerBench(ctx context.Context, root string, h *harness, n, rounds int)
 	}{{"without webhook", nil}, {"no-op webhook", floor}, {"Portcullis", portcullis}}
 	fmt.Printf("==> %d dry-run creations of the benchmark Pod per phase, one at a time, %d rounds of: no webhook, the no-op floor, Portcullis\n", n, rounds)
 	results := make([][]latencies, len(phases))
+	machine0, err := machineTicks()
+	if err != nil {
+		return err
+	}
 	for round := range rounds {
 		for i, ph := range phases {
 			if err := install(ph.cfg); err != nil {
@@ -118,6 +122,10 @@ func apiServerBench(ctx context.Context, root string, h *harness, n, rounds int)
 			results[i] = append(results[i], l)
 		}
 	}
+	machine1, err := machineTicks()
+	if err != nil {
+		return err
+	}
 	if err := install(nil); err != nil {
 		return err
 	}
@@ -128,6 +136,8 @@ func apiServerBench(ctx context.Context, root string, h *harness, n, rounds int)
 	fmt.Printf("| with Portcullis | %.3f ms | %.3f ms |\n", ours.p50, ours.p99)
 	fmt.Printf("| **added by Portcullis** | **%.3f ms** | **%.3f ms** |\n", ours.p50-none.p50, ours.p99-none.p99)
 	fmt.Printf("| added by any webhook (the no-op's) | %.3f ms | %.3f ms |\n", noop.p50-none.p50, noop.p99-none.p99)
+	busy, steal := machine1.sharesSince(machine0)
+	fmt.Printf("\nThe machine's CPUs during the rounds: %.0f%% busy (every process), %.0f%% stolen by the hypervisor.\n", busy*100, steal*100)
 	return nil
 }
 

@@ -56,6 +56,14 @@ type result struct {
 	P99Ms        float64 `json:"p99_ms"`
 	CPUPerReview float64 `json:"cpu_us_per_review"`
 	RSSMiB       float64 `json:"rss_mib"`
+	// LoadCPUPerReview is the load generator's (this process's) CPU per review: it shares the
+	// machine with the server.
+	LoadCPUPerReview float64 `json:"loadgen_cpu_us_per_review"`
+	// MachineBusy and Steal are the shares of all the machine's CPUs that were busy (every
+	// process, the server's and the load generator's included) and that the hypervisor took
+	// (a noisy host) during the attack.
+	MachineBusy float64 `json:"machine_busy"`
+	Steal       float64 `json:"steal"`
 }
 
 func main() {
@@ -275,8 +283,9 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 				return nil, err
 			}
 			results = append(results, res)
-			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB\n",
-				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB)
+			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB  | load generator %6.1f µs/review, machine %3.0f%% busy, %2.0f%% stolen\n",
+				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB,
+				res.LoadCPUPerReview, res.MachineBusy*100, res.Steal*100)
 		}
 		n := len(results)
 		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
@@ -316,6 +325,14 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 	if err != nil {
 		return result{}, err
 	}
+	self0, err := cpuTime(os.Getpid())
+	if err != nil {
+		return result{}, err
+	}
+	machine0, err := machineTicks()
+	if err != nil {
+		return result{}, err
+	}
 	done := make(chan struct{})
 	if beside != nil {
 		go func() { beside(d); close(done) }()
@@ -332,14 +349,69 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 	if err != nil {
 		return result{}, err
 	}
+	self1, err := cpuTime(os.Getpid())
+	if err != nil {
+		return result{}, err
+	}
+	machine1, err := machineTicks()
+	if err != nil {
+		return result{}, err
+	}
 	rss, err := rssMiB(pid)
 	if err != nil {
 		return result{}, err
 	}
 	ok := float64(m.Requests) * m.Success
+	busy, steal := machine1.sharesSince(machine0)
 	return result{Server: name, Rate: rate, Requests: m.Requests, Success: m.Success,
 		P50Ms: ms(m.Latencies.P50), P99Ms: ms(m.Latencies.P99),
-		CPUPerReview: float64((cpu1 - cpu0).Microseconds()) / ok, RSSMiB: rss}, nil
+		CPUPerReview: float64((cpu1 - cpu0).Microseconds()) / ok, RSSMiB: rss,
+		LoadCPUPerReview: float64((self1 - self0).Microseconds()) / float64(max(m.Requests, 1)),
+		MachineBusy:      busy, Steal: steal}, nil
+}
+
+// ticks are the machine's CPU time from /proc/stat's first line, in clock ticks, summed over
+// its CPUs: all of it, the idle part (idle and iowait) and the part the hypervisor took (steal).
+type ticks struct{ total, idle, steal uint64 }
+
+func machineTicks() (ticks, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return ticks{}, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return ticks{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var t ticks
+	for i, f := range fields[1:] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return ticks{}, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		switch i {
+		case 3, 4: // idle, iowait
+			t.idle += n
+		case 7:
+			t.steal = n
+		case 8, 9: // guest time is counted in user time already
+			continue
+		}
+		t.total += n
+	}
+	return t, nil
+}
+
+// sharesSince is the share of the machine's CPU time since t0 that its processes used, and the
+// share the hypervisor took.
+func (t ticks) sharesSince(t0 ticks) (busy, steal float64) {
+	total := float64(t.total - t0.total)
+	if total == 0 {
+		return 0, 0
+	}
+	stolen := float64(t.steal - t0.steal)
+	return (float64((t.total-t.idle)-(t0.total-t0.idle)) - stolen) / total, stolen / total
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

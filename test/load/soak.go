@@ -87,6 +87,10 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 			}
 		}
 	}()
+	machine0, err := machineTicks()
+	if err != nil {
+		return err
+	}
 	var m vegeta.Metrics
 	var errs []string // every failure's error: Metrics.Errors holds each distinct one once
 	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
@@ -101,6 +105,11 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	if err := <-sampled; err != nil {
 		return err
 	}
+	machine1, err := machineTicks()
+	if err != nil {
+		return err
+	}
+	busy, steal := machine1.sharesSince(machine0)
 	if len(samples) == 0 {
 		return fmt.Errorf("no RSS sample in %s", d)
 	}
@@ -116,6 +125,7 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	fmt.Printf("| RSS under load: min / median / max / last | %.1f / %.1f / %.1f / %.1f MiB |\n", slices.Min(rss), median(rss), slices.Max(rss), rss[len(rss)-1])
 	fmt.Printf("| highest RSS, first half / second half | %.1f / %.1f MiB (%+.1f) |\n", firstHalf, secondHalf, secondHalf-firstHalf)
 	fmt.Printf("| anonymous RSS (heap, stacks; not the binary's pages): min / max / last | %.1f / %.1f / %.1f MiB |\n", slices.Min(anon), slices.Max(anon), anon[len(anon)-1])
+	fmt.Printf("| the machine's CPUs: busy (every process) / stolen by the hypervisor | %.0f%% / %.0f%% |\n", busy*100, steal*100)
 	// Up to 1% failed is reported, not fatal: on a starved machine (CI runs packages side by
 	// side) the server rightly answers some reviews 429 past its evaluation deadline, and some
 	// time out waiting. More is a fault: the soak is for memory, not for overload.
