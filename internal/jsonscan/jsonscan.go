@@ -6,18 +6,37 @@
 // not every value's syntax: callers decode the document afterwards, or have validated it.
 package jsonscan
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"unicode/utf8"
+)
 
 // Members calls f with each member of the object js, in order: its key, unquoted, and its
 // value's bytes. It returns false, having called f for none or some members, when js is not an
 // object it can follow, or a key holds an escape or invalid UTF-8: a caller then decodes the document the
 // general way, which says what is wrong or reads the escape.
 func Members(js []byte, f func(key, value []byte)) bool {
-	return entries(js, '{', '}', func(i int) int {
+	end := Walk(js, 0, func(key []byte, start int) int {
+		end := ValueEnd(js, start)
+		if end >= 0 {
+			f(key, js[start:end])
+		}
+		return end
+	})
+	return end >= 0 && space(js, end) == len(js)
+}
+
+// Walk reads the object that starts at js[i] (after spaces) in place: member is called with each
+// key, unquoted, and the index its value starts at, and returns the index after the value (reading
+// it with ValueEnd, or a Walk of its own), or -1 when it cannot. Walk returns the index after the
+// object's closing brace, or -1 when it cannot follow the object, or a key holds an escape or
+// invalid UTF-8. Unlike Members, it reads each byte once when member walks into a value.
+func Walk(js []byte, i int, member func(key []byte, value int) int) int {
+	return entries(js, i, '{', '}', func(i int) int {
 		if i == len(js) || js[i] != '"' {
 			return -1
 		}
-		end := stringEnd(js, i)
+		end := StringEnd(js, i)
 		if end < 0 {
 			return -1
 		}
@@ -28,51 +47,49 @@ func Members(js []byte, f func(key, value []byte)) bool {
 		if i = space(js, end); i == len(js) || js[i] != ':' {
 			return -1
 		}
-		start := space(js, i+1)
-		if end = valueEnd(js, start); end >= 0 {
-			f(key, js[start:end])
-		}
-		return end
+		return member(key, space(js, i+1))
 	})
 }
 
 // Elements calls f with the bytes of each element of the array js, in order. It returns false
 // when js is not an array it can follow.
 func Elements(js []byte, f func(value []byte)) bool {
-	return entries(js, '[', ']', func(i int) int {
-		end := valueEnd(js, i)
+	end := entries(js, 0, '[', ']', func(i int) int {
+		end := ValueEnd(js, i)
 		if end >= 0 {
 			f(js[i:end])
 		}
 		return end
 	})
+	return end >= 0 && space(js, end) == len(js)
 }
 
-// entries walks the object or array js, which opening and closing delimit: entry reads the entry
-// at js[i] and returns the index after it, or -1 when it cannot.
-func entries(js []byte, opening, closing byte, entry func(i int) int) bool {
-	i := space(js, 0)
+// entries walks the object or array that starts at js[i] (after spaces), which opening and
+// closing delimit: entry reads the entry at js[i] and returns the index after it, or -1 when it
+// cannot. It returns the index after the closing delimiter, or -1.
+func entries(js []byte, i int, opening, closing byte, entry func(i int) int) int {
+	i = space(js, i)
 	if i == len(js) || js[i] != opening {
-		return false
+		return -1
 	}
 	i = space(js, i+1)
 	if i < len(js) && js[i] == closing {
-		return space(js, i+1) == len(js)
+		return i + 1
 	}
 	for {
 		if i = entry(i); i < 0 {
-			return false
+			return -1
 		}
 		if i = space(js, i); i == len(js) {
-			return false
+			return -1
 		}
 		switch js[i] {
 		case ',':
 			i = space(js, i+1)
 		case closing:
-			return space(js, i+1) == len(js)
+			return i + 1
 		default:
-			return false
+			return -1
 		}
 	}
 }
@@ -109,36 +126,69 @@ func space(js []byte, i int) int {
 	return i
 }
 
-// stringEnd is the index after the string that starts at js[i], or -1.
-func stringEnd(js []byte, i int) int {
-	for i++; i < len(js); i++ {
-		switch js[i] {
-		case '\\':
-			i++
-		case '"':
+// StringEnd is the index after the string whose opening quote is js[i], or -1 when it is not
+// closed: the first quote not escaped, that is, with an even run of backslashes before it.
+func StringEnd(js []byte, i int) int {
+	start := i + 1
+	for i = start; ; i++ {
+		j := quote(js[i:])
+		if j < 0 {
+			return -1
+		}
+		i += j
+		k := i - 1
+		for k >= start && js[k] == '\\' {
+			k--
+		}
+		if (i-1-k)%2 == 0 {
 			return i + 1
 		}
+	}
+}
+
+// quote is the index of the first '"' in s, or -1. Most strings of an object (its keys) are
+// short, and a loop over their bytes is quicker than a call to bytes.IndexByte.
+func quote(s []byte) int {
+	const short = 16
+	for i, c := range s[:min(len(s), short)] {
+		if c == '"' {
+			return i
+		}
+	}
+	if len(s) <= short {
+		return -1
+	}
+	if j := bytes.IndexByte(s[short:], '"'); j >= 0 {
+		return short + j
 	}
 	return -1
 }
 
-// valueEnd is the index after the value that starts at js[i], or -1: a string, an object or an
+// structural marks the bytes ValueEnd acts on in an object or array; it skips every other byte
+// outside strings.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
+
+// ValueEnd is the index after the value that starts at js[i], or -1: a string, an object or an
 // array (balanced, strings skipped), or a literal (a run of the characters numbers, true, false
 // and null are made of).
-func valueEnd(js []byte, i int) int {
+func ValueEnd(js []byte, i int) int {
 	if i == len(js) {
 		return -1
 	}
 	switch js[i] {
 	case '"':
-		return stringEnd(js, i)
+		return StringEnd(js, i)
 	case '{', '[':
 		var stack [256]byte // the closing brackets expected; deeper documents go the general way
 		depth := 0
 		for ; i < len(js); i++ {
-			switch b := js[i]; b {
+			b := js[i]
+			if !structural[b] {
+				continue
+			}
+			switch b {
 			case '"':
-				if i = stringEnd(js, i); i < 0 {
+				if i = StringEnd(js, i); i < 0 {
 					return -1
 				}
 				i--

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -142,4 +143,44 @@ func depth(js []byte) int {
 		}
 	}
 	return most
+}
+
+// TestWalk: Walk reads an object where it starts, whatever follows it, and a member may walk into
+// its value; it returns the index after the object, or -1.
+func TestWalk(t *testing.T) {
+	js := []byte(` {"a": {"b": [1, "}"], "c": {}}, "d": "x\"y"} tail`)
+	var seen []string
+	end := Walk(js, 0, func(key []byte, at int) int {
+		if string(key) != "a" {
+			seen = append(seen, string(key)+"="+string(js[at:ValueEnd(js, at)]))
+			return ValueEnd(js, at)
+		}
+		return Walk(js, at, func(key []byte, at int) int {
+			seen = append(seen, "a."+string(key)+"="+string(js[at:ValueEnd(js, at)]))
+			return ValueEnd(js, at)
+		})
+	})
+	if want := len(js) - len(" tail"); end != want {
+		t.Errorf("end %d, want %d", end, want)
+	}
+	if got, want := strings.Join(seen, " "), `a.b=[1, "}"] a.c={} d="x\"y"`; got != want {
+		t.Errorf("members %s, want %s", got, want)
+	}
+	for _, bad := range []string{`{"a":1`, `{"a" 1}`, `[1]`, `{"\u0061":1}`, `{"a":1,}`, ``} {
+		if end := Walk([]byte(bad), 0, func(_ []byte, at int) int { return ValueEnd([]byte(bad), at) }); end != -1 {
+			t.Errorf("%s: end %d, want -1", bad, end)
+		}
+	}
+	if end := Walk([]byte(`{"a":1}`), 0, func([]byte, int) int { return -1 }); end != -1 {
+		t.Errorf("a member that cannot read its value: end %d, want -1", end)
+	}
+}
+
+// TestStringEnd: the first quote after an even run of backslashes ends a string.
+func TestStringEnd(t *testing.T) {
+	for in, want := range map[string]int{`""`: 2, `"abc"x`: 5, `"a\"b"`: 6, `"a\\"b"`: 5, `"a\\\"b"`: 8, `"` + strings.Repeat("x", 40) + `"`: 42, `"abc`: -1, `"a\"`: -1} {
+		if got := StringEnd([]byte(in), 0); got != want {
+			t.Errorf("%s: %d, want %d", in, got, want)
+		}
+	}
 }

@@ -1,6 +1,6 @@
 package policies
 
-import "bytes"
+import "github.com/portcullis-dev/portcullis/internal/jsonscan"
 
 // jsonBounds are what one pass over an object's JSON tells of the values CEL can read from it: no
 // list or map holds more than items entries, and no string (key or value) is longer than chars
@@ -53,22 +53,12 @@ func scanBounds(data []byte) jsonBounds {
 		}
 		switch c {
 		case '"':
-			start := i + 1
-			for {
-				j := quote(data[i+1:])
-				if j < 0 {
-					return unknownBounds
-				}
-				i += 1 + j
-				k := i - 1 // an escaped quote has an odd run of backslashes before it
-				for k >= start && data[k] == '\\' {
-					k--
-				}
-				if (i-1-k)%2 == 0 {
-					break
-				}
+			end := jsonscan.StringEnd(data, i)
+			if end < 0 {
+				return unknownBounds
 			}
-			b.chars = max(b.chars, i-start)
+			b.chars = max(b.chars, end-i-2)
+			i = end - 1
 		case '{', '[':
 			if depth == maxBoundsDepth {
 				return unknownBounds
@@ -95,20 +85,3 @@ func scanBounds(data []byte) jsonBounds {
 
 // structural marks the bytes scanBounds acts on; it skips every other byte outside strings.
 var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true, ',': true}
-
-// quote is the index of the first '"' in data, or -1: most strings of an object (its keys) are
-// short, and a loop over their bytes is quicker than a call to bytes.IndexByte.
-func quote(data []byte) int {
-	for i, c := range data[:min(len(data), 16)] {
-		if c == '"' {
-			return i
-		}
-	}
-	if len(data) <= 16 {
-		return -1
-	}
-	if j := bytes.IndexByte(data[16:], '"'); j >= 0 {
-		return 16 + j
-	}
-	return -1
-}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -16,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/portcullis-dev/portcullis/internal/jsonscan"
 )
 
 // MaxReviewBytes bounds a review's body: an object and its old version at the API server's 3 MiB
@@ -74,7 +77,8 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if size < 0 {
 		size = MaxReviewBytes
 	}
-	// The body and the envelope's copy of the object, before anything is read.
+	// The body and a copy of the object (decodeReview makes one for an unusual envelope), before
+	// anything is read.
 	res, err := h.Budget.reserve(ctx, 2*size)
 	if err != nil {
 		tooBusy(w)
@@ -96,10 +100,10 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(ctx, w, body, "is too large to evaluate: "+why, http.StatusRequestEntityTooLarge)
 		return
 	}
-	// The envelope (its copy of the object is within the body's reservation), then the gate,
-	// then the memory the object's decoding takes.
-	var review admissionv1.AdmissionReview
-	if err := gojson.Unmarshal(body, &review); err != nil {
+	// The envelope (a copy of the object, when it is made, is within the body's reservation),
+	// then the gate, then the memory the object's decoding takes.
+	review, err := decodeReview(body)
+	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding the review: %w", err))
 		return
 	}
@@ -121,6 +125,92 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.respond(ctx, w, review.TypeMeta, req, h.handle(ctx, req))
+}
+
+// reviewEnvelope is an AdmissionReview whose request's object and oldObject the decoder skips:
+// decodeReview takes them from the body instead. Decoded as RawExtensions they would be copied
+// twice (the decoder copies what it hands to an UnmarshalJSON, which copies it again): two
+// copies of the largest part of every review.
+type reviewEnvelope struct {
+	metav1.TypeMeta
+	Request *struct {
+		admissionv1.AdmissionRequest
+		Object    struct{} `json:"object"`    // shadows AdmissionRequest's
+		OldObject struct{} `json:"oldObject"` // shadows AdmissionRequest's
+	} `json:"request"`
+}
+
+// decodeReview decodes an AdmissionReview; its request's object and oldObject are the body's own
+// bytes, which the review must not outlive.
+func decodeReview(body []byte) (admissionv1.AdmissionReview, error) {
+	var review admissionv1.AdmissionReview
+	object, oldObject, ok := reviewObjects(body)
+	if !ok {
+		// An envelope that is not plain enough to read the objects' bytes from: the general
+		// way, which copies them, and says what is wrong with it.
+		err := gojson.Unmarshal(body, &review)
+		return review, err
+	}
+	var envelope reviewEnvelope
+	if err := gojson.Unmarshal(body, &envelope); err != nil {
+		return review, err
+	}
+	review.TypeMeta = envelope.TypeMeta
+	if envelope.Request != nil {
+		review.Request = &envelope.Request.AdmissionRequest
+		review.Request.Object.Raw, review.Request.OldObject.Raw = object, oldObject
+	}
+	return review, nil
+}
+
+// reviewObjects finds the bytes of a review's request.object and request.oldObject (nil when
+// absent or null), as the decoder would read them, in one pass over the body. It returns false
+// when it cannot be sure of that: a key written twice, or in another case (the decoder matches
+// keys regardless of case), or with an escape; or an object that is not a JSON object.
+func reviewObjects(body []byte) (object, oldObject []byte, ok bool) {
+	requests, objects, oldObjects := 0, 0, 0
+	end := jsonscan.Walk(body, 0, func(key []byte, at int) int {
+		if !strings.EqualFold(string(key), "request") {
+			return jsonscan.ValueEnd(body, at)
+		}
+		requests++
+		if string(key) != "request" || at == len(body) || body[at] != '{' {
+			requests = 2 // not plain, or null, or not an object: the general way says
+			return jsonscan.ValueEnd(body, at)
+		}
+		return jsonscan.Walk(body, at, func(key []byte, at int) int {
+			end := jsonscan.ValueEnd(body, at)
+			switch k := string(key); {
+			case end < 0:
+			case k == "object":
+				object, objects = body[at:end], objects+1
+			case k == "oldObject":
+				oldObject, oldObjects = body[at:end], oldObjects+1
+			case strings.EqualFold(k, "object") || strings.EqualFold(k, "oldObject"):
+				objects = 2
+			}
+			return end
+		})
+	})
+	if end < 0 || strings.TrimSpace(string(body[end:])) != "" || requests > 1 || objects > 1 || oldObjects > 1 {
+		return nil, nil, false
+	}
+	var objectOK, oldObjectOK bool
+	object, objectOK = rawObject(object)
+	oldObject, oldObjectOK = rawObject(oldObject)
+	return object, oldObject, objectOK && oldObjectOK
+}
+
+// rawObject is a member's value as a RawExtension holds it: nil for null or absent; false when
+// it is not a JSON object.
+func rawObject(value []byte) ([]byte, bool) {
+	switch {
+	case value == nil, string(value) == "null":
+		return nil, true
+	case value[0] == '{':
+		return value, true
+	}
+	return nil, false
 }
 
 func isReview(tm metav1.TypeMeta) bool {
