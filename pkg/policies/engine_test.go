@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -285,5 +286,51 @@ spec:
 	}
 	if fe := c.ExceptionLifetime(&x, now.Add(-60*24*time.Hour)); fe == nil {
 		t.Error("97 days from its creation: accepted")
+	}
+}
+
+// TestEvaluateLeavesTheNamespaceAsItWas: the engine only reads the request's Namespace, which the
+// server takes from its informer cache without a copy (shared by every review in that namespace):
+// matching, enforcement overrides, exceptions and CEL over namespaceObject, with every label and
+// annotation read, leave it as it was.
+func TestEvaluateLeavesTheNamespaceAsItWas(t *testing.T) {
+	e := mustEngine(t, time.Now(),
+		clusterPolicy("p", `enforcement: Deny
+match: {kinds: [Pod], namespaceSelector: {matchLabels: {env: prod}}}
+enforcementOverrides:
+- {namespaceSelector: {matchExpressions: [{key: tier, operator: In, values: [web]}]}, enforcement: Warn}
+rules:
+- {name: labels, cel: {expression: "namespaceObject.metadata.labels.all(k, namespaceObject.metadata.labels[k] != '') && namespaceObject.metadata.annotations.exists(k, k == 'owner')"}}
+- {name: spec, cel: {expression: "namespaceObject.spec.?finalizers.orValue([]).size() >= 0"}}
+- {name: mutate, defaultProbes: {}}
+`),
+		`apiVersion: portcullis.dev/v1alpha1
+kind: PolicyException
+metadata: {name: x, namespace: shop}
+spec:
+  exceptions: [{policyName: p, ruleNames: [spec]}]
+  match: {kinds: [Pod], namespaceSelector: {matchLabels: {env: prod}}}
+  owner: team-a
+  reason: testing
+  expires: "2999-01-01T00:00:00Z"
+`)
+	ns := &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"env": "prod", "tier": "web", corev1.LabelMetadataName: "shop"},
+			Annotations:   map[string]string{"owner": "team-a"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}},
+		Spec: corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{corev1.FinalizerKubernetes}},
+	}
+	before := ns.DeepCopy()
+	res := mustResource(t, "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {containers: [{name: c, image: nginx, ports: [{containerPort: 80, name: http}]}]}\n")
+	req := &Request{Operation: v1alpha1.Create, Object: res, Namespace: ns}
+	got := summarize(e.Evaluate(t.Context(), req))
+	if want := []string{"p/labels=pass:Warn", "p/spec=skip:Warn"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if _, err := e.Mutate(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(ns, before) {
+		t.Errorf("the namespace changed:\n got %+v\nwant %+v", ns, before)
 	}
 }

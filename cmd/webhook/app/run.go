@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -210,13 +211,17 @@ func buildWebhookServer(o *Options, src *certs.Source) (*server.WebhookServer, *
 }
 
 // cacheByObject restricts the cache to the objects Portcullis reads by name: the one Secret it
-// serves from (not every Secret of the cluster) and its own webhook configurations.
+// serves from (not every Secret of the cluster) and its own webhook configurations. Namespaces
+// are read by every review and never written: the cache hands out its own, not a deep copy
+// each time (a Namespace's annotations and managed fields can be kilobytes);
+// TestEvaluateLeavesTheNamespaceAsItWas holds the engine to reading it only.
 func cacheByObject(o *Options) map[client.Object]cache.ByObject {
 	named := func(name string) cache.ByObject {
 		return cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", name)}
 	}
 	m := map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", o.CertSecret)}}},
+		&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", o.CertSecret)}}},
+		&corev1.Namespace{}: {UnsafeDisableDeepCopy: ptr.To(true)},
 	}
 	if o.ValidatingConfig != "" {
 		m[&admissionregistrationv1.ValidatingWebhookConfiguration{}] = named(o.ValidatingConfig)
