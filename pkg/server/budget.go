@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/portcullis-dev/portcullis/internal/jsonscan"
 )
 
 // Budget bounds the memory that the reviews in flight may hold. Each review reserves an estimate
@@ -87,12 +89,14 @@ func scanShape(data []byte) shape {
 	var s shape
 	depth := 0
 	for i := 0; i < len(data); i++ {
-		switch data[i] {
+		c := data[i]
+		if !shapeBytes[c] {
+			continue
+		}
+		switch c {
 		case '"':
-			for i++; i < len(data) && data[i] != '"'; i++ {
-				if data[i] == '\\' {
-					i++
-				}
+			if i = jsonscan.StringEnd(data, i) - 1; i < 0 {
+				return s // unterminated: the decoder says so
 			}
 		case '{':
 			s.objects++
@@ -109,6 +113,9 @@ func scanShape(data []byte) shape {
 	}
 	return s
 }
+
+// shapeBytes marks the bytes scanShape counts or acts on; it skips every other byte outside strings.
+var shapeBytes = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true, ',': true, ':': true}
 
 // The per-value costs of decoding, an upper bound measured by TestDecodeCostBound over hostile
 // shapes: a JSON object may become a typed struct as large as a corev1.Container (408 bytes)
