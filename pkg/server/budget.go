@@ -125,8 +125,8 @@ const (
 	costPerObject    = 3072
 	costPerArray     = 128
 	costPerSeparator = 160
-	// costPerByte covers the body, the envelope's copy of the object and the strings decoded
-	// from it.
+	// costPerByte covers the body, a copy of the object (made only for an envelope decoded the
+	// general way: see decodeReview) and the strings decoded from it.
 	costPerByte = 4
 )
 
