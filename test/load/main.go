@@ -321,15 +321,7 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 	// Warm up (connections, caches), then measure.
 	for range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, 2*time.Second, name+"-warmup") {
 	}
-	cpu0, err := cpuTime(pid)
-	if err != nil {
-		return result{}, err
-	}
-	self0, err := cpuTime(os.Getpid())
-	if err != nil {
-		return result{}, err
-	}
-	machine0, err := machineTicks()
+	before, err := readUsage(pid)
 	if err != nil {
 		return result{}, err
 	}
@@ -345,15 +337,7 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 	}
 	m.Close()
 	<-done
-	cpu1, err := cpuTime(pid)
-	if err != nil {
-		return result{}, err
-	}
-	self1, err := cpuTime(os.Getpid())
-	if err != nil {
-		return result{}, err
-	}
-	machine1, err := machineTicks()
+	after, err := readUsage(pid)
 	if err != nil {
 		return result{}, err
 	}
@@ -362,12 +346,32 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 		return result{}, err
 	}
 	ok := float64(m.Requests) * m.Success
-	busy, steal := machine1.sharesSince(machine0)
+	busy, steal := after.machine.sharesSince(before.machine)
 	return result{Server: name, Rate: rate, Requests: m.Requests, Success: m.Success,
 		P50Ms: ms(m.Latencies.P50), P99Ms: ms(m.Latencies.P99),
-		CPUPerReview: float64((cpu1 - cpu0).Microseconds()) / ok, RSSMiB: rss,
-		LoadCPUPerReview: float64((self1 - self0).Microseconds()) / float64(max(m.Requests, 1)),
+		CPUPerReview: float64((after.server - before.server).Microseconds()) / ok, RSSMiB: rss,
+		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
 		MachineBusy:      busy, Steal: steal}, nil
+}
+
+// usage is the CPU time used so far by the server, by this process (the load generator) and by
+// the machine.
+type usage struct {
+	server, self time.Duration
+	machine      ticks
+}
+
+func readUsage(pid int) (usage, error) {
+	var u usage
+	var err error
+	if u.server, err = cpuTime(pid); err != nil {
+		return u, err
+	}
+	if u.self, err = cpuTime(os.Getpid()); err != nil {
+		return u, err
+	}
+	u.machine, err = machineTicks()
+	return u, err
 }
 
 // ticks are the machine's CPU time from /proc/stat's first line, in clock ticks, summed over
