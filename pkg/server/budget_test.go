@@ -32,7 +32,7 @@ func TestScanShape(t *testing.T) {
 		{`"\"{["`, shape{}},
 		{`["\\",{}]`, shape{objects: 1, arrays: 1, separators: 1, depth: 2}},
 		{`[[[[]]]]`, shape{arrays: 4, depth: 4}},
-		{`}}}{`, shape{objects: 1, depth: 0}}, // malformed: the decoder rejects it later
+		{`}}}{`, shape{objects: 1, depth: 0}},                                         // malformed: the decoder rejects it later
 		{`{"a":["x\\\"y", "z`, shape{objects: 1, arrays: 1, separators: 2, depth: 2}}, // unterminated
 		{`{"` + strings.Repeat("k", 40) + `":{}}`, shape{objects: 2, separators: 1, depth: 2}},
 	}
