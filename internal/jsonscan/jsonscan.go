@@ -6,10 +6,7 @@
 // not every value's syntax: callers decode the document afterwards, or have validated it.
 package jsonscan
 
-import (
-	"bytes"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // Members calls f with each member of the object js, in order: its key, unquoted, and its
 // value's bytes. It returns false, having called f for none or some members, when js is not an
@@ -127,39 +124,29 @@ func space(js []byte, i int) int {
 }
 
 // StringEnd is the index after the string whose opening quote is js[i], or -1 when it is not
-// closed: the first quote not escaped, that is, with an even run of backslashes before it.
+// closed: the first quote not escaped. Most strings hold no escape, and a loop over their bytes
+// finds their end quicker than a call to bytes.IndexByte would (keys are short).
 func StringEnd(js []byte, i int) int {
-	start := i + 1
-	for i = start; ; i++ {
-		j := quote(js[i:])
-		if j < 0 {
-			return -1
-		}
-		i += j
-		k := i - 1
-		for k >= start && js[k] == '\\' {
-			k--
-		}
-		if (i-1-k)%2 == 0 {
-			return i + 1
+	for j := i + 1; j < len(js); j++ {
+		switch js[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			return escapedStringEnd(js, j)
 		}
 	}
+	return -1
 }
 
-// quote is the index of the first '"' in s, or -1. Most strings of an object (its keys) are
-// short, and a loop over their bytes is quicker than a call to bytes.IndexByte.
-func quote(s []byte) int {
-	const short = 16
-	for i, c := range s[:min(len(s), short)] {
-		if c == '"' {
-			return i
+// escapedStringEnd is StringEnd past the escape at js[i].
+func escapedStringEnd(js []byte, i int) int {
+	for ; i < len(js); i++ {
+		switch js[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
 		}
-	}
-	if len(s) <= short {
-		return -1
-	}
-	if j := bytes.IndexByte(s[short:], '"'); j >= 0 {
-		return short + j
 	}
 	return -1
 }
