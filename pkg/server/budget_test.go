@@ -251,3 +251,77 @@ func TestBudgetTurnsAwayWhenFull(t *testing.T) {
 		t.Fatalf("status %d once the budget is free: %s", w.Code, w.Body)
 	}
 }
+
+// gated admits everything, once its Gate, which reports each review that reaches it, is opened.
+type gated struct {
+	allowAll
+	reached, open chan struct{}
+}
+
+func (g gated) Gate(context.Context, string) (func(), string) {
+	g.reached <- struct{}{}
+	<-g.open
+	return func() {}, ""
+}
+
+// TestGateWaitersHoldTheirBodyOnly: a review waiting at its namespace's gate holds only its
+// body's share of the memory budget (its object is read in place, not copied), so that reviews
+// queued behind a busy tenant leave room to the others.
+func TestGateWaitersHoldTheirBodyOnly(t *testing.T) {
+	body := loadReview(t)
+	budget := NewBudget(4 * scanShape(body).decodeCost(len(body)))
+	g := gated{reached: make(chan struct{}), open: make(chan struct{})}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serve(&ReviewHandler{Handler: g, Budget: budget, Timeout: 10 * time.Second}, body) }()
+	select {
+	case <-g.reached:
+	case w := <-done:
+		t.Fatalf("the review was answered before its gate: status %d: %s", w.Code, w.Body)
+	}
+	rest := budget.total - int64(len(body))
+	held := budget.sem.TryAcquire(rest)
+	close(g.open)
+	if !held {
+		t.Errorf("a review waiting at its gate holds more than its body (%d bytes) of the budget", len(body))
+	} else {
+		budget.sem.Release(rest)
+	}
+	if w := <-done; w.Code != http.StatusOK {
+		t.Errorf("status %d: %s", w.Code, w.Body)
+	}
+}
+
+// TestUnusualEnvelopeReservesItsCopies: an envelope decoded the general way (here, a key in
+// another case) copies its object twice, and reserves the memory for that before decoding it: at
+// the gate it holds its body and two copies of it, no more.
+func TestUnusualEnvelopeReservesItsCopies(t *testing.T) {
+	body := bytes.Replace(loadReview(t), []byte(`"object":`), []byte(`"Object":`), 1)
+	if _, _, plain := reviewObjects(body); plain {
+		t.Fatal("the envelope is plain: the test reads nothing")
+	}
+	budget := NewBudget(4 * scanShape(body).decodeCost(len(body)))
+	g := gated{reached: make(chan struct{}), open: make(chan struct{})}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serve(&ReviewHandler{Handler: g, Budget: budget, Timeout: 10 * time.Second}, body) }()
+	select {
+	case <-g.reached:
+	case w := <-done:
+		t.Fatalf("the review was answered before its gate: status %d: %s", w.Code, w.Body)
+	}
+	n := int64(len(body))
+	moreThanBody := budget.sem.TryAcquire(budget.total - n)
+	exactly := !moreThanBody && budget.sem.TryAcquire(budget.total-3*n)
+	close(g.open)
+	switch {
+	case moreThanBody:
+		budget.sem.Release(budget.total - n)
+		t.Error("the review holds its body only: the copies of its object were not reserved")
+	case !exactly:
+		t.Errorf("the review holds more than its body and two copies (%d bytes)", 3*n)
+	default:
+		budget.sem.Release(budget.total - 3*n)
+	}
+	if w := <-done; w.Code != http.StatusOK {
+		t.Errorf("status %d: %s", w.Code, w.Body)
+	}
+}

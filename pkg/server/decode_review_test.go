@@ -40,7 +40,7 @@ func reviewBodies(tb testing.TB) []string {
 func TestDecodeReviewAgrees(t *testing.T) {
 	for _, body := range reviewBodies(t) {
 		want, wantErr := decodeWhole([]byte(body))
-		got, err := decodeReview([]byte(body))
+		got, err := decodeReview([]byte(body), noReserve)
 		if (err != nil) != (wantErr != nil) {
 			t.Errorf("%.80s: error %v, want %v", body, err, wantErr)
 			continue
@@ -50,7 +50,7 @@ func TestDecodeReviewAgrees(t *testing.T) {
 		}
 	}
 	body := loadReview(t)
-	review, err := decodeReview(body)
+	review, err := decodeReview(body, noReserve)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,10 +59,13 @@ func TestDecodeReviewAgrees(t *testing.T) {
 	if p := uintptr(unsafe.Pointer(unsafe.SliceData(raw))); len(raw) < 1000 || p < start || p >= end {
 		t.Errorf("the object (%d bytes) is a copy, not the body's own bytes", len(raw))
 	}
-	if n := testing.AllocsPerRun(50, func() { _, _ = decodeReview(body) }); n > 25 {
+	if n := testing.AllocsPerRun(50, func() { _, _ = decodeReview(body, noReserve) }); n > 25 {
 		t.Errorf("decoding the review's envelope allocates %v times", n)
 	}
 }
+
+// noReserve is a memory budget without bound, for decodeReview.
+func noReserve(int64) error { return nil }
 
 // decodeWhole is the general decoding decodeReview must agree with.
 func decodeWhole(body []byte) (admissionv1.AdmissionReview, error) {
@@ -78,7 +81,7 @@ func FuzzDecodeReview(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		want, wantErr := decodeWhole(body)
-		got, err := decodeReview(body)
+		got, err := decodeReview(body, noReserve)
 		if (err != nil) != (wantErr != nil) {
 			t.Fatalf("error %v, want %v", err, wantErr)
 		}
@@ -95,7 +98,7 @@ func BenchmarkDecodeReview(b *testing.B) {
 	for _, bb := range []struct {
 		name   string
 		decode func([]byte) (admissionv1.AdmissionReview, error)
-	}{{"in-place", decodeReview}, {"whole", decodeWhole}} {
+	}{{"in-place", func(body []byte) (admissionv1.AdmissionReview, error) { return decodeReview(body, noReserve) }}, {"whole", decodeWhole}} {
 		b.Run(bb.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()

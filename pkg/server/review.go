@@ -78,9 +78,8 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if size < 0 {
 		size = MaxReviewBytes
 	}
-	// The body and a copy of the object (decodeReview makes one for an unusual envelope), before
-	// anything is read.
-	res, err := h.Budget.reserve(ctx, 2*size)
+	// The body, before anything is read.
+	res, err := h.Budget.reserve(ctx, size)
 	if err != nil {
 		tooBusy(w)
 		return
@@ -101,9 +100,19 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(ctx, w, body, "is too large to evaluate: "+why, http.StatusRequestEntityTooLarge)
 		return
 	}
-	// The envelope (a copy of the object, when it is made, is within the body's reservation),
-	// then the gate, then the memory the object's decoding takes.
-	review, err := decodeReview(body)
+	// The envelope (its objects read in place; copied, within a reservation grown for them, when
+	// it is decoded the general way), then the gate, then the memory the object's decoding takes.
+	// A review waiting at the gate holds its body's share of the budget only.
+	noRoom := false
+	review, err := decodeReview(body, func(copied int64) error {
+		err := res.grow(ctx, int64(len(body))+copied)
+		noRoom = err != nil
+		return err
+	})
+	if noRoom {
+		tooBusy(w)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding the review: %w", err))
 		return
@@ -142,13 +151,18 @@ type reviewEnvelope struct {
 }
 
 // decodeReview decodes an AdmissionReview; its request's object and oldObject are the body's own
-// bytes, which the review must not outlive.
-func decodeReview(body []byte) (admissionv1.AdmissionReview, error) {
+// bytes, which the review must not outlive. An envelope decoded the general way copies them:
+// reserve is first called with the bytes that may take, and its error is returned.
+func decodeReview(body []byte, reserve func(copied int64) error) (admissionv1.AdmissionReview, error) {
 	var review admissionv1.AdmissionReview
 	object, oldObject, ok := reviewObjects(body)
 	if !ok {
 		// An envelope that is not plain enough to read the objects' bytes from: the general
-		// way, which copies them, and says what is wrong with it.
+		// way, which copies them (twice: the decoder, then RawExtension), and says what is
+		// wrong with it.
+		if err := reserve(2 * int64(len(body))); err != nil {
+			return review, err
+		}
 		err := gojson.Unmarshal(body, &review)
 		return review, err
 	}
