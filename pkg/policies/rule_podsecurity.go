@@ -223,7 +223,7 @@ func (r *podSecurityRule) evaluate(in *input) verdict {
 	if pod == nil {
 		return skip("podSecurity applies to Pods and pod controllers only")
 	}
-	results := make([]policy.CheckResult, 0, len(r.checks))
+	var failed []policy.CheckResult // the aggregate reads only these; most pods fail none
 	for _, c := range r.checks {
 		if err := in.ctx.Err(); err != nil {
 			return evalError(fmt.Errorf("not evaluated: %w", context.Cause(in.ctx)))
@@ -232,12 +232,14 @@ func (r *podSecurityRule) evaluate(in *input) verdict {
 		if c.images != nil {
 			spec = withoutImages(spec, c.images)
 		}
-		results = append(results, c.check(pod.Meta, spec))
+		if res := c.check(pod.Meta, spec); !res.Allowed {
+			failed = append(failed, res)
+		}
 	}
-	agg := policy.AggregateCheckResults(results)
-	if agg.Allowed {
+	if len(failed) == 0 {
 		return pass()
 	}
+	agg := policy.AggregateCheckResults(failed)
 	msg := fmt.Sprintf("violates PodSecurity %q: %s", r.label, agg.ForbiddenDetail())
 	if pod.Template {
 		msg = pod.SpecPath.String() + ": " + msg
