@@ -1,6 +1,7 @@
-// Package jsonscan reads the top level of a JSON document without decoding it: the members of
-// an object, the elements of an array. Reading a document's apiVersion and kind this way costs a
-// scan of its bytes, where decoding it into a struct costs the reflection over every value.
+// Package jsonscan reads a JSON document's structure without decoding it: the members of an
+// object, the elements of an array, and with Walk the members of an object within it, where they
+// lie in the document. Reading a document's apiVersion and kind this way costs a scan of its
+// bytes, where decoding it into a struct costs the reflection over every value.
 //
 // It checks the structure it walks (quotes closed, brackets balanced, separators in place) but
 // not every value's syntax: callers decode the document afterwards, or have validated it.

@@ -264,11 +264,11 @@ func (g gated) Gate(context.Context, string) (func(), string) {
 	return func() {}, ""
 }
 
-// TestGateWaitersHoldTheirBodyOnly: a review waiting at its namespace's gate holds only its
-// body's share of the memory budget (its object is read in place, not copied), so that reviews
-// queued behind a busy tenant leave room to the others.
-func TestGateWaitersHoldTheirBodyOnly(t *testing.T) {
-	body := loadReview(t)
+// atGate serves body through a handler whose namespace gate waits, calls check with the budget
+// while the review waits there (check gives back what it takes), then lets the review through
+// and wants it served.
+func atGate(t *testing.T, body []byte, check func(b *Budget)) {
+	t.Helper()
 	budget := NewBudget(4 * scanShape(body).decodeCost(len(body)))
 	g := gated{reached: make(chan struct{}), open: make(chan struct{})}
 	done := make(chan *httptest.ResponseRecorder)
@@ -278,17 +278,26 @@ func TestGateWaitersHoldTheirBodyOnly(t *testing.T) {
 	case w := <-done:
 		t.Fatalf("the review was answered before its gate: status %d: %s", w.Code, w.Body)
 	}
-	rest := budget.total - int64(len(body))
-	held := budget.sem.TryAcquire(rest)
+	check(budget)
 	close(g.open)
-	if !held {
-		t.Errorf("a review waiting at its gate holds more than its body (%d bytes) of the budget", len(body))
-	} else {
-		budget.sem.Release(rest)
-	}
 	if w := <-done; w.Code != http.StatusOK {
 		t.Errorf("status %d: %s", w.Code, w.Body)
 	}
+}
+
+// TestGateWaitersHoldTheirBodyOnly: a review waiting at its namespace's gate holds only its
+// body's share of the memory budget (its object is read in place, not copied), so that reviews
+// queued behind a busy tenant leave room to the others.
+func TestGateWaitersHoldTheirBodyOnly(t *testing.T) {
+	body := loadReview(t)
+	atGate(t, body, func(budget *Budget) {
+		rest := budget.total - int64(len(body))
+		if !budget.sem.TryAcquire(rest) {
+			t.Errorf("a review waiting at its gate holds more than its body (%d bytes) of the budget", len(body))
+			return
+		}
+		budget.sem.Release(rest)
+	})
 }
 
 // TestUnusualEnvelopeReservesItsCopies: an envelope decoded the general way (here, a key in
@@ -299,29 +308,16 @@ func TestUnusualEnvelopeReservesItsCopies(t *testing.T) {
 	if _, _, plain := reviewObjects(body); plain {
 		t.Fatal("the envelope is plain: the test reads nothing")
 	}
-	budget := NewBudget(4 * scanShape(body).decodeCost(len(body)))
-	g := gated{reached: make(chan struct{}), open: make(chan struct{})}
-	done := make(chan *httptest.ResponseRecorder)
-	go func() { done <- serve(&ReviewHandler{Handler: g, Budget: budget, Timeout: 10 * time.Second}, body) }()
-	select {
-	case <-g.reached:
-	case w := <-done:
-		t.Fatalf("the review was answered before its gate: status %d: %s", w.Code, w.Body)
-	}
 	n := int64(len(body))
-	moreThanBody := budget.sem.TryAcquire(budget.total - n)
-	exactly := !moreThanBody && budget.sem.TryAcquire(budget.total-3*n)
-	close(g.open)
-	switch {
-	case moreThanBody:
-		budget.sem.Release(budget.total - n)
-		t.Error("the review holds its body only: the copies of its object were not reserved")
-	case !exactly:
-		t.Errorf("the review holds more than its body and two copies (%d bytes)", 3*n)
-	default:
-		budget.sem.Release(budget.total - 3*n)
-	}
-	if w := <-done; w.Code != http.StatusOK {
-		t.Errorf("status %d: %s", w.Code, w.Body)
-	}
+	atGate(t, body, func(budget *Budget) {
+		switch {
+		case budget.sem.TryAcquire(budget.total - n):
+			budget.sem.Release(budget.total - n)
+			t.Error("the review holds its body only: the copies of its object were not reserved")
+		case !budget.sem.TryAcquire(budget.total - 3*n):
+			t.Errorf("the review holds more than its body and two copies (%d bytes)", 3*n)
+		default:
+			budget.sem.Release(budget.total - 3*n)
+		}
+	})
 }
