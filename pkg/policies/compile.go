@@ -188,6 +188,13 @@ func (c *Compiler) CompilePolicy(p *v1alpha1.Policy) (*CompiledPolicy, error) {
 	return c.compile(fmt.Sprintf("Policy %q", name), name, p.Namespace, &p.ObjectMeta, &p.Spec)
 }
 
+// plansUntracked reports whether the CEL expressions of a policy in namespace ("": a
+// ClusterPolicy) get untracked twins (untracked.go): a ClusterPolicy's that are evaluated, not a
+// tenant's. A twin is a second program (about 23 KiB: cel-go gives each its own function table;
+// with params or variables, a second environment too), and a tenant's policies' memory is
+// bounded by docs/security.md's budget.
+func (c *Compiler) plansUntracked(namespace string) bool { return !c.checkOnly && namespace == "" }
+
 // compile compiles a policy's spec; name is how results name it ("namespace/name" for a
 // Policy).
 func (c *Compiler) compile(object, name, namespace string, meta *metav1.ObjectMeta, spec *v1alpha1.PolicySpec) (*CompiledPolicy, error) {
@@ -243,7 +250,7 @@ func (c *Compiler) compile(object, name, namespace string, meta *metav1.ObjectMe
 	if len(spec.Rules) == 0 {
 		errs = append(errs, field.Required(path.Child("rules"), "a policy needs at least one rule"))
 	}
-	env, scope, cost, e := c.compileScope(spec, path)
+	env, scope, cost, e := c.compileScope(spec, c.plansUntracked(namespace), path)
 	errs = append(errs, e...)
 	if env == nil {
 		return nil, &CompileError{Object: object, Errs: errs} // the params are not usable

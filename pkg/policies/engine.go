@@ -160,19 +160,19 @@ type input struct {
 	nsVal     ref.Val
 	nsLabels  labels.Set
 	unchanged *bool
-	vars      map[*celScope]ref.Val // each policy's variables, evaluated lazily
+	vars      []*celVars // the variables of the policies read so far, each evaluated lazily
 }
 
-// variables returns the variables of the policy whose scope is s, for this request.
+// variables returns the variables of the policy whose scope is s, for this request. A request's
+// rules are evaluated policy by policy, so the last policy's are looked at first.
 func (in *input) variables(s *celScope) ref.Val {
-	v, ok := in.vars[s]
-	if !ok {
-		if in.vars == nil {
-			in.vars = map[*celScope]ref.Val{}
+	for i := len(in.vars) - 1; i >= 0; i-- {
+		if in.vars[i].scope == s {
+			return in.vars[i]
 		}
-		v = s.values(in)
-		in.vars[s] = v
 	}
+	v := newCELVars(s, in)
+	in.vars = append(in.vars, v)
 	return v
 }
 

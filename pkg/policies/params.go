@@ -18,7 +18,6 @@ import (
 	"github.com/google/cel-go/common/types/traits"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	apiservercel "k8s.io/apiserver/pkg/cel"
-	"k8s.io/apiserver/pkg/cel/lazy"
 	"k8s.io/apiserver/pkg/cel/library"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
@@ -47,6 +46,7 @@ type celScope struct {
 	paramValues map[string]any
 	variables   []*celVariable
 	varsType    *apiservercel.DeclType // the object type whose fields are the variables
+	varsTypeVal *types.Type            // its type as the variables' values give it (celVars)
 
 	// What the untracked programs of its rules need (untracked.go): the declarations its
 	// environment adds, to add them to the untracked one, built once, when a rule first
@@ -63,6 +63,25 @@ type celVariable struct {
 	cost    uint64
 	// needs are what the variable reads that only a request has, its variables' included.
 	needs []string
+	// untracked is program without runtime cost tracking, for requests within untrackedWithin,
+	// as a rule's (untracked.go); nil when there is none.
+	untracked       cel.Program
+	untrackedWithin untrackedBounds
+}
+
+// evaluate is the variable's value for one request, or the error that evaluating it gave.
+func (v *celVariable) evaluate(in *input, act activation) ref.Val {
+	var out ref.Val
+	var err error
+	if v.untracked != nil && v.untrackedWithin.covers(in.bounds()) {
+		out, _, err = v.untracked.Eval(act) // bounded before it runs, as a rule's twin
+	} else {
+		out, _, err = v.program.ContextEval(in.ctx, act)
+	}
+	if err != nil {
+		return types.NewErr("variable %q: %v", v.name, err)
+	}
+	return out
 }
 
 // celIdentifier is a name CEL can select as a field.
@@ -74,11 +93,13 @@ var celReserved = []string{"as", "break", "const", "continue", "else", "false", 
 
 // compileScope compiles a policy's params and variables into the environment its CEL rules
 // compile in. A policy with neither gets the compiler's environment, and a nil scope.
-func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*cel.Env, *celScope, uint64, field.ErrorList) {
+// withUntracked also plans the variables' untracked twins, as compileCEL does the rules'.
+func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, path *field.Path) (*cel.Env, *celScope, uint64, field.ErrorList) {
 	if spec.Params == nil && len(spec.Variables) == 0 {
 		return c.env, nil, 0, nil
 	}
 	scope := &celScope{varsType: apiservercel.NewObjectType("portcullis.variables", map[string]*apiservercel.DeclField{})}
+	scope.varsTypeVal = cel.ObjectType(scope.varsType.TypeName(), traits.IndexerType|traits.FieldTesterType|traits.IterableType)
 	declTypes := []*apiservercel.DeclType{scope.varsType}
 	opts := []cel.EnvOption{cel.Variable(varVariables, scope.varsType.CelType())}
 	var errs field.ErrorList
@@ -89,6 +110,12 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 		}
 		t := paramsType(value)
 		scope.params, scope.paramValues = types.DefaultTypeAdapter.NativeToValue(value), value
+		if withUntracked {
+			// Converted once, not at every read: a ClusterPolicy's, whose memory no tenant
+			// budget bounds (a tenant's, up to MaxParamsBytes of tiny values, would be
+			// several times that converted).
+			scope.params = paramsVal(value)
+		}
 		if t.IsObject() {
 			declTypes = append(declTypes, t)
 		}
@@ -108,6 +135,8 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 	})
 	var cost uint64
 	seen := map[string]bool{}
+	var asts []*cel.Ast
+	var reads []int // how many of the variables before each its estimate inlines
 	for i, v := range spec.Variables {
 		p := path.Child("variables").Index(i)
 		switch {
@@ -129,10 +158,24 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, path *field.Path) (*c
 		}
 		scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, declTypeOf(ast.OutputType()), true, nil, nil)
 		scope.variables = append(scope.variables, &celVariable{name: v.Name, program: prog, cost: vcost, needs: needs})
+		asts = append(asts, ast)
+		reads = append(reads, len(scope.inline))
 		if inlined, ok := inlineVariables(env, ast, scope.inline); ok { // else its readers stay tracked
 			scope.inline = append(scope.inline, cel.NewInlineVariableWithAlias(varVariables+"."+v.Name, "__variables_"+v.Name, inlined))
 		}
 		cost = addCost(cost, vcost)
+	}
+	if withUntracked && len(errs) == 0 {
+		// Once every variable is declared (the untracked environment is built once, with all of
+		// them); each is estimated with the ones before it, which are all it may read, inlined.
+		for i, v := range scope.variables {
+			before := *scope
+			before.inline = scope.inline[:reads[i]]
+			var err error
+			if v.untracked, v.untrackedWithin, err = untracked(env, asts[i], &before); err != nil {
+				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
+			}
+		}
 	}
 	return env, scope, cost, errs
 }
@@ -243,21 +286,25 @@ func sizeAt(v any, path []string) (uint64, bool) {
 	return largest, true
 }
 
-// values returns the lazily evaluated variables of one request: each is evaluated when first
-// read, and once.
-func (s *celScope) values(in *input) ref.Val {
-	m := lazy.NewMapValue(s.varsType)
-	act := activation{in: in, scope: s}
-	for _, v := range s.variables {
-		m.Append(v.name, func(*lazy.MapValue) ref.Val {
-			out, _, err := v.program.ContextEval(in.ctx, act)
-			if err != nil {
-				return types.NewErr("variable %q: %v", v.name, err)
-			}
-			return out
-		})
+// paramsVal is params' value as CEL sees it (what types.DefaultTypeAdapter.NativeToValue makes of
+// it), with every map and list converted at once: the adapter's views convert an element at every
+// read.
+func paramsVal(v any) ref.Val {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[ref.Val]ref.Val, len(v))
+		for k, e := range v {
+			m[types.String(k)] = paramsVal(e)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m)
+	case []any:
+		l := make([]ref.Val, len(v))
+		for i, e := range v {
+			l[i] = paramsVal(e)
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, l)
 	}
-	return m
+	return types.DefaultTypeAdapter.NativeToValue(v)
 }
 
 // decodeParams decodes params as JSON: an object, at most MaxParamsDepth deep, whose whole

@@ -42,12 +42,7 @@ var ruleTypes = []ruleType{
 		}},
 	{field: "cel", set: func(r *v1alpha1.Rule) bool { return r.CEL != nil },
 		compile: func(c *Compiler, r *v1alpha1.Rule, p *field.Path, namespace string) (evaluator, mutate.Mutator, field.ErrorList) {
-			// An untracked twin for a ClusterPolicy's rules that are evaluated, not a tenant's:
-			// a twin is a second program (about 23 KiB: cel-go gives each its own function
-			// table; with params or variables, a second environment too), and a tenant's rules'
-			// memory is bounded by docs/security.md's budget.
-			untracked := !c.checkOnly && namespace == ""
-			e, errs := compileCEL(r.CEL, c.env, c.scope, untracked, p)
+			e, errs := compileCEL(r.CEL, c.env, c.scope, c.plansUntracked(namespace), p)
 			return e, nil, errs
 		}},
 	{field: "defaultProbes", set: func(r *v1alpha1.Rule) bool { return r.DefaultProbes != nil },

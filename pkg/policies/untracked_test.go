@@ -107,7 +107,8 @@ func TestUntrackedOnlyWhereTheEstimateBounds(t *testing.T) {
 	}
 	// Through the compiler: a policy's params are sized by their values and its variables
 	// inlined where read; what a variable reads unbounded keeps its readers tracked; the policy
-	// webhook's check-only compiler plans no twin.
+	// webhook's check-only compiler plans no twin. A variable has a twin by the same rules as a
+	// rule (vars: which have one).
 	const policy = `apiVersion: portcullis.dev/v1alpha1
 kind: ClusterPolicy
 metadata: {name: p}
@@ -124,22 +125,24 @@ spec:
 		expr     string
 		want     untrackedBounds
 		tenant   bool
+		vars     []bool
 	}{
-		{"plain", testCompiler, "", "podSpec.containers.all(c, c.name != 'x')", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false},
-		{"params", testCompiler, "params: {names: [a, b, c]}", "podSpec.containers.all(c, !(c.name in params.names))", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false},
+		{"plain", testCompiler, "", "podSpec.containers.all(c, c.name != 'x')", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false, nil},
+		{"params", testCompiler, "params: {names: [a, b, c]}", "podSpec.containers.all(c, !(c.name in params.names))", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false, nil},
 		// a loop over the params in a loop over the containers: the params' 3 items, not items
-		{"params loop", testCompiler, "params: {prefixes: [a, b, c]}", "podSpec.containers.all(c, params.prefixes.all(p, !c.image.startsWith(p)))", untrackedBounds{{items: 1 << 14, chars: 1 << 22}}, false},
+		{"params loop", testCompiler, "params: {prefixes: [a, b, c]}", "podSpec.containers.all(c, params.prefixes.all(p, !c.image.startsWith(p)))", untrackedBounds{{items: 1 << 14, chars: 1 << 22}}, false, nil},
 		// two lists concatenated, each of items entries: 2 items
 		{"variables", testCompiler, "variables: [{name: all, expression: \"podSpec.containers + podSpec.?initContainers.orValue([])\"}]",
-			"variables.all.all(c, c.name != 'x')", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false},
+			"variables.all.all(c, c.name != 'x')", untrackedBounds{{items: 1 << 16, chars: 1 << 22}}, false, []bool{true}},
 		{"variable of a variable", testCompiler, "variables: [{name: cs, expression: \"podSpec.containers\"}, {name: names, expression: \"variables.cs.map(c, c.name)\"}]",
-			"variables.names.all(n, variables.names.all(m, n == m))", untrackedBounds{{items: 1 << 6, chars: 1 << 11}}, false},
+			"variables.names.all(n, variables.names.all(m, n == m))", untrackedBounds{{items: 1 << 6, chars: 1 << 11}}, false, []bool{true, true}},
 		{"variable unbounded", testCompiler, "variables: [{name: groups, expression: \"request.userInfo.groups\"}]",
-			"variables.groups.all(g, g != 'x')", nil, false},
-		{"check-only", testCompiler.Checker(), "", "podSpec.containers.all(c, c.name != 'x')", nil, false},
+			"variables.groups.all(g, g != 'x')", nil, false, []bool{true}}, // reading the list costs the variable little; looping over it is unbounded
+		{"tenant variables", testCompiler, "variables: [{name: cs, expression: \"podSpec.containers\"}]", "variables.cs.all(c, c.name != 'x')", nil, true, []bool{false}},
+		{"check-only", testCompiler.Checker(), "", "podSpec.containers.all(c, c.name != 'x')", nil, false, nil},
 		// a tenant's rules have none: their memory stays within the tenants' budget
-		{"tenant", testCompiler, "", "podSpec.containers.all(c, c.name != 'x')", nil, true},
-		{"tenant params", testCompiler, "params: {names: [a, b, c]}", "podSpec.containers.all(c, !(c.name in params.names))", nil, true},
+		{"tenant", testCompiler, "", "podSpec.containers.all(c, c.name != 'x')", nil, true, nil},
+		{"tenant params", testCompiler, "params: {names: [a, b, c]}", "podSpec.containers.all(c, !(c.name in params.names))", nil, true, nil},
 	} {
 		doc := fmt.Sprintf(policy, tt.spec, tt.expr)
 		var cp *CompiledPolicy
@@ -151,6 +154,15 @@ spec:
 		rule := cp.rules[0].eval.(*celRule)
 		if (rule.untracked != nil) != (tt.want != nil) || !slices.Equal(rule.untrackedWithin, tt.want) {
 			t.Errorf("%s: untracked within %v, want %v", tt.name, rule.untrackedWithin, tt.want)
+		}
+		var vars []bool
+		if rule.scope != nil {
+			for _, v := range rule.scope.variables {
+				vars = append(vars, v.untracked != nil)
+			}
+		}
+		if !slices.Equal(vars, tt.vars) {
+			t.Errorf("%s: variables with an untracked twin %v, want %v", tt.name, vars, tt.vars)
 		}
 	}
 }
@@ -328,6 +340,24 @@ func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
 	if len(rules) < 20 {
 		t.Fatalf("only %d library rules run untracked", len(rules))
 	}
+	// Their variables: each run both ways too, afresh (the variables it reads evaluated anew).
+	var vars []*celVariable
+	var scopes []*celScope
+	for _, r := range rules {
+		if r.scope == nil || slices.Contains(scopes, r.scope) {
+			continue
+		}
+		scopes = append(scopes, r.scope)
+		for _, v := range r.scope.variables {
+			if v.untracked != nil {
+				vars = append(vars, v)
+			}
+		}
+	}
+	if len(vars) < 10 {
+		t.Fatalf("only %d library variables run untracked", len(vars))
+	}
+	varsCompared := 0
 	decoder := NewDecoder(true)
 	compared := 0
 	for _, js := range corpusJSON(t) {
@@ -336,6 +366,23 @@ func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
 			continue
 		}
 		req := &Request{Operation: v1alpha1.Create, Object: res}
+		for _, v := range vars {
+			in := &input{ctx: t.Context(), req: req, res: res}
+			if !v.untrackedWithin.covers(in.bounds()) {
+				continue
+			}
+			scope := scopes[slices.IndexFunc(scopes, func(s *celScope) bool { return slices.Contains(s.variables, v) })]
+			want, details, wantErr := v.program.ContextEval(t.Context(), activation{in: in, scope: scope})
+			in = &input{ctx: t.Context(), req: req, res: res}
+			got, _, gotErr := v.untracked.Eval(activation{in: in, scope: scope})
+			if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || (wantErr == nil && got.Equal(want) != types.True) {
+				t.Errorf("variable %s on %s: untracked %v (%v), tracked %v (%v)", v.name, res.Ref(), got, gotErr, want, wantErr)
+			}
+			if cost := details.ActualCost(); wantErr == nil && (cost == nil || *cost > MaxExpressionCost) {
+				t.Errorf("variable %s on %s: actual cost %v past the limit", v.name, res.Ref(), cost)
+			}
+			varsCompared++
+		}
 		for i, rule := range rules {
 			in := &input{ctx: t.Context(), req: req, res: res}
 			if rule.programFor(in) != rule.untracked {
@@ -354,7 +401,7 @@ func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
 			compared++
 		}
 	}
-	if compared < 1000 {
-		t.Fatalf("only %d evaluations compared", compared)
+	if compared < 1000 || varsCompared < 500 {
+		t.Fatalf("only %d evaluations of rules and %d of variables compared", compared, varsCompared)
 	}
 }
