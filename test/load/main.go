@@ -64,6 +64,8 @@ type result struct {
 	// (a noisy host) during the attack.
 	MachineBusy float64 `json:"machine_busy"`
 	Steal       float64 `json:"steal"`
+	// Failures are the distinct errors of the reviews that failed, each with its count.
+	Failures string `json:"failures,omitempty"`
 }
 
 func main() {
@@ -286,6 +288,9 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB  | load generator %6.1f µs/review, machine %3.0f%% busy, %2.0f%% stolen\n",
 				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB,
 				res.LoadCPUPerReview, res.MachineBusy*100, res.Steal*100)
+			if res.Failures != "" {
+				fmt.Printf("            failed: %s\n", res.Failures)
+			}
 		}
 		n := len(results)
 		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
@@ -332,8 +337,12 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 		close(done)
 	}
 	var m vegeta.Metrics
+	var errs []string
 	for res := range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, d, name) {
 		m.Add(res)
+		if res.Error != "" {
+			errs = append(errs, res.Error)
+		}
 	}
 	m.Close()
 	<-done
@@ -351,7 +360,7 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 		P50Ms: ms(m.Latencies.P50), P99Ms: ms(m.Latencies.P99),
 		CPUPerReview: float64((after.server - before.server).Microseconds()) / ok, RSSMiB: rss,
 		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
-		MachineBusy:      busy, Steal: steal}, nil
+		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs)}, nil
 }
 
 // usage is the CPU time used so far by the server, by this process (the load generator) and by
