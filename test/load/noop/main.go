@@ -14,6 +14,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/portcullis-dev/portcullis/pkg/server"
@@ -36,6 +37,7 @@ func main() {
 	port := flag.Int("port", 9444, "port")
 	certDir := flag.String("cert-dir", "", "directory with tls.crt and tls.key")
 	flag.Parse()
+	ctrl.SetLogger(zap.New()) // as the server logs; unset, controller-runtime warns with a stack
 	if err := run(*port, *certDir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
