@@ -1,7 +1,10 @@
 package policies
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,4 +85,56 @@ func TestParamsConvertedOnceReadAsAdapted(t *testing.T) {
 	if p := tenant.rules[0].eval.(*celRule).scope.params; p.Equal(paramsVal(map[string]any{"names": []any{"a"}})) != types.True {
 		t.Errorf("a tenant's params: %v", p)
 	}
+}
+
+// TestVariablesAndParamsShared evaluates a ClusterPolicy with params (converted once, shared) and
+// variables (untracked twins, shared programs) from several goroutines at once, each review
+// with its own variables: every evaluation gives the single one's results (run with -race,
+// as CI does, it also holds the shared values to being only read).
+func TestVariablesAndParamsShared(t *testing.T) {
+	e := mustEngine(t, time.Now(), clusterPolicy("shared", `enforcement: Deny
+params:
+  registries: [ghcr.io/acme/, docker.io/library/]
+  patterns: {app: '^[a-z]+$'}
+variables:
+- {name: images, expression: "podSpec.containers.map(c, c.image)"}
+- {name: foreign, expression: "variables.images.filter(i, !params.registries.exists(r, i.startsWith(r)))"}
+rules:
+- name: registries
+  cel: {expression: "size(variables.foreign) == 0", messageExpression: "'foreign: ' + variables.foreign.join(', ')"}
+- name: names
+  cel: {expression: "podSpec.containers.all(c, c.name.matches(params.patterns['app']))"}
+`))
+	for _, v := range e.cluster[0].rules[0].eval.(*celRule).scope.variables {
+		if v.untracked == nil {
+			t.Fatalf("variable %s has no untracked twin: the test would not share one", v.name)
+		}
+	}
+	pods := []string{paramsPod, strings.Replace(paramsPod, "docker.io/library/nginx", "quay.io/x/nginx", 1)}
+	want, docs := make([]string, len(pods)), make([][]byte, len(pods))
+	for i, p := range pods {
+		docs[i] = mustJSON(t, p)
+		want[i] = fmt.Sprint(e.Evaluate(t.Context(), &Request{Operation: v1alpha1.Create, Object: mustResource(t, p)}))
+	}
+	if want[0] == want[1] || !strings.Contains(want[1], "foreign: quay.io/x/nginx") {
+		t.Fatalf("the two pods are judged alike: %s / %s", want[0], want[1])
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for n := range 50 {
+				i := (g + n) % len(pods)
+				res, err := NewDecoder(false).Decode(docs[i], nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := fmt.Sprint(e.Evaluate(context.Background(), &Request{Operation: v1alpha1.Create, Object: res})); got != want[i] {
+					t.Errorf("pod %d: %s, want %s", i, got, want[i])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
