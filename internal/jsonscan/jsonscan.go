@@ -21,7 +21,7 @@ func Members(js []byte, f func(key, value []byte)) bool {
 		}
 		return end
 	})
-	return end >= 0 && space(js, end) == len(js)
+	return end >= 0 && Space(js, end) == len(js)
 }
 
 // Walk reads the object that starts at js[i] (after spaces) in place: member is called with each
@@ -42,10 +42,10 @@ func Walk(js []byte, i int, member func(key []byte, value int) int) int {
 		if !plain(key) {
 			return -1
 		}
-		if i = space(js, end); i == len(js) || js[i] != ':' {
+		if i = Space(js, end); i == len(js) || js[i] != ':' {
 			return -1
 		}
-		return member(key, space(js, i+1))
+		return member(key, Space(js, i+1))
 	})
 }
 
@@ -59,18 +59,18 @@ func Elements(js []byte, f func(value []byte)) bool {
 		}
 		return end
 	})
-	return end >= 0 && space(js, end) == len(js)
+	return end >= 0 && Space(js, end) == len(js)
 }
 
 // entries walks the object or array that starts at js[i] (after spaces), which opening and
 // closing delimit: entry reads the entry at js[i] and returns the index after it, or -1 when it
 // cannot. It returns the index after the closing delimiter, or -1.
 func entries(js []byte, i int, opening, closing byte, entry func(i int) int) int {
-	i = space(js, i)
+	i = Space(js, i)
 	if i == len(js) || js[i] != opening {
 		return -1
 	}
-	i = space(js, i+1)
+	i = Space(js, i+1)
 	if i < len(js) && js[i] == closing {
 		return i + 1
 	}
@@ -78,12 +78,12 @@ func entries(js []byte, i int, opening, closing byte, entry func(i int) int) int
 		if i = entry(i); i < 0 {
 			return -1
 		}
-		if i = space(js, i); i == len(js) {
+		if i = Space(js, i); i == len(js) {
 			return -1
 		}
 		switch js[i] {
 		case ',':
-			i = space(js, i+1)
+			i = Space(js, i+1)
 		case closing:
 			return i + 1
 		default:
@@ -117,7 +117,8 @@ func plain(s []byte) bool {
 	return ascii || utf8.Valid(s)
 }
 
-func space(js []byte, i int) int {
+// Space is the index of the first byte at or after i that is not JSON whitespace, or len(js).
+func Space(js []byte, i int) int {
 	for i < len(js) && (js[i] == ' ' || js[i] == '\n' || js[i] == '\t' || js[i] == '\r') {
 		i++
 	}

@@ -109,12 +109,14 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 			return nil, nil, 0, field.ErrorList{field.Invalid(path.Child("params"), "", err.Error())}
 		}
 		t := paramsType(value)
-		scope.params, scope.paramValues = types.DefaultTypeAdapter.NativeToValue(value), value
+		scope.paramValues = value
 		if withUntracked {
 			// Converted once, not at every read: a ClusterPolicy's, whose memory no tenant
 			// budget bounds (a tenant's, up to MaxParamsBytes of tiny values, would be
 			// several times that converted).
 			scope.params = paramsVal(value)
+		} else {
+			scope.params = types.DefaultTypeAdapter.NativeToValue(value)
 		}
 		if t.IsObject() {
 			declTypes = append(declTypes, t)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -207,7 +206,7 @@ func reviewObjects(body []byte) (object, oldObject []byte, ok bool) {
 			return end
 		})
 	})
-	if end < 0 || len(bytes.TrimLeft(body[end:], " \t\r\n")) > 0 || requests > 1 || objects > 1 || oldObjects > 1 {
+	if end < 0 || jsonscan.Space(body, end) != len(body) || requests > 1 || objects > 1 || oldObjects > 1 {
 		return nil, nil, false
 	}
 	var objectOK, oldObjectOK bool
