@@ -21,6 +21,7 @@ CREATES ?= 1000
 SOAK ?= 10m
 SOAK_RATE ?= 500
 ROUNDS ?= 3
+LOAD_ROUNDS ?= 1
 # What the binaries say of themselves (version, --version, portcullis_build_info).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -135,8 +136,8 @@ bench-soak: envtest-bins ## The server with 100 ClusterPolicies under SOAK_RATE 
 	$(GO) run ./test/load -root . -soak $(SOAK) -rates $(SOAK_RATE)
 
 .PHONY: bench-load
-bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant)
-	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE)
+bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant; LOAD_ROUNDS: alternate the phases that many times, medians of the ratios)
+	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE) -load-rounds $(LOAD_ROUNDS)
 
 .PHONY: bench-audit
 bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle and vs the API server listing alone, at the first of RATES (PIN=1: the control plane on CPU 0, the server and load on CPU 1; SERVER_GOGC, SERVER_GOMAXPROCS: the server's GOGC and GOMAXPROCS; AUDIT_ROUNDS: alternate the phases that many times, medians of the ratios)

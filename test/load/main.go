@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ var (
 	pinCPUs          bool
 	auditPageSize    int64 = audit.DefaultPageSize // set by -audit-page-size
 	auditRounds            = 1                     // set by -audit-rounds
+	loadRounds             = 1                     // set by -load-rounds
 )
 
 type result struct {
@@ -66,6 +68,8 @@ type result struct {
 	Steal       float64 `json:"steal"`
 	// Failures are the distinct errors of the reviews that failed, each with its count.
 	Failures string `json:"failures,omitempty"`
+	// Round is the round of the rates the phase was measured in, from 1 (-load-rounds).
+	Round int `json:"round,omitempty"`
 }
 
 func main() {
@@ -83,6 +87,7 @@ func main() {
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
 	flag.IntVar(&creates, "apiserver-creates", 0, "instead of the rates: the API server benchmark, this many dry-run Pod creations per phase (make bench-apiserver)")
+	flag.IntVar(&loadRounds, "load-rounds", loadRounds, "with -rates: how many rounds of every rate's two phases (the floor, then the server; the other way round in even rounds); with more than one, the medians of the rounds' ratios are reported too (the host's noise drifts between phases)")
 	flag.IntVar(&rounds, "rounds", 3, "with -apiserver-creates: rounds of the two phases, without and with the webhook")
 	flag.DurationVar(&soakFor, "soak", 0, "instead of the rates: the soak, for this long, at the first rate, with 100 ClusterPolicies (make bench-soak)")
 	flag.Parse()
@@ -112,6 +117,10 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if loadRounds < 1 {
+		fmt.Fprintf(os.Stderr, "bench-load: -load-rounds %d: must be at least 1\n", loadRounds)
+		os.Exit(2)
 	}
 	if err := run(*root, *rates, *duration, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-load: %v\n", err)
@@ -270,33 +279,72 @@ type target struct {
 	port, pid int
 }
 
-// measure loads each target at each rate and prints each result and its ratio to the first
-// target's (the floor).
+// measure loads each target at each rate, loadRounds times, and prints each result and its ratio
+// to the first target's (the floor) in the same round. The targets take turns: in even rounds the
+// last goes first, so that neither is always measured after the other. With more than one round,
+// it then prints the medians of the rounds' ratios per rate.
 func measure(rateList string, duration time.Duration, body []byte, targets []target) ([]result, error) {
-	var results []result
+	var rates []int
 	for _, r := range strings.Split(rateList, ",") {
 		rate, err := strconv.Atoi(strings.TrimSpace(r))
 		if err != nil {
 			return nil, fmt.Errorf("-rates: %w", err)
 		}
-		for _, s := range targets {
-			res, err := attack(s.name, s.port, s.pid, body, rate, duration)
-			if err != nil {
-				return nil, err
-			}
-			results = append(results, res)
-			fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB  | load generator %6.1f µs/review, machine %3.0f%% busy, %2.0f%% stolen\n",
-				res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB,
-				res.LoadCPUPerReview, res.MachineBusy*100, res.Steal*100)
-			if res.Failures != "" {
-				fmt.Printf("            failed: %s\n", res.Failures)
-			}
+		rates = append(rates, rate)
+	}
+	var results []result
+	ratios := map[int][]phaseRatio{} // by rate, a ratio per round
+	for round := 1; round <= loadRounds; round++ {
+		if loadRounds > 1 {
+			fmt.Printf("==> round %d of %d\n", round, loadRounds)
 		}
-		n := len(results)
-		fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate,
-			results[n-1].CPUPerReview/results[n-2].CPUPerReview, results[n-1].P50Ms/results[n-2].P50Ms, results[n-1].P99Ms/results[n-2].P99Ms)
+		order := slices.Clone(targets)
+		if round%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, rate := range rates {
+			byName := map[string]result{}
+			for _, s := range order {
+				res, err := attack(s.name, s.port, s.pid, body, rate, duration)
+				if err != nil {
+					return nil, err
+				}
+				res.Round = round
+				results = append(results, res)
+				byName[s.name] = res
+				fmt.Printf("%-11s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  CPU %6.1f µs/review  RSS %5.1f MiB  | load generator %6.1f µs/review, machine %3.0f%% busy, %2.0f%% stolen\n",
+					res.Server, res.Rate, res.Requests, res.Success*100, res.P50Ms, res.P99Ms, res.CPUPerReview, res.RSSMiB,
+					res.LoadCPUPerReview, res.MachineBusy*100, res.Steal*100)
+				if res.Failures != "" {
+					fmt.Printf("            failed: %s\n", res.Failures)
+				}
+			}
+			r := ratioOf(byName[targets[len(targets)-1].name], byName[targets[0].name])
+			ratios[rate] = append(ratios[rate], r)
+			fmt.Printf("            ratio to the floor at %d/s: CPU %.2fx, p50 %.2fx, p99 %.2fx\n", rate, r.cpu, r.p50, r.p99)
+		}
+	}
+	if loadRounds > 1 {
+		fmt.Printf("\n| rate | CPU per review ÷ floor, per round | median | p50 ÷ floor, median | p99 ÷ floor, median |\n|---|---|---|---|---|\n")
+		for _, rate := range rates {
+			rs := ratios[rate]
+			var cpu, p50, p99 []float64
+			var each []string
+			for _, r := range rs {
+				cpu, p50, p99 = append(cpu, r.cpu), append(p50, r.p50), append(p99, r.p99)
+				each = append(each, fmt.Sprintf("%.2f", r.cpu))
+			}
+			fmt.Printf("| %d/s | %s | **%.2fx** | %.2fx | %.2fx |\n", rate, strings.Join(each, ", "), median(cpu), median(p50), median(p99))
+		}
 	}
 	return results, nil
+}
+
+// phaseRatio is a server's figures over the floor's, in one round at one rate.
+type phaseRatio struct{ cpu, p50, p99 float64 }
+
+func ratioOf(server, floor result) phaseRatio {
+	return phaseRatio{cpu: server.CPUPerReview / floor.CPUPerReview, p50: server.P50Ms / floor.P50Ms, p99: server.P99Ms / floor.P99Ms}
 }
 
 func attack(name string, port, pid int, body []byte, rate int, d time.Duration) (result, error) {

@@ -2,22 +2,25 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
 
-// TestBenchLoadRuns runs make bench-load once, small, with the noisy tenant, so that a broken
-// harness fails the build; its figures are measured with make bench-load, not asserted here,
-// beyond being there: every phase reviewed something, and the floor's and the server's phases
-// read the CPU of the server, of the load generator and of the machine.
+// TestBenchLoadRuns runs make bench-load once, small, in two rounds, with the noisy tenant, so
+// that a broken harness fails the build; its figures are measured with make bench-load, not
+// asserted here, beyond being there: every phase reviewed something, the floor's and the
+// server's phases read the CPU of the server, of the load generator and of the machine, and each
+// round measured both, the floor first in the first round and second in the second.
 func TestBenchLoadRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane")
 	}
-	tenantRate = 50
-	defer func() { tenantRate = 0 }()
+	tenantRate, loadRounds = 50, 2
+	defer func() { tenantRate, loadRounds = 0, 1 }()
 	out := filepath.Join(t.TempDir(), "bench-load.json")
 	if err := run("../..", "200", time.Second, out); err != nil {
 		t.Fatal(err)
@@ -31,8 +34,12 @@ func TestBenchLoadRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	servers := map[string]bool{}
+	var measured []string // the floor's and the server's phases, in order, with their rounds
 	for _, r := range results {
 		servers[r.Server] = true
+		if r.Round > 0 {
+			measured = append(measured, fmt.Sprintf("%s/%d", r.Server, r.Round))
+		}
 		if r.Requests == 0 || r.Success == 0 {
 			t.Errorf("%s at %d/s: nothing reviewed: %+v", r.Server, r.Rate, r)
 		}
@@ -43,7 +50,10 @@ func TestBenchLoadRuns(t *testing.T) {
 			t.Errorf("%s at %d/s: a figure is missing or out of range: %+v", r.Server, r.Rate, r)
 		}
 	}
-	if !servers["noop"] || !servers["portcullis"] || len(results) < 4 {
+	if !servers["noop"] || !servers["portcullis"] || len(results) < 6 {
 		t.Errorf("want the floor, the server and the tenant's phases; got %+v", results)
+	}
+	if want := []string{"noop/1", "portcullis/1", "portcullis/2", "noop/2"}; !slices.Equal(measured, want) {
+		t.Errorf("phases %v, want %v", measured, want)
 	}
 }
