@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -118,15 +119,36 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		if err != nil {
 			return err
 		}
-		// The control: the API server serves the same LIST pages at the scan's pace to this
-		// harness, which drops them, while the server does no scan: what the machine's shared
-		// cores cost admission with no work of the server's own.
-		listed := 0
+		// The control: the API server serves the same LIST pages at the scan's pace to a
+		// lister, which drops them, while the server does no scan: what the API server's work
+		// costs admission, with no work of the server's own. Pinned, the lister is a process on
+		// the control plane's CPU, so that its reading of the pages is not on the replica's
+		// (where this harness runs); unpinned, every process shares both CPUs, and it is this one.
+		listed, listedOn := 0, "the harness's CPUs"
+		var off *offCPULister
+		if pinCPUs {
+			if off, err = startLister(h.c.Kubeconfig, d, pace, 0); err != nil {
+				return err
+			}
+		}
+		var offErr error
 		listing, err := attackWith("listing", h.port, h.srv.Pid(), body, rate, d, func(d time.Duration) {
-			listed = listFor(ctx, h.c.Config, d, pace)
+			if off == nil {
+				listed = listFor(ctx, h.c.Config, d, pace)
+				return
+			}
+			var res listerResult
+			res, offErr = off.run()
+			listed, listedOn = res.Listed, "CPU "+res.CPUs
+			if offErr == nil && res.CPUs != "0" {
+				offErr = fmt.Errorf("the listing control ran on CPU %s, not on the control plane's CPU 0", res.CPUs)
+			}
 		})
-		if err != nil {
+		if err = errors.Join(err, offErr); err != nil {
 			return err
+		}
+		if listed == 0 {
+			return fmt.Errorf("the listing control read no Pod in %s", d)
 		}
 		scans, started := 0, 0
 		mark := logSize(h.log) // rescanFor's scans are reported past it
@@ -143,7 +165,7 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		listingRatios = append(listingRatios, listing.P99Ms/idle.P99Ms)
 		scanningRatios = append(scanningRatios, during.P99Ms/idle.P99Ms)
 		againstListing = append(againstListing, during.P99Ms/listing.P99Ms)
-		fmt.Printf("           admission p99 while the API server served %d Pods' LIST pages at the scan's %.0f/s to the harness: %.2fx idle\n", listed, pace, listingRatios[round])
+		fmt.Printf("           admission p99 while the API server served %d Pods' LIST pages at the scan's %.0f/s to a lister on %s: %.2fx idle\n", listed, pace, listedOn, listingRatios[round])
 		fmt.Printf("           admission p99 while scans of %d Pods ran back to back (%d ended in the window): %.2fx idle (goal: within 1.2x), %.2fx listing\n",
 			n, scans, scanningRatios[round], againstListing[round])
 		if round < auditRounds-1 {

@@ -73,6 +73,7 @@ type result struct {
 }
 
 func main() {
+	runListerIfAsked()
 	root := flag.String("root", ".", "the repository")
 	rates := flag.String("rates", "500,1000,2000", "request rates per second")
 	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")

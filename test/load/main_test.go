@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// TestMain lets bench-audit's pinned listing control run as this test binary (listerEnv).
+func TestMain(m *testing.M) {
+	runListerIfAsked()
+	os.Exit(m.Run())
+}
+
 // TestBenchLoadRuns runs make bench-load once, small, in two rounds, with the noisy tenant, so
 // that a broken harness fails the build; its figures are measured with make bench-load, not
 // asserted here, beyond being there: every phase reviewed something, the floor's and the
