@@ -25,6 +25,11 @@ type Lister struct {
 	// Client is an unversioned REST client of the API server (rest.UnversionedRESTClientFor).
 	Client   rest.Interface
 	PageSize int64
+	// Lowered reads each page on a thread of its own at the lowest priority, as the server's
+	// scan judges the objects (onScanThread): reading a page (a few MB through TLS, copied into
+	// one buffer) is the scan's work too, done while the page before it is judged, and at normal
+	// priority it took the replica's CPU from admission in bursts of milliseconds.
+	Lowered bool
 }
 
 // List calls each with every object of r in namespace ("" for every namespace, and for a
@@ -87,8 +92,17 @@ func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, toke
 	}
 	out := make(chan page, 1) // never blocks the reader, whether or not anyone takes the page
 	go func() {
-		body, err := req.Do(ctx).Raw()
-		out <- page{body, err}
+		var pg page
+		read := func(error) error { // not lowered: as fast as it can, as without Lowered
+			pg.body, pg.err = req.Do(ctx).Raw()
+			return nil
+		}
+		if l.Lowered {
+			_ = onScanThread(read)
+		} else {
+			_ = read(nil)
+		}
+		out <- pg
 	}()
 	return out
 }

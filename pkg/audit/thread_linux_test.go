@@ -3,6 +3,8 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/portcullis-dev/portcullis/internal/threads"
 )
@@ -103,3 +107,85 @@ func TestOnScanThreadReturnsWhatTheScanReturns(t *testing.T) {
 		t.Fatalf("got %v, want %v", err, want)
 	}
 }
+
+// TestLoweredListReadsPagesOnALoweredThread: a Lowered Lister reads every page (the response
+// body, where TLS and copying happen) on a thread at nice 19, which ends with the page; one not
+// Lowered reads them at normal priority.
+func TestLoweredListReadsPagesOnALoweredThread(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	for _, lowered := range []bool{true, false} {
+		t.Run(fmt.Sprintf("Lowered=%v", lowered), func(t *testing.T) {
+			awaitNoNicedThreads(t, "before")
+			var mu sync.Mutex
+			var nices []int // of the thread of each read of a page's body
+			pages := 0
+			rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				mu.Lock()
+				pages++
+				n := pages
+				mu.Unlock()
+				cont := ""
+				if n < 3 {
+					cont = fmt.Sprintf("page-%d", n)
+				}
+				body := fmt.Sprintf(`{"metadata":{"continue":%q},"items":[{"metadata":{"name":"p%d"}}]}`, cont, n)
+				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": []string{"application/json"}},
+					Body: io.NopCloser(readFunc(func(p []byte) (int, error) {
+						nice, err := threads.Nice(os.Getpid(), unix.Gettid())
+						if err != nil {
+							return 0, err
+						}
+						mu.Lock()
+						nices = append(nices, nice)
+						mu.Unlock()
+						return strings.NewReader(body).Read(p) // each call reads the whole body: p is larger
+					}).once()), Request: r}, nil
+			})
+			rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: "http://apiserver.invalid", Transport: rt,
+				ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &Lister{Client: rc, PageSize: 1, Lowered: lowered}
+			objects := 0
+			if _, err := l.List(t.Context(), podsResource, "", func([]byte) error { objects++; return nil }, nil); err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if lowered {
+				want = 19
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if objects != 3 || len(nices) < 3 {
+				t.Fatalf("%d objects from %d reads, want 3 from 3 pages", objects, len(nices))
+			}
+			for _, nice := range nices {
+				if nice != want {
+					t.Fatalf("a page was read at nice %d, want %d (all reads: %v)", nice, want, nices)
+				}
+			}
+			awaitNoNicedThreads(t, "after") // each page's thread ended with it
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// readFunc is a Reader; once makes it read f's bytes once, then io.EOF.
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) once() io.Reader {
+	done := false
+	return readFunc(func(p []byte) (int, error) {
+		if done {
+			return 0, io.EOF
+		}
+		done = true
+		return f(p)
+	})
+}
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }

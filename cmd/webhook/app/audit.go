@@ -138,7 +138,7 @@ func buildScanner(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *sourc
 	}
 	s := &audit.Scanner{
 		Engines: engines,
-		Lister:  &audit.Lister{Client: raw, PageSize: a.PageSize},
+		Lister:  &audit.Lister{Client: raw, PageSize: a.PageSize, Lowered: true},
 		Discover: func() (intercept.Served, error) {
 			cached.Invalidate() // once per scan: CRDs come and go
 			return intercept.Discover(cached)()
