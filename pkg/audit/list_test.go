@@ -106,3 +106,81 @@ func TestListStopsAtAnError(t *testing.T) {
 		t.Errorf("pages asked for after the error: %q", got)
 	}
 }
+
+// TestListAsksAgainForAPageCutShort: a page whose connection ends before the whole body has
+// arrived is asked for again (a LIST is a GET), and the objects are the whole page's, once.
+func TestListAsksAgainForAPageCutShort(t *testing.T) {
+	const page = `{"metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}`
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		requests++
+		n := requests
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", fmt.Sprint(len(page)))
+		if n == 1 { // half the page, then the connection ends
+			_, _ = w.Write([]byte(page[:len(page)/2]))
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		_, _ = w.Write([]byte(page))
+	}))
+	t.Cleanup(srv.Close)
+	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	rv, err := (&Lister{Client: rc}).List(t.Context(), podsResource, "", func(raw []byte) error {
+		names = append(names, string(raw))
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`{"metadata":{"name":"a"}}`, `{"metadata":{"name":"b"}}`}; rv != "7" || !slices.Equal(names, want) {
+		t.Errorf("resource version %q and objects %q, want 7 and %q", rv, names, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if requests != 2 {
+		t.Errorf("%d requests, want 2: the page cut short, and again", requests)
+	}
+}
+
+// TestListGivesUpOnAPageCutShortEachTime: a page cut short every time is an error, after
+// pageAttempts tries.
+func TestListGivesUpOnAPageCutShortEachTime(t *testing.T) {
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte(`{"items":[`))
+		w.(http.Flusher).Flush()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Lister{Client: rc}).List(t.Context(), podsResource, "", func([]byte) error { return nil }, nil); err == nil {
+		t.Fatal("no error for a page never read whole")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if requests != pageAttempts {
+		t.Errorf("%d requests, want %d", requests, pageAttempts)
+	}
+}
