@@ -47,9 +47,9 @@ type Lister struct {
 // returns: the buffer it is a part of is read into again. An error from each stops the list.
 // The next page is asked for as soon as a page has been read, so that the API server's time
 // serving it overlaps the judging of this one rather than adding to it: the scan never waits
-// for a page it could have had. spent, when not nil, is
-// told how long reading each page took once it had arrived (the work of this process, not the
-// API server's), before its objects are passed on: the scan's pacer counts it.
+// for a page it could have had. spent, when not nil, is told how long reading each page took
+// once it had arrived (the work of this process, not the API server's), before its objects are
+// passed on: the scan's pacer counts it.
 func (l *Lister) List(ctx context.Context, r intercept.Resource, namespace string, each func(raw []byte) error, spent func(time.Duration)) (string, error) {
 	ctx, cancel := context.WithCancel(ctx) // an error from each stops the page being read ahead
 	defer cancel()
@@ -126,7 +126,7 @@ func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, toke
 	out := make(chan page, 1) // never blocks the reader, whether or not anyone takes the page
 	go func() {
 		var pg page
-		read := func(error) error { // not lowered: as fast as it can, as without Lowered
+		read := func(error) error { // lowered or not (one processor), the page is read
 			pg.body, pg.err = readPage(ctx, req, buf)
 			return nil
 		}
