@@ -140,8 +140,8 @@ func (l *Lister) page(ctx context.Context, r intercept.Resource, namespace, toke
 	return out
 }
 
-// pageAttempts is how many times a page is asked for when its connection fails (reset, or ended
-// early), as client-go's Do retries a GET: a page is read whole or not at all.
+// pageAttempts is how many times in all a page is asked for when its connection fails (reset,
+// or ended early), as client-go's Do retries such a GET: a page is read whole or not at all.
 const pageAttempts = 3
 
 // readPage reads the response to req into buf (emptied first) and returns its bytes. An error
