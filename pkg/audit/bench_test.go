@@ -13,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
@@ -82,12 +80,7 @@ func BenchmarkListPages(b *testing.B) {
 		_, _ = w.Write([]byte("]}"))
 	}))
 	b.Cleanup(srv.Close)
-	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: srv.URL, QPS: -1, // unthrottled, as the server's client is
-		ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := &Lister{Client: rc, PageSize: perPage}
+	l := &Lister{Client: restClient(b, srv.URL, nil), PageSize: perPage}
 	b.SetBytes(int64(pages * (perPage*len(bytes.TrimSpace(pod)) + 100)))
 	b.ReportAllocs()
 	for b.Loop() {

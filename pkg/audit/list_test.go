@@ -44,16 +44,23 @@ func pagedPods(t *testing.T, pages int) (*Lister, func() []string) {
 			100+n, cont, 2*n, 2*n+1)
 	}))
 	t.Cleanup(srv.Close)
-	cfg := &rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}}
-	rc, err := rest.UnversionedRESTClientFor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Lister{Client: rc, PageSize: 2}, func() []string {
+	return &Lister{Client: restClient(t, srv.URL, nil), PageSize: 2}, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(asked)
 	}
+}
+
+// restClient is an unversioned, unthrottled REST client of host, as the server's scan has,
+// through rt when it is not nil.
+func restClient(tb testing.TB, host string, rt http.RoundTripper) rest.Interface {
+	tb.Helper()
+	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: host, Transport: rt, QPS: -1,
+		ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rc
 }
 
 var podsResource = intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
@@ -132,10 +139,7 @@ func TestListAsksAgainForAPageCutShort(t *testing.T) {
 		_, _ = w.Write([]byte(page))
 	}))
 	t.Cleanup(srv.Close)
-	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc := restClient(t, srv.URL, nil)
 	var names []string
 	rv, err := (&Lister{Client: rc}).List(t.Context(), podsResource, "", func(raw []byte) error {
 		names = append(names, string(raw))
@@ -171,10 +175,7 @@ func TestListGivesUpOnAPageCutShortEachTime(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc := restClient(t, srv.URL, nil)
 	if _, err := (&Lister{Client: rc}).List(t.Context(), podsResource, "", func([]byte) error { return nil }, nil); err == nil {
 		t.Fatal("no error for a page never read whole")
 	}

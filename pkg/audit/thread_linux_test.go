@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 
 	"github.com/portcullis-dev/portcullis/internal/threads"
 )
@@ -128,7 +126,7 @@ func TestLoweredListReadsPagesOnALoweredThread(t *testing.T) {
 				if n < 3 {
 					cont = fmt.Sprintf("page-%d", n)
 				}
-				body := fmt.Sprintf(`{"metadata":{"continue":%q},"items":[{"metadata":{"name":"p%d"}}]}`, cont, n)
+				body := strings.NewReader(fmt.Sprintf(`{"metadata":{"continue":%q},"items":[{"metadata":{"name":"p%d"}}]}`, cont, n))
 				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": []string{"application/json"}},
 					Body: io.NopCloser(readFunc(func(p []byte) (int, error) {
 						nice, err := threads.Nice(os.Getpid(), unix.Gettid())
@@ -138,15 +136,10 @@ func TestLoweredListReadsPagesOnALoweredThread(t *testing.T) {
 						mu.Lock()
 						nices = append(nices, nice)
 						mu.Unlock()
-						return strings.NewReader(body).Read(p) // each call reads the whole body: p is larger
-					}).once()), Request: r}, nil
+						return body.Read(p)
+					})), Request: r}, nil
 			})
-			rc, err := rest.UnversionedRESTClientFor(&rest.Config{Host: "http://apiserver.invalid", Transport: rt,
-				ContentConfig: rest.ContentConfig{NegotiatedSerializer: scheme.Codecs.WithoutConversion()}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l := &Lister{Client: rc, PageSize: 1, Lowered: lowered}
+			l := &Lister{Client: restClient(t, "http://apiserver.invalid", rt), PageSize: 1, Lowered: lowered}
 			objects := 0
 			if _, err := l.List(t.Context(), podsResource, "", func([]byte) error { objects++; return nil }, nil); err != nil {
 				t.Fatal(err)
@@ -174,18 +167,7 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// readFunc is a Reader; once makes it read f's bytes once, then io.EOF.
+// readFunc is a Reader.
 type readFunc func([]byte) (int, error)
-
-func (f readFunc) once() io.Reader {
-	done := false
-	return readFunc(func(p []byte) (int, error) {
-		if done {
-			return 0, io.EOF
-		}
-		done = true
-		return f(p)
-	})
-}
 
 func (f readFunc) Read(p []byte) (int, error) { return f(p) }

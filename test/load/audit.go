@@ -75,15 +75,11 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		return err
 	}
 	if pinCPUs {
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.srv.Pid()))
+		cpus, err := allowedCPUs(h.srv.Pid())
 		if err != nil {
 			return err
 		}
-		for line := range strings.SplitSeq(string(status), "\n") {
-			if cpus, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-				fmt.Printf("    the server may run on CPU %s\n", strings.TrimSpace(cpus))
-			}
-		}
+		fmt.Printf("    the server may run on CPU %s\n", cpus)
 	}
 	scan, err := waitScan(h.log, mark, n, 30*time.Minute)
 	if err != nil {

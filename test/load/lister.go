@@ -111,10 +111,14 @@ func startLister(kubeconfig string, d time.Duration, pace float64, cpuN int) (*o
 		return nil, err
 	}
 	l := &offCPULister{cmd: cmd, start: start, out: bufio.NewReader(stdout)}
-	if line, err := l.out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+	line, err := l.out.ReadString('\n')
+	if err == nil && strings.TrimSpace(line) != "ready" {
+		err = fmt.Errorf("it said %q, not ready", line)
+	}
+	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("the listing control did not start: %q: %w", line, errors.Join(err, errors.New("not ready")))
+		return nil, fmt.Errorf("the listing control did not start: %w", err)
 	}
 	return l, nil
 }
