@@ -206,21 +206,32 @@ func WatchCertificate(reg prometheus.Registerer, get func(*tls.ClientHelloInfo) 
 	}))
 }
 
-// WatchConnections exports, read at each scrape from conns, the webhook server's open connections
-// (portcullis_webhook_connections) and the idle ones it closed to free a slot under
-// --max-connections (portcullis_webhook_idle_connections_closed_total).
-func WatchConnections(reg prometheus.Registerer, conns func() (open int, idleClosed uint64)) {
+// Connections are the webhook server's connections: open, and the ones closed or retired to free
+// a slot for new ones at --max-connections.
+type Connections struct {
+	Open int
+	// IdleClosed were closed while idle.
+	IdleClosed uint64
+	// Retired were asked to close after their next response, which carries "Connection: close".
+	Retired uint64
+}
+
+// WatchConnections exports, read at each scrape from conns, the webhook server's connections.
+func WatchConnections(reg prometheus.Registerer, conns func() Connections) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "portcullis_webhook_connections",
 		Help: "Connections the webhook server holds open (at most --max-connections).",
 	}, func() float64 {
-		open, _ := conns()
-		return float64(open)
+		return float64(conns().Open)
 	}), prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "portcullis_webhook_idle_connections_closed_total",
 		Help: "Idle kept-alive connections the webhook server closed to free a slot for new ones at --max-connections.",
 	}, func() float64 {
-		_, closed := conns()
-		return float64(closed)
+		return float64(conns().IdleClosed)
+	}), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "portcullis_webhook_connections_retired_total",
+		Help: "Kept-alive connections the webhook server asked to close after their next response (Connection: close), to free a slot for new ones at --max-connections.",
+	}, func() float64 {
+		return float64(conns().Retired)
 	}))
 }

@@ -12,72 +12,120 @@ import (
 // connLimit bounds the connections a server holds open, and so their memory: each costs about
 // 20 KiB (TLS state, buffers, a goroutine) for as long as it is open, whoever opened it, and the
 // webhook's port may be reachable from any Pod. Each connection accepted takes a slot, and gives
-// it back when it closes. When every slot is taken, the listener closes the connection that has
-// been idle (kept alive between requests) the longest, so that clients holding connections idle
-// cannot keep the API server's reviews out; when none is idle, it waits for a slot, holding the
-// one connection it accepted, and the next ones wait in the kernel's accept queue, which costs
-// the process nothing. An idle connection is closed at the TCP level, without a TLS alert, so
-// that a client that does not read cannot stall Accept.
+// it back when it closes. When every slot is taken, the new connection waits, holding its one
+// slot-less connection (the next ones wait in the kernel's accept queue, which costs the process
+// nothing), while the listener frees a slot from the client that holds the most connections
+// (by IP address): the API server, or a Pod that opened them to keep the API server's out.
 //
-// Only a connection idle for at least minIdle is closed. HTTP/1.1 has no way to close a
-// kept-alive connection that does not race with the client's next request on it, and the API
-// server does not retry a review (a POST) whose connection was closed under it: it fails, and
-// failurePolicy decides the object. A busy client (an API server with more reviews in flight than
-// the bound) reuses each of its connections within milliseconds; closing those to admit its
-// next one failed half its reviews in TestConnectionLimitSparesBusyClients. With the floor, its
-// new connection waits for a slot instead, and only connections left idle are closed.
+//   - If that client is using its connections (one is busy with a request, or one it has
+//     reused was idle for less than minIdle), the next response on one of them carries
+//     "Connection: close" (it is retired), and the connection closes once that is sent. No
+//     request is lost: the client reads the header and sends its next one on another
+//     connection.
+//   - If not, its connection idle the longest is closed, once it has been idle for minIdle
+//     (reusedIdle times that if the client reuses its connections) and the new connection has
+//     waited for grace, at the TCP level, without a TLS alert, so that a client that does not
+//     read cannot stall Accept.
+//
+// Closing a kept-alive connection is the last resort because HTTP/1.1 has no way to do it that
+// does not race with the client's next request on it, and the API server does not retry a review
+// (a POST) whose connection was closed under it: the review fails, and failurePolicy decides the
+// object. A client in a burst (an API server with more reviews in flight than the bound, after a
+// pause) sends on the connections it kept alive at once; closing one of them to admit its next
+// one lost reviews, in bench-load's bursts and in TestConnectionLimitSparesBurstyClients. Its
+// connections are retired instead, and grace lets the requests of a burst arrive, and make
+// their connections busy, before an idle one is taken. A Pod that opens connections and holds
+// them idle, to keep the API server's out, holds the most and loses them first
+// (TestConnectionLimitTakesFromTheClientHoldingTheMost).
 type connLimit struct {
 	net.Listener
-	minIdle   time.Duration
-	slots     chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-	idleClose atomic.Uint64
+	minIdle, grace time.Duration
+	slots          chan struct{}
+	done           chan struct{}
+	closeOnce      sync.Once
+	idleClose      atomic.Uint64
+	retired        atomic.Uint64
 
-	mu     sync.Mutex
-	idle   map[*limitedConn]time.Time // the connections now idle, and since when
-	turned chan struct{}              // signalled when a connection turns idle
+	// beforeClose, when set (by tests), runs between choosing an idle connection and closing it.
+	beforeClose atomic.Pointer[func()]
+
+	mu      sync.Mutex
+	conns   map[*limitedConn]struct{} // every connection open
+	changed chan struct{}             // signalled when a connection turns idle or busy
 }
 
-func newConnLimit(l net.Listener, n int, minIdle time.Duration) *connLimit {
-	return &connLimit{Listener: l, minIdle: minIdle, slots: make(chan struct{}, n), done: make(chan struct{}),
-		idle: make(map[*limitedConn]time.Time), turned: make(chan struct{}, 1)}
+// reusedIdle is how many times minIdle the connection of a client that reuses its connections
+// (one has carried more than one request) must have been idle before it is closed: the client
+// may resume after a pause on it, and while it is busy free retires its connections rather than
+// close them. A client that holds its connections idle after one request each loses them after
+// minIdle.
+const reusedIdle = 8
+
+// retireWait is how long a new connection waits for a retired connection's slot before the
+// listener retires another: a review is answered in milliseconds, but one may take seconds.
+const retireWait = 100 * time.Millisecond
+
+func newConnLimit(l net.Listener, n int, minIdle, grace time.Duration) *connLimit {
+	return &connLimit{Listener: l, minIdle: minIdle, grace: grace, slots: make(chan struct{}, n), done: make(chan struct{}),
+		conns: make(map[*limitedConn]struct{}), changed: make(chan struct{}, 1)}
 }
 
-// Accept accepts a connection, then finds it a slot: a free one, or the one of the connection
-// idle the longest, if for minIdle, closed; otherwise it waits, holding that one connection,
-// until a slot frees or a connection has been idle for minIdle.
+// Accept accepts a connection, then finds it a slot: a free one, or one that free makes; until
+// then it waits, holding that one connection.
 func (l *connLimit) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
+	since := time.Now()
 	for {
 		select {
 		case l.slots <- struct{}{}:
-			return &limitedConn{Conn: c, l: l}, nil
+			return l.admit(c), nil
 		default:
 		}
-		closed, retry := l.closeIdlest(time.Now())
+		closed, retry := l.free(time.Now(), since)
 		if closed {
 			continue // its Close gave its slot back
 		}
-		// With one idle, wait until it has been idle long enough: one that turns idle meanwhile
-		// is younger. With none, wait for one to turn idle.
-		ripe, turned := (<-chan time.Time)(nil), l.turned
+		// With a retry, wait that long (a retired connection closing, an idle one ripening): a
+		// connection that changes meanwhile does not change what free would do sooner. Without
+		// one, wait for a connection to turn idle or busy.
+		ripe, changed := (<-chan time.Time)(nil), l.changed
 		if retry > 0 {
-			ripe, turned = time.After(retry), nil
+			ripe, changed = time.After(retry), nil
 		}
 		select {
 		case l.slots <- struct{}{}:
-			return &limitedConn{Conn: c, l: l}, nil
-		case <-turned:
+			return l.admit(c), nil
+		case <-changed:
 		case <-ripe:
 		case <-l.done:
 			_ = c.Close()
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// admit wraps c, which has a slot, and counts it open.
+func (l *connLimit) admit(c net.Conn) *limitedConn {
+	lc := &limitedConn{Conn: c, l: l, client: clientOf(c)}
+	l.mu.Lock()
+	l.conns[lc] = struct{}{}
+	l.mu.Unlock()
+	return lc
+}
+
+// clientOf is the IP address a connection comes from (its whole remote address if it has none).
+func clientOf(c net.Conn) string {
+	addr := c.RemoteAddr()
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	if addr == nil {
+		return ""
+	}
+	return addr.String()
 }
 
 // Close stops Accept and closes the listener.
@@ -89,10 +137,7 @@ func (l *connLimit) Close() error {
 // open is the number of connections open.
 func (l *connLimit) open() int { return len(l.slots) }
 
-// idleClosed is the number of idle connections closed to free a slot.
-func (l *connLimit) idleClosed() uint64 { return l.idleClose.Load() }
-
-// track is the server's ConnState hook: it keeps the set of idle connections.
+// track is the server's ConnState hook: it keeps each connection's state.
 func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
@@ -103,57 +148,143 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if state != http.StateIdle {
-		delete(l.idle, lc)
+	switch state {
+	case http.StateActive:
+		lc.busy, lc.idleSince = true, time.Time{}
+		lc.requests++
+	case http.StateIdle:
+		lc.busy, lc.idleSince = false, time.Now()
+	default:
+		lc.busy, lc.idleSince = false, time.Time{}
 		return
 	}
-	l.idle[lc] = time.Now()
 	select {
-	case l.turned <- struct{}{}:
+	case l.changed <- struct{}{}:
 	default:
 	}
 }
 
-// closeIdlest closes the connection idle the longest, if it has been idle for minIdle, passing
-// over those on which the client's next request has already arrived. A request that arrives on
-// it at that moment fails as if the idle timeout had closed it. When it closes none but one is
-// idle, retry is how long until the longest-idle one may be closed.
-func (l *connLimit) closeIdlest(now time.Time) (closed bool, retry time.Duration) {
+// client is what one client holds, as free sees it.
+type client struct {
+	open int
+	// reuses: one of its connections has carried more than one request.
+	reuses bool
+	// closing: one of its busy connections was retired within retireWait; it closes after its
+	// response.
+	closing bool
+	// busy is one of its busy connections not retired; fresh, the one idle the shortest among
+	// those not retired that have carried more than one request, if for less than minIdle (the
+	// client reuses it, and is about to send on it); idlest, the one idle the longest.
+	busy, fresh, idlest *limitedConn
+}
+
+// free frees a slot for a connection waiting since since, from the client that holds the most
+// connections. In order: it waits for a busy connection retired within retireWait to close;
+// retires a busy one, or a fresh one (the client uses its connections: closing an idle one
+// would race with its next request); or closes its longest-idle one, once it has been idle
+// for minIdle (reusedIdle times that if the client reuses its connections) and the new
+// connection has waited for grace. closed is whether it closed one (its slot is free); otherwise retry is how
+// long until free may do more (0: until a connection turns idle or busy).
+func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration) {
 	l.mu.Lock()
-	var oldest *limitedConn
-	var since time.Time
-	for c, t := range l.idle {
-		if (oldest == nil || t.Before(since)) && !pendingInput(c.Conn) {
-			oldest, since = c, t
+	clients := make(map[string]*client)
+	var most *client
+	for c := range l.conns {
+		cl := clients[c.client]
+		if cl == nil {
+			cl = &client{}
+			clients[c.client] = cl
+		}
+		cl.open++
+		if most == nil || cl.open > most.open {
+			most = cl
+		}
+		cl.reuses = cl.reuses || c.requests > 1
+		retired := !c.retiredAt.IsZero()
+		switch {
+		case c.busy && retired:
+			cl.closing = cl.closing || now.Sub(c.retiredAt) < retireWait
+		case c.busy:
+			cl.busy = c
+		case c.idleSince.IsZero(): // in its handshake
+		default:
+			if cl.idlest == nil || c.idleSince.Before(cl.idlest.idleSince) {
+				cl.idlest = c
+			}
+			if !retired && c.requests > 1 && now.Sub(c.idleSince) < l.minIdle && (cl.fresh == nil || c.idleSince.After(cl.fresh.idleSince)) {
+				cl.fresh = c
+			}
 		}
 	}
-	if oldest == nil {
+	switch {
+	case most == nil:
 		l.mu.Unlock()
 		return false, 0
+	case most.closing:
+		l.mu.Unlock()
+		return false, retireWait / 10
+	case most.busy != nil:
+		l.retire(most.busy, now)
+		return false, retireWait
+	case most.fresh != nil:
+		l.retire(most.fresh, now)
+		return false, retireWait
+	case most.idlest == nil:
+		l.mu.Unlock()
+		return false, 0 // its connections are in their handshakes, which time out
 	}
-	if wait := l.minIdle - now.Sub(since); wait > 0 {
+	victim, floor := most.idlest, l.minIdle
+	if most.reuses {
+		floor *= reusedIdle
+	}
+	if wait := max(floor-now.Sub(victim.idleSince), l.grace-now.Sub(since)); wait > 0 {
 		l.mu.Unlock()
 		return false, wait
 	}
-	delete(l.idle, oldest)
+	if pendingInput(victim.Conn) {
+		l.mu.Unlock()
+		return false, 0 // its next request has arrived: it turns busy, to be retired
+	}
+	delete(l.conns, victim)
 	l.mu.Unlock()
 	l.idleClose.Add(1)
-	_ = oldest.Close()
+	if f := l.beforeClose.Load(); f != nil {
+		(*f)()
+	}
+	_ = victim.Close()
 	return true, 0
+}
+
+// retire marks c, under l.mu, to close after its next response, and unlocks l.mu.
+func (l *connLimit) retire(c *limitedConn, now time.Time) {
+	c.retiredAt = now
+	c.retire.Store(true)
+	l.mu.Unlock()
+	l.retired.Add(1)
 }
 
 // limitedConn gives its slot back once, when it is first closed.
 type limitedConn struct {
 	net.Conn
-	l    *connLimit
-	once sync.Once
+	l      *connLimit
+	once   sync.Once
+	client string
+	// retire asks the server to answer the connection's next response with "Connection: close".
+	retire atomic.Bool
+	// Under l.mu: whether a request is being served on it, since when it has been idle between
+	// requests (zero while busy, or before its first request), when it was retired, and how
+	// many requests it has carried.
+	busy      bool
+	idleSince time.Time
+	retiredAt time.Time
+	requests  int
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.l.mu.Lock()
-		delete(c.l.idle, c)
+		delete(c.l.conns, c)
 		c.l.mu.Unlock()
 		<-c.l.slots
 	})

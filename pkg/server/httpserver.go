@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/portcullis-dev/portcullis/pkg/metrics"
 )
 
 // WebhookServerOptions configure the webhook server.
@@ -32,13 +34,19 @@ type WebhookServerOptions struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers.
 	MaxHeaderBytes int
-	// MaxConnections bounds the connections open at once (0: no bound). At the bound, the
-	// connection idle the longest is closed to free a slot, once it has been idle for
-	// MinIdleToClose; until then, and when none is idle, new connections wait to be accepted.
+	// MaxConnections bounds the connections open at once (0: no bound). At the bound, new
+	// connections wait to be accepted while a slot is freed from the client holding the most
+	// connections: one of its busy connections answers with "Connection: close", or, when it
+	// has none busy, its connection idle the longest is closed, once idle for MinIdleToClose
+	// and after the new connection has waited CloseGrace (connlimit.go).
 	MaxConnections int
 	// MinIdleToClose is how long a kept-alive connection must have been idle before
 	// MaxConnections may close it: closing one its client is about to reuse fails that request.
 	MinIdleToClose time.Duration
+	// CloseGrace is how long a new connection waits at MaxConnections before an idle one is
+	// closed for it: the requests of a client's burst arrive meanwhile, on the connections it
+	// kept alive, which are then retired rather than closed.
+	CloseGrace time.Duration
 	// LameDuck is how long the server keeps accepting once told to stop, while its readiness
 	// says it is stopping, so that endpoints drop it before it refuses connections.
 	LameDuck time.Duration
@@ -56,6 +64,7 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 	MaxHeaderBytes:    64 << 10,
 	MaxConnections:    512,
 	MinIdleToClose:    250 * time.Millisecond,
+	CloseGrace:        50 * time.Millisecond,
 	LameDuck:          5 * time.Second,
 	ShutdownTimeout:   30 * time.Second,
 }
@@ -132,7 +141,7 @@ func (s *WebhookServer) waitForCertificate(ctx context.Context) error {
 func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	o := s.Options
 	srv := &http.Server{
-		Handler:           s.closingWhenStopping(s.mux),
+		Handler:           s.closingWhenAsked(s.mux),
 		TLSConfig:         o.TLSConfig,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		ReadTimeout:       o.ReadTimeout,
@@ -143,9 +152,12 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
 	if o.MaxConnections > 0 {
-		lim := newConnLimit(l, o.MaxConnections, o.MinIdleToClose)
+		lim := newConnLimit(l, o.MaxConnections, o.MinIdleToClose, o.CloseGrace)
 		s.limit.Store(lim)
 		l, srv.ConnState = lim, lim.track
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		}
 	}
 	s.started.Store(true)
 	log.FromContext(ctx).Info("serving webhooks", "address", l.Addr().String())
@@ -174,14 +186,14 @@ func (s *WebhookServer) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Connections returns the connections open, and the idle ones closed to free a slot for new ones
-// under MaxConnections; both 0 while the server does not serve or has no bound.
-func (s *WebhookServer) Connections() (open int, idleClosed uint64) {
+// Connections counts the connections open, and those closed or retired to free a slot for new
+// ones under MaxConnections; all 0 while the server does not serve or has no bound.
+func (s *WebhookServer) Connections() metrics.Connections {
 	lim := s.limit.Load()
 	if lim == nil {
-		return 0, 0
+		return metrics.Connections{}
 	}
-	return lim.open(), lim.idleClosed()
+	return metrics.Connections{Open: lim.open(), IdleClosed: lim.idleClose.Load(), Retired: lim.retired.Load()}
 }
 
 // ReadyChecker is ready while the server listens and is not stopping: in its lame-duck period
@@ -209,35 +221,45 @@ func (s *WebhookServer) StartedChecker() healthz.Checker {
 	}
 }
 
-// closingWhenStopping answers with "Connection: close" once the server is stopping, so that the
-// API server retires each kept-alive connection to this replica as soon as it carries one more
-// review, and opens the next one through the Service, to a replica that stays. Closing them from
-// this side instead would race with a review the client is sending on one.
-func (s *WebhookServer) closingWhenStopping(h http.Handler) http.Handler {
+// connKey is the request context's key of the connection it came on.
+type connKey struct{}
+
+// closingWhenAsked answers with "Connection: close" once the server is stopping, so that the API
+// server retires each kept-alive connection to this replica as soon as it carries one more review,
+// and opens the next one through the Service, to a replica that stays; and on a connection the
+// connection bound retired to free a slot. Closing them from this side instead would race with a
+// review the client is sending on one.
+func (s *WebhookServer) closingWhenAsked(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&closeWhenStopping{ResponseWriter: w, stopping: &s.stopping}, r)
+		cw := &closeWhenAsked{ResponseWriter: w, stopping: &s.stopping}
+		if tc, ok := r.Context().Value(connKey{}).(*tls.Conn); ok {
+			cw.conn, _ = tc.NetConn().(*limitedConn)
+		}
+		h.ServeHTTP(cw, r)
 	})
 }
 
-// closeWhenStopping decides on "Connection: close" when the response's header is written, so that
-// a review in flight when the server was told to stop closes its connection too.
-type closeWhenStopping struct {
+// closeWhenAsked decides on "Connection: close" when the response's header is written, so that a
+// review in flight when the server was told to stop, or its connection retired, closes its
+// connection too.
+type closeWhenAsked struct {
 	http.ResponseWriter
 	stopping *atomic.Bool
+	conn     *limitedConn // nil without a connection bound
 	wrote    bool
 }
 
-func (w *closeWhenStopping) WriteHeader(code int) {
+func (w *closeWhenAsked) WriteHeader(code int) {
 	if !w.wrote {
 		w.wrote = true
-		if w.stopping.Load() {
+		if w.stopping.Load() || (w.conn != nil && w.conn.retire.Load()) {
 			w.Header().Set("Connection", "close")
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *closeWhenStopping) Write(b []byte) (int, error) {
+func (w *closeWhenAsked) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
