@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -70,6 +71,11 @@ type result struct {
 	Failures string `json:"failures,omitempty"`
 	// Round is the round of the rates the phase was measured in, from 1 (-load-rounds).
 	Round int `json:"round,omitempty"`
+	// Retired and IdleClosed are the server's connections retired (answered with
+	// "Connection: close") and closed idle at --max-connections during the attack, to free
+	// slots for new ones (the no-op floor does not say).
+	Retired    uint64 `json:"connections_retired,omitempty"`
+	IdleClosed uint64 `json:"idle_connections_closed,omitempty"`
 }
 
 func main() {
@@ -168,13 +174,13 @@ func runRates(ctx context.Context, root string, h *harness, rateList string, dur
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	results, err := measure(rateList, duration, body, []target{{"noop", h.noopPort, h.noop.Pid()}, {"portcullis", h.port, h.srv.Pid()}})
+	results, err := measure(rateList, duration, body, []target{{name: "noop", port: h.noopPort, pid: h.noop.Pid()}, h.target("portcullis")})
 	if err != nil {
 		return err
 	}
 	if tenantRate > 0 {
 		rate, _ := strconv.Atoi(strings.TrimSpace(strings.Split(rateList, ",")[0]))
-		res, err := noisyTenant(ctx, h.c, h.port, h.srv.Pid(), body, rate, duration)
+		res, err := noisyTenant(ctx, h.c, h, body, rate, duration)
 		if err != nil {
 			return err
 		}
@@ -192,9 +198,15 @@ type harness struct {
 	c              *cluster.Cluster
 	srv, noop      *cluster.Process
 	port, noopPort int
+	metrics        string // the server's metrics URL (plain HTTP, loopback)
 	// how the server was started, to start it again
 	bin, log string
 	args     []string
+}
+
+// target is the server, as name, to load.
+func (h *harness) target(name string) target {
+	return target{name: name, port: h.port, pid: h.srv.Pid(), metrics: h.metrics}
 }
 
 func (h *harness) stop() {
@@ -242,10 +254,17 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 		return nil, err
 	}
 	h.bin, h.log = bin, logFile.Name()
+	// The server's metrics are always served, on loopback, for the counters the phases report.
+	metrics := metricsAddr
+	if metrics == "0" {
+		free, _ := cluster.FreePort()
+		metrics = fmt.Sprintf("127.0.0.1:%d", free)
+	}
+	h.metrics = "http://" + metrics + "/metrics"
 	h.args = []string{"--kubeconfig", c.Kubeconfig, "--namespace", "portcullis-system",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(port), "--extra-hosts", "127.0.0.1",
 		"--validating-webhook-configuration", "none", "--leader-elect=false",
-		"--metrics-bind-address", metricsAddr, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes),
+		"--metrics-bind-address", metrics, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes),
 		"--metrics-secure=false"} // plain HTTP, for pprof on -metrics-addr (loopback)
 	srv, err := cluster.StartProcess(bin, logFile, h.args...)
 	if err != nil {
@@ -278,6 +297,7 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 type target struct {
 	name      string
 	port, pid int
+	metrics   string // its metrics URL; "" for the no-op floor, which has none
 }
 
 // measure loads each target at each rate, loadRounds times, and prints each result and its ratio
@@ -306,7 +326,7 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 		for _, rate := range rates {
 			byName := map[string]result{}
 			for _, s := range order {
-				res, err := attack(s.name, s.port, s.pid, body, rate, duration)
+				res, err := attack(s, body, rate, duration)
 				if err != nil {
 					return nil, err
 				}
@@ -318,6 +338,9 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 					res.LoadCPUPerReview, res.MachineBusy*100, res.Steal*100)
 				if res.Failures != "" {
 					fmt.Printf("            failed: %s\n", res.Failures)
+				}
+				if res.Retired+res.IdleClosed > 0 {
+					fmt.Printf("            at --max-connections: %d connections retired, %d closed idle\n", res.Retired, res.IdleClosed)
 				}
 			}
 			r := ratioOf(byName[targets[len(targets)-1].name], byName[targets[0].name])
@@ -348,8 +371,8 @@ func ratioOf(server, floor result) phaseRatio {
 	return phaseRatio{cpu: server.CPUPerReview / floor.CPUPerReview, p50: server.P50Ms / floor.P50Ms, p99: server.P99Ms / floor.P99Ms}
 }
 
-func attack(name string, port, pid int, body []byte, rate int, d time.Duration) (result, error) {
-	return attackWith(name, port, pid, body, rate, d, nil)
+func attack(t target, body []byte, rate int, d time.Duration) (result, error) {
+	return attackWith(t, body, rate, d, nil)
 }
 
 // reviewTarget posts body to the webhook's /validate on port.
@@ -369,13 +392,18 @@ func attacker() *vegeta.Attacker {
 
 // attackWith is attack with, when beside is set, a second attack running for the same time
 // (the noisy tenant); its own metrics are not reported.
-func attackWith(name string, port, pid int, body []byte, rate int, d time.Duration, beside func(d time.Duration)) (result, error) {
-	target := reviewTarget(port, body)
+func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d time.Duration)) (result, error) {
+	name, pid := t.name, t.pid
+	target := reviewTarget(t.port, body)
 	pacer := vegeta.ConstantPacer{Freq: rate, Per: time.Second}
 	// Warm up (connections, caches), then measure.
 	for range attacker().Attack(vegeta.NewStaticTargeter(target), pacer, 2*time.Second, name+"-warmup") {
 	}
 	before, err := readUsage(pid)
+	if err != nil {
+		return result{}, err
+	}
+	connsBefore, err := connectionCounters(t.metrics)
 	if err != nil {
 		return result{}, err
 	}
@@ -399,6 +427,10 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 	if err != nil {
 		return result{}, err
 	}
+	connsAfter, err := connectionCounters(t.metrics)
+	if err != nil {
+		return result{}, err
+	}
 	rss, err := rssMiB(pid)
 	if err != nil {
 		return result{}, err
@@ -409,7 +441,50 @@ func attackWith(name string, port, pid int, body []byte, rate int, d time.Durati
 		P50Ms: ms(m.Latencies.P50), P99Ms: ms(m.Latencies.P99),
 		CPUPerReview: float64((after.server - before.server).Microseconds()) / ok, RSSMiB: rss,
 		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
-		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs)}, nil
+		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs),
+		Retired: connsAfter[0] - connsBefore[0], IdleClosed: connsAfter[1] - connsBefore[1]}, nil
+}
+
+// connectionCounters reads the server's connections retired and closed idle so far from its
+// metrics at url; zeros when url is "".
+func connectionCounters(url string) ([2]uint64, error) {
+	if url == "" {
+		return [2]uint64{}, nil
+	}
+	m, err := scrape(url, "portcullis_webhook_connections_retired_total", "portcullis_webhook_idle_connections_closed_total")
+	return [2]uint64{uint64(m[0]), uint64(m[1])}, err
+}
+
+// scrape reads the values of the unlabelled metrics names from the metrics at url.
+func scrape(url string, names ...string) ([]float64, error) {
+	resp, err := http.Get(url) //nolint:gosec,noctx // the harness's own server, on loopback
+	if err != nil {
+		return nil, fmt.Errorf("reading the server's metrics: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading the server's metrics: %s", resp.Status)
+	}
+	values := make([]float64, len(names))
+	found := make([]bool, len(names))
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if i := slices.Index(names, name); ok && i >= 0 {
+			if values[i], err = strconv.ParseFloat(value, 64); err != nil {
+				return nil, fmt.Errorf("the server's metric %s: %w", name, err)
+			}
+			found[i] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the server's metrics: %w", err)
+	}
+	if i := slices.Index(found, false); i >= 0 {
+		return nil, fmt.Errorf("the server's metrics have no %s", names[i])
+	}
+	return values, nil
 }
 
 // usage is the CPU time used so far by the server, by this process (the load generator) and by

@@ -68,7 +68,7 @@ func noisyReview(quiet []byte) ([]byte, error) {
 
 // noisyTenant measures the quiet namespace at rate alone and beside a tenant at its maximum
 // budget sending tenantRate reviews per second.
-func noisyTenant(ctx context.Context, c *cluster.Cluster, port, pid int, quiet []byte, rate int, d time.Duration) ([]result, error) {
+func noisyTenant(ctx context.Context, c *cluster.Cluster, h *harness, quiet []byte, rate int, d time.Duration) ([]result, error) {
 	fmt.Printf("==> a noisy tenant at its namespace's maximum budget (%d CEL rules estimated at 9,951,124, %d label rules), %d-container Pods at %d/s\n",
 		noisyCELRules, noisyLabelRules, noisyContainers, tenantRate)
 	if _, stderr, err := c.Kubectl(ctx, "", "create", "namespace", noisyNamespace); err != nil {
@@ -84,13 +84,13 @@ func noisyTenant(ctx context.Context, c *cluster.Cluster, port, pid int, quiet [
 	if err != nil {
 		return nil, err
 	}
-	alone, err := attack("quiet alone", port, pid, quiet, rate, d)
+	alone, err := attack(h.target("quiet alone"), quiet, rate, d)
 	if err != nil {
 		return nil, err
 	}
 	var tenant vegeta.Metrics
-	beside, err := attackWith("quiet+noisy", port, pid, quiet, rate, d, func(d time.Duration) {
-		for res := range attacker().Attack(vegeta.NewStaticTargeter(reviewTarget(port, noisy)), vegeta.ConstantPacer{Freq: tenantRate, Per: time.Second}, d, "noisy") {
+	beside, err := attackWith(h.target("quiet+noisy"), quiet, rate, d, func(d time.Duration) {
+		for res := range attacker().Attack(vegeta.NewStaticTargeter(reviewTarget(h.port, noisy)), vegeta.ConstantPacer{Freq: tenantRate, Per: time.Second}, d, "noisy") {
 			tenant.Add(res)
 		}
 		tenant.Close()
