@@ -148,8 +148,14 @@ func TestDecodeCostBound(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			body := podReview(spec)
 			estimate := scanShape(body).decodeCost(len(body))
+			// The least of three runs: a run's peak also holds what garbage of the process the
+			// collector had not yet freed when it was sampled, which its pacing makes vary (one
+			// run in 16 of selector read 2.4 MiB, the others at most 0.8).
 			var w *httptest.ResponseRecorder
 			peak := peakHeap(func() { w = serve(h, body) })
+			for range 2 {
+				peak = min(peak, peakHeap(func() { w = serve(h, body) }))
+			}
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
