@@ -63,8 +63,12 @@ func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r 
 	req := &policies.Request{Operation: v1alpha1.Create, Object: res, Namespace: ns, Background: true,
 		Resource: metav1.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}}
 	adm, err := engine.Admit(ctx, req, raw, d)
+	req.Release()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", res.Ref(), err)
+	}
+	if adm.Mutated {
+		adm.Object.Release()
 	}
 	return res, adm.Results, nil
 }

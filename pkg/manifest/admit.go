@@ -179,6 +179,10 @@ func Admit(ctx context.Context, engine *policies.Engine, inputs []Input, namespa
 		req := in.Request
 		req.Namespace = byName[in.Subject().Meta.GetNamespace()]
 		adm, err := engine.Admit(ctx, &req, in.JSON, d)
+		req.Release()
+		if err == nil && adm.Mutated {
+			adm.Object.Release()
+		}
 		if err != nil {
 			return admitted{err: fmt.Errorf("%s: %w", in.Doc.Where(), err)}
 		}

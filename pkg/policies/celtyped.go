@@ -24,14 +24,48 @@ func typedToVal(obj any) ref.Val { return new(typedArena).toVal(obj) }
 
 // typedArena allocates the views of one object's values (typedToVal's structs, lists and maps,
 // the fields they have read, the iterations over lists) in blocks, not one by one: they are
-// made while a request's rules read the object, and all dropped with it. It is not safe for
-// concurrent use, as the views are not.
+// made while a request's rules read the object, and all dropped with it, or reused for the next
+// object's once reset. It is not safe for concurrent use, as the views are not.
 type typedArena struct {
-	structs []typedStruct
-	lists   []typedList
-	maps    []typedMap
-	fields  []readField
-	iters   []typedListIterator
+	structs blocks[typedStruct]
+	lists   blocks[typedList]
+	maps    blocks[typedMap]
+	fields  blocks[readField]
+	iters   blocks[typedListIterator]
+}
+
+// blocks are an arena's blocks of one kind of view, filled in order.
+type blocks[T any] struct {
+	all [][]T // all[cur] is being filled; those before it are full, those after it empty
+	cur int
+}
+
+// reset empties a's blocks for the views of another object, keeping them: what they held (the
+// last object's views) is cleared, so that it is not kept alive.
+func (a *typedArena) reset() {
+	a.structs.reset()
+	a.lists.reset()
+	a.maps.reset()
+	a.fields.reset()
+	a.iters.reset()
+}
+
+// arenaMaxBlocks bounds the blocks of any one kind of an arena that is reused: one that read a
+// larger object (thousands of containers) is left to the collector, so that what the pool of
+// arenas keeps past a request is at most a few hundred KiB each, whatever a request held.
+const arenaMaxBlocks = 64
+
+// reusable is whether a is small enough to be reused (arenaMaxBlocks).
+func (a *typedArena) reusable() bool {
+	return max(len(a.structs.all), len(a.lists.all), len(a.maps.all), len(a.fields.all), len(a.iters.all)) <= arenaMaxBlocks
+}
+
+func (b *blocks[T]) reset() {
+	for i := range b.all[:min(b.cur+1, len(b.all))] {
+		clear(b.all[i])
+		b.all[i] = b.all[i][:0]
+	}
+	b.cur = 0
 }
 
 // The arena's blocks: 2 elements, then four times the last, up to arenaMaxBlock views (a block
@@ -60,12 +94,19 @@ func nextBlock(last, most int) int {
 	return min(4*last, most)
 }
 
-// take puts v in the last block, or in a new one when that is full, and returns its place:
-// a block is never appended to past its capacity, so a place once taken stays put.
-func take[T any](block *[]T, v T, most int) *T {
-	if len(*block) == cap(*block) {
-		*block = make([]T, 0, nextBlock(cap(*block), most))
+// take puts v in the block being filled, or in the next (made when there is none) when that
+// is full, and returns its place: a block is never appended to past its capacity, so a place
+// once taken stays put until the arena is reset.
+func take[T any](b *blocks[T], v T, most int) *T {
+	if len(b.all) == 0 {
+		b.all = append(b.all, make([]T, 0, arenaFirstBlock))
 	}
+	if full := b.all[b.cur]; len(full) == cap(full) {
+		if b.cur++; b.cur == len(b.all) {
+			b.all = append(b.all, make([]T, 0, nextBlock(cap(full), most)))
+		}
+	}
+	block := &b.all[b.cur]
 	*block = append(*block, v)
 	return &(*block)[len(*block)-1]
 }

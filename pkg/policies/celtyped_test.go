@@ -206,10 +206,11 @@ func corpusJSON(t *testing.T) [][]byte {
 }
 
 // TestTypedArenaKeepsViews: the views an arena hands out stay put as its blocks fill: a struct,
-// list or field read first is the same value, holding what it held, after hundreds more.
+// list or field read first is the same value, holding what it held, after hundreds more; and an
+// arena that grew so large is not reused.
 func TestTypedArenaKeepsViews(t *testing.T) {
 	pod := &corev1.Pod{}
-	for i := range 300 {
+	for i := range 600 {
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: fmt.Sprintf("img:%d", i),
 			Ports: []corev1.ContainerPort{{ContainerPort: int32(i + 1)}}})
 	}
@@ -217,7 +218,7 @@ func TestTypedArenaKeepsViews(t *testing.T) {
 	containers := spec.Get(types.String("containers")).(traits.Lister)
 	first := containers.Get(types.Int(0)).(traits.Mapper)
 	name := first.Get(types.String("name"))
-	for i := range 300 { // every container, its name, image and first port: many blocks of each kind
+	for i := range 600 { // every container, its name, image and first port: many blocks of each kind
 		c := containers.Get(types.Int(i)).(traits.Mapper)
 		for it := c.Get(types.String("ports")).(traits.Lister).Iterator(); it.HasNext() == types.True; {
 			if p := it.Next().(traits.Mapper).Get(types.String("containerPort")); p != types.Int(i+1) {
@@ -235,8 +236,62 @@ func TestTypedArenaKeepsViews(t *testing.T) {
 		t.Errorf("the first container's name is %v", first.Get(types.String("name")))
 	}
 	a := spec.(*typedStruct).arena
-	if len(a.structs) > arenaMaxBlock || len(a.fields) > arenaMaxFields || len(a.iters) > arenaMaxFields {
-		t.Errorf("a block over its bound: %d structs, %d fields, %d iterators", len(a.structs), len(a.fields), len(a.iters))
+	if n := longestBlock(a.structs); n > arenaMaxBlock {
+		t.Errorf("a block of %d structs, over its bound", n)
+	}
+	if n := max(longestBlock(a.fields), longestBlock(a.iters)); n > arenaMaxFields {
+		t.Errorf("a block of %d fields or iterators, over its bound", n)
+	}
+	// So many views are not kept for the next object's.
+	if a.reusable() {
+		t.Errorf("an arena of %d blocks of structs is reused, past %d", len(a.structs.all), arenaMaxBlocks)
+	}
+}
+
+func longestBlock[T any](b blocks[T]) int {
+	n := 0
+	for _, block := range b.all {
+		n = max(n, cap(block))
+	}
+	return n
+}
+
+// TestTypedArenaReset: an arena reset reads another object through the same blocks, and keeps
+// nothing of the object it read before.
+func TestTypedArenaReset(t *testing.T) {
+	pods := make([]*corev1.Pod, 2)
+	for p := range pods {
+		pods[p] = &corev1.Pod{}
+		for i := range 40 {
+			pods[p].Spec.Containers = append(pods[p].Spec.Containers, corev1.Container{Name: fmt.Sprintf("p%d-c%d", p, i)})
+		}
+	}
+	a := new(typedArena)
+	names := func(pod *corev1.Pod) []string {
+		var out []string
+		containers := a.toVal(&pod.Spec).(traits.Mapper).Get(types.String("containers")).(traits.Lister)
+		for it := containers.Iterator(); it.HasNext() == types.True; {
+			out = append(out, string(it.Next().(traits.Mapper).Get(types.String("name")).(types.String)))
+		}
+		return out
+	}
+	first := names(pods[0])
+	if !a.reusable() {
+		t.Fatalf("an arena of %d blocks of structs is not reused", len(a.structs.all))
+	}
+	blocksBefore, firstBlock := len(a.structs.all), &a.structs.all[0][0]
+	a.reset()
+	for _, b := range a.structs.all {
+		if len(b) != 0 || slices.ContainsFunc(b[:cap(b)], func(s typedStruct) bool { return s.arena != nil }) {
+			t.Fatal("a reset arena still holds the last object's views")
+		}
+	}
+	second := names(pods[1])
+	if first[39] != "p0-c39" || second[0] != "p1-c0" || second[39] != "p1-c39" {
+		t.Errorf("read %v, then %v", first, second)
+	}
+	if len(a.structs.all) != blocksBefore || &a.structs.all[0][0] != firstBlock {
+		t.Errorf("the second object took %d blocks of structs, the first %d: the blocks were not reused", len(a.structs.all), blocksBefore)
 	}
 }
 

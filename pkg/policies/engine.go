@@ -143,6 +143,13 @@ type Request struct {
 	Keychain authn.Keychain
 }
 
+// Release releases the request's objects (Resource.Release): call it once the engine's calls for
+// the request have returned.
+func (r *Request) Release() {
+	r.Object.Release()
+	r.OldObject.Release()
+}
+
 // subject is the object the request is about.
 func (r *Request) subject() *Resource {
 	if r.Object != nil {
@@ -206,7 +213,7 @@ func (in *input) bounds() jsonBounds {
 
 func (in *input) requestValue() ref.Val {
 	if in.reqVal == nil {
-		in.reqVal = typedToVal(in.req.admissionRequest(in.res))
+		in.reqVal = in.res.arena().toVal(in.req.admissionRequest(in.res))
 	}
 	return in.reqVal
 }
@@ -215,10 +222,10 @@ func (in *input) namespaceValue() ref.Val {
 	if in.nsVal == nil {
 		switch {
 		case in.req.Namespace != nil:
-			in.nsVal = typedToVal(in.req.Namespace)
+			in.nsVal = in.res.arena().toVal(in.req.Namespace)
 		case in.res.Meta.GetNamespace() != "":
 			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: in.res.Meta.GetNamespace(), Labels: in.nsLabels}}
-			in.nsVal = typedToVal(ns)
+			in.nsVal = in.res.arena().toVal(ns)
 		default:
 			in.nsVal = types.NullValue
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -36,7 +37,7 @@ type Resource struct {
 
 	celObject ref.Val
 	celPod    [2]ref.Val
-	views     typedArena // celObject's and celPod's
+	views     *typedArena // celObject's, celPod's and its requests' (nil until CEL reads it)
 	// bounds are the JSON's it was decoded from (jsonbounds.go); zero when unknown.
 	bounds jsonBounds
 }
@@ -92,7 +93,7 @@ func (r *Resource) celPodValues() (spec, meta ref.Val) {
 		return types.NullValue, types.NullValue
 	}
 	if r.celPod[0] == nil {
-		r.celPod = [2]ref.Val{r.views.toVal(r.Pod.Spec), r.views.toVal(r.Pod.Meta)}
+		r.celPod = [2]ref.Val{r.arena().toVal(r.Pod.Spec), r.arena().toVal(r.Pod.Meta)}
 	}
 	return r.celPod[0], r.celPod[1]
 }
@@ -101,7 +102,34 @@ func (r *Resource) toCELValue() ref.Val {
 	if u, ok := r.Object.(*unstructured.Unstructured); ok {
 		return types.DefaultTypeAdapter.NativeToValue(u.Object)
 	}
-	return r.views.toVal(r.Object)
+	return r.arena().toVal(r.Object)
+}
+
+// arenas are the arenas of the Resources released, for the views of the next ones: a review's
+// views are a fifth of what it allocates.
+var arenas = sync.Pool{New: func() any { return new(typedArena) }}
+
+// arena is where r's views are made.
+func (r *Resource) arena() *typedArena {
+	if r.views == nil {
+		r.views = arenas.Get().(*typedArena) //nolint:forcetypeassert // the pool holds nothing else
+	}
+	return r.views
+}
+
+// Release recycles the views through which CEL read r, for another Resource's. Call it once the
+// engine's calls for the request that r is part of have returned: no CEL value of r's is in use
+// then (results hold none). r stays valid, and CEL would read it again through new views. A
+// Resource not released is collected with its views.
+func (r *Resource) Release() {
+	if r == nil || r.views == nil {
+		return
+	}
+	if r.views.reusable() {
+		r.views.reset()
+		arenas.Put(r.views)
+	}
+	r.views, r.celObject, r.celPod = nil, nil, [2]ref.Val{}
 }
 
 // Decoder turns JSON into Resources. It is safe for concurrent use.

@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,4 +170,48 @@ rules:
 	if s := summarize(got); strings.Join(s, " ") != "p/who=pass:Deny p/named=fail:Deny" {
 		t.Errorf("admission: %v", s)
 	}
+}
+
+// TestReleasedResourcesJudgeAlike: the views of a released Resource are reused for other
+// Resources, by goroutines at once, and each is judged as if it had views of its own; a
+// Resource judged again after its release is judged the same.
+func TestReleasedResourcesJudgeAlike(t *testing.T) {
+	e := mustEngine(t, time.Now(), clusterPolicy("p", `enforcement: Deny
+rules:
+- name: prefixed
+  cel:
+    expression: "object.spec.containers.all(c, c.name.startsWith(object.metadata.name + '-'))"
+    messageExpression: "'unprefixed: ' + object.spec.containers.filter(c, !c.name.startsWith(object.metadata.name + '-')).map(c, c.name).join(',') + ' in ' + request.namespace"
+`))
+	d := NewDecoder(false).SharingInput()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 100 {
+				name := fmt.Sprintf("g%d-p%d", g, i)
+				containers := fmt.Sprintf(`{"name":%q},{"name":%q}`, name+"-a", name+"-b")
+				want := "pass:"
+				if i%3 == 0 {
+					containers += fmt.Sprintf(`,{"name":"x%d"}`, i)
+					want = fmt.Sprintf("fail:unprefixed: x%d in ns%d", i, g)
+				}
+				js := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":"ns%d"},"spec":{"containers":[%s]}}`, name, g, containers)
+				res, err := d.Decode([]byte(js), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req := &Request{Operation: v1alpha1.Create, Object: res}
+				for pass := range 2 { // the second time after its release
+					got := e.Evaluate(t.Context(), req)
+					req.Release()
+					if len(got) != 1 || string(got[0].Result)+":"+got[0].Message != want {
+						t.Errorf("%s, judged %s time: %+v, want %s", name, []string{"a first", "a second"}[pass], got, want)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -39,6 +39,7 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) (admission.
 	if errResp != nil {
 		return *errResp, Errored
 	}
+	defer preq.Release()
 	if preq.Object == nil { // DELETE and CONNECT change nothing
 		return admission.Allowed(""), Allowed
 	}

@@ -55,6 +55,7 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) (admissio
 	if errResp != nil {
 		return *errResp, Errored
 	}
+	defer preq.Release()
 	if v.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, v.Timeout)
