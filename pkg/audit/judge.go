@@ -42,6 +42,9 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 		Namespace: strings.Clone(res.Meta.GetNamespace()), Name: strings.Clone(res.Meta.GetName()),
 		UID: types.UID(strings.Clone(string(res.Meta.GetUID())))}
 	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
+	if s.Observer != nil {
+		s.Observer.AuditJudged()
+	}
 	return true, nil
 }
 

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,35 @@ func TestJudgedKeepsNoPartOfThePage(t *testing.T) {
 		t.Errorf("the report holds %q: %+v: parts of the page, not copies", changed[0].Namespace, r)
 	}
 }
+
+// TestJudgedObjectsAreCountedAsJudged: the observer (portcullis_audit_objects_scanned_total) is
+// told of each object as it is judged, so that the counter rises while a long scan runs; not of
+// an object another replica owns.
+func TestJudgedObjectsAreCountedAsJudged(t *testing.T) {
+	engine := podPolicyEngine(t, "named", v1alpha1.Audit, v1alpha1.Rule{Name: "n", CEL: &v1alpha1.CELRule{Expression: "true"}})
+	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
+	seen := &countingObserver{}
+	s := &Scanner{Store: NewStore(sets.New(Fail), 10, time.Now), ObjectTimeout: time.Minute, Observer: seen,
+		Owns: func(ns string) bool { return ns != "theirs" }}
+	for i, ns := range []string{"shop", "theirs", "shop"} {
+		page := fmt.Appendf(nil, `{"metadata":{"name":"p%d","namespace":%q,"uid":"u%d"},"spec":{"containers":[{"name":"c","image":"c:1"}]}}`, i, ns, i)
+		judged, err := s.judge(t.Context(), engine, pods, page, &NamespaceCache{})
+		if err != nil || judged != (ns == "shop") {
+			t.Fatalf("object %d in %s: judged %v, %v", i, ns, judged, err)
+		}
+		if want := (i + 2) / 2; seen.judged != want { // 1, 1, 2
+			t.Fatalf("after object %d: the observer was told of %d judged, want %d", i, seen.judged, want)
+		}
+	}
+}
+
+// countingObserver counts the objects it is told were judged.
+type countingObserver struct{ judged int }
+
+func (*countingObserver) AuditScan(bool, time.Duration)                  {}
+func (o *countingObserver) AuditJudged()                                 { o.judged++ }
+func (*countingObserver) AuditScanOutcome(bool)                          {}
+func (*countingObserver) AuditViolationCounts(map[string]map[string]int) {}
 
 // podPolicyEngine is an engine of one ClusterPolicy, name, that matches Pods with the rules.
 func podPolicyEngine(t *testing.T, name string, enforcement v1alpha1.Enforcement, rules ...v1alpha1.Rule) *policies.Engine {

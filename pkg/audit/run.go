@@ -151,7 +151,7 @@ func (s *Scanner) keepFresh(ctx context.Context, engine *policies.Engine) {
 	if _, _, err := s.flush(ctx, engine, nil); err != nil {
 		s.Log.Error(err, "audit: writing reports")
 	}
-	s.observe(true, 0, 0)
+	s.observe(true, 0)
 	if s.status != nil && time.Since(s.status.last) >= statusSpacing {
 		if err := s.status.write(ctx, engine, s.Store.PolicyCounts(), time.Now()); err != nil {
 			s.Log.Error(err, "audit: writing policy status")

@@ -67,7 +67,10 @@ type Scanner struct {
 
 // Observer is told what the audit does and finds (the metrics).
 type Observer interface {
-	AuditScan(partial bool, d time.Duration, objects int)
+	// AuditScan is told of each scan, full or partial (the kinds a change affects), when it ends.
+	AuditScan(partial bool, d time.Duration)
+	// AuditJudged is told of each object judged, in a scan or as a watched change, as it is.
+	AuditJudged()
 	// AuditScanOutcome says whether a scan succeeded: every resource listed, reports and
 	// status written.
 	AuditScanOutcome(ok bool)
@@ -76,12 +79,12 @@ type Observer interface {
 }
 
 // observe tells the observer of a scan, or of watched changes (d 0), and of the violations now.
-func (s *Scanner) observe(partial bool, d time.Duration, objects int) {
+func (s *Scanner) observe(partial bool, d time.Duration) {
 	if s.Observer == nil {
 		return
 	}
 	if d > 0 {
-		s.Observer.AuditScan(partial, d, objects)
+		s.Observer.AuditScan(partial, d)
 	}
 	byPolicy := map[string]map[string]int{}
 	for p, c := range s.Store.PolicyCounts() {
@@ -167,7 +170,7 @@ func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []poli
 	if !st.Partial && len(st.Unlisted) == 0 && err == nil && s.Members != nil {
 		s.Members.Scanned(start)
 	}
-	s.observe(st.Partial, st.Duration, st.Objects)
+	s.observe(st.Partial, st.Duration)
 	if s.status != nil {
 		s.status.scannedNow(engine, gks, start)
 		err = errors.Join(err, s.status.write(ctx, engine, s.Store.PolicyCounts(), time.Now()))

@@ -152,14 +152,16 @@ func (m *Metrics) TrustedRootRefresh(outcome string) {
 func (m *Metrics) Registry(d time.Duration) { m.RegistryLatency.Observe(d.Seconds()) }
 
 // AuditScan implements audit.Observer.
-func (m *Metrics) AuditScan(partial bool, d time.Duration, objects int) {
+func (m *Metrics) AuditScan(partial bool, d time.Duration) {
 	scan := "full"
 	if partial {
 		scan = "partial"
 	}
 	m.AuditScans.WithLabelValues(scan).Observe(d.Seconds())
-	m.AuditObjects.Add(float64(objects))
 }
+
+// AuditJudged implements audit.Observer: the counter rises as a scan goes, not at its end.
+func (m *Metrics) AuditJudged() { m.AuditObjects.Inc() }
 
 // AuditScanOutcome implements audit.Observer: a failed scan is counted, a good one dated.
 func (m *Metrics) AuditScanOutcome(ok bool) {
