@@ -33,7 +33,7 @@ import (
 )
 
 var (
-	metricsAddr  = "0" // set by -metrics-addr; tests keep the default
+	metricsAddr  = "0" // set by -metrics-addr; tests keep the default (a free port)
 	tenantRate   int
 	auditObjects int
 	auditCPU     string
@@ -84,7 +84,7 @@ func main() {
 	rates := flag.String("rates", "500,1000,2000", "request rates per second")
 	duration := flag.Duration("duration", 10*time.Second, "attack duration per rate")
 	out := flag.String("out", "bin/bench-load.json", "where to write the results")
-	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: off), to profile it under load")
+	flag.StringVar(&metricsAddr, "metrics-addr", "0", "the webhook's metrics and pprof address (0: a free port on loopback), to profile it under load")
 	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
 	flag.IntVar(&auditRounds, "audit-rounds", auditRounds, "with -audit-objects: how many rounds of the idle, listing and scanning phases, each -duration, alternating; with more than one, the medians of the rounds' ratios are reported too (the host's noise drifts)")
 	flag.Int64Var(&auditPageSize, "audit-page-size", auditPageSize, "with -audit-objects: the server's --audit-page-size, and the listing control's page")
@@ -452,7 +452,10 @@ func connectionCounters(url string) ([2]uint64, error) {
 		return [2]uint64{}, nil
 	}
 	m, err := scrape(url, "portcullis_webhook_connections_retired_total", "portcullis_webhook_idle_connections_closed_total")
-	return [2]uint64{uint64(m[0]), uint64(m[1])}, err
+	if err != nil {
+		return [2]uint64{}, err
+	}
+	return [2]uint64{uint64(m[0]), uint64(m[1])}, nil
 }
 
 // scrape reads the values of the unlabelled metrics names from the metrics at url.
