@@ -180,11 +180,11 @@ func Admit(ctx context.Context, engine *policies.Engine, inputs []Input, namespa
 		req.Namespace = byName[in.Subject().Meta.GetNamespace()]
 		adm, err := engine.Admit(ctx, &req, in.JSON, d)
 		req.Release()
-		if err == nil && adm.Mutated {
-			adm.Object.Release()
-		}
 		if err != nil {
 			return admitted{err: fmt.Errorf("%s: %w", in.Doc.Where(), err)}
+		}
+		if adm.Mutated {
+			adm.Object.Release()
 		}
 		return admitted{a: Admitted{Input: in, Object: adm.Object, JSON: adm.JSON, Mutated: adm.Mutated, Patches: adm.Patches, Results: adm.Results}}
 	})

@@ -88,9 +88,9 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		if closed {
 			continue // its Close gave its slot back
 		}
-		// With a retry, wait that long (a retired connection closing, an idle one ripening): a
-		// connection that changes meanwhile does not change what free would do sooner. Without
-		// one, wait for a connection to turn idle or busy.
+		// With a retry, wait that long (a retired connection closing, an idle one ripening, a
+		// burst's requests arriving), or for a slot; free looks again then, not at every
+		// request meanwhile. Without one, wait for a connection to turn idle or busy.
 		ripe, changed := (<-chan time.Time)(nil), l.changed
 		if retry > 0 {
 			ripe, changed = time.After(retry), nil

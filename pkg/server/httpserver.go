@@ -36,9 +36,10 @@ type WebhookServerOptions struct {
 	MaxHeaderBytes int
 	// MaxConnections bounds the connections open at once (0: no bound). At the bound, new
 	// connections wait to be accepted while a slot is freed from the client holding the most
-	// connections: one of its busy connections answers with "Connection: close", or, when it
-	// has none busy, its connection idle the longest is closed, once idle for MinIdleToClose
-	// and after the new connection has waited CloseGrace (connlimit.go).
+	// connections: one of its connections in use answers with "Connection: close", or, when it
+	// uses none, its connection idle the longest is closed, once idle for MinIdleToClose (8
+	// times that if it reuses its connections) and after the new connection has waited
+	// CloseGrace (connlimit.go).
 	MaxConnections int
 	// MinIdleToClose is how long a kept-alive connection must have been idle before
 	// MaxConnections may close it: closing one its client is about to reuse fails that request.
