@@ -162,8 +162,8 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		}
 		inWindow := judged[1][0] - judged[0][0]
 		for _, r := range []result{idle, listing, during} {
-			fmt.Printf("%-10s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  | machine %3.0f%% busy, %2.0f%% stolen\n",
-				r.Server, r.Rate, r.Requests, r.Success*100, r.P50Ms, r.P99Ms, r.MachineBusy*100, r.Steal*100)
+			fmt.Printf("%-10s %5d/s  %6d reviews  %6.2f%% ok  p50 %6.3f ms  p99 %6.3f ms  | GC stopped the world %d times (%d took over 10 ms to stop it; %.1f ms stopping in all) | machine %3.0f%% busy, %2.0f%% stolen\n",
+				r.Server, r.Rate, r.Requests, r.Success*100, r.P50Ms, r.P99Ms, r.Stops, r.SlowStops, r.StoppingMs, r.MachineBusy*100, r.Steal*100)
 		}
 		listingRatios = append(listingRatios, listing.P99Ms/idle.P99Ms)
 		scanningRatios = append(scanningRatios, during.P99Ms/idle.P99Ms)

@@ -76,6 +76,13 @@ type result struct {
 	// slots for new ones (the no-op floor does not say).
 	Retired    uint64 `json:"connections_retired,omitempty"`
 	IdleClosed uint64 `json:"idle_connections_closed,omitempty"`
+	// Stops are the server's garbage collections' stops of the world during the attack, and
+	// SlowStops those that took over 10 ms to stop every processor (a thread holding one that
+	// the kernel did not run); StoppingMs is the time all of them took to stop it. Admission
+	// waits for the world as it stops.
+	Stops      uint64  `json:"gc_stops,omitempty"`
+	SlowStops  uint64  `json:"gc_stops_over_10ms,omitempty"`
+	StoppingMs float64 `json:"gc_stopping_ms,omitempty"`
 }
 
 func main() {
@@ -342,6 +349,9 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 				if res.Retired+res.IdleClosed > 0 {
 					fmt.Printf("            at --max-connections: %d connections retired, %d closed idle\n", res.Retired, res.IdleClosed)
 				}
+				if res.SlowStops > 0 {
+					fmt.Printf("            the server's GC took over 10 ms to stop the world %d times of %d (%.1f ms stopping in all)\n", res.SlowStops, res.Stops, res.StoppingMs)
+				}
 			}
 			r := ratioOf(byName[targets[len(targets)-1].name], byName[targets[0].name])
 			ratios[rate] = append(ratios[rate], r)
@@ -403,7 +413,7 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 	if err != nil {
 		return result{}, err
 	}
-	connsBefore, err := connectionCounters(t.metrics)
+	countersBefore, err := readCounters(t.metrics)
 	if err != nil {
 		return result{}, err
 	}
@@ -427,7 +437,7 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 	if err != nil {
 		return result{}, err
 	}
-	connsAfter, err := connectionCounters(t.metrics)
+	countersAfter, err := readCounters(t.metrics)
 	if err != nil {
 		return result{}, err
 	}
@@ -442,24 +452,96 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 		CPUPerReview: float64((after.server - before.server).Microseconds()) / ok, RSSMiB: rss,
 		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
 		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs),
-		Retired: connsAfter[0] - connsBefore[0], IdleClosed: connsAfter[1] - connsBefore[1]}, nil
+		Retired: countersAfter.retired - countersBefore.retired, IdleClosed: countersAfter.idleClosed - countersBefore.idleClosed,
+		Stops: countersAfter.stops - countersBefore.stops, SlowStops: countersAfter.slowStops - countersBefore.slowStops,
+		StoppingMs: (countersAfter.stopping - countersBefore.stopping) * 1000}, nil
 }
 
-// connectionCounters reads the server's connections retired and closed idle so far from its
-// metrics at url; zeros when url is "".
-func connectionCounters(url string) ([2]uint64, error) {
+// serverCounters are counts the server's metrics give so far: connections retired and closed
+// idle at --max-connections, and its garbage collections' stops of the world (Go's
+// /sched/pauses/stopping/gc:seconds): how many, how many took over 10 ms to stop every
+// processor, and the seconds all of them took to.
+type serverCounters struct {
+	retired, idleClosed, stops, slowStops uint64
+	stopping                              float64
+}
+
+// stoppingHistogram is the server's histogram of the time its garbage collections took to stop
+// the world.
+const stoppingHistogram = "go_sched_pauses_stopping_gc_seconds"
+
+// readCounters reads the server's counters from its metrics at url; zeros when url is "" (the
+// no-op floor).
+func readCounters(url string) (serverCounters, error) {
 	if url == "" {
-		return [2]uint64{}, nil
+		return serverCounters{}, nil
 	}
-	m, err := scrape(url, "portcullis_webhook_connections_retired_total", "portcullis_webhook_idle_connections_closed_total")
+	samples, err := readMetrics(url)
 	if err != nil {
-		return [2]uint64{}, err
+		return serverCounters{}, err
 	}
-	return [2]uint64{uint64(m[0]), uint64(m[1])}, nil
+	m, err := pick(samples, "portcullis_webhook_connections_retired_total", "portcullis_webhook_idle_connections_closed_total",
+		stoppingHistogram+"_count", stoppingHistogram+"_sum")
+	if err != nil {
+		return serverCounters{}, err
+	}
+	within, err := bucketAt(samples, stoppingHistogram, 0.010)
+	if err != nil {
+		return serverCounters{}, err
+	}
+	return serverCounters{retired: uint64(m[0]), idleClosed: uint64(m[1]), stops: uint64(m[2]),
+		slowStops: uint64(m[2]) - within, stopping: m[3]}, nil
+}
+
+// bucketAt returns, of the samples read, the count of histogram's smallest bucket whose upper
+// bound is at least bound (the runtime's buckets are not round numbers: 0.0105 s for 10 ms).
+func bucketAt(samples map[string]float64, histogram string, bound float64) (uint64, error) {
+	prefix := histogram + `_bucket{le="`
+	best, count := 0.0, -1.0
+	for name, n := range samples {
+		le, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		upper, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64)
+		if err != nil {
+			return 0, fmt.Errorf("the server's metric %s: %w", name, err)
+		}
+		if upper >= bound && (count < 0 || upper < best) {
+			best, count = upper, n
+		}
+	}
+	if count < 0 {
+		return 0, fmt.Errorf("the server's metrics have no bucket of %s at %g s or above", histogram, bound)
+	}
+	return uint64(count), nil
 }
 
 // scrape reads the values of the unlabelled metrics names from the metrics at url.
 func scrape(url string, names ...string) ([]float64, error) {
+	samples, err := readMetrics(url)
+	if err != nil {
+		return nil, err
+	}
+	return pick(samples, names...)
+}
+
+// pick returns the values of the samples named.
+func pick(samples map[string]float64, names ...string) ([]float64, error) {
+	values := make([]float64, len(names))
+	for i, name := range names {
+		v, ok := samples[name]
+		if !ok {
+			return nil, fmt.Errorf("the server's metrics have no %s", name)
+		}
+		values[i] = v
+	}
+	return values, nil
+}
+
+// readMetrics reads every sample of the metrics at url, by its name and labels as written
+// (`name{label="value"}`).
+func readMetrics(url string) (map[string]float64, error) {
 	resp, err := http.Get(url) //nolint:gosec,noctx // the harness's own server, on loopback
 	if err != nil {
 		return nil, fmt.Errorf("reading the server's metrics: %w", err)
@@ -468,26 +550,25 @@ func scrape(url string, names ...string) ([]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("reading the server's metrics: %s", resp.Status)
 	}
-	values := make([]float64, len(names))
-	found := make([]bool, len(names))
+	samples := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if i := slices.Index(names, name); ok && i >= 0 {
-			if values[i], err = strconv.ParseFloat(value, 64); err != nil {
-				return nil, fmt.Errorf("the server's metric %s: %w", name, err)
-			}
-			found[i] = true
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
+			continue
 		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("the server's metric %s: %w", line[:i], err)
+		}
+		samples[line[:i]] = v
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading the server's metrics: %w", err)
 	}
-	if i := slices.Index(found, false); i >= 0 {
-		return nil, fmt.Errorf("the server's metrics have no %s", names[i])
-	}
-	return values, nil
+	return samples, nil
 }
 
 // usage is the CPU time used so far by the server, by this process (the load generator) and by

@@ -63,3 +63,25 @@ func TestBenchLoadRuns(t *testing.T) {
 		t.Errorf("phases %v, want %v", measured, want)
 	}
 }
+
+// TestBucketAt reads the count of the runtime's first bucket at or above 10 ms, whose bound is
+// not a round number, from samples as the server writes them.
+func TestBucketAt(t *testing.T) {
+	h := stoppingHistogram + `_bucket{le="`
+	samples := map[string]float64{
+		h + `0.0009175039999999999"}`: 40, h + `0.010485759999999998"}`: 47, h + `0.11744051199999998"}`: 49, h + `+Inf"}`: 50,
+		stoppingHistogram + "_count": 50,
+	}
+	for _, c := range []struct {
+		bound float64
+		want  uint64
+	}{{0.0001, 40}, {0.010, 47}, {0.0104, 47}, {0.0105, 49}, {1, 50}} {
+		got, err := bucketAt(samples, stoppingHistogram, c.bound)
+		if err != nil || got != c.want {
+			t.Errorf("bucketAt(%g) = %d, %v; want %d", c.bound, got, err, c.want)
+		}
+	}
+	if _, err := bucketAt(map[string]float64{}, stoppingHistogram, 0.01); err == nil {
+		t.Error("no bucket: want an error")
+	}
+}
