@@ -80,6 +80,8 @@ type result struct {
 	// SlowStops those that took over 10 ms to stop every processor (a thread holding one that
 	// the kernel did not run); StoppingMs is the time all of them took to stop it. Admission
 	// waits for the world as it stops.
+	// Judged are the objects the server's audit judged during the attack.
+	Judged     uint64  `json:"audit_objects_judged,omitempty"`
 	Stops      uint64  `json:"gc_stops,omitempty"`
 	SlowStops  uint64  `json:"gc_stops_over_10ms,omitempty"`
 	StoppingMs float64 `json:"gc_stopping_ms,omitempty"`
@@ -453,16 +455,16 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
 		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs),
 		Retired: countersAfter.retired - countersBefore.retired, IdleClosed: countersAfter.idleClosed - countersBefore.idleClosed,
-		Stops: countersAfter.stops - countersBefore.stops, SlowStops: countersAfter.slowStops - countersBefore.slowStops,
+		Judged: countersAfter.judged - countersBefore.judged, Stops: countersAfter.stops - countersBefore.stops, SlowStops: countersAfter.slowStops - countersBefore.slowStops,
 		StoppingMs: (countersAfter.stopping - countersBefore.stopping) * 1000}, nil
 }
 
 // serverCounters are counts the server's metrics give so far: connections retired and closed
-// idle at --max-connections, and its garbage collections' stops of the world (Go's
+// idle at --max-connections, objects its audit judged, and its garbage collections' stops of the world (Go's
 // /sched/pauses/stopping/gc:seconds): how many, how many took over 10 ms to stop every
 // processor, and the seconds all of them took to.
 type serverCounters struct {
-	retired, idleClosed, stops, slowStops uint64
+	retired, idleClosed, judged, stops, slowStops uint64
 	stopping                              float64
 }
 
@@ -481,7 +483,7 @@ func readCounters(url string) (serverCounters, error) {
 		return serverCounters{}, err
 	}
 	m, err := pick(samples, "portcullis_webhook_connections_retired_total", "portcullis_webhook_idle_connections_closed_total",
-		stoppingHistogram+"_count", stoppingHistogram+"_sum")
+		"portcullis_audit_objects_scanned_total", stoppingHistogram+"_count", stoppingHistogram+"_sum")
 	if err != nil {
 		return serverCounters{}, err
 	}
@@ -489,8 +491,8 @@ func readCounters(url string) (serverCounters, error) {
 	if err != nil {
 		return serverCounters{}, err
 	}
-	return serverCounters{retired: uint64(m[0]), idleClosed: uint64(m[1]), stops: uint64(m[2]),
-		slowStops: uint64(m[2]) - within, stopping: m[3]}, nil
+	return serverCounters{retired: uint64(m[0]), idleClosed: uint64(m[1]), judged: uint64(m[2]), stops: uint64(m[3]),
+		slowStops: uint64(m[3]) - within, stopping: m[4]}, nil
 }
 
 // bucketAt returns, of the samples read, the count of histogram's smallest bucket whose upper
