@@ -465,7 +465,7 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 // processor, and the seconds all of them took to.
 type serverCounters struct {
 	retired, idleClosed, judged, stops, slowStops uint64
-	stopping                              float64
+	stopping                                      float64
 }
 
 // stoppingHistogram is the server's histogram of the time its garbage collections took to stop
