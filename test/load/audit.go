@@ -379,10 +379,9 @@ func clusterPolicies(cfg *rest.Config) (dynamic.ResourceInterface, error) {
 
 // rescanFor keeps the audit scanning the Pods for d: each time a scan ends, a policy change
 // starts the next. It returns how many scans ended within d, and how many it started (at most
-// one more: the last may still run). The change is applied by this process, a request of a
-// millisecond's work: pinned, a kubectl started for it (a Go program's start, discovery, TLS)
-// took the replica's CPU from admission for about a tenth of a second, in the scanning phase
-// only.
+// one more: the last may still run). The change is applied by this process, one request:
+// pinned, a kubectl started for it (a program's start, API discovery, TLS) would take the
+// replica's CPU from admission, in the scanning phase only.
 func rescanFor(ctx context.Context, h *harness, policies dynamic.ResourceInterface, d time.Duration) (ended, started int) {
 	end := time.Now().Add(d)
 	mark := logSize(h.log)

@@ -519,15 +519,6 @@ func bucketAt(samples map[string]float64, histogram string, bound float64) (uint
 	return uint64(count), nil
 }
 
-// scrape reads the values of the unlabelled metrics names from the metrics at url.
-func scrape(url string, names ...string) ([]float64, error) {
-	samples, err := readMetrics(url)
-	if err != nil {
-		return nil, err
-	}
-	return pick(samples, names...)
-}
-
 // pick returns the values of the samples named.
 func pick(samples map[string]float64, names ...string) ([]float64, error) {
 	values := make([]float64, len(names))
