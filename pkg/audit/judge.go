@@ -26,7 +26,7 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 			return nil, false
 		}
 		return namespaces.Get(objCtx, ns), true
-	})
+	}, s.results)
 	switch {
 	case ctx.Err() != nil:
 		return false, ctx.Err()
@@ -42,6 +42,9 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 		Namespace: strings.Clone(res.Meta.GetNamespace()), Name: strings.Clone(res.Meta.GetName()),
 		UID: types.UID(strings.Clone(string(res.Meta.GetUID())))}
 	s.Store.Put(r.GroupVersionResource, ref, fingerprint(res.Meta), s.scans, results)
+	if results != nil { // the store keeps copies: the next object's results are written over these
+		s.results = results
+	}
 	if s.Observer != nil {
 		s.Observer.AuditJudged()
 	}
@@ -51,9 +54,10 @@ func (s *Scanner) judge(ctx context.Context, engine *policies.Engine, r intercep
 // Judge decodes one object of r as a LIST or GET returned it and runs it through the engine as
 // the audit does: a CREATE of it, in the background (Engine.Admit with Request.Background).
 // namespace gives the object's Namespace, whose labels selectors match, and says whether to
-// judge it at all; a nil resource is returned for one it says not to.
+// judge it at all; a nil resource is returned for one it says not to. results, when not nil, are
+// results the caller is done with, which this object's are written over (Request.Results).
 func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r intercept.Resource, raw []byte,
-	namespace func(string) (*corev1.Namespace, bool)) (*policies.Resource, []policies.Result, error) {
+	namespace func(string) (*corev1.Namespace, bool), results []policies.Result) (*policies.Resource, []policies.Result, error) {
 	gvk := r.GroupVersionKind() // list items of built-in kinds say no apiVersion and kind
 	res, err := d.Decode(raw, &gvk)
 	if err != nil {
@@ -64,7 +68,7 @@ func Judge(ctx context.Context, engine *policies.Engine, d *policies.Decoder, r 
 		return nil, nil, nil
 	}
 	req := &policies.Request{Operation: v1alpha1.Create, Object: res, Namespace: ns, Background: true,
-		Resource: metav1.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}}
+		Resource: metav1.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}, Results: results}
 	adm, err := engine.Admit(ctx, req, raw, d)
 	req.Release()
 	if err != nil {

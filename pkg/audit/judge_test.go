@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestJudgeAsTheClusterWould(t *testing.T) {
 		v1alpha1.Rule{Name: "who", CEL: &v1alpha1.CELRule{Expression: "request.userInfo.username != ''"}})
 	item := `{"metadata":{"name":"web","namespace":"shop","uid":"u1"},"spec":{"containers":[{"name":"web","image":"web:1","ports":[{"containerPort":8080}]}]}}`
 	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
-	res, results, err := Judge(t.Context(), engine, policies.NewDecoder(false), pods, []byte(item), func(string) (*corev1.Namespace, bool) { return nil, true })
+	res, results, err := Judge(t.Context(), engine, policies.NewDecoder(false), pods, []byte(item), func(string) (*corev1.Namespace, bool) { return nil, true }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +63,55 @@ func TestJudgedKeepsNoPartOfThePage(t *testing.T) {
 	}
 	if r := changed[0].Results[0]; changed[0].Namespace != "shop" || r.Object.Name != "web" || r.Object.Namespace != "shop" || r.Object.UID != "u1" || r.Message != "web" {
 		t.Errorf("the report holds %q: %+v: parts of the page, not copies", changed[0].Namespace, r)
+	}
+}
+
+// TestReusedResultsLeaveTheStoreAsItWas: the scan writes each object's results over the last
+// one's (Request.Results); what the store kept of the last (its findings' messages and rules)
+// is its own, and an object with fewer results than the last one gets no stale result.
+func TestReusedResultsLeaveTheStoreAsItWas(t *testing.T) {
+	engine := podPolicyEngine(t, "named", v1alpha1.Audit,
+		v1alpha1.Rule{Name: "n", CEL: &v1alpha1.CELRule{Expression: "object.metadata.name == 'other'", MessageExpression: "'named ' + object.metadata.name"}},
+		v1alpha1.Rule{Name: "privileged", CEL: &v1alpha1.CELRule{
+			Expression: "object.spec.containers.all(c, !has(c.securityContext) || !has(c.securityContext.privileged) || !c.securityContext.privileged)",
+			Message:    "privileged"}})
+	pods := intercept.Resource{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, Kind: "Pod", Namespaced: true}
+	s := &Scanner{Store: NewStore(sets.New(Fail), 10, time.Now), ObjectTimeout: time.Minute}
+	objects := []string{
+		`{"metadata":{"name":"a","namespace":"shop","uid":"ua"},"spec":{"containers":[{"name":"c","image":"c:1","securityContext":{"privileged":true}}]}}`,
+		`{"metadata":{"name":"b","namespace":"shop","uid":"ub"},"spec":{"containers":[{"name":"c","image":"c:1"}]}}`,
+		`{"metadata":{"name":"other","namespace":"shop","uid":"uc"},"spec":{"containers":[{"name":"c","image":"c:1"}]}}`,
+	}
+	for _, o := range objects {
+		if judged, err := s.judge(t.Context(), engine, pods, []byte(o), &NamespaceCache{}); err != nil || !judged {
+			t.Fatalf("judged %v: %v", judged, err)
+		}
+	}
+	if cap(s.results) == 0 {
+		t.Fatal("the scanner kept no results to write the next object's over")
+	}
+	changed, _ := s.Store.Changed()
+	var got []string
+	for _, c := range changed {
+		for _, r := range c.Results {
+			got = append(got, r.Object.Name+": "+r.Rule+": "+r.Message)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"a: n: named a", "a: privileged: privileged", "b: n: named b"}; !slices.Equal(got, want) {
+		t.Errorf("the store holds %q, want %q", got, want)
+	}
+	// The engine, given the results back, judges alike.
+	d := policies.NewDecoder(false)
+	for _, o := range objects {
+		_, fresh, err1 := Judge(t.Context(), engine, d, pods, []byte(o), func(string) (*corev1.Namespace, bool) { return nil, true }, nil)
+		_, reused, err2 := Judge(t.Context(), engine, d, pods, []byte(o), func(string) (*corev1.Namespace, bool) { return nil, true }, s.results)
+		if err1 != nil || err2 != nil || !slices.EqualFunc(fresh, reused, func(a, b policies.Result) bool {
+			return a.Rule == b.Rule && a.Result == b.Result && a.Message == b.Message && a.Resource == b.Resource
+		}) {
+			t.Errorf("%s: judged %+v (%v) with a fresh slice, %+v (%v) with the last results", o, fresh, err1, reused, err2)
+		}
+		s.results = reused
 	}
 }
 

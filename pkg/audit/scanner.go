@@ -57,6 +57,9 @@ type Scanner struct {
 	Log     logr.Logger
 
 	decoder *policies.Decoder
+	// results are the last object's results, which the store has copied what it keeps of: the
+	// next object's are written over them (Request.Results).
+	results []policies.Result
 	scans   uint64
 	fresh   *freshness
 	status  *policyStatus

@@ -141,6 +141,10 @@ type Request struct {
 	// Keychain has the registry credentials for image verification (the pod's pull secrets and
 	// service account in the webhook); nil is the default keychain (~/.docker/config.json).
 	Keychain authn.Keychain
+	// Results, when not nil, is a slice of results its caller is done with: Evaluate clears it
+	// and appends to it, so that a caller judging one object after another (the audit) makes no
+	// garbage of each one's results. nil: Evaluate allocates them.
+	Results []Result
 }
 
 // Release releases the request's objects (Resource.Release): call it once the engine's calls for
@@ -148,6 +152,16 @@ type Request struct {
 func (r *Request) Release() {
 	r.Object.Release()
 	r.OldObject.Release()
+}
+
+// reuse returns buf emptied, cleared (so that it keeps nothing of its last results alive) and
+// with room for n results; a new slice when buf is nil.
+func reuse(buf []Result, n int) []Result {
+	if buf == nil {
+		return make([]Result, 0, n)
+	}
+	clear(buf[:cap(buf)])
+	return slices.Grow(buf[:0], n)
 }
 
 // subject is the object the request is about.
@@ -272,7 +286,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request) []Result {
 	if n == 0 {
 		return nil
 	}
-	results := make([]Result, 0, n)
+	results := reuse(req.Results, n)
 	for _, p := range applying {
 		action := p.enforcementFor(req, res, in.nsLabels)
 		exemptions := e.exemptionsFor(p, req, res, in.nsLabels)

@@ -121,7 +121,7 @@ func (j *clusterJudge) judge(ctx context.Context, r intercept.Resource, raw []by
 	defer cancel()
 	res, results, err := audit.Judge(objCtx, j.engine, j.decoder, r, raw, func(ns string) (*corev1.Namespace, bool) {
 		return j.namespaces.Get(objCtx, ns), true
-	})
+	}, nil)
 	if err != nil {
 		j.errs = append(j.errs, fmt.Errorf("%s: %w", r.GroupResource(), err))
 		return nil

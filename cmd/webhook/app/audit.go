@@ -111,15 +111,26 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 	return auditWork{leader: []leader.Work{sum.Run}, everyReplica: []everyReplica{s.Run}}, nil
 }
 
-// buildScanner is the audit's scanner.
-func buildScanner(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder, m *metrics.Metrics) (*audit.Scanner, error) {
-	a := o.Audit
+// pagesConfig is the configuration of the client that reads the scan's LIST pages.
+func pagesConfig(cfg *rest.Config) *rest.Config {
 	rc := rest.CopyConfig(cfg)
 	rc.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
 	// The scan's pages are read in the cluster: gzip would cost the API server to compress
 	// each and this replica, which admission shares, to decompress it (a tenth of the scan's CPU).
 	rc.DisableCompression = true
-	raw, err := rest.UnversionedRESTClientFor(rc)
+	// Over HTTP/1.1, on a connection of its own: a page's bytes are then read and decrypted by
+	// the goroutine that reads its body, on the scan's lowered thread (Lister.Lowered). Over
+	// HTTP/2 the connection's read loop, a goroutine of normal priority, decrypts every frame,
+	// so the pages' TLS work (megabytes a second) took the replica's CPU from admission at
+	// admission's priority, and the pages shared the informers' connection.
+	rc.NextProtos = []string{"http/1.1"}
+	return rc
+}
+
+// buildScanner is the audit's scanner.
+func buildScanner(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.EngineHolder, m *metrics.Metrics) (*audit.Scanner, error) {
+	a := o.Audit
+	raw, err := rest.UnversionedRESTClientFor(pagesConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

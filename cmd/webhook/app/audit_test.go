@@ -1,0 +1,51 @@
+package app
+
+import (
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"k8s.io/client-go/rest"
+)
+
+// TestPagesAreReadOverHTTP1: the scan's pages are read over HTTP/1.1, uncompressed, from an API
+// server that offers HTTP/2 (as every API server does), so that the goroutine reading a page, on
+// the scan's lowered thread, is the one that decrypts it; the configuration it is made from, the
+// server's other clients', keeps HTTP/2.
+func TestPagesAreReadOverHTTP1(t *testing.T) {
+	var proto string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto = r.Proto
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}`))
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{
+		CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})}}
+	pages := pagesConfig(cfg)
+	readOver := func(cfg *rest.Config) string {
+		cfg = rest.CopyConfig(cfg)
+		cfg.NegotiatedSerializer = pages.NegotiatedSerializer
+		client, err := rest.UnversionedRESTClientFor(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proto = ""
+		if err := client.Get().AbsPath("/api/v1/pods").Do(t.Context()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		return proto
+	}
+	if got := readOver(cfg); got != "HTTP/2.0" {
+		t.Fatalf("the server's own configuration reads over %s, want HTTP/2.0: the test server offers no HTTP/2", got)
+	}
+	if got := readOver(pages); got != "HTTP/1.1" {
+		t.Errorf("the pages are read over %s, want HTTP/1.1", got)
+	}
+	if !pages.DisableCompression {
+		t.Error("the pages are asked for compressed")
+	}
+}
