@@ -41,6 +41,9 @@ type Scanner struct {
 	// CPU is the share of one core the scan may take judging objects (--audit-cpu); 0: as
 	// much as it gets.
 	CPU float64
+	// GCPercent is the garbage collector's GOGC while a scan runs (--audit-gogc), when the
+	// process's is lower; 0: the process's.
+	GCPercent int
 	// Owns says which namespaces this scanner judges ("" is the cluster-scoped objects); nil
 	// is every one.
 	Owns func(namespace string) bool
@@ -123,6 +126,7 @@ type ScanStats struct {
 // reports found in place at start: those the scan finds nothing for are deleted.
 func (s *Scanner) Scan(ctx context.Context, engine *policies.Engine, only []policies.KindSelector, inPlace []string) (ScanStats, error) {
 	start := time.Now()
+	defer raiseGCPercent(s.GCPercent)()
 	var st ScanStats
 	served, err := s.Discover()
 	if err != nil && len(served.Resources) == 0 {

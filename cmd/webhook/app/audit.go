@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -30,7 +31,10 @@ type AuditOptions struct {
 	MaxResults int
 	PageSize   int64
 	CPU        float64
-	ScaleOut   bool
+	// GOGC is the garbage collector's GOGC while a scan runs, unless GOGC is set in the
+	// environment.
+	GOGC     int
+	ScaleOut bool
 	// ObjectTimeout bounds the judging of one object.
 	ObjectTimeout time.Duration
 }
@@ -40,7 +44,7 @@ type AuditOptions struct {
 // admission leaves it: 100,000 Pods in about 50 s).
 func defaultAuditOptions() AuditOptions {
 	return AuditOptions{Enabled: true, Interval: time.Hour, Results: []string{"fail", "warn", "error"}, MaxResults: 1000,
-		PageSize: audit.DefaultPageSize, ObjectTimeout: 10 * time.Second, CPU: 0.5}
+		PageSize: audit.DefaultPageSize, ObjectTimeout: 10 * time.Second, CPU: 0.5, GOGC: 200}
 }
 
 func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
@@ -49,6 +53,7 @@ func (a *AuditOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&a.Results, "report-results", a.Results, "the results reports list (pass, fail, warn, error, skip); every result is counted in their summary")
 	fs.IntVar(&a.MaxResults, "report-max-results", a.MaxResults, "the most results one report lists (its summary counts them all); reports also stay under 1 MiB")
 	fs.Float64Var(&a.CPU, "audit-cpu", a.CPU, "the share of one core the audit may spend reading pages and judging objects, so that admission comes first (0: unbounded)")
+	fs.IntVar(&a.GOGC, "audit-gogc", a.GOGC, "the garbage collector's GOGC while a scan runs (the process's is Go's 100), so that a scan's garbage does not make the collector run twice as often beside admission; the soft memory limit still bounds the heap (0: the process's; a GOGC set in the environment is kept)")
 	fs.BoolVar(&a.ScaleOut, "audit-scale-out", a.ScaleOut, "share the audit between every live replica by namespace (membership from Leases), rather than run it on the leader alone")
 	fs.Int64Var(&a.PageSize, "audit-page-size", a.PageSize, "objects read per LIST call; the audit holds two pages at once (the one it judges, and the next, read meanwhile)")
 }
@@ -70,6 +75,9 @@ func (a *AuditOptions) validate(v *flagErrors) {
 	}
 	if a.CPU < 0 || a.CPU > 64 {
 		v.bad("audit-cpu", a.CPU, "must be between 0 (unbounded) and 64 cores")
+	}
+	if a.GOGC < 0 || a.GOGC > 1000 {
+		v.bad("audit-gogc", a.GOGC, "must be between 0 (the process's) and 1000")
 	}
 	if a.PageSize < 1 || a.PageSize > 5000 {
 		v.bad("audit-page-size", a.PageSize, "must be between 1 and 5000")
@@ -109,6 +117,14 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 	sum := &audit.StatusFromReports{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Engines: engines, Members: s.Members,
 		Interval: 15 * time.Second, Log: ctrl.Log.WithName("audit")}
 	return auditWork{leader: []leader.Work{sum.Run}, everyReplica: []everyReplica{s.Run}}, nil
+}
+
+// scanGOGC is the GOGC scans run with: none of their own when GOGC is set in the environment.
+func scanGOGC(flag int) int {
+	if os.Getenv("GOGC") != "" {
+		return 0
+	}
+	return flag
 }
 
 // pagesConfig is the configuration of the client that reads the scan's LIST pages.
@@ -161,6 +177,7 @@ func buildScanner(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *sourc
 		Interval:      a.Interval,
 		ObjectTimeout: a.ObjectTimeout,
 		CPU:           a.CPU,
+		GCPercent:     scanGOGC(a.GOGC),
 		Metadata:      meta,
 		Observer:      m,
 		Status:        mgr.GetClient(),

@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -47,5 +48,24 @@ func TestPagesAreReadOverHTTP1(t *testing.T) {
 	}
 	if !pages.DisableCompression {
 		t.Error("the pages are asked for compressed")
+	}
+}
+
+// TestAuditGOGC: scans raise GOGC to --audit-gogc unless GOGC is set in the environment, and
+// the flag is bounded.
+func TestAuditGOGC(t *testing.T) {
+	o := NewOptions()
+	if o.Audit.GOGC != 200 || scanGOGC(o.Audit.GOGC) != 200 {
+		t.Fatalf("default: --audit-gogc %d, scans at %d; want 200", o.Audit.GOGC, scanGOGC(o.Audit.GOGC))
+	}
+	t.Setenv("GOGC", "50")
+	if got := scanGOGC(200); got != 0 {
+		t.Errorf("with GOGC=50 in the environment, scans set GOGC %d; want 0 (kept)", got)
+	}
+	for _, bad := range []int{-1, 1001} {
+		o.Audit.GOGC = bad
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--audit-gogc=") {
+			t.Errorf("--audit-gogc=%d: %v, want an error naming the flag", bad, err)
+		}
 	}
 }
