@@ -56,5 +56,4 @@ func gcPercent() int {
 		return -1
 	}
 	return int(v) //nolint:gosec // at most MaxInt32
-
 }
