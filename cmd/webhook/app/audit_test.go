@@ -4,6 +4,8 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -67,5 +69,32 @@ func TestAuditGOGC(t *testing.T) {
 		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--audit-gogc=") {
 			t.Errorf("--audit-gogc=%d: %v, want an error naming the flag", bad, err)
 		}
+	}
+}
+
+// TestKubeconfigHasNoClientRateLimit: out of the cluster (--kubeconfig), as in it, the server's
+// clients have no client-side rate limit (client-go's default of 5 requests a second held the
+// audit's scan to 5 pages a second); the API server's priority and fairness decides.
+func TestKubeconfigHasNoClientRateLimit(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := rest.UnversionedRESTClientFor(pagesConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.QPS >= 0 || client.GetRateLimiter() != nil {
+		t.Errorf("QPS %v, rate limiter %v: want none", cfg.QPS, client.GetRateLimiter())
 	}
 }
