@@ -76,12 +76,12 @@ type result struct {
 	// slots for new ones (the no-op floor does not say).
 	Retired    uint64 `json:"connections_retired,omitempty"`
 	IdleClosed uint64 `json:"idle_connections_closed,omitempty"`
+	// Judged are the objects the server's audit judged during the attack.
+	Judged uint64 `json:"audit_objects_judged,omitempty"`
 	// Stops are the server's garbage collections' stops of the world during the attack, and
 	// SlowStops those that took over 10 ms to stop every processor (a thread holding one that
 	// the kernel did not run); StoppingMs is the time all of them took to stop it. Admission
 	// waits for the world as it stops.
-	// Judged are the objects the server's audit judged during the attack.
-	Judged     uint64  `json:"audit_objects_judged,omitempty"`
 	Stops      uint64  `json:"gc_stops,omitempty"`
 	SlowStops  uint64  `json:"gc_stops_over_10ms,omitempty"`
 	StoppingMs float64 `json:"gc_stopping_ms,omitempty"`
@@ -449,23 +449,30 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 	}
 	ok := float64(m.Requests) * m.Success
 	busy, steal := after.machine.sharesSince(before.machine)
+	c := countersAfter.since(countersBefore)
 	return result{Server: name, Rate: rate, Requests: m.Requests, Success: m.Success,
 		P50Ms: ms(m.Latencies.P50), P99Ms: ms(m.Latencies.P99),
 		CPUPerReview: float64((after.server - before.server).Microseconds()) / ok, RSSMiB: rss,
 		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
 		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs),
-		Retired: countersAfter.retired - countersBefore.retired, IdleClosed: countersAfter.idleClosed - countersBefore.idleClosed,
-		Judged: countersAfter.judged - countersBefore.judged, Stops: countersAfter.stops - countersBefore.stops, SlowStops: countersAfter.slowStops - countersBefore.slowStops,
-		StoppingMs: (countersAfter.stopping - countersBefore.stopping) * 1000}, nil
+		Retired: c.retired, IdleClosed: c.idleClosed, Judged: c.judged, Stops: c.stops, SlowStops: c.slowStops,
+		StoppingMs: c.stopping * 1000}, nil
 }
 
 // serverCounters are counts the server's metrics give so far: connections retired and closed
-// idle at --max-connections, objects its audit judged, and its garbage collections' stops of the world (Go's
-// /sched/pauses/stopping/gc:seconds): how many, how many took over 10 ms to stop every
-// processor, and the seconds all of them took to.
+// idle at --max-connections, objects its audit judged, and its garbage collections' stops of
+// the world (Go's /sched/pauses/stopping/gc:seconds): how many, how many took over 10 ms to
+// stop every processor, and the seconds all of them took to.
 type serverCounters struct {
 	retired, idleClosed, judged, stops, slowStops uint64
 	stopping                                      float64
+}
+
+// since is what the counters rose by from before.
+func (c serverCounters) since(before serverCounters) serverCounters {
+	return serverCounters{retired: c.retired - before.retired, idleClosed: c.idleClosed - before.idleClosed,
+		judged: c.judged - before.judged, stops: c.stops - before.stops, slowStops: c.slowStops - before.slowStops,
+		stopping: c.stopping - before.stopping}
 }
 
 // stoppingHistogram is the server's histogram of the time its garbage collections took to stop
