@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -181,6 +184,79 @@ func TestStringEnd(t *testing.T) {
 	for in, want := range map[string]int{`""`: 2, `"abc"x`: 5, `"a\"b"`: 6, `"a\\"b"`: 5, `"a\\\"b"`: 8, `"` + strings.Repeat("x", 40) + `"`: 42, `"abc`: -1, `"a\"`: -1} {
 		if got := StringEnd([]byte(in), 0); got != want {
 			t.Errorf("%s: %d, want %d", in, got, want)
+		}
+	}
+}
+
+// stringEndByBytes is StringEnd one byte at a time, as it was before it read eight.
+func stringEndByBytes(js []byte, i int) int {
+	for j := i + 1; j < len(js); j++ {
+		switch js[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			return escapedStringEnd(js, j)
+		}
+	}
+	return -1
+}
+
+// TestStringEndReadsEightAtATime: StringEnd agrees with a byte-at-a-time reading on strings of
+// every length up to three words with a quote or a backslash at every place, among bytes next to
+// them in value (a borrow or a carry of quoteOrEscape's arithmetic would show there), and on
+// random bytes.
+func TestStringEndReadsEightAtATime(t *testing.T) {
+	fillers := []byte{'a', '"' - 1, '"' + 1, '\\' - 1, '\\' + 1, 0x00, 0x01, 0x7f, 0x80, 0x80 | '"', 0x80 | '\\', 0xff}
+	check := func(js []byte) {
+		t.Helper()
+		if got, want := StringEnd(js, 0), stringEndByBytes(js, 0); got != want {
+			t.Fatalf("%q: %d, want %d", js, got, want)
+		}
+	}
+	for n := range 26 {
+		for _, fill := range fillers {
+			js := append([]byte{'"'}, bytes.Repeat([]byte{fill}, n)...)
+			check(js) // unterminated
+			for at := 1; at <= n; at++ {
+				for _, c := range []byte{'"', '\\'} {
+					s := slices.Clone(js)
+					s[at] = c
+					check(s)
+					check(append(s, '"'))
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := append(fillers, '"', '\\', 'x', 'y')
+	for range 20000 {
+		js := []byte{'"'}
+		for range rng.IntN(40) {
+			js = append(js, alphabet[rng.IntN(len(alphabet))])
+		}
+		check(js)
+	}
+}
+
+// BenchmarkStringEnd reads every string of the benchmark Pod's JSON.
+func BenchmarkStringEnd(b *testing.B) {
+	js, err := os.ReadFile("../../pkg/policies/testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var starts []int
+	for i := 0; i < len(js); i++ {
+		if js[i] == '"' {
+			starts = append(starts, i)
+			i = StringEnd(js, i) - 1
+		}
+	}
+	b.SetBytes(int64(len(js)))
+	for b.Loop() {
+		for _, i := range starts {
+			if StringEnd(js, i) < 0 {
+				b.Fatal("unterminated")
+			}
 		}
 	}
 }

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,4 +95,70 @@ func TestNotSyncedYet(t *testing.T) {
 	if resp.Allowed || resp.Result.Code != 503 {
 		t.Errorf("before the first sync: %+v", resp.Result)
 	}
+}
+
+// TestEachReviewHasItsOwnResults: the results' slices are pooled between reviews, and no review's
+// answer holds another's: 8 goroutines send ConfigMaps whose names a rule denies or admits, and
+// each answer names its own ConfigMap, or nothing.
+func TestEachReviewHasItsOwnResults(t *testing.T) {
+	v := validatorFor(t, `apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: names}
+spec:
+  enforcement: Deny
+  rules:
+    - name: ok-prefix
+      cel: {expression: "object.metadata.name.startsWith('ok-')", messageExpression: "'bad name ' + object.metadata.name"}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: ClusterPolicy
+metadata: {name: lengths}
+spec:
+  enforcement: Warn
+  rules:
+    - name: short
+      cel: {expression: "object.metadata.name.size() < 8", messageExpression: "'long name ' + object.metadata.name"}
+`, 5*time.Second)
+	review := func(name string) admission.Response {
+		req := configMapRequest()
+		req.Object.Raw = []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"` + name + `","namespace":"shop"}}`)
+		return v.Handle(context.Background(), req)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				name := fmt.Sprintf("ok-%d-%d", g, i)
+				if (g+i)%2 == 1 {
+					name = fmt.Sprintf("no-%d-%d", g, i)
+				}
+				resp := review(name)
+				msg := strings.Join(resp.Warnings, "\n")
+				if resp.Result != nil {
+					msg += "\n" + resp.Result.Message
+				}
+				denied := strings.HasPrefix(name, "no-")
+				wantWarn := len(name) >= 8
+				if resp.Allowed == denied || strings.Contains(msg, "bad name "+name) != denied ||
+					strings.Contains(msg, "long name "+name) != wantWarn ||
+					strings.Count(msg, "name ") != btoi(denied)+btoi(wantWarn) {
+					errs <- fmt.Sprintf("%s: allowed=%v %q", name, resp.Allowed, msg)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
