@@ -41,8 +41,9 @@ const maxBoundsDepth = 256
 // scanBounds is data's jsonBounds, without allocating: the most entries of one array or object (its
 // separators plus one) and the longest string in bytes (at least its characters: an escape is
 // two bytes or more for one character). It does not validate; a document it cannot follow
-// (unbalanced, unterminated, too deep) has unknownBounds.
-func scanBounds(data []byte) jsonBounds {
+// (unbalanced, unterminated, too deep) has unknownBounds. With z, the same pass reads the lengths
+// of a pod spec's arrays for presizing (presize.go).
+func scanBounds(data []byte, z *podSizer) jsonBounds {
 	var commas [maxBoundsDepth]int // at each open level
 	var b jsonBounds
 	depth := 0
@@ -58,10 +59,20 @@ func scanBounds(data []byte) jsonBounds {
 				return unknownBounds
 			}
 			b.chars = max(b.chars, end-i-2)
+			if z != nil && z.keys(depth) {
+				z.str(data, i, end, depth)
+			}
 			i = end - 1
 		case '{', '[':
 			if depth == maxBoundsDepth {
 				return unknownBounds
+			}
+			if z != nil {
+				index := 0
+				if depth > 0 {
+					index = commas[depth-1]
+				}
+				z.open(data, i, depth, index)
 			}
 			commas[depth] = 0
 			depth++
@@ -70,7 +81,11 @@ func scanBounds(data []byte) jsonBounds {
 				return unknownBounds
 			}
 			depth--
-			b.items = max(b.items, commas[depth]+1) //nolint:gosec // 0 <= depth < maxBoundsDepth
+			n := commas[depth] + 1 //nolint:gosec // 0 <= depth < maxBoundsDepth
+			b.items = max(b.items, n)
+			if z != nil {
+				z.close(depth, n)
+			}
 		case ',':
 			if depth > 0 {
 				commas[depth-1]++ //nolint:gosec // 0 < depth <= maxBoundsDepth

@@ -47,7 +47,7 @@ func TestScanBounds(t *testing.T) {
 		if !ok {
 			t.Fatalf("not JSON: %.80s", js)
 		}
-		if got := scanBounds(js); got.items < want.items || got.chars < want.chars || got == unknownBounds {
+		if got := scanBounds(js, nil); got.items < want.items || got.chars < want.chars || got == unknownBounds {
 			t.Errorf("%.80s: %+v, want at least %+v", js, got, want)
 		}
 	}
@@ -67,7 +67,7 @@ func TestScanBounds(t *testing.T) {
 		deep:                         unknownBounds,
 		strings.Repeat("[", 200) + strings.Repeat("]", 200): {items: 1, chars: 0},
 	} {
-		if got := scanBounds([]byte(in)); got != want {
+		if got := scanBounds([]byte(in), nil); got != want {
 			t.Errorf("%.40s: %+v, want %+v", in, got, want)
 		}
 	}
@@ -81,26 +81,38 @@ func FuzzScanBounds(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, ok := referenceBounds(data)
 		if !ok {
-			_ = scanBounds(data) // never panics
+			_ = scanBounds(data, nil) // never panics
 			return
 		}
-		if got := scanBounds(data); got.items < want.items || got.chars < want.chars {
+		if got := scanBounds(data, nil); got.items < want.items || got.chars < want.chars {
 			t.Errorf("%q: %+v, want at least %+v", data, got, want)
 		}
 	})
 }
 
-// BenchmarkScanBounds is the pass Decode adds for the untracked programs, on the ~7 KB Pod.
+// BenchmarkScanBounds is the pass Decode adds for the untracked programs, on the ~7 KB Pod: alone,
+// and reading the lengths of the pod spec's arrays for presizing as the webhook's decoder does
+// (with a podSizer reused, as its pool does).
 func BenchmarkScanBounds(b *testing.B) {
 	data, err := os.ReadFile("testdata/bench/pod.json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if scanBounds(data) == unknownBounds {
-			b.Fatal("unknown")
-		}
+	for _, bb := range []struct {
+		name  string
+		sizer func() *podSizer
+	}{{"bounds", func() *podSizer { return nil }}, {"sizing", func() func() *podSizer {
+		z := new(podSizer)
+		return func() *podSizer { z.reset(specKeys["/spec"]); return z }
+	}()}} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if scanBounds(data, bb.sizer()) == unknownBounds {
+					b.Fatal("unknown")
+				}
+			}
+		})
 	}
 }

@@ -225,6 +225,19 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 	} else {
 		obj = &unstructured.Unstructured{}
 	}
+	// The bounds are read before decoding: for the lenient decoder, with the lengths its pod
+	// spec's slices are made to (presize.go).
+	var sizer *podSizer
+	t := podTemplateOf(obj)
+	if keys, ok := specKeys[t.specPointer()]; ok && !d.strict {
+		sizer = sizers.Get().(*podSizer)
+		defer sizers.Put(sizer)
+		sizer.reset(keys)
+	}
+	bounds := scanBounds(data, sizer)
+	if sizer != nil && bounds != unknownBounds {
+		sizer.lengths.presize(t.Spec)
+	}
 	if err := d.unmarshal(data, obj); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", kind.GroupVersion(), describeObject(kind, data), err)
 	}
@@ -238,9 +251,12 @@ func (d *Decoder) Decode(data []byte, gvk *schema.GroupVersionKind) (*Resource, 
 			prepareForCreate(pod)
 		}
 	}
-	res, err := newResource(kind, obj)
+	if t == nil { // a ReplicationController's template is a pointer, nil until decoded
+		t = podTemplateOf(obj)
+	}
+	res, err := newResource(kind, obj, t)
 	if err == nil {
-		if res.bounds = scanBounds(data); res.bounds != unknownBounds { // and the kind given
+		if res.bounds = bounds; res.bounds != unknownBounds { // and the kind given
 			res.bounds.chars = max(res.bounds.chars, len(kind.Group)+1+len(kind.Version), len(kind.Kind))
 		}
 	}
@@ -297,17 +313,17 @@ func (d *Decoder) Into(data []byte, obj runtime.Object) error {
 	return d.unmarshal(data, obj)
 }
 
-func newResource(gvk schema.GroupVersionKind, obj runtime.Object) (*Resource, error) {
+func newResource(gvk schema.GroupVersionKind, obj runtime.Object, pod *PodTemplate) (*Resource, error) {
 	meta, ok := obj.(metav1.Object)
 	if !ok {
 		return nil, fmt.Errorf("%s has no object metadata", gvk)
 	}
-	return &Resource{GVK: gvk, Object: obj, Meta: meta, Pod: podTemplateOf(obj)}, nil
+	return &Resource{GVK: gvk, Object: obj, Meta: meta, Pod: pod}, nil
 }
 
 // NewResource wraps an object decoded elsewhere (e.g. listed from the API).
 func NewResource(obj runtime.Object) (*Resource, error) {
-	return newResource(obj.GetObjectKind().GroupVersionKind(), obj)
+	return newResource(obj.GetObjectKind().GroupVersionKind(), obj, podTemplateOf(obj))
 }
 
 var (
@@ -316,6 +332,18 @@ var (
 	templatePath = specPath.Child("template")
 	jobTmplPath  = specPath.Child("jobTemplate", "spec", "template")
 )
+
+// sizers hold podSizers between decodings: one is 3 KB, which its frames need no clearing of
+// (a frame is written as it opens).
+var sizers = sync.Pool{New: func() any { return new(podSizer) }}
+
+// specKeys are the keys that lead from a pod-bearing object to its pod spec, by the spec's JSON
+// pointer (PodTemplate.SpecPointer).
+var specKeys = map[string][]string{
+	"/spec":                   {"spec"},
+	templatePointer + "/spec": {"spec", "template", "spec"},
+	jobTmplPointer + "/spec":  {"spec", "jobTemplate", "spec", "template", "spec"},
+}
 
 // The JSON pointers of templatePath and jobTmplPath.
 const (
@@ -326,6 +354,14 @@ const (
 func template(t *corev1.PodTemplateSpec, at *field.Path, pointer string) *PodTemplate {
 	return &PodTemplate{Meta: &t.ObjectMeta, Spec: &t.Spec, MetaPath: at.Child("metadata"), SpecPath: at.Child("spec"),
 		SpecPointer: pointer + "/spec", Template: true}
+}
+
+// specPointer is t's SpecPointer; "" for none.
+func (t *PodTemplate) specPointer() string {
+	if t == nil {
+		return ""
+	}
+	return t.SpecPointer
 }
 
 // podTemplateOf locates the pod of the pod-bearing kinds: Pod and the pod controllers.
