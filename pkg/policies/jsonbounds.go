@@ -70,7 +70,7 @@ func scanBounds(data []byte, z *podSizer) jsonBounds {
 			if z != nil {
 				index := 0
 				if depth > 0 {
-					index = commas[depth-1]
+					index = commas[depth-1] //nolint:gosec // 0 < depth < maxBoundsDepth
 				}
 				z.open(data, i, depth, index)
 			}

@@ -177,7 +177,7 @@ func (z *podSizer) open(js []byte, i, depth, index int) {
 			f = p
 		}
 	case object && z.frames[depth-1].role == roleContainers:
-		f = sizerFrame{role: roleContainer, list: z.frames[depth-1].list, at: int16(min(index, maxPresizedContainers))}
+		f = sizerFrame{role: roleContainer, list: z.frames[depth-1].list, at: int16(min(index, maxPresizedContainers))} //nolint:gosec // at most maxPresizedContainers
 	}
 	z.keyed = -1
 	if !object {
