@@ -144,6 +144,12 @@ func StringEnd(js []byte, i int) int {
 			return escapedStringEnd(js, j)
 		}
 	}
+	return stringEndFrom(js, j)
+}
+
+// stringEndFrom is StringEnd from js[j] on, a byte at a time: the string's last bytes, fewer than
+// eight.
+func stringEndFrom(js []byte, j int) int {
 	for ; j < len(js); j++ {
 		switch js[j] {
 		case '"':

@@ -189,17 +189,7 @@ func TestStringEnd(t *testing.T) {
 }
 
 // stringEndByBytes is StringEnd one byte at a time, as it was before it read eight.
-func stringEndByBytes(js []byte, i int) int {
-	for j := i + 1; j < len(js); j++ {
-		switch js[j] {
-		case '"':
-			return j + 1
-		case '\\':
-			return escapedStringEnd(js, j)
-		}
-	}
-	return -1
-}
+func stringEndByBytes(js []byte, i int) int { return stringEndFrom(js, i+1) }
 
 // TestStringEndReadsEightAtATime: StringEnd agrees with a byte-at-a-time reading on strings of
 // every length up to three words with a quote or a backslash at every place, among bytes next to

@@ -239,6 +239,7 @@ const reviewDuration = `portcullis_admission_review_duration_seconds`
 type histogram []bucket
 
 type bucket struct {
+	key   string // the sample's name, with its labels
 	le    float64
 	count float64
 }
@@ -246,8 +247,29 @@ type bucket struct {
 // add is h plus what name's validate series rose by from before to after.
 func (h histogram) add(after, before map[string]float64, name string) (histogram, error) {
 	prefix := name + `_bucket{webhook="validate",le="`
-	var sum histogram
-	for key, n := range after {
+	sum, err := buckets(after, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if len(sum) == 0 {
+		return nil, fmt.Errorf("the server's metrics have no %s", prefix)
+	}
+	if h != nil && len(h) != len(sum) {
+		return nil, fmt.Errorf("the server's %s changed its buckets", name)
+	}
+	for i := range sum {
+		sum[i].count -= before[sum[i].key]
+		if h != nil {
+			sum[i].count += h[i].count
+		}
+	}
+	return sum, nil
+}
+
+// buckets are the buckets of samples whose names start with prefix (up to the bound), by bound.
+func buckets(samples map[string]float64, prefix string) (histogram, error) {
+	var h histogram
+	for key, n := range samples {
 		le, ok := strings.CutPrefix(key, prefix)
 		if !ok {
 			continue
@@ -256,21 +278,10 @@ func (h histogram) add(after, before map[string]float64, name string) (histogram
 		if err != nil {
 			return nil, fmt.Errorf("the server's metric %s: %w", key, err)
 		}
-		sum = append(sum, bucket{le: upper, count: n - before[key]})
+		h = append(h, bucket{key: key, le: upper, count: n})
 	}
-	if len(sum) == 0 {
-		return nil, fmt.Errorf("the server's metrics have no %s", prefix)
-	}
-	slices.SortFunc(sum, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
-	if h != nil {
-		if len(h) != len(sum) {
-			return nil, fmt.Errorf("the server's %s changed its buckets", name)
-		}
-		for i := range sum {
-			sum[i].count += h[i].count
-		}
-	}
-	return sum, nil
+	slices.SortFunc(h, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	return h, nil
 }
 
 // count is how many observations h holds.

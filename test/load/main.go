@@ -505,25 +505,16 @@ func readCounters(url string) (serverCounters, error) {
 // bucketAt returns, of the samples read, the count of histogram's smallest bucket whose upper
 // bound is at least bound (the runtime's buckets are not round numbers: 0.0105 s for 10 ms).
 func bucketAt(samples map[string]float64, histogram string, bound float64) (uint64, error) {
-	prefix := histogram + `_bucket{le="`
-	best, count := 0.0, -1.0
-	for name, n := range samples {
-		le, ok := strings.CutPrefix(name, prefix)
-		if !ok {
-			continue
-		}
-		upper, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64)
-		if err != nil {
-			return 0, fmt.Errorf("the server's metric %s: %w", name, err)
-		}
-		if upper >= bound && (count < 0 || upper < best) {
-			best, count = upper, n
+	h, err := buckets(samples, histogram+`_bucket{le="`)
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range h {
+		if b.le >= bound {
+			return uint64(b.count), nil
 		}
 	}
-	if count < 0 {
-		return 0, fmt.Errorf("the server's metrics have no bucket of %s at %g s or above", histogram, bound)
-	}
-	return uint64(count), nil
+	return 0, fmt.Errorf("the server's metrics have no bucket of %s at %g s or above", histogram, bound)
 }
 
 // pick returns the values of the samples named.
