@@ -190,7 +190,7 @@ func (s *celScope) extend(base *cel.Env) (*cel.Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return base.Extend(append(slices.Clip(s.declOpts), providerOpts...)...)
+	return adaptingRefVals(base.Extend(append(slices.Clip(s.declOpts), providerOpts...)...))
 }
 
 // needsOf returns what variable name reads that only a request has.

@@ -41,7 +41,7 @@ const (
 func newCELEnv() (*cel.Env, error) {
 	requestType := plugincel.BuildRequestType()
 	namespaceType := plugincel.BuildNamespaceType()
-	return newBaseEnvWith(celVariables(namespaceType, requestType), namespaceType, requestType)
+	return adaptingRefVals(newBaseEnvWith(celVariables(namespaceType, requestType), namespaceType, requestType))
 }
 
 // celVariables declares the variables of CEL rules.

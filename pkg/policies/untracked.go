@@ -95,7 +95,7 @@ var untrackedEnv = sync.OnceValues(func() (*cel.Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the untracked CEL environment: %w", err)
 	}
-	env, err := base.Extend(append(celVariables(namespaceType, requestType), providerOpts...)...)
+	env, err := adaptingRefVals(base.Extend(append(celVariables(namespaceType, requestType), providerOpts...)...))
 	if err != nil {
 		return nil, fmt.Errorf("building the untracked CEL environment: %w", err)
 	}
