@@ -338,12 +338,14 @@ var (
 var sizers = sync.Pool{New: func() any { return new(podSizer) }}
 
 // specKeys are the keys that lead from a pod-bearing object to its pod spec, by the spec's JSON
-// pointer (PodTemplate.SpecPointer).
-var specKeys = map[string][]string{
-	"/spec":                   {"spec"},
-	templatePointer + "/spec": {"spec", "template", "spec"},
-	jobTmplPointer + "/spec":  {"spec", "jobTemplate", "spec", "template", "spec"},
-}
+// pointer (PodTemplate.SpecPointer), split once.
+var specKeys = func() map[string][]string {
+	keys := map[string][]string{}
+	for _, pointer := range []string{"/spec", templatePointer + "/spec", jobTmplPointer + "/spec"} {
+		keys[pointer] = strings.Split(pointer[1:], "/")
+	}
+	return keys
+}()
 
 // The JSON pointers of templatePath and jobTmplPath.
 const (
