@@ -19,7 +19,10 @@ import (
 // Compiler compiles policies. It holds what is costly to build (the CEL environment, the Pod
 // Security registry) and is safe for concurrent use.
 type Compiler struct {
-	env          *cel.Env
+	env *cel.Env
+	// envs are the environments of policies' scopes, shared by the policies that declare the
+	// same params and variables (envs.go).
+	envs         *envInterner
 	pss          *pssRegistry
 	verification VerificationOptions
 	exceptions   ExceptionOptions
@@ -74,7 +77,7 @@ func NewCompiler(opts ...CompilerOption) (*Compiler, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiler{env: env, pss: newPSSRegistry(), verification: VerificationOptions{Timeout: 5 * time.Second}}
+	c := &Compiler{env: env, envs: newEnvInterner(), pss: newPSSRegistry(), verification: VerificationOptions{Timeout: 5 * time.Second}}
 	for _, o := range opts {
 		o(c)
 	}

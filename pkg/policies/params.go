@@ -55,6 +55,15 @@ type celScope struct {
 	declOpts  []cel.EnvOption
 	inline    []*cel.InlineVariable
 	fast      func() (*cel.Env, error)
+
+	// paramsType is the type declared for params; nil: the policy has no params.
+	paramsType *apiservercel.DeclType
+	// shared: env is shared, its declarations final (a variable that did not compile is declared
+	// dyn in the policy's own).
+	shared bool
+	// env is the environment its expressions are planned in: the compiler's extended with the
+	// declarations, shared by every policy that declares the same (envs.go).
+	env *cel.Env
 }
 
 type celVariable struct {
@@ -109,7 +118,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 			return nil, nil, 0, field.ErrorList{field.Invalid(path.Child("params"), "", err.Error())}
 		}
 		t := paramsType(value)
-		scope.paramValues = value
+		scope.paramValues, scope.paramsType = value, t
 		if withUntracked {
 			// Converted once, not at every read: a ClusterPolicy's, whose memory no tenant
 			// budget bounds (a tenant's, up to MaxParamsBytes of tiny values, would be
@@ -124,7 +133,18 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		opts = append(opts, cel.Variable(varParams, t.CelType()))
 	}
 	scope.declTypes, scope.declOpts = declTypes, opts
-	env, err := scope.extend(c.env)
+	// The variables are typed one at a time, each in an environment that declares only the ones
+	// before it, which are all it may read: a policy's own. Once they are all typed, the
+	// declarations are final, and the scope's environment is the one every policy with the same
+	// declarations shares (this one when it is the first); a policy with params alone has its
+	// declarations final from the start.
+	var env *cel.Env
+	var err error
+	if len(spec.Variables) == 0 {
+		env, err = c.envs.get(c.env, scope.declKey(), func() (*cel.Env, error) { return scope.extend(c.env) })
+	} else {
+		env, err = scope.extend(c.env)
+	}
 	if err != nil {
 		return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
 	}
@@ -132,6 +152,9 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		base, err := untrackedEnv()
 		if err != nil {
 			return nil, err
+		}
+		if scope.shared {
+			return c.envs.get(base, scope.declKey(), func() (*cel.Env, error) { return scope.extend(base) })
 		}
 		return scope.extend(base)
 	})
@@ -151,7 +174,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		}
 		seen[v.Name] = true
 		p = path.Child(fmt.Sprintf("variables[%d] (%s)", i, v.Name))
-		prog, ast, vcost, needs, err := compileTyped(env, v.Expression, nil, scope)
+		ast, vcost, needs, err := checkTyped(env, v.Expression, nil, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(p.Child("expression"), v.Expression, err.Error()))
 			// Declared all the same, as dyn: the rules that read it are not also reported.
@@ -159,13 +182,31 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 			continue
 		}
 		scope.varsType.Fields[v.Name] = apiservercel.NewDeclField(v.Name, declTypeOf(ast.OutputType()), true, nil, nil)
-		scope.variables = append(scope.variables, &celVariable{name: v.Name, program: prog, cost: vcost, needs: needs})
+		scope.variables = append(scope.variables, &celVariable{name: v.Name, cost: vcost, needs: needs}) // planned below
 		asts = append(asts, ast)
 		reads = append(reads, len(scope.inline))
 		if inlined, ok := inlineVariables(env, ast, scope.inline); ok { // else its readers stay tracked
 			scope.inline = append(scope.inline, cel.NewInlineVariableWithAlias(varVariables+"."+v.Name, "__variables_"+v.Name, inlined))
 		}
 		cost = addCost(cost, vcost)
+	}
+	switch {
+	case len(spec.Variables) == 0:
+		scope.shared = true
+	case len(errs) == 0:
+		private := env
+		if env, err = c.envs.get(c.env, scope.declKey(), func() (*cel.Env, error) { return private, nil }); err != nil {
+			return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
+		}
+		scope.shared = true
+	}
+	scope.env = env
+	if len(errs) == 0 { // else the policy is not evaluated: its rules compile to report their errors
+		for i, v := range scope.variables {
+			if v.program, err = planTracked(env, asts[i]); err != nil {
+				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
+			}
+		}
 	}
 	if withUntracked && len(errs) == 0 {
 		// Once every variable is declared (the untracked environment is built once, with all of
@@ -460,7 +501,8 @@ func declTypeOf(t *cel.Type) *apiservercel.DeclType {
 
 // scopeBudgetRules is what a policy's own CEL environment (it has params or variables) counts
 // against the tenant budgets: about 65 KiB of heap (BenchmarkCompileWithParamsAndVariables),
-// as much as two CEL rules.
+// as much as two CEL rules. It counts even when the environment is shared with another
+// policy's (envs.go): a tenant can make each of its policies declare something of its own.
 const scopeBudgetRules = 2
 
 // BudgetRules is what a policy counts against the tenant budgets' rules, which bound the memory

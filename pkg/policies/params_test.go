@@ -285,20 +285,32 @@ func TestParamsCostFromTheirSize(t *testing.T) {
 }
 
 // BenchmarkCompileWithParamsAndVariables measures what params and variables add to compiling a
-// policy, and the heap a compiled policy then holds: each has its own CEL environment, so a
-// tenant's policies cost this much each (the tenant budgets bound how many).
+// policy, and the heap a compiled policy then holds. Policies that declare the same share their
+// CEL environments (envs.go), as the plain variants' do; in the distinct variants each policy's
+// param has a name of its own, so each has its own environments, as a tenant's may (the tenant
+// budgets count them so).
 func BenchmarkCompileWithParamsAndVariables(b *testing.B) {
-	for _, variant := range []string{"plain", "params", "params-and-variables"} {
+	for _, variant := range []string{"plain", "params", "params-and-variables", "params/distinct", "params-and-variables/distinct"} {
 		b.Run(variant, func(b *testing.B) {
-			p := &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.PolicySpec{
-				Rules: []v1alpha1.Rule{{Name: "r", CEL: &v1alpha1.CELRule{Expression: "podSpec.containers.all(c, c.image.startsWith('ghcr.io/'))"}}}}}
-			if variant != "plain" {
-				p.Spec.Params = &apiextensionsv1.JSON{Raw: []byte(`{"registries": ["ghcr.io/acme/", "registry.k8s.io/"]}`)}
-				p.Spec.Rules[0].CEL.Expression = "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r)))"
-			}
-			if variant == "params-and-variables" {
-				p.Spec.Variables = []v1alpha1.Variable{{Name: "images", Expression: "podSpec.containers.map(c, c.image)"}}
-				p.Spec.Rules[0].CEL.Expression = "variables.images.all(i, params.registries.exists(r, i.startsWith(r)))"
+			n := 0
+			policy := func() *v1alpha1.ClusterPolicy {
+				p := &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.PolicySpec{
+					Rules: []v1alpha1.Rule{{Name: "r", CEL: &v1alpha1.CELRule{Expression: "podSpec.containers.all(c, c.image.startsWith('ghcr.io/'))"}}}}}
+				if variant == "plain" {
+					return p
+				}
+				param := "registries"
+				if strings.HasSuffix(variant, "/distinct") {
+					n++
+					param = fmt.Sprint("registries", n)
+				}
+				p.Spec.Params = &apiextensionsv1.JSON{Raw: []byte(`{"` + param + `": ["ghcr.io/acme/", "registry.k8s.io/"]}`)}
+				p.Spec.Rules[0].CEL.Expression = "podSpec.containers.all(c, params." + param + ".exists(r, c.image.startsWith(r)))"
+				if strings.HasPrefix(variant, "params-and-variables") {
+					p.Spec.Variables = []v1alpha1.Variable{{Name: "images", Expression: "podSpec.containers.map(c, c.image)"}}
+					p.Spec.Rules[0].CEL.Expression = "variables.images.all(i, params." + param + ".exists(r, i.startsWith(r)))"
+				}
+				return p
 			}
 			b.ReportAllocs()
 			var held []*CompiledPolicy
@@ -306,7 +318,7 @@ func BenchmarkCompileWithParamsAndVariables(b *testing.B) {
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
 			for b.Loop() {
-				cp, err := testCompiler.CompileClusterPolicy(p)
+				cp, err := testCompiler.CompileClusterPolicy(policy())
 				if err != nil {
 					b.Fatal(err)
 				}

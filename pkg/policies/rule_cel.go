@@ -164,26 +164,46 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 // also returns its checked AST and what it reads that only an admission request has. scope is the
 // policy's params and variables (nil: none): their sizes and needs.
 func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (cel.Program, *cel.Ast, uint64, []string, error) {
+	ast, cost, needs, err := checkTyped(env, expr, want, scope)
+	if err != nil {
+		return nil, ast, cost, nil, err
+	}
+	prog, err := planTracked(env, ast)
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	return prog, ast, cost, needs, nil
+}
+
+// checkTyped is compileTyped without planning the program: the checked expression, its
+// estimated cost and what it reads that only a request has.
+func checkTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (*cel.Ast, uint64, []string, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
+		return nil, 0, nil, fmt.Errorf("compilation failed: %w", iss.Err())
 	}
 	if want != nil && !ast.OutputType().IsExactType(want) {
-		return nil, nil, 0, nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
+		return nil, 0, nil, fmt.Errorf("must evaluate to %s but got %s", want, ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, scope.estimator())
 	if err != nil {
-		return nil, nil, 0, nil, fmt.Errorf("estimating its cost: %w", err)
+		return nil, 0, nil, fmt.Errorf("estimating its cost: %w", err)
 	}
 	if est.Max > MaxExpressionCost {
-		return nil, nil, est.Max, nil, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
+		return nil, est.Max, nil, fmt.Errorf("estimated cost %s exceeds the limit of %s per expression (on an object whose lists hold %d items and strings %d characters); bound its loops, e.g. with size() checks",
 			FormatCost(est.Max), FormatCost(MaxExpressionCost), EstimateSize, EstimateSize)
 	}
+	return ast, est.Max, requestTimeNeeds(ast, scope.needsOf), nil
+}
+
+// planTracked plans a checked expression with runtime cost tracking, in env or in one declaring
+// the same.
+func planTracked(env *cel.Env, ast *cel.Ast) (cel.Program, error) {
 	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
 	if err != nil {
-		return nil, nil, 0, nil, fmt.Errorf("program instantiation failed: %w", err)
+		return nil, fmt.Errorf("program instantiation failed: %w", err)
 	}
-	return prog, ast, est.Max, requestTimeNeeds(ast, scope.needsOf), nil
+	return prog, nil
 }
 
 // shadowed reports whether identifier e names a comprehension's variable rather than the

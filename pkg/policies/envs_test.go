@@ -1,0 +1,189 @@
+package policies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
+)
+
+// scopedPolicy is a ClusterPolicy with params (JSON; "" for none), variables (name=expression)
+// and one CEL rule.
+func scopedPolicy(name, params, expr string, variables ...string) *v1alpha1.ClusterPolicy {
+	p := &v1alpha1.ClusterPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.PolicySpec{Enforcement: v1alpha1.Deny, Rules: []v1alpha1.Rule{{Name: "r", CEL: &v1alpha1.CELRule{Expression: expr}}}}}
+	if params != "" {
+		p.Spec.Params = &apiextensionsv1.JSON{Raw: []byte(params)}
+	}
+	for _, v := range variables {
+		n, e, _ := strings.Cut(v, "=")
+		p.Spec.Variables = append(p.Spec.Variables, v1alpha1.Variable{Name: n, Expression: e})
+	}
+	return p
+}
+
+// scopeEnvs are the tracked and untracked environments of cp's first rule's scope.
+func scopeEnvs(t *testing.T, cp *CompiledPolicy) (tracked, untracked *cel.Env) {
+	t.Helper()
+	rule, ok := cp.rules[0].eval.(*celRule)
+	if !ok || rule.scope == nil {
+		t.Fatalf("%s: no CEL rule with a scope", cp.Name)
+	}
+	fast, err := rule.scope.fast()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rule.scope.env, fast
+}
+
+// TestScopeEnvironmentsAreShared: policies that declare the same params and variables share
+// their environments, tracked and untracked; any difference in what is declared (a param's
+// name or type, a variable's type, one more variable) gets its own; and sharing an environment
+// shares nothing else: each policy reads its own params.
+func TestScopeEnvironmentsAreShared(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const registries = "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r)))"
+	const viaVariable = "variables.images.all(i, params.registries.exists(r, i.startsWith(r)))"
+	policies := map[string]*v1alpha1.ClusterPolicy{
+		"ghcr":          scopedPolicy("ghcr", `{"registries": ["ghcr.io/"]}`, registries),
+		"docker":        scopedPolicy("docker", `{"registries": ["docker.io/", "quay.io/"]}`, registries),
+		"ints":          scopedPolicy("ints", `{"registries": [1, 2]}`, "params.registries.all(r, r > 0)"),
+		"renamed":       scopedPolicy("renamed", `{"registry": "ghcr.io/"}`, "podSpec.containers.all(c, c.image.startsWith(params.registry))"),
+		"vars-ghcr":     scopedPolicy("vars-ghcr", `{"registries": ["ghcr.io/"]}`, viaVariable, "images=podSpec.containers.map(c, c.image)"),
+		"vars-docker":   scopedPolicy("vars-docker", `{"registries": ["docker.io/"]}`, viaVariable, "images=podSpec.containers.map(x, x.image)"),
+		"vars-count":    scopedPolicy("vars-count", `{"registries": ["ghcr.io/"]}`, "variables.images > 0", "images=size(podSpec.containers)"),
+		"vars-two":      scopedPolicy("vars-two", `{"registries": ["ghcr.io/"]}`, viaVariable, "images=podSpec.containers.map(c, c.image)", "n=size(variables.images)"),
+		"vars-no-param": scopedPolicy("vars-no-param", "", "variables.images.all(i, i != '')", "images=podSpec.containers.map(c, c.image)"),
+	}
+	compiled := map[string]*CompiledPolicy{}
+	for name, p := range policies {
+		if compiled[name], err = c.CompileClusterPolicy(p); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	shared := [][]string{{"ghcr", "docker"}, {"ints"}, {"renamed"}, {"vars-ghcr", "vars-docker"}, {"vars-count"}, {"vars-two"}, {"vars-no-param"}}
+	for i, group := range shared {
+		tracked, untracked := scopeEnvs(t, compiled[group[0]])
+		if tracked == nil || untracked == nil || tracked == untracked {
+			t.Fatalf("%s: environments %p and %p", group[0], tracked, untracked)
+		}
+		for _, name := range group[1:] {
+			if tr, un := scopeEnvs(t, compiled[name]); tr != tracked || un != untracked {
+				t.Errorf("%s and %s declare the same, but do not share their environments", group[0], name)
+			}
+		}
+		for _, other := range shared[i+1:] {
+			if tr, un := scopeEnvs(t, compiled[other[0]]); tr == tracked || un == untracked {
+				t.Errorf("%s and %s declare differently, but share an environment", group[0], other[0])
+			}
+		}
+	}
+	if got := c.envs.len(); got != 2*len(shared) {
+		t.Errorf("%d environments interned, want %d", got, 2*len(shared))
+	}
+
+	e := NewEngine([]*CompiledPolicy{compiled["ghcr"], compiled["docker"], compiled["vars-ghcr"], compiled["vars-docker"]}, nil, time.Now)
+	pod := mustResource(t, testPod) // ghcr.io/acme/web:1.0
+	got := summarize(e.Evaluate(context.Background(), &Request{Operation: v1alpha1.Create, Object: pod}))
+	slices.Sort(got)
+	want := []string{"docker/r=fail:Deny", "ghcr/r=pass:Deny", "vars-docker/r=fail:Deny", "vars-ghcr/r=pass:Deny"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestSharedEnvironmentKeepsVariableOrder: a variable may read only the ones before it, even
+// when a policy that declares the same variables, in order, has compiled before.
+func TestSharedEnvironmentKeepsVariableOrder(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inOrder := scopedPolicy("in-order", "", "variables.n > 0", "images=podSpec.containers.map(c, c.image)", "n=size(variables.images)")
+	if _, err := c.CompileClusterPolicy(inOrder); err != nil {
+		t.Fatal(err)
+	}
+	reversed := scopedPolicy("reversed", "", "variables.n > 0", "n=size(variables.images)", "images=podSpec.containers.map(c, c.image)")
+	_, err = c.CompileClusterPolicy(reversed)
+	var ce *CompileError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "spec.variables[0] (n).expression") || !strings.Contains(err.Error(), "undefined field 'images'") {
+		t.Fatalf("got %v, want variables[0] refused for reading a later variable", err)
+	}
+}
+
+// TestSharedEnvironmentsAreDropped: an interned environment goes when the last policy that
+// declared it does.
+func TestSharedEnvironmentsAreDropped(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := scopedPolicy("p", `{"registries": ["ghcr.io/"]}`, "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r)))")
+	cp, err := c.CompileClusterPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scopeEnvs(t, cp) // plans the untracked environment too
+	if n := c.envs.len(); n != 2 {
+		t.Fatalf("%d environments interned, want 2", n)
+	}
+	runtime.KeepAlive(cp)
+	cp = nil //nolint:ineffassign,wastedassign // dropped: nothing holds the environments now
+	for range 20 {
+		runtime.GC() // the cleanups run after a cycle finds the environments unreachable
+		if c.envs.len() == 0 {
+			return
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("%d environments still interned after 20 collections, none held", c.envs.len())
+}
+
+// TestSharedEnvironmentsConcurrently: policies declaring the same compile at once, as the
+// server's rebuilds do; run with -race. They all end up with one environment.
+func TestSharedEnvironmentsConcurrently(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	compiled := make([]*CompiledPolicy, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			p := scopedPolicy(fmt.Sprint("p", i), fmt.Sprintf(`{"registries": ["r%d/"]}`, i), "variables.images.all(i, params.registries.exists(r, i.startsWith(r)))",
+				"images=podSpec.containers.map(c, c.image)")
+			cp, err := c.CompileClusterPolicy(p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			scopeEnvs(t, cp)
+			compiled[i] = cp
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	tracked, untracked := scopeEnvs(t, compiled[0])
+	for _, cp := range compiled[1:] {
+		if tr, un := scopeEnvs(t, cp); tr != tracked || un != untracked {
+			t.Errorf("%s: environments not shared", cp.Name)
+		}
+	}
+}
