@@ -22,7 +22,7 @@ type Compiler struct {
 	env *cel.Env
 	// envs are the environments of policies' scopes, shared by the policies that declare the
 	// same params and variables (envs.go).
-	envs         *envInterner
+	envs         *interner[envKey, cel.Env]
 	pss          *pssRegistry
 	verification VerificationOptions
 	exceptions   ExceptionOptions
@@ -77,7 +77,7 @@ func NewCompiler(opts ...CompilerOption) (*Compiler, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiler{env: env, envs: newEnvInterner(), pss: newPSSRegistry(), verification: VerificationOptions{Timeout: 5 * time.Second}}
+	c := &Compiler{env: env, envs: newInterner[envKey, cel.Env](), pss: newPSSRegistry(), verification: VerificationOptions{Timeout: 5 * time.Second}}
 	for _, o := range opts {
 		o(c)
 	}

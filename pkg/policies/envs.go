@@ -14,15 +14,73 @@ import (
 	apiservercel "k8s.io/apiserver/pkg/cel"
 )
 
-// Shared environments of policies' scopes.
+// Shared environments and programs of policies.
 //
 // A policy with params or variables compiles in the compiler's CEL environment extended with
 // their declarations, and CEL gives every environment that plans programs its own bindings of
 // every function of the Kubernetes libraries: about 40 KiB each, and a policy's untracked twins
 // get another. Policies stamped from one template declare the same (params of the same shapes,
 // the same variables), so the environments are interned: one per base and declarations, shared
-// by every policy that declares exactly those, and dropped with the last of them. Only what is
-// declared is shared: each policy keeps its own params values, programs and cost model.
+// by every policy that declares exactly those.
+//
+// A program is then a function of its environment and its expression alone: params and
+// variables are bound when it runs, and CEL's programs are safe for concurrent use. Each holds a
+// dispatcher of every function of its environment (about 13 KiB), so programs are interned too:
+// the same expression planned in the same environment, the same way, is one program, whichever
+// policies (a template's instances, a Policy copied into every namespace) hold it.
+//
+// Both are held weakly, and dropped with the last policy that holds them. Only these are shared:
+// each policy keeps its own params values and cost model. What a shared program caches (the
+// patterns its matches calls compiled, celregex.go) is bounded per program, as it was per policy.
+
+// interner holds values by key weakly: whoever asked for one holds it.
+type interner[K comparable, V any] struct {
+	mu sync.Mutex
+	m  map[K]weak.Pointer[V]
+}
+
+func newInterner[K comparable, V any]() *interner[K, V] {
+	return &interner[K, V]{m: map[K]weak.Pointer[V]{}}
+}
+
+// get is the value interned for key, or build's, interned.
+func (in *interner[K, V]) get(key K, build func() (*V, error)) (*V, error) {
+	if v := in.lookup(key); v != nil {
+		return v, nil
+	}
+	v, err := build() // unlocked: other compiles go on meanwhile
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if held := in.m[key].Value(); held != nil {
+		return held, nil // built meanwhile by another compile
+	}
+	wp := weak.Make(v)
+	in.m[key] = wp
+	runtime.AddCleanup(v, func(key K) {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.m[key] == wp {
+			delete(in.m, key)
+		}
+	}, key)
+	return v, nil
+}
+
+func (in *interner[K, V]) lookup(key K) *V {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.m[key].Value()
+}
+
+// len is how many values are interned (tests).
+func (in *interner[K, V]) len() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.m)
+}
 
 // envKey names an interned environment: its base, and its declarations written out (declKey).
 type envKey struct {
@@ -30,54 +88,36 @@ type envKey struct {
 	decls string
 }
 
-// envInterner holds the interned environments weakly: a compiled policy's programs hold theirs.
-type envInterner struct {
-	mu   sync.Mutex
-	envs map[envKey]weak.Pointer[cel.Env]
+// programKey names an interned program: where, what and how it is planned.
+type programKey struct {
+	env       *cel.Env
+	expr      string
+	untracked bool
 }
 
-func newEnvInterner() *envInterner {
-	return &envInterner{envs: map[envKey]weak.Pointer[cel.Env]{}}
-}
+// sharedProgram is an interned program.
+type sharedProgram struct{ cel.Program }
 
-// get is the environment interned for base and decls, or build's, interned.
-func (in *envInterner) get(base *cel.Env, decls string, build func() (*cel.Env, error)) (*cel.Env, error) {
-	key := envKey{base, decls}
-	if env := in.lookup(key); env != nil {
-		return env, nil
+// programs are the interned programs, of every compiler (the key names the environment).
+var programs = newInterner[programKey, sharedProgram]()
+
+// planShared is the program of the checked ast in env, planned by plan unless the same
+// expression was planned there the same way and is still held.
+func planShared(env *cel.Env, ast *cel.Ast, untracked bool, plan func() (cel.Program, error)) (cel.Program, error) {
+	if ast.Source() == nil {
+		return plan()
 	}
-	env, err := build() // unlocked: compiles of other policies go on meanwhile
+	sp, err := programs.get(programKey{env, ast.Source().Content(), untracked}, func() (*sharedProgram, error) {
+		prog, err := plan()
+		if err != nil {
+			return nil, err
+		}
+		return &sharedProgram{prog}, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if held := in.envs[key].Value(); held != nil {
-		return held, nil // built meanwhile by another compile
-	}
-	wp := weak.Make(env)
-	in.envs[key] = wp
-	runtime.AddCleanup(env, func(key envKey) {
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		if in.envs[key] == wp {
-			delete(in.envs, key)
-		}
-	}, key)
-	return env, nil
-}
-
-func (in *envInterner) lookup(key envKey) *cel.Env {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.envs[key].Value()
-}
-
-// len is how many environments are interned (tests).
-func (in *envInterner) len() int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return len(in.envs)
+	return sp, nil
 }
 
 // declKey is what the scope's environment declares, written out: equal for two scopes exactly

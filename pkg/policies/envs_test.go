@@ -132,7 +132,7 @@ func TestSharedEnvironmentsAreDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := scopedPolicy("p", `{"registries": ["ghcr.io/"]}`, "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r)))")
+	p := scopedPolicy("p", `{"registries": ["ghcr.io/"]}`, "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r + 'dropped')))")
 	cp, err := c.CompileClusterPolicy(p)
 	if err != nil {
 		t.Fatal(err)
@@ -141,16 +141,76 @@ func TestSharedEnvironmentsAreDropped(t *testing.T) {
 	if n := c.envs.len(); n != 2 {
 		t.Fatalf("%d environments interned, want 2", n)
 	}
+	expr := p.Spec.Rules[0].CEL.Expression
+	if n := internedPrograms(expr); n != 2 {
+		t.Fatalf("%d programs of the rule interned, want 2 (tracked and untracked)", n)
+	}
 	runtime.KeepAlive(cp)
 	cp = nil //nolint:ineffassign,wastedassign // dropped: nothing holds the environments now
 	for range 20 {
-		runtime.GC() // the cleanups run after a cycle finds the environments unreachable
-		if c.envs.len() == 0 {
+		runtime.GC() // the cleanups run after a cycle finds them unreachable
+		if c.envs.len() == 0 && internedPrograms(expr) == 0 {
 			return
 		}
 		runtime.Gosched()
 	}
-	t.Fatalf("%d environments still interned after 20 collections, none held", c.envs.len())
+	t.Fatalf("%d environments and %d programs still interned after 20 collections, none held", c.envs.len(), internedPrograms(expr))
+}
+
+// internedPrograms is how many programs of expr are interned.
+func internedPrograms(expr string) int {
+	programs.mu.Lock()
+	defer programs.mu.Unlock()
+	n := 0
+	for k := range programs.m {
+		if k.expr == expr {
+			n++
+		}
+	}
+	return n
+}
+
+// TestProgramsAreShared: an expression planned in the same environment the same way is one
+// program, whichever policies hold it; another expression, environment or way (tracked or
+// not) is another.
+func TestProgramsAreShared(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const registries = "podSpec.containers.all(c, params.registries.exists(r, c.image.startsWith(r)))"
+	compile := func(p *v1alpha1.ClusterPolicy) *celRule {
+		t.Helper()
+		cp, err := c.CompileClusterPolicy(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rule, ok := cp.rules[0].eval.(*celRule)
+		if !ok || rule.program == nil || rule.untracked == nil {
+			t.Fatalf("%s: want a CEL rule with an untracked twin", p.Name)
+		}
+		return rule
+	}
+	a := compile(scopedPolicy("a", `{"registries": ["ghcr.io/"]}`, registries))
+	b := compile(scopedPolicy("b", `{"registries": ["docker.io/"]}`, registries))
+	if a.program != b.program || a.untracked != b.untracked {
+		t.Errorf("the same expression in the same environment: programs %p, %p and twins %p, %p, want one each", a.program, b.program, a.untracked, b.untracked)
+	}
+	if a.program == a.untracked {
+		t.Error("the tracked program is its untracked twin")
+	}
+	other := compile(scopedPolicy("other", `{"registries": ["docker.io/"]}`, registries+" && true"))
+	elsewhere := compile(scopedPolicy("elsewhere", `{"registries": ["docker.io/"], "n": 1}`, registries))
+	for name, r := range map[string]*celRule{"another expression": other, "another environment": elsewhere} {
+		if r.program == a.program || r.untracked == a.untracked {
+			t.Errorf("%s shares a's program", name)
+		}
+	}
+	plain1 := compile(scopedPolicy("plain1", "", "podSpec.containers.all(c, c.image != '')"))
+	plain2 := compile(scopedPolicy("plain2", "", "podSpec.containers.all(c, c.image != '')"))
+	if plain1.program != plain2.program {
+		t.Error("policies without params: the same expression is two programs")
+	}
 }
 
 // TestSharedEnvironmentsConcurrently: policies declaring the same compile at once, as the

@@ -141,7 +141,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 	var env *cel.Env
 	var err error
 	if len(spec.Variables) == 0 {
-		env, err = c.envs.get(c.env, scope.declKey(), func() (*cel.Env, error) { return scope.extend(c.env) })
+		env, err = c.envs.get(envKey{c.env, scope.declKey()}, func() (*cel.Env, error) { return scope.extend(c.env) })
 	} else {
 		env, err = scope.extend(c.env)
 	}
@@ -154,7 +154,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 			return nil, err
 		}
 		if scope.shared {
-			return c.envs.get(base, scope.declKey(), func() (*cel.Env, error) { return scope.extend(base) })
+			return c.envs.get(envKey{base, scope.declKey()}, func() (*cel.Env, error) { return scope.extend(base) })
 		}
 		return scope.extend(base)
 	})
@@ -195,7 +195,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		scope.shared = true
 	case len(errs) == 0:
 		private := env
-		if env, err = c.envs.get(c.env, scope.declKey(), func() (*cel.Env, error) { return private, nil }); err != nil {
+		if env, err = c.envs.get(envKey{c.env, scope.declKey()}, func() (*cel.Env, error) { return private, nil }); err != nil {
 			return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
 		}
 		scope.shared = true

@@ -199,7 +199,9 @@ func checkTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (*ce
 // planTracked plans a checked expression with runtime cost tracking, in env or in one declaring
 // the same.
 func planTracked(env *cel.Env, ast *cel.Ast) (cel.Program, error) {
-	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
+	prog, err := planShared(env, ast, false, func() (cel.Program, error) {
+		return env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("program instantiation failed: %w", err)
 	}
