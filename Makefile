@@ -132,8 +132,8 @@ bench-apiserver: envtest-bins ## Create the benchmark Pod CREATES times (dry run
 	$(GO) run ./test/load -root . -apiserver-creates $(CREATES) -rounds $(ROUNDS)
 
 .PHONY: bench-soak
-bench-soak: envtest-bins ## The server with 100 ClusterPolicies under SOAK_RATE reviews/s for SOAK (default 500/s, 10m): RSS every 10 s, one table
-	$(GO) run ./test/load -root . -soak $(SOAK) -rates $(SOAK_RATE)
+bench-soak: envtest-bins ## The server with 100 ClusterPolicies (copies of the library's; SOAK_DISTINCT=1: none sharing a CEL program) under SOAK_RATE reviews/s for SOAK (default 500/s, 10m): RSS every 10 s, one table
+	$(GO) run ./test/load -root . -soak $(SOAK) -rates $(SOAK_RATE) $(if $(SOAK_DISTINCT),-soak-distinct)
 
 .PHONY: bench-load
 bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant; LOAD_ROUNDS: alternate the phases that many times, medians of the ratios)

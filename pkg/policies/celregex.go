@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/overloads"
@@ -17,9 +16,9 @@ import (
 // CEL's matches compiles its pattern on every call unless the pattern is a constant and the
 // program is optimized; a pattern from params (require-labels' patterns) or from the object is
 // compiled again for every object and every label. cachedMatches keeps, per call site of a
-// program, the patterns it has compiled: at most regexCacheSize of them, each no longer than
-// regexCacheMaxPattern, so a tenant's object full of distinct or huge patterns costs what it
-// did (a compile per call), never memory.
+// program, the patterns it has compiled: at most regexCacheSize of them, the latest, each no
+// longer than regexCacheMaxPattern, so a tenant's object full of distinct or huge patterns costs
+// what it did (a compile per call), never memory.
 const (
 	regexCacheSize       = 32
 	regexCacheMaxPattern = MaxTextLength
@@ -69,37 +68,49 @@ func (m *cachedMatch) Exec(frame *interpreter.ExecutionFrame) ref.Val {
 
 func (m *cachedMatch) Eval(a interpreter.Activation) ref.Val { return m.Exec(interpreter.AsFrame(a)) }
 
-// regexCache holds compiled patterns; it is safe for concurrent use.
+// regexCache holds compiled patterns; it is safe for concurrent use. Full, it replaces its
+// oldest pattern: the patterns a program's policies read again and again (their params') stay
+// cached beside a stream of distinct ones from objects, which only churn the slots. A program may
+// be held by many policies (envs.go), so no first comers keep the slots for good.
 type regexCache struct {
-	compiled sync.Map // pattern -> *regexp.Regexp
-	n        atomic.Int32
+	compiled sync.Map // pattern -> *regexp.Regexp; read without locking
+	mu       sync.Mutex
+	order    [regexCacheSize]string // the patterns in the order they came; a ring
+	n, next  int                    // how many are kept; the slot the next one takes
 }
 
 func (c *regexCache) compile(pattern string) (*regexp.Regexp, error) {
 	if re, ok := c.compiled.Load(pattern); ok {
 		return re.(*regexp.Regexp), nil
 	}
-	if len(pattern) > regexCacheMaxPattern || c.n.Load() >= regexCacheSize {
+	if len(pattern) > regexCacheMaxPattern {
 		return regexp.Compile(pattern)
 	}
-	// A kept pattern is a copy: the string may be a part of the request's object (a decoder that
-	// is SharingInput), which the cache must not keep alive.
+	// A kept pattern is a copy, and so is the one its regexp keeps: the string may be a part of
+	// the request's object (a decoder that is SharingInput), which the cache must not keep alive.
 	pattern = strings.Clone(pattern)
 	re, err := regexp.Compile(pattern)
 	if err != nil {
 		return re, err
 	}
-	for { // take a slot, if one is left
-		n := c.n.Load()
-		if n >= regexCacheSize {
-			return re, nil
-		}
-		if c.n.CompareAndSwap(n, n+1) {
-			break
-		}
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if _, loaded := c.compiled.LoadOrStore(pattern, re); loaded {
-		c.n.Add(-1) // another goroutine stored it first
+		return re, nil // another goroutine stored it first
 	}
+	if c.n == regexCacheSize {
+		c.compiled.Delete(c.order[c.next])
+	} else {
+		c.n++
+	}
+	c.order[c.next] = pattern
+	c.next = (c.next + 1) % regexCacheSize
 	return re, nil
+}
+
+// len is how many patterns are kept.
+func (c *regexCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }

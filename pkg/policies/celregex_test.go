@@ -80,8 +80,8 @@ func TestRegexCacheBounded(t *testing.T) {
 	wg.Wait()
 	count := 0
 	c.compiled.Range(func(any, any) bool { count++; return true })
-	if count != regexCacheSize || c.n.Load() != regexCacheSize {
-		t.Errorf("%d patterns cached (counted %d), want %d", count, c.n.Load(), regexCacheSize)
+	if count != regexCacheSize || c.len() != regexCacheSize {
+		t.Errorf("%d patterns cached (counted %d), want %d", count, c.len(), regexCacheSize)
 	}
 	var d regexCache
 	long := strings.Repeat("a", regexCacheMaxPattern+1)
@@ -91,8 +91,47 @@ func TestRegexCacheBounded(t *testing.T) {
 	if _, err := d.compile("("); err == nil {
 		t.Error("an invalid pattern compiled")
 	}
-	if d.n.Load() != 0 {
-		t.Errorf("%d patterns cached, want none (too long, invalid)", d.n.Load())
+	if d.len() != 0 {
+		t.Errorf("%d patterns cached, want none (too long, invalid)", d.len())
+	}
+}
+
+// TestRegexCacheKeepsTheLatest: a full cache takes a new pattern in place of its oldest, so that
+// patterns read again and again stay cached beside a stream of distinct ones (a program's cache
+// serves every policy that holds the program).
+func TestRegexCacheKeepsTheLatest(t *testing.T) {
+	var c regexCache
+	for i := range regexCacheSize { // the first comers: a tenant's objects
+		if _, err := c.compile(fmt.Sprintf("^junk-%d$", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hot := "^team-[a-z]+$"
+	first, err := c.compile(hot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := c.compile(hot); again != first {
+		t.Error("a full cache did not take a new pattern: it is compiled again")
+	}
+	if _, kept := c.compiled.Load("^junk-0$"); kept {
+		t.Error("the oldest pattern is still kept")
+	}
+	if _, kept := c.compiled.Load("^junk-1$"); !kept {
+		t.Error("the second oldest pattern is gone, not the oldest")
+	}
+	for i := range 10 * regexCacheSize { // a stream of distinct ones, the hot one read between them
+		if _, err := c.compile(fmt.Sprintf("^stream-%d$", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.compile(hot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := 0
+	c.compiled.Range(func(any, any) bool { count++; return true })
+	if count != regexCacheSize || c.len() != regexCacheSize {
+		t.Errorf("%d patterns cached (counted %d), want %d", count, c.len(), regexCacheSize)
 	}
 }
 
@@ -119,7 +158,7 @@ func TestRegexCacheCopiesPatterns(t *testing.T) {
 		}
 		return true
 	})
-	if re, err := c.compile("^shared-[0-9]+$"); err != nil || !re.MatchString("shared-42") || c.n.Load() != 1 {
-		t.Errorf("the pattern is not found again: %v, %d cached", err, c.n.Load())
+	if re, err := c.compile("^shared-[0-9]+$"); err != nil || !re.MatchString("shared-42") || c.len() != 1 {
+		t.Errorf("the pattern is not found again: %v, %d cached", err, c.len())
 	}
 }

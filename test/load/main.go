@@ -44,6 +44,7 @@ var (
 	creates          int
 	rounds           int
 	soakFor          time.Duration
+	soakDistinct     bool
 	pinCPUs          bool
 	auditPageSize    int64 = audit.DefaultPageSize // set by -audit-page-size
 	auditRounds            = 1                     // set by -audit-rounds
@@ -106,10 +107,11 @@ func main() {
 	flag.IntVar(&loadRounds, "load-rounds", loadRounds, "with -rates: how many rounds of every rate's two phases (the floor, then the server; the other way round in even rounds); with more than one, the medians of the rounds' ratios are reported too (the host's noise drifts between phases)")
 	flag.IntVar(&rounds, "rounds", 3, "with -apiserver-creates: rounds of the two phases, without and with the webhook")
 	flag.DurationVar(&soakFor, "soak", 0, "instead of the rates: the soak, for this long, at the first rate, with 100 ClusterPolicies (make bench-soak)")
+	flag.BoolVar(&soakDistinct, "soak-distinct", false, "with -soak: every copy's CEL rules and params its own, so that no two policies share a CEL program or environment (make bench-soak SOAK_DISTINCT=1)")
 	flag.Parse()
 	if soakFor > 0 {
 		rate, _ := strconv.Atoi(strings.Split(*rates, ",")[0])
-		if err := runSoak(*root, rate, soakFor, 10*time.Second); err != nil {
+		if err := runSoak(*root, rate, soakFor, 10*time.Second, soakDistinct); err != nil {
 			fmt.Fprintf(os.Stderr, "bench-soak: %v\n", err)
 			os.Exit(1)
 		}

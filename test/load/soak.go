@@ -21,14 +21,17 @@ const soakPolicies = 100
 
 // runSoak is make bench-soak: the server with 100 ClusterPolicies (the library's, renamed, over
 // and over, each in Audit), loaded at rate for d, its RSS sampled every interval; one table.
-func runSoak(root string, rate int, d, interval time.Duration) error {
+// distinct makes every copy's CEL rules and declarations its own, so that no two policies share
+// a CEL program or environment (the server shares those of policies that declare and read the
+// same).
+func runSoak(root string, rate int, d, interval time.Duration, distinct bool) error {
 	return withHarness(root, func(ctx context.Context, root string, h *harness) error {
-		return soak(ctx, root, h, rate, d, interval)
+		return soak(ctx, root, h, rate, d, interval, distinct)
 	})
 }
 
-func soak(ctx context.Context, root string, h *harness, rate int, d, interval time.Duration) error {
-	docs, err := soakPolicySet(root, soakPolicies)
+func soak(ctx context.Context, root string, h *harness, rate int, d, interval time.Duration, distinct bool) error {
+	docs, err := soakPolicySet(root, soakPolicies, distinct)
 	if err != nil {
 		return err
 	}
@@ -36,7 +39,11 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	if err != nil {
 		return err
 	}
-	fmt.Printf("==> %d ClusterPolicies (the library's, in Audit)\n", soakPolicies)
+	what := "copies of the library's"
+	if distinct {
+		what = "the library's, each copy's CEL rules and params its own"
+	}
+	fmt.Printf("==> %d ClusterPolicies (%s, in Audit)\n", soakPolicies, what)
 	if _, stderr, err := h.c.Kubectl(ctx, strings.Join(docs, "---\n"), "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("%w: %s", err, stderr)
 	}
@@ -140,8 +147,10 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 }
 
 // soakPolicySet is n ClusterPolicies: the library's, in Audit, renamed soak-NNN-<name>, over and
-// over; verify-images policies are left out (their registries are not the point).
-func soakPolicySet(root string, n int) ([]string, error) {
+// over; verify-images policies are left out (their registries are not the point). distinct: each
+// copy's CEL rules read "(expression) && NNN >= 0", and a copy with params or variables gets a
+// param soakNNN, so that no two copies declare or compile the same.
+func soakPolicySet(root string, n int, distinct bool) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(root, "manifests", "library", "*.yaml"))
 	if err != nil {
 		return nil, err
@@ -169,6 +178,12 @@ func soakPolicySet(root string, n int) ([]string, error) {
 		src := library[i%len(library)]
 		meta := src["metadata"].(map[string]any)
 		spec := src["spec"].(map[string]any)
+		if distinct {
+			var err error
+			if spec, err = distinctSpec(spec, i); err != nil {
+				return nil, fmt.Errorf("%s: %w", meta["name"], err)
+			}
+		}
 		p := map[string]any{"apiVersion": src["apiVersion"], "kind": src["kind"],
 			"metadata": map[string]any{"name": fmt.Sprintf("soak-%03d-%s", i, meta["name"])}, "spec": spec}
 		spec["enforcement"] = "Audit"
@@ -179,6 +194,33 @@ func soakPolicySet(root string, n int) ([]string, error) {
 		docs = append(docs, string(out))
 	}
 	return docs, nil
+}
+
+// distinctSpec is a copy of spec whose CEL rules and declarations are copy i's own.
+func distinctSpec(spec map[string]any, i int) (map[string]any, error) {
+	raw, err := yaml.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	var c map[string]any
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	rules, _ := c["rules"].([]any)
+	for _, r := range rules {
+		if cel, ok := r.(map[string]any)["cel"].(map[string]any); ok {
+			cel["expression"] = fmt.Sprintf("(%s) && %d >= 0", cel["expression"], i)
+		}
+	}
+	if _, vars := c["variables"]; vars || c["params"] != nil {
+		params, _ := c["params"].(map[string]any)
+		if params == nil {
+			params = map[string]any{}
+		}
+		params[fmt.Sprintf("soak%03d", i)] = i
+		c["params"] = params
+	}
+	return c, nil
 }
 
 func median(v []float64) float64 {
