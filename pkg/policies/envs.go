@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"runtime"
@@ -8,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"weak"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types/ref"
 	apiservercel "k8s.io/apiserver/pkg/cel"
 )
 
@@ -164,4 +167,43 @@ func writeDeclType(b *strings.Builder, t *apiservercel.DeclType) {
 	default:
 		b.WriteString(t.CelType().String())
 	}
+}
+
+// lazyProgram is a tracked program planned when it first runs. A rule or variable with an
+// untracked twin runs its tracked program only for a request past the twin's bounds, and a
+// message expression only when its rule fails: most never run in a process's life, and a planned
+// program holds its dispatcher and cost tracker (about 20 KiB). The checked expression is held
+// until then. Planning what planned before in an environment with the same functions does not
+// fail; should it, each evaluation answers the error, as one that could not run.
+type lazyProgram struct {
+	once    sync.Once
+	plan    func() (cel.Program, error) // nil once planned
+	prog    cel.Program
+	err     error
+	planned atomic.Bool // tests
+}
+
+func (p *lazyProgram) program() (cel.Program, error) {
+	p.once.Do(func() {
+		p.prog, p.err = p.plan()
+		p.plan = nil
+		p.planned.Store(true)
+	})
+	return p.prog, p.err
+}
+
+func (p *lazyProgram) Eval(vars any) (ref.Val, *cel.EvalDetails, error) {
+	prog, err := p.program()
+	if err != nil {
+		return nil, nil, err
+	}
+	return prog.Eval(vars)
+}
+
+func (p *lazyProgram) ContextEval(ctx context.Context, vars any) (ref.Val, *cel.EvalDetails, error) {
+	prog, err := p.program()
+	if err != nil {
+		return nil, nil, err
+	}
+	return prog.ContextEval(ctx, vars)
 }

@@ -247,3 +247,82 @@ func TestSharedEnvironmentsConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// lazyOf is the lazy program p is, or nil.
+func lazyOf(p cel.Program) *lazyProgram {
+	if sp, ok := p.(*sharedProgram); ok {
+		l, _ := sp.Program.(*lazyProgram)
+		return l
+	}
+	return nil
+}
+
+// TestTrackedProgramsPlannedWhenNeeded: a rule's or variable's tracked program, when it has an
+// untracked twin, and a message expression are planned when first run: a request within the
+// twin's bounds runs none of them, a failing one runs the message, one of unknown bounds the
+// tracked programs, which answer as the twins did.
+func TestTrackedProgramsPlannedWhenNeeded(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := scopedPolicy("lazy", `{"registry": "ghcr.io/"}`, "variables.images.all(i, i.startsWith(params.registry) || i == 'lazy-test')",
+		"images=podSpec.containers.map(c, c.image + '')")
+	p.Spec.Rules[0].CEL.MessageExpression = "'images from elsewhere: ' + variables.images.join(', ')"
+	cp, err := c.CompileClusterPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := cp.rules[0].eval.(*celRule)
+	variable := rule.scope.variables[0]
+	programs := map[string]*lazyProgram{"the rule's": lazyOf(rule.program), "the variable's": lazyOf(variable.program), "the message's": lazyOf(rule.messageExp)}
+	for name, l := range programs {
+		if l == nil || l.planned.Load() {
+			t.Fatalf("%s tracked program: %v, want lazy and not planned", name, l)
+		}
+	}
+	if rule.untracked == nil || variable.untracked == nil {
+		t.Fatal("the rule and its variable have no untracked twins")
+	}
+	e := NewEngine([]*CompiledPolicy{cp}, nil, time.Now)
+	evaluate := func(manifest string, unknownBounds bool) Result {
+		t.Helper()
+		res := mustResource(t, manifest)
+		if unknownBounds {
+			res.bounds = jsonBounds{}
+		}
+		results := e.Evaluate(context.Background(), &Request{Operation: v1alpha1.Create, Object: res})
+		if len(results) != 1 {
+			t.Fatalf("got %+v", results)
+		}
+		return results[0]
+	}
+	elsewhere := strings.Replace(testPod, "ghcr.io/acme/web:1.0", "docker.io/web:1.0", 1)
+
+	if r := evaluate(testPod, false); r.Result != Pass {
+		t.Fatalf("within bounds: %+v", r)
+	}
+	for name, l := range programs {
+		if l.planned.Load() {
+			t.Errorf("%s tracked program planned by a request within the twin's bounds", name)
+		}
+	}
+	within := evaluate(elsewhere, false)
+	if within.Result != Fail || within.Message != "images from elsewhere: docker.io/web:1.0" {
+		t.Fatalf("failing, within bounds: %+v", within)
+	}
+	if !programs["the message's"].planned.Load() || programs["the rule's"].planned.Load() || programs["the variable's"].planned.Load() {
+		t.Error("a failing request within bounds: want the message planned, and nothing else")
+	}
+	if r := evaluate(elsewhere, true); r.Result != within.Result || r.Message != within.Message {
+		t.Errorf("tracked: %+v; untracked: %+v", r, within)
+	}
+	if r := evaluate(testPod, true); r.Result != Pass {
+		t.Errorf("tracked, passing: %+v", r)
+	}
+	for name, l := range programs {
+		if !l.planned.Load() {
+			t.Errorf("%s tracked program not planned by a request of unknown bounds", name)
+		}
+	}
+}

@@ -201,13 +201,6 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		scope.shared = true
 	}
 	scope.env = env
-	if len(errs) == 0 { // else the policy is not evaluated: its rules compile to report their errors
-		for i, v := range scope.variables {
-			if v.program, err = planTracked(env, asts[i]); err != nil {
-				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
-			}
-		}
-	}
 	if withUntracked && len(errs) == 0 {
 		// Once every variable is declared (the untracked environment is built once, with all of
 		// them); each is estimated with the ones before it, which are all it may read, inlined.
@@ -216,6 +209,14 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 			before.inline = scope.inline[:reads[i]]
 			var err error
 			if v.untracked, v.untrackedWithin, err = untracked(env, asts[i], &before); err != nil {
+				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
+			}
+		}
+	}
+	if len(errs) == 0 { // else the policy is not evaluated: its rules compile to report their errors
+		for i, v := range scope.variables {
+			// With a twin, planned when a request past its bounds first needs it, as a rule's.
+			if v.program, err = planTracked(env, asts[i], v.untracked != nil); err != nil {
 				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
 			}
 		}

@@ -131,22 +131,32 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 	if strings.TrimSpace(r.Expression) == "" {
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
-		prog, ast, cost, needs, err := compileTyped(env, r.Expression, cel.BoolType, scope)
-		if err != nil {
-			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
-		} else if withUntracked {
+		ast, cost, needs, err := checkTyped(env, r.Expression, cel.BoolType, scope)
+		if err == nil && withUntracked {
 			if rule.untracked, rule.untrackedWithin, err = untracked(env, ast, scope); err != nil {
 				errs = append(errs, field.InternalError(path.Child("expression"), err))
 			}
 		}
-		rule.program, rule.cost, rule.needs = prog, cost, needs
+		if err == nil {
+			// With a twin, the tracked program runs only for requests past its bounds: planned
+			// when one first comes.
+			rule.program, err = planTracked(env, ast, rule.untracked != nil)
+		}
+		if err != nil {
+			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
+		}
+		rule.cost, rule.needs = cost, needs
 	}
 	if r.MessageExpression != "" {
-		prog, _, cost, needs, err := compileTyped(env, r.MessageExpression, cel.StringType, scope)
+		// It runs only when the rule fails: planned then, for a rule that will be evaluated.
+		ast, cost, needs, err := checkTyped(env, r.MessageExpression, cel.StringType, scope)
+		if err == nil {
+			rule.messageExp, err = planTracked(env, ast, withUntracked)
+		}
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		}
-		rule.messageExp, rule.cost = prog, addCost(rule.cost, cost)
+		rule.cost = addCost(rule.cost, cost)
 		for _, n := range needs {
 			if !slices.Contains(rule.needs, n) {
 				rule.needs = append(rule.needs, n)
@@ -168,7 +178,7 @@ func compileTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (c
 	if err != nil {
 		return nil, ast, cost, nil, err
 	}
-	prog, err := planTracked(env, ast)
+	prog, err := planTracked(env, ast, false)
 	if err != nil {
 		return nil, nil, 0, nil, err
 	}
@@ -197,15 +207,19 @@ func checkTyped(env *cel.Env, expr string, want *cel.Type, scope *celScope) (*ce
 }
 
 // planTracked plans a checked expression with runtime cost tracking, in env or in one declaring
-// the same.
-func planTracked(env *cel.Env, ast *cel.Ast) (cel.Program, error) {
-	prog, err := planShared(env, ast, false, func() (cel.Program, error) {
-		return env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("program instantiation failed: %w", err)
+// the same. lazy: when it first runs (lazyProgram), for an expression that seldom needs it.
+func planTracked(env *cel.Env, ast *cel.Ast, lazy bool) (cel.Program, error) {
+	plan := func() (cel.Program, error) {
+		prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
+		if err != nil {
+			return nil, fmt.Errorf("program instantiation failed: %w", err)
+		}
+		return prog, nil
 	}
-	return prog, nil
+	if lazy {
+		return planShared(env, ast, false, func() (cel.Program, error) { return &lazyProgram{plan: plan}, nil })
+	}
+	return planShared(env, ast, false, plan)
 }
 
 // shadowed reports whether identifier e names a comprehension's variable rather than the
