@@ -224,15 +224,18 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 	return env, scope, cost, errs
 }
 
-// extend is base with the scope's declarations: its params and variables, and their types.
+// extend is base with the scope's declarations: its params and variables, and their types. Its
+// type adapter is wrapped by refValAdapter in the same extension: wrapped by another, the
+// environment in between would build a type checker of its own, which the last one keeps (about
+// 70 KiB).
 func (s *celScope) extend(base *cel.Env) (*cel.Env, error) {
 	provider := apiservercel.NewDeclTypeProvider(s.declTypes...)
 	provider.SetRecognizeKeywordAsFieldName(true)
-	providerOpts, err := provider.EnvOptions(base.CELTypeProvider())
+	types, err := provider.WithTypeProvider(base.CELTypeProvider()) // as its EnvOptions does
 	if err != nil {
 		return nil, err
 	}
-	return adaptingRefVals(base.Extend(append(slices.Clip(s.declOpts), providerOpts...)...))
+	return base.Extend(append(slices.Clip(s.declOpts), cel.CustomTypeProvider(types), cel.CustomTypeAdapter(refValAdapter{types}))...)
 }
 
 // needsOf returns what variable name reads that only a request has.

@@ -36,6 +36,8 @@ import (
 // whose bounds are unknown, runs the tracked program. The twin runs without the review's
 // deadline, its cost being bounded before it starts (celRule.evaluate); the deadline stops the
 // tracked programs, and the engine checks it between rules. (A tenant's rules get no twin: it would be memory past their budget.)
+// A rule or variable with a twin has its tracked program planned when a request first needs it
+// (lazyProgram, envs.go).
 //
 // The estimate at (items, chars) sizes what is read from the object, the old object and the pod
 // (and the request's names and kinds): where the Go type of podSpec or podMeta says what a path
