@@ -140,8 +140,8 @@ bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99,
 	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE) -load-rounds $(LOAD_ROUNDS)
 
 .PHONY: bench-audit
-bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle and vs the API server listing alone, at the first of RATES (PIN=1: the control plane on CPU 0, the server and load on CPU 1; SERVER_GOGC, SERVER_GOMAXPROCS: the server's GOGC and GOMAXPROCS; AUDIT_ROUNDS: alternate the phases that many times, medians of the ratios)
-	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -audit-rounds $(AUDIT_ROUNDS) -rates $(RATES) -duration $(DURATION) $(if $(PIN),-pin) $(if $(SERVER_GOGC),-server-gogc $(SERVER_GOGC)) $(if $(SERVER_GOMAXPROCS),-server-gomaxprocs $(SERVER_GOMAXPROCS))
+bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle and vs the API server listing alone, at the first of RATES (PIN=1: the control plane on CPU 0, the server and load on CPU 1; AUDIT_GOGC: the server's --audit-gogc; SERVER_GOGC, SERVER_GOMAXPROCS: the server's GOGC and GOMAXPROCS; AUDIT_ROUNDS: alternate the phases that many times, medians of the ratios)
+	$(GO) run ./test/load -root . -audit-objects $(N) -audit-cpu "$(AUDIT_CPU)" -audit-rounds $(AUDIT_ROUNDS) -rates $(RATES) -duration $(DURATION) $(if $(PIN),-pin) $(if $(AUDIT_GOGC),-audit-gogc $(AUDIT_GOGC)) $(if $(SERVER_GOGC),-server-gogc $(SERVER_GOGC)) $(if $(SERVER_GOMAXPROCS),-server-gomaxprocs $(SERVER_GOMAXPROCS))
 
 .PHONY: bench-cli
 bench-cli: build $(if $(OPA),opa-bin) ## Time check on PODS generated Pods (default 1000 of ~7 KB; FORMAT=yaml|json; POD=small: ~260 bytes): medians of wall, CPU, peak RSS; OPA=1: OPA too, on the same JSON List, verdicts compared

@@ -66,6 +66,10 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 	if auditCPU != "" {
 		h.args = append(h.args, "--audit-cpu="+auditCPU)
 	}
+	if auditGOGC != "" {
+		h.args = append(h.args, "--audit-gogc="+auditGOGC)
+		fmt.Printf("    the server's scans run with --audit-gogc=%s\n", auditGOGC)
+	}
 	h.args = append(h.args, fmt.Sprintf("--audit-page-size=%d", auditPageSize))
 	var env []string
 	for _, v := range [][2]string{{"GOGC", serverGOGC}, {"GOMAXPROCS", serverGOMAXPROCS}} {

@@ -38,6 +38,7 @@ var (
 	auditObjects int
 	auditCPU     string
 	serverGOGC   string
+	auditGOGC    string // the server's --audit-gogc; empty: its default
 	// serverGOMAXPROCS, when set, is the server's GOMAXPROCS ("1": the scan shares admission's
 	// processor, as before the server gave the audit one of its own).
 	serverGOMAXPROCS string
@@ -99,6 +100,7 @@ func main() {
 	flag.IntVar(&auditRounds, "audit-rounds", auditRounds, "with -audit-objects: how many rounds of the idle, listing and scanning phases, each -duration, alternating; with more than one, the medians of the rounds' ratios are reported too (the host's noise drifts)")
 	flag.Int64Var(&auditPageSize, "audit-page-size", auditPageSize, "with -audit-objects: the server's --audit-page-size, and the listing control's page")
 	flag.StringVar(&serverGOMAXPROCS, "server-gomaxprocs", "", "with -audit-objects: GOMAXPROCS for the server (empty: its own choice, at least 2 with the audit on; 1: the scan shares admission's processor)")
+	flag.StringVar(&auditGOGC, "audit-gogc", "", "with -audit-objects: the server's --audit-gogc, the GOGC its scans run with (empty: its default)")
 	flag.StringVar(&serverGOGC, "server-gogc", "", "with -audit-objects: GOGC for the server (empty: the runtime's default, 100), to measure what memory buys admission during a scan")
 	flag.BoolVar(&pinCPUs, "pin", false, "with -audit-objects: the control plane on CPU 0, the server and the load generator on CPU 1, so that the API server's work does not share the replica's core (needs 2 CPUs)")
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
