@@ -226,8 +226,8 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 
 // extend is base with the scope's declarations: its params and variables, and their types. Its
 // type adapter is wrapped by refValAdapter in the same extension: wrapped by another, the
-// environment in between would build a type checker of its own, which the last one keeps (about
-// 70 KiB).
+// environment in between would build a type checker of its own, which the last one keeps (with
+// the second extension's copies, about 19 KiB an environment).
 func (s *celScope) extend(base *cel.Env) (*cel.Env, error) {
 	provider := apiservercel.NewDeclTypeProvider(s.declTypes...)
 	provider.SetRecognizeKeywordAsFieldName(true)
