@@ -132,18 +132,20 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
 		ast, cost, needs, err := checkTyped(env, r.Expression, cel.BoolType, scope)
-		if err == nil && withUntracked {
+		switch {
+		case err != nil:
+			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
+		case withUntracked:
 			if rule.untracked, rule.untrackedWithin, err = untracked(env, ast, scope); err != nil {
 				errs = append(errs, field.InternalError(path.Child("expression"), err))
 			}
 		}
-		if err == nil {
+		if ast != nil {
 			// With a twin, the tracked program runs only for requests past its bounds: planned
 			// when one first comes.
-			rule.program, err = planTracked(env, ast, rule.untracked != nil)
-		}
-		if err != nil {
-			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
+			if rule.program, err = planTracked(env, ast, rule.untracked != nil); err != nil {
+				errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
+			}
 		}
 		rule.cost, rule.needs = cost, needs
 	}
