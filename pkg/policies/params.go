@@ -224,18 +224,9 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 	return env, scope, cost, errs
 }
 
-// extend is base with the scope's declarations: its params and variables, and their types. Its
-// type adapter is wrapped by refValAdapter in the same extension: wrapped by another, the
-// environment in between would build a type checker of its own, which the last one keeps (with
-// the second extension's copies, about 19 KiB an environment).
+// extend is base with the scope's declarations: its params and variables, and their types.
 func (s *celScope) extend(base *cel.Env) (*cel.Env, error) {
-	provider := apiservercel.NewDeclTypeProvider(s.declTypes...)
-	provider.SetRecognizeKeywordAsFieldName(true)
-	types, err := provider.WithTypeProvider(base.CELTypeProvider()) // as its EnvOptions does
-	if err != nil {
-		return nil, err
-	}
-	return base.Extend(append(slices.Clip(s.declOpts), cel.CustomTypeProvider(types), cel.CustomTypeAdapter(refValAdapter{types}))...)
+	return extendDeclaring(base, s.declTypes, s.declOpts)
 }
 
 // needsOf returns what variable name reads that only a request has.

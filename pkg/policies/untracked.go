@@ -91,13 +91,7 @@ var untrackedEnv = sync.OnceValues(func() (*cel.Env, error) {
 		return nil, fmt.Errorf("building the untracked CEL environment: %w", err)
 	}
 	requestType, namespaceType := plugincel.BuildRequestType(), plugincel.BuildNamespaceType()
-	provider := apiservercel.NewDeclTypeProvider(namespaceType, requestType)
-	provider.SetRecognizeKeywordAsFieldName(true)
-	providerOpts, err := provider.EnvOptions(base.CELTypeProvider())
-	if err != nil {
-		return nil, fmt.Errorf("building the untracked CEL environment: %w", err)
-	}
-	env, err := adaptingRefVals(base.Extend(append(celVariables(namespaceType, requestType), providerOpts...)...))
+	env, err := extendDeclaring(base, []*apiservercel.DeclType{namespaceType, requestType}, celVariables(namespaceType, requestType))
 	if err != nil {
 		return nil, fmt.Errorf("building the untracked CEL environment: %w", err)
 	}
