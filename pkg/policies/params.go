@@ -58,9 +58,6 @@ type celScope struct {
 
 	// paramsType is the type declared for params; nil: the policy has no params.
 	paramsType *apiservercel.DeclType
-	// shared: env is shared, its declarations final (a variable that did not compile is declared
-	// dyn in the policy's own).
-	shared bool
 	// env is the environment its expressions are planned in: the compiler's extended with the
 	// declarations, shared by every policy that declares the same (envs.go).
 	env *cel.Env
@@ -153,10 +150,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		if err != nil {
 			return nil, err
 		}
-		if scope.shared {
-			return c.envs.get(envKey{base, scope.declKey()}, func() (*cel.Env, error) { return scope.extend(base) })
-		}
-		return scope.extend(base)
+		return c.envs.get(envKey{base, scope.declKey()}, func() (*cel.Env, error) { return scope.extend(base) })
 	})
 	var cost uint64
 	seen := map[string]bool{}
@@ -190,15 +184,11 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		}
 		cost = addCost(cost, vcost)
 	}
-	switch {
-	case len(spec.Variables) == 0:
-		scope.shared = true
-	case len(errs) == 0:
+	if len(spec.Variables) > 0 { // a variable that did not compile is declared dyn, in the key too
 		private := env
 		if env, err = c.envs.get(envKey{c.env, scope.declKey()}, func() (*cel.Env, error) { return private, nil }); err != nil {
 			return nil, nil, 0, field.ErrorList{field.InternalError(path, err)}
 		}
-		scope.shared = true
 	}
 	scope.env = env
 	if withUntracked && len(errs) == 0 {
@@ -496,8 +486,9 @@ func declTypeOf(t *cel.Type) *apiservercel.DeclType {
 
 // scopeBudgetRules is what a policy's own CEL environment (it has params or variables) counts
 // against the tenant budgets: about 60 KiB of heap (a tenant's one-rule Policy with params of
-// its own holds 79 KiB, 20 KiB without), about as much as two CEL rules. It counts even when the environment is shared with another
-// policy's (envs.go): a tenant can make each of its policies declare something of its own.
+// its own holds 79 KiB, 20 KiB without), about as much as two CEL rules. It counts even when the
+// environment is shared with another policy's (envs.go): a tenant can make each of its policies
+// declare something of its own.
 const scopeBudgetRules = 2
 
 // BudgetRules is what a policy counts against the tenant budgets' rules, which bound the memory
