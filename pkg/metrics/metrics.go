@@ -42,6 +42,19 @@ type Metrics struct {
 	// last good one.
 	RootRefreshes   *prometheus.CounterVec
 	RootLastRefresh prometheus.Gauge
+
+	// the counters of every review (Reviewed) and of each of its results (PolicyResult)
+	reviews, results *counters
+}
+
+// Reviewed counts a review answered by webhook: portcullis_admission_reviews_total.
+func (m *Metrics) Reviewed(webhook, operation, kind, decision string) {
+	m.reviews.get([4]string{webhook, operation, kind, decision}).Inc()
+}
+
+// PolicyResult counts a rule's result: portcullis_policy_results_total.
+func (m *Metrics) PolicyResult(policy, rule, result, action string) {
+	m.results.get([4]string{policy, rule, result, action}).Inc()
 }
 
 // New creates the collectors and registers them on reg.
@@ -122,6 +135,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.RootRefreshes, m.RootLastRefresh)
 	reg.MustRegister(m.AuditScans, m.AuditObjects, m.AuditViolations)
+	m.reviews, m.results = &counters{vec: m.Reviews}, &counters{vec: m.PolicyResults}
 	reg.MustRegister(m.Reviews, m.ReviewDuration, m.PolicyResults, m.CompileErrors, m.Policies, m.Verifications, m.VerifyCache, m.RegistryLatency)
 	return m
 }

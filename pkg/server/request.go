@@ -56,7 +56,7 @@ func (c *Config) countResults(results []policies.Result) {
 		if r.Namespaced { // tenants choose these names: one series for all of them
 			policy, rule = metrics.Namespaced, metrics.Namespaced
 		}
-		c.Metrics.PolicyResults.WithLabelValues(policy, rule, string(r.Result), string(r.Action)).Inc()
+		c.Metrics.PolicyResult(policy, rule, string(r.Result), string(r.Action))
 	}
 }
 
@@ -64,7 +64,7 @@ func (c *Config) observe(webhook string, req admission.Request, decision Decisio
 	if c.Metrics == nil {
 		return
 	}
-	c.Metrics.Reviews.WithLabelValues(webhook, string(req.Operation), req.Kind.Kind, string(decision)).Inc()
+	c.Metrics.Reviewed(webhook, string(req.Operation), req.Kind.Kind, string(decision))
 	c.Metrics.ReviewDuration.WithLabelValues(webhook).Observe(time.Since(start).Seconds())
 }
 
