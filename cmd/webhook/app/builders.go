@@ -127,10 +127,14 @@ func registerWebhooks(mgr ctrl.Manager, cfg *rest.Config, o *Options, compiler *
 		}
 		pullSecrets = &server.PullSecrets{Client: cs}
 	}
+	nss, err := newNamespaces(mgr)
+	if err != nil {
+		return err
+	}
 	shared := server.Config{
 		Engines:     engines,
 		Decoder:     policies.NewDecoder(false).SharingInput(),
-		Namespaces:  namespaces{mgr.GetClient()},
+		Namespaces:  nss,
 		Metrics:     m,
 		AuditOnly:   o.AuditOnly,
 		Timeout:     o.EvaluationTimeout,
