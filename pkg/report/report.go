@@ -3,6 +3,7 @@ package report
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -99,6 +100,19 @@ type Report struct {
 	Quiet bool `json:"-"`
 
 	groups []group
+	// resources and denied count the resources added and those the API server would deny;
+	// failing counts the failures by action (the kept results are not all there is when
+	// streaming).
+	resources, denied int
+	failing           map[v1alpha1.Enforcement]int
+	stream            *stream
+}
+
+// stream is where a streaming report writes each resource as it is added (Stream).
+type stream struct {
+	w       *bufio.Writer
+	format  string
+	written int // results written (json: a comma before each but the first)
 }
 
 // Location is where a resource was read: its file, and the line its document starts on (0:
@@ -147,14 +161,88 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 			if res.Action == v1alpha1.Warn {
 				r.Summary.Warn++
 			}
+			if r.failing == nil {
+				r.failing = map[v1alpha1.Enforcement]int{}
+			}
+			r.failing[res.Action]++
 		case policies.Error:
 			r.Summary.Error++
 		case policies.Skip:
 			r.Summary.Skip++
 		}
 	}
-	r.groups = append(r.groups, g)
+	r.resources++
+	if Verdict(r.resultsOf(g)) == "DENIED" {
+		r.denied++
+	}
+	if r.stream == nil {
+		r.groups = append(r.groups, g)
+		return
+	}
+	// Written, then let go: a streaming report keeps no resource's results.
+	switch r.stream.format {
+	case "json":
+		for i := range r.resultsOf(g) {
+			r.stream.writeJSONResult(&r.Results[g.first+i])
+		}
+	default:
+		r.writeText(r.stream.w, g)
+	}
+	clear(r.Results)
+	r.Results = r.Results[:0]
 }
+
+// Streams are the formats Stream writes a resource at a time.
+var Streams = []string{"text", "json"}
+
+// Stream makes r write each resource it is given to w as it is added, in format (one of
+// Streams), keeping only the counts: Finish writes the rest. What is written is what Write would
+// write had r kept every result, and the memory a report of many resources takes stays that of
+// one. Call it before anything is added; it reports whether format can be streamed.
+func (r *Report) Stream(w io.Writer, format string) bool {
+	if len(r.groups) > 0 || r.resources > 0 || (format != "text" && format != "json") {
+		return false
+	}
+	r.stream = &stream{w: bufio.NewWriter(w), format: format}
+	if format == "json" {
+		_, _ = r.stream.w.WriteString(jsonHead)
+	}
+	return true
+}
+
+// Streaming reports whether r writes its resources as they are added (Stream).
+func (r *Report) Streaming() bool { return r.stream != nil }
+
+// Finish writes what follows the resources of a streaming report (Stream): the summary.
+func (r *Report) Finish() error {
+	st := r.stream
+	if st == nil {
+		return errors.New("report: Finish without Stream")
+	}
+	if st.format == "json" {
+		if err := writeJSONTail(st.w, st.written, r.Summary); err != nil {
+			return err
+		}
+	} else {
+		r.writeTextSummary(st.w)
+	}
+	return st.w.Flush()
+}
+
+// Failing counts the failures whose action is level or stronger, as FailingAt lists them; it
+// counts those a streaming report no longer holds too.
+func (r *Report) Failing(level v1alpha1.Enforcement) int {
+	n := 0
+	for action, count := range r.failing {
+		if strength[action] >= strength[level] {
+			n += count
+		}
+	}
+	return n
+}
+
+// strength orders the actions: a failure counts at its action's level and every level below.
+var strength = map[v1alpha1.Enforcement]int{v1alpha1.Audit: 1, v1alpha1.Warn: 2, v1alpha1.Deny: 3}
 
 // Blocking returns the results that make the API server reject a resource: fails with Deny.
 func (r *Report) Blocking() []Result { return r.FailingAt(v1alpha1.Deny) }
@@ -162,7 +250,6 @@ func (r *Report) Blocking() []Result { return r.FailingAt(v1alpha1.Deny) }
 // FailingAt returns the failures whose action is level or stronger: Deny; Deny and Warn; or,
 // for Audit, every failure.
 func (r *Report) FailingAt(level v1alpha1.Enforcement) []Result {
-	strength := map[v1alpha1.Enforcement]int{v1alpha1.Audit: 1, v1alpha1.Warn: 2, v1alpha1.Deny: 3}
 	var out []Result
 	for _, res := range r.Results {
 		if res.Result == policies.Fail && strength[res.Action] >= strength[level] {
@@ -191,30 +278,45 @@ func (r *Report) Write(w io.Writer, format string) error {
 // writeJSON writes the report as an encoding/json Encoder indenting by two spaces would, a
 // result at a time: a report of many objects is never held twice, as its encoding too.
 func (r *Report) writeJSON(w io.Writer) error {
-	bw := bufio.NewWriter(w)
-	_, _ = bw.WriteString("{\n  \"results\": [")
+	st := &stream{w: bufio.NewWriter(w)}
+	_, _ = st.w.WriteString(jsonHead)
 	for i := range r.Results {
-		if i > 0 {
-			_ = bw.WriteByte(',')
-		}
-		_, _ = bw.WriteString("\n    ")
-		b, err := json.MarshalIndent(&r.Results[i], "    ", "  ")
-		if err != nil {
-			return err
-		}
-		_, _ = bw.Write(b)
+		st.writeJSONResult(&r.Results[i])
 	}
-	if len(r.Results) > 0 {
-		_, _ = bw.WriteString("\n  ")
+	if err := writeJSONTail(st.w, st.written, r.Summary); err != nil {
+		return err
 	}
-	_, _ = bw.WriteString("],\n  \"summary\": ")
-	b, err := json.MarshalIndent(r.Summary, "  ", "  ")
+	return st.w.Flush()
+}
+
+// jsonHead is what the -o json output starts with.
+const jsonHead = "{\n  \"results\": ["
+
+// writeJSONResult writes the next result of the "results" array. A result always encodes (its
+// fields are strings and numbers).
+func (st *stream) writeJSONResult(res *Result) {
+	if st.written > 0 {
+		_ = st.w.WriteByte(',')
+	}
+	_, _ = st.w.WriteString("\n    ")
+	b, _ := json.MarshalIndent(res, "    ", "  ")
+	_, _ = st.w.Write(b)
+	st.written++
+}
+
+// writeJSONTail ends the "results" array of n results and writes the summary.
+func writeJSONTail(w *bufio.Writer, n int, s Summary) error {
+	if n > 0 {
+		_, _ = w.WriteString("\n  ")
+	}
+	_, _ = w.WriteString("],\n  \"summary\": ")
+	b, err := json.MarshalIndent(s, "  ", "  ")
 	if err != nil {
 		return err
 	}
-	_, _ = bw.Write(b)
-	_, _ = bw.WriteString("\n}\n")
-	return bw.Flush()
+	_, _ = w.Write(b)
+	_, _ = w.WriteString("\n}\n")
+	return nil
 }
 
 // printText prints one block per resource: a header with the file, the resource and its verdict,
@@ -222,48 +324,54 @@ func (r *Report) writeJSON(w io.Writer) error {
 // passes are counted, and listed only when they carry a message (a mutation applied, a
 // warning). A summary line ends the output.
 func (r *Report) printText(w io.Writer) error {
-	denied := 0
 	b := bufio.NewWriter(w)
 	for _, g := range r.groups {
-		results := r.resultsOf(g)
-		verdict, counts := Verdict(results), map[policies.Outcome]int{}
-		var lines []string
-		for _, res := range results {
-			counts[res.Result]++
-			if res.Result == policies.Pass && res.Message == "" {
-				continue // a pass with something to say (a mutation applied, a warning) is listed
-			}
-			if r.Quiet && res.Result != policies.Fail && res.Result != policies.Error {
-				continue
-			}
-			action, name := string(res.Action), policies.Label(res.Policy, res.Rule)
-			if res.Policy == "" {
-				action, name = "-", ""
-			}
-			lines = append(lines, fmt.Sprintf("  %-5s %-5s %s%s", strings.ToUpper(string(res.Result)), action, name, res.Message))
+		r.writeText(b, g)
+	}
+	r.writeTextSummary(b)
+	return b.Flush()
+}
+
+// writeText writes the block of one resource (printText).
+func (r *Report) writeText(b *bufio.Writer, g group) {
+	results := r.resultsOf(g)
+	verdict, counts := Verdict(results), map[policies.Outcome]int{}
+	var lines []string
+	for _, res := range results {
+		counts[res.Result]++
+		if res.Result == policies.Pass && res.Message == "" {
+			continue // a pass with something to say (a mutation applied, a warning) is listed
 		}
-		if verdict == "DENIED" {
-			denied++
-		}
-		if r.Quiet && len(lines) == 0 {
+		if r.Quiet && res.Result != policies.Fail && res.Result != policies.Error {
 			continue
 		}
-		what := g.ref.String()
-		if g.op != "" {
-			what += " (" + string(g.op) + ")"
+		action, name := string(res.Action), policies.Label(res.Policy, res.Rule)
+		if res.Policy == "" {
+			action, name = "-", ""
 		}
-		_, _ = fmt.Fprintf(b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, what, verdict,
-			counts[policies.Pass], counts[policies.Fail], counts[policies.Error], counts[policies.Skip])
-		for _, l := range lines {
-			_, _ = b.WriteString(l + "\n")
-		}
+		lines = append(lines, fmt.Sprintf("  %-5s %-5s %s%s", strings.ToUpper(string(res.Result)), action, name, res.Message))
 	}
+	if r.Quiet && len(lines) == 0 {
+		return
+	}
+	what := g.ref.String()
+	if g.op != "" {
+		what += " (" + string(g.op) + ")"
+	}
+	_, _ = fmt.Fprintf(b, "%s: %s: %s (%d pass, %d fail, %d error, %d skip)\n", g.file, what, verdict,
+		counts[policies.Pass], counts[policies.Fail], counts[policies.Error], counts[policies.Skip])
+	for _, l := range lines {
+		_, _ = b.WriteString(l + "\n")
+	}
+}
+
+// writeTextSummary writes the line that ends the text output.
+func (r *Report) writeTextSummary(b *bufio.Writer) {
 	s := r.Summary
 	noun := "resources"
-	if len(r.groups) == 1 {
+	if r.resources == 1 {
 		noun = "resource"
 	}
 	_, _ = fmt.Fprintf(b, "\n%d %s, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
-		len(r.groups), noun, denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
-	return b.Flush()
+		r.resources, noun, r.denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
 }

@@ -137,3 +137,92 @@ func TestReportHoldsEachMessageOnce(t *testing.T) {
 		t.Errorf("the equal messages %q and %q are held twice", a, b)
 	}
 }
+
+// A streaming report writes what a report that keeps its results writes, in every format it
+// streams, quiet or not, and keeps none of them; it counts the failures at each level as the
+// kept report lists them.
+func TestStreamWritesWhatWriteWrites(t *testing.T) {
+	add := func(r *Report) {
+		for i := range 5 {
+			pod := policies.Ref{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-" + strconv.Itoa(i)}
+			var results []policies.Result
+			switch i {
+			case 0: // denied, warned, passed with a message, skipped
+				results = []policies.Result{
+					{Policy: "p", Rule: "deny", Resource: pod, Result: policies.Fail, Action: v1alpha1.Deny, Message: "no"},
+					{Policy: "p", Rule: "warn", Resource: pod, Result: policies.Fail, Action: v1alpha1.Warn, Message: "hm"},
+					{Policy: "p", Rule: "probe", Resource: pod, Result: policies.Pass, Action: v1alpha1.Deny, Message: "added", Changes: []string{"a probe"}},
+					{Policy: "p", Rule: "x", Resource: pod, Result: policies.Skip, Action: v1alpha1.Deny, Message: "exempted"},
+				}
+			case 1: // no rule applied
+			case 2: // an error, and an audit failure
+				results = []policies.Result{
+					{Policy: "p", Rule: "err", Resource: pod, Result: policies.Error, Action: v1alpha1.Deny, Message: "unreadable"},
+					{Policy: "q", Rule: "audit", Resource: pod, Result: policies.Fail, Action: v1alpha1.Audit, Message: "seen"},
+				}
+			default: // passes only
+				results = []policies.Result{{Policy: "p", Rule: "ok", Resource: pod, Result: policies.Pass, Action: v1alpha1.Deny}}
+			}
+			op := v1alpha1.Create
+			if i == 3 {
+				op = v1alpha1.Update
+			}
+			r.AddRequest(Location{File: "pods.yaml", Line: 1 + 10*i}, op, pod, results)
+			if r.Streaming() && len(r.Results) != 0 {
+				t.Fatalf("a streaming report kept %d results", len(r.Results))
+			}
+		}
+	}
+	for _, format := range Streams {
+		for _, quiet := range []bool{false, true} {
+			kept := &Report{Quiet: quiet}
+			add(kept)
+			var want bytes.Buffer
+			if err := kept.Write(&want, format); err != nil {
+				t.Fatal(err)
+			}
+			streamed := &Report{Quiet: quiet}
+			var got bytes.Buffer
+			if !streamed.Stream(&got, format) {
+				t.Fatalf("%s does not stream", format)
+			}
+			add(streamed)
+			if err := streamed.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("-o %s (quiet %v), streamed:\n%s\nwant, as written at the end:\n%s", format, quiet, got.String(), want.String())
+			}
+			// and what both write is right
+			switch format {
+			case "text":
+				if !strings.HasSuffix(got.String(), "\n5 resources, 1 denied: 3 pass, 3 fail (1 warn), 1 error, 1 skip\n") {
+					t.Errorf("-o text ends with another summary:\n%s", got.String())
+				}
+			case "json":
+				var back Report
+				if err := json.Unmarshal(got.Bytes(), &back); err != nil || len(back.Results) != 8 || back.Summary != kept.Summary {
+					t.Errorf("-o json read back: %v, %d results, summary %+v; want 8, %+v", err, len(back.Results), back.Summary, kept.Summary)
+				}
+			}
+			for _, level := range []v1alpha1.Enforcement{v1alpha1.Deny, v1alpha1.Warn, v1alpha1.Audit} {
+				if n, want := streamed.Failing(level), len(kept.FailingAt(level)); n != want {
+					t.Errorf("failing at %s: %d streamed, %d kept", level, n, want)
+				}
+			}
+		}
+	}
+	for _, format := range []string{"junit", "sarif"} {
+		if (&Report{}).Stream(&bytes.Buffer{}, format) {
+			t.Errorf("-o %s streams, but its output is not a resource at a time", format)
+		}
+	}
+	empty := &Report{}
+	var got, want bytes.Buffer
+	empty.Stream(&got, "json")
+	_ = empty.Finish()
+	_ = (&Report{}).Write(&want, "json")
+	if got.String() != want.String() {
+		t.Errorf("an empty streamed report: %q, want %q", got.String(), want.String())
+	}
+}

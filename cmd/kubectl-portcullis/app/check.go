@@ -38,6 +38,9 @@ type checkOptions struct {
 	verifyTimeout       time.Duration
 	trustedRoot         string
 	clusterOptions
+	// spool takes the output of a report that streams (check's text and json); nil: the report
+	// keeps its results and is written at the end.
+	spool *spool
 }
 
 func newCheckCommand(s streams) *cobra.Command {
@@ -87,15 +90,25 @@ error, unreadable or invalid input, or an invalid policy.`,
 			if err := o.validate(report.Formats...); err != nil {
 				return err
 			}
+			// text and json are written a resource at a time, to the spool: nothing is
+			// printed unless the whole run succeeds.
+			o.spool = &spool{}
+			defer func() { _ = o.spool.Close() }()
 			rep, err := o.run(cmd.Context(), s)
 			if err != nil {
 				return err
 			}
-			rep.Quiet = o.quiet
-			if err := rep.Write(s.out, o.output); err != nil {
+			if rep.Streaming() {
+				if err := rep.Finish(); err != nil {
+					return err
+				}
+				if _, err := o.spool.WriteTo(s.out); err != nil {
+					return err
+				}
+			} else if err := rep.Write(s.out, o.output); err != nil {
 				return err
 			}
-			if len(rep.FailingAt(failOnLevels[o.failOn])) > 0 {
+			if rep.Failing(failOnLevels[o.failOn]) > 0 {
 				return errViolation
 			}
 			return nil
@@ -191,8 +204,9 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	if err != nil {
 		return nil, err
 	}
-	// A chunk at a time: the report keeps the results, not the objects.
-	rep := &report.Report{Rules: report.RulesOf(engine)}
+	// A chunk at a time: the report keeps the results (or, streaming, writes them), not the
+	// objects.
+	rep := o.newReport(engine)
 	err = manifest.AdmitChunks(ctx, engine, docs, o.namespace, namespaces, func(admitted []manifest.Admitted) { addToReport(rep, admitted) })
 	var invalid *manifest.InvalidDocuments
 	if errors.As(err, &invalid) {
@@ -202,6 +216,16 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 		return nil, err
 	}
 	return rep, nil
+}
+
+// newReport is the report of a run of check: streaming to the spool when there is one and the
+// output format allows.
+func (o *checkOptions) newReport(engine *policies.Engine) *report.Report {
+	rep := &report.Report{Rules: report.RulesOf(engine), Quiet: o.quiet}
+	if o.spool != nil {
+		rep.Stream(o.spool, o.output)
+	}
+	return rep
 }
 
 // namespaces are the Namespaces --namespace-labels and --namespaces give.

@@ -88,7 +88,7 @@ func (o *checkOptions) runCluster(ctx context.Context, s streams) (*report.Repor
 	}
 	j := &clusterJudge{engine: engine, decoder: policies.NewDecoder(false), namespaces: &audit.NamespaceCache{Reader: reader}, timeout: o.verifyTimeout}
 	lister := &audit.Lister{Client: rc}
-	rep := &report.Report{Rules: report.RulesOf(engine)}
+	rep := o.newReport(engine)
 	var unlisted []error
 	for _, sc := range intercept.Scopes(served, nil, needs) {
 		if namespace != "" && (!sc.Namespaced || (sc.Namespaces != nil && !sc.Namespaces.Has(namespace))) {
