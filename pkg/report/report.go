@@ -112,7 +112,8 @@ type Report struct {
 type stream struct {
 	w       *bufio.Writer
 	format  string
-	written int // results written (json: a comma before each but the first)
+	written int   // results written (json: a comma before each but the first)
+	err     error // the first result that did not encode
 }
 
 // Location is where a resource was read: its file, and the line its document starts on (0:
@@ -219,6 +220,9 @@ func (r *Report) Finish() error {
 	if st == nil {
 		return errors.New("report: Finish without Stream")
 	}
+	if st.err != nil {
+		return st.err
+	}
 	if st.format == "json" {
 		if err := writeJSONTail(st.w, st.written, r.Summary); err != nil {
 			return err
@@ -283,6 +287,9 @@ func (r *Report) writeJSON(w io.Writer) error {
 	for i := range r.Results {
 		st.writeJSONResult(&r.Results[i])
 	}
+	if st.err != nil {
+		return st.err
+	}
 	if err := writeJSONTail(st.w, st.written, r.Summary); err != nil {
 		return err
 	}
@@ -292,14 +299,20 @@ func (r *Report) writeJSON(w io.Writer) error {
 // jsonHead is what the -o json output starts with.
 const jsonHead = "{\n  \"results\": ["
 
-// writeJSONResult writes the next result of the "results" array. A result always encodes (its
-// fields are strings and numbers).
+// writeJSONResult writes the next result of the "results" array; a result that does not
+// encode is kept as the stream's error.
 func (st *stream) writeJSONResult(res *Result) {
+	b, err := json.MarshalIndent(res, "    ", "  ")
+	if err != nil {
+		if st.err == nil {
+			st.err = err
+		}
+		return
+	}
 	if st.written > 0 {
 		_ = st.w.WriteByte(',')
 	}
 	_, _ = st.w.WriteString("\n    ")
-	b, _ := json.MarshalIndent(res, "    ", "  ")
 	_, _ = st.w.Write(b)
 	st.written++
 }
