@@ -17,16 +17,18 @@ type spool struct {
 	buf     bytes.Buffer
 	file    *os.File
 	removed bool // the file's name is gone already (Unix): nothing is left behind if killed
+	noFile  bool // no temporary file could be made (a read-only TMPDIR): memory it is
 }
 
 func (s *spool) Write(p []byte) (int, error) {
 	if s.file == nil {
-		if s.buf.Len()+len(p) <= spoolMemory {
+		if s.noFile || s.buf.Len()+len(p) <= spoolMemory {
 			return s.buf.Write(p)
 		}
 		f, err := os.CreateTemp("", "kubectl-portcullis-*.out")
 		if err != nil {
-			return 0, err
+			s.noFile = true
+			return s.buf.Write(p)
 		}
 		s.file, s.removed = f, os.Remove(f.Name()) == nil
 		if _, err := s.buf.WriteTo(f); err != nil {

@@ -49,6 +49,25 @@ func TestSpool(t *testing.T) {
 	}
 }
 
+// Where no temporary file can be made, a spool keeps everything in memory, as a run that keeps
+// its results would.
+func TestSpoolWithoutATemporaryDirectory(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	want := bytes.Repeat([]byte("x"), spoolMemory+100)
+	s := &spool{}
+	if _, err := s.Write(want[:spoolMemory]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(want[spoolMemory:]); err != nil {
+		t.Fatalf("past spoolMemory with no temporary directory: %v", err)
+	}
+	var got bytes.Buffer
+	if _, err := s.WriteTo(&got); err != nil || !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("read back %d bytes (%v), want %d", got.Len(), err, len(want))
+	}
+	_ = s.Close()
+}
+
 // check streams its text and json a resource at a time, yet prints nothing when a document it
 // reaches only after judging others is invalid: the run fails as a whole, as before.
 func TestCheckPrintsNothingWhenALaterDocumentIsInvalid(t *testing.T) {
