@@ -100,20 +100,20 @@ type Report struct {
 	Quiet bool `json:"-"`
 
 	groups []group
-	// resources and denied count the resources added and those the API server would deny;
-	// failing counts the failures by action (the kept results are not all there is when
-	// streaming).
-	resources, denied int
-	failing           map[v1alpha1.Enforcement]int
-	stream            *stream
+	// failing counts the failures by their action's strength (a streaming report keeps none of
+	// its results to count them from)
+	failing [4]int
+	stream  *stream
 }
 
-// stream is where a streaming report writes each resource as it is added (Stream).
+// stream is where a streaming report writes each resource as it is added (Stream), and what it
+// counts of those it let go.
 type stream struct {
-	w       *bufio.Writer
-	format  string
-	written int   // results written (json: a comma before each but the first)
-	err     error // the first result that did not encode
+	w                 *bufio.Writer
+	format            string
+	written           int   // results written (json: a comma before each but the first)
+	resources, denied int   // resources written, and those the API server would deny (text)
+	err               error // the first result that did not encode
 }
 
 // Location is where a resource was read: its file, and the line its document starts on (0:
@@ -162,32 +162,29 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 			if res.Action == v1alpha1.Warn {
 				r.Summary.Warn++
 			}
-			if r.failing == nil {
-				r.failing = map[v1alpha1.Enforcement]int{}
-			}
-			r.failing[res.Action]++
+			r.failing[strength[res.Action]]++
 		case policies.Error:
 			r.Summary.Error++
 		case policies.Skip:
 			r.Summary.Skip++
 		}
 	}
-	r.resources++
-	if Verdict(r.resultsOf(g)) == "DENIED" {
-		r.denied++
-	}
-	if r.stream == nil {
+	st := r.stream
+	if st == nil {
 		r.groups = append(r.groups, g)
 		return
 	}
 	// Written, then let go: a streaming report keeps no resource's results.
-	switch r.stream.format {
+	st.resources++
+	switch st.format {
 	case "json":
 		for i := range r.resultsOf(g) {
-			r.stream.writeJSONResult(&r.Results[g.first+i])
+			st.writeJSONResult(&r.Results[g.first+i])
 		}
 	default:
-		r.writeText(r.stream.w, g)
+		if r.writeText(st.w, g) {
+			st.denied++
+		}
 	}
 	clear(r.Results)
 	r.Results = r.Results[:0]
@@ -201,7 +198,7 @@ var Streams = []string{"text", "json"}
 // write had r kept every result, and the memory a report of many resources takes stays that of
 // one. Call it before anything is added; it reports whether format can be streamed.
 func (r *Report) Stream(w io.Writer, format string) bool {
-	if len(r.groups) > 0 || r.resources > 0 || (format != "text" && format != "json") {
+	if len(r.groups) > 0 || r.stream != nil || (format != "text" && format != "json") {
 		return false
 	}
 	r.stream = &stream{w: bufio.NewWriter(w), format: format}
@@ -228,7 +225,7 @@ func (r *Report) Finish() error {
 			return err
 		}
 	} else {
-		r.writeTextSummary(st.w)
+		r.writeTextSummary(st.w, st.resources, st.denied)
 	}
 	return st.w.Flush()
 }
@@ -237,15 +234,14 @@ func (r *Report) Finish() error {
 // counts those a streaming report no longer holds too.
 func (r *Report) Failing(level v1alpha1.Enforcement) int {
 	n := 0
-	for action, count := range r.failing {
-		if strength[action] >= strength[level] {
-			n += count
-		}
+	for _, count := range r.failing[strength[level]:] {
+		n += count
 	}
 	return n
 }
 
-// strength orders the actions: a failure counts at its action's level and every level below.
+// strength orders the actions: a failure counts at its action's level and every level below
+// (0: an action that is none of them).
 var strength = map[v1alpha1.Enforcement]int{v1alpha1.Audit: 1, v1alpha1.Warn: 2, v1alpha1.Deny: 3}
 
 // Blocking returns the results that make the API server reject a resource: fails with Deny.
@@ -338,15 +334,19 @@ func writeJSONTail(w *bufio.Writer, n int, s Summary) error {
 // warning). A summary line ends the output.
 func (r *Report) printText(w io.Writer) error {
 	b := bufio.NewWriter(w)
+	denied := 0
 	for _, g := range r.groups {
-		r.writeText(b, g)
+		if r.writeText(b, g) {
+			denied++
+		}
 	}
-	r.writeTextSummary(b)
+	r.writeTextSummary(b, len(r.groups), denied)
 	return b.Flush()
 }
 
-// writeText writes the block of one resource (printText).
-func (r *Report) writeText(b *bufio.Writer, g group) {
+// writeText writes the block of one resource (printText), and reports whether the API server
+// would deny it.
+func (r *Report) writeText(b *bufio.Writer, g group) (denied bool) {
 	results := r.resultsOf(g)
 	verdict, counts := Verdict(results), map[policies.Outcome]int{}
 	var lines []string
@@ -365,7 +365,7 @@ func (r *Report) writeText(b *bufio.Writer, g group) {
 		lines = append(lines, fmt.Sprintf("  %-5s %-5s %s%s", strings.ToUpper(string(res.Result)), action, name, res.Message))
 	}
 	if r.Quiet && len(lines) == 0 {
-		return
+		return verdict == "DENIED"
 	}
 	what := g.ref.String()
 	if g.op != "" {
@@ -376,15 +376,16 @@ func (r *Report) writeText(b *bufio.Writer, g group) {
 	for _, l := range lines {
 		_, _ = b.WriteString(l + "\n")
 	}
+	return verdict == "DENIED"
 }
 
-// writeTextSummary writes the line that ends the text output.
-func (r *Report) writeTextSummary(b *bufio.Writer) {
+// writeTextSummary writes the line that ends the text output: of resources, denied denied.
+func (r *Report) writeTextSummary(b *bufio.Writer, resources, denied int) {
 	s := r.Summary
 	noun := "resources"
-	if r.resources == 1 {
+	if resources == 1 {
 		noun = "resource"
 	}
 	_, _ = fmt.Fprintf(b, "\n%d %s, %d denied: %d pass, %d fail (%d warn), %d error, %d skip\n",
-		r.resources, noun, r.denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
+		resources, noun, denied, s.Pass, s.Fail, s.Warn, s.Error, s.Skip)
 }

@@ -38,8 +38,8 @@ type checkOptions struct {
 	verifyTimeout       time.Duration
 	trustedRoot         string
 	clusterOptions
-	// spool takes the output of a report that streams (check's text and json); nil: the report
-	// keeps its results and is written at the end.
+	// spool takes the output of check's report when it streams (text and json); check sets it
+	// before run.
 	spool *spool
 }
 
@@ -218,13 +218,11 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	return rep, nil
 }
 
-// newReport is the report of a run of check: streaming to the spool when there is one and the
-// output format allows.
+// newReport is the report of a run of check: streaming to the spool when the output format
+// allows.
 func (o *checkOptions) newReport(engine *policies.Engine) *report.Report {
 	rep := &report.Report{Rules: report.RulesOf(engine), Quiet: o.quiet}
-	if o.spool != nil {
-		rep.Stream(o.spool, o.output)
-	}
+	rep.Stream(o.spool, o.output)
 	return rep
 }
 
