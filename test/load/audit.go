@@ -27,7 +27,6 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/audit"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
-	"github.com/portcullis-dev/portcullis/test/cluster"
 )
 
 // auditNamespaces is how many namespaces the audit benchmark's Pods are spread over.
@@ -71,14 +70,7 @@ func auditBench(ctx context.Context, root string, h *harness, n, rate int, d tim
 		fmt.Printf("    the server's scans run with --audit-gogc=%s\n", auditGOGC)
 	}
 	h.args = append(h.args, fmt.Sprintf("--audit-page-size=%d", auditPageSize))
-	var env []string
-	for _, v := range [][2]string{{"GOGC", serverGOGC}, {"GOMAXPROCS", serverGOMAXPROCS}} {
-		if v[1] != "" {
-			env = append(env, v[0]+"="+v[1])
-			fmt.Printf("    the server runs with %s=%s\n", v[0], v[1])
-		}
-	}
-	if h.srv, err = cluster.StartProcessEnv(h.bin, logFile, env, h.args...); err != nil {
+	if h.srv, err = h.startServer(logFile); err != nil {
 		return err
 	}
 	if pinCPUs {

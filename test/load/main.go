@@ -99,9 +99,11 @@ func main() {
 	flag.StringVar(&auditCPU, "audit-cpu", "", "with -audit-objects: the server's --audit-cpu (empty: its default)")
 	flag.IntVar(&auditRounds, "audit-rounds", auditRounds, "with -audit-objects: how many rounds of the idle, listing and scanning phases, each -duration, alternating; with more than one, the medians of the rounds' ratios are reported too (the host's noise drifts)")
 	flag.Int64Var(&auditPageSize, "audit-page-size", auditPageSize, "with -audit-objects: the server's --audit-page-size, and the listing control's page")
-	flag.StringVar(&serverGOMAXPROCS, "server-gomaxprocs", "", "with -audit-objects: GOMAXPROCS for the server (empty: its own choice, at least 2 with the audit on; 1: the scan shares admission's processor)")
+	flag.StringVar(&serverGOMAXPROCS, "server-gomaxprocs", "", "GOMAXPROCS for the server, not the floor (empty: its own choice, at least 2; 1: with -audit-objects, the scan shares admission's processor)")
 	flag.StringVar(&auditGOGC, "audit-gogc", "", "with -audit-objects: the server's --audit-gogc, the GOGC its scans run with (empty: its default)")
-	flag.StringVar(&serverGOGC, "server-gogc", "", "with -audit-objects: GOGC for the server (empty: the runtime's default, 100), to measure what memory buys admission during a scan")
+	flag.Float64Var(&serverCPULimit, "server-cpu-limit", 0, "the CPUs the server may use, as a cgroup's quota from its start, as under a container's CPU limit (0: none; needs root)")
+	flag.StringVar(&serverCPUs, "server-cpus", "", "the CPUs the server may run on (a list, as taskset takes it), its affinity from its start, as the kubelet's static CPU manager pins a container (empty: any)")
+	flag.StringVar(&serverGOGC, "server-gogc", "", "GOGC for the server, not the floor (empty: the runtime's default, 100), to measure what memory buys in CPU and latency")
 	flag.BoolVar(&pinCPUs, "pin", false, "with -audit-objects: the control plane on CPU 0, the server and the load generator on CPU 1, so that the API server's work does not share the replica's core (needs 2 CPUs)")
 	flag.IntVar(&auditObjects, "audit-objects", 0, "instead of the rates: the audit benchmark, on this many Pods created before the server starts (make bench-audit N=...)")
 	flag.IntVar(&tenantRate, "tenant-rate", 0, "after the rates: a noisy tenant at its namespace's maximum budget sends this many reviews per second of a 100-container Pod while the quiet namespace is loaded at the first rate (0: skip)")
@@ -215,6 +217,19 @@ type harness struct {
 	// how the server was started, to start it again
 	bin, log string
 	args     []string
+	cgroup   *cpuCgroup // with -server-cpu-limit, the server's
+}
+
+// startServer starts the server as h.bin and h.args say, in h.cgroup when there is one.
+func (h *harness) startServer(log *os.File) (*cluster.Process, error) {
+	bin, args := h.bin, h.args
+	if serverCPUs != "" {
+		bin, args = onCPUs(serverCPUs, bin, args)
+	}
+	if h.cgroup != nil {
+		return h.cgroup.start(bin, log, serverEnv(), args...)
+	}
+	return cluster.StartProcessEnv(bin, log, serverEnv(), args...)
 }
 
 // target is the server, as name, to load.
@@ -226,6 +241,14 @@ func (h *harness) stop() {
 	for _, p := range []*cluster.Process{h.noop, h.srv} {
 		if p != nil {
 			p.Stop()
+		}
+	}
+	if h.cgroup != nil {
+		if periods, throttled, ms, err := h.cgroup.throttled(); err == nil {
+			fmt.Printf("==> the server's CPU limit (%g CPUs): throttled in %d of %d periods, %.1f ms in all\n", serverCPULimit, throttled, periods, ms)
+		}
+		if err := h.cgroup.remove(); err != nil {
+			fmt.Fprintf(os.Stderr, "removing the server's cgroup: %v\n", err)
 		}
 	}
 	h.c.Stop()
@@ -279,7 +302,16 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 		"--validating-webhook-configuration", "none", "--leader-elect=false",
 		"--metrics-bind-address", metrics, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes),
 		"--metrics-secure=false"} // plain HTTP, for pprof on -metrics-addr (loopback)
-	srv, err := cluster.StartProcess(bin, logFile, h.args...)
+	if serverCPULimit > 0 {
+		if h.cgroup, err = newCPUCgroup(serverCPULimit); err != nil {
+			return nil, err
+		}
+		fmt.Printf("    the server may use %g CPUs (a cgroup's quota)\n", serverCPULimit)
+	}
+	if serverCPUs != "" {
+		fmt.Printf("    the server runs on CPUs %s only\n", serverCPUs)
+	}
+	srv, err := h.startServer(logFile)
 	if err != nil {
 		return nil, err
 	}
@@ -746,3 +778,16 @@ func writeCert(ctx context.Context, c *cluster.Cluster, dir string) error {
 }
 
 func runtimeRaw(b []byte) k8sruntime.RawExtension { return k8sruntime.RawExtension{Raw: b} }
+
+// serverEnv is what -server-gogc and -server-gomaxprocs add to the server's environment (never the
+// floor's), each said once, as the server starts.
+func serverEnv() []string {
+	var env []string
+	for _, v := range [][2]string{{"GOGC", serverGOGC}, {"GOMAXPROCS", serverGOMAXPROCS}} {
+		if v[1] != "" {
+			env = append(env, v[0]+"="+v[1])
+			fmt.Printf("    the server runs with %s=%s\n", v[0], v[1])
+		}
+	}
+	return env
+}

@@ -6,7 +6,9 @@ import (
 )
 
 // ensureProcessors gives the audit a processor of its own: with one (GOMAXPROCS 1, as the
-// runtime sets it in a container limited to one CPU), whichever goroutine runs holds it, so a
+// runtime sets it on a node with one CPU or in a container pinned to one, as the kubelet's static
+// CPU manager pins a Guaranteed Pod that requests one CPU; under a CPU limit below two it runs
+// two itself), whichever goroutine runs holds it, so a
 // scan judging objects keeps admission's reviews waiting and nothing reads the network
 // meanwhile. With two, a thread is always free to take a review, and the scan's thread runs at
 // the lowest priority (pkg/audit), so where the two share a CPU the kernel runs admission first.
