@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -155,4 +156,101 @@ func TestJUnit(t *testing.T) {
 	if doc.Suites[1].Cases[0].Classname != "v1 Pod shop/job (UPDATE)" {
 		t.Errorf("an UPDATE's class %q", doc.Suites[1].Cases[0].Classname)
 	}
+}
+
+// junitWhole is the JUnit document of r as JUnitSuites.Write encodes it whole: what the
+// streamed writer must write.
+func junitWhole(t *testing.T, r *Report) string {
+	t.Helper()
+	doc := JUnitSuites{Name: "portcullis check"}
+	var cur *JUnitSuite
+	for _, g := range r.groups {
+		if cur == nil || cur.Name != g.file {
+			if cur != nil {
+				doc.Add(*cur)
+			}
+			cur = &JUnitSuite{Name: g.file, File: g.file}
+		}
+		results := r.resultsOf(g)
+		for i := range results {
+			cur.Cases = append(cur.Cases, junitCase(g, &results[i]))
+		}
+	}
+	if cur != nil {
+		doc.Add(*cur)
+	}
+	var b bytes.Buffer
+	if err := doc.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// sarifWhole is the SARIF document of r as an encoding/json Encoder indenting by two spaces
+// encodes it whole.
+func sarifWhole(t *testing.T, r *Report) string {
+	t.Helper()
+	st := newSARIFStream(r.Rules)
+	run := sarifRun{Tool: sarifTool{Driver: sarifDriver{Name: "Portcullis", InformationURI: "https://github.com/portcullis-dev/portcullis"}}, Results: []sarifResult{}}
+	for i := range r.Results {
+		res := &r.Results[i]
+		if res.Policy != "" && (res.Result == policies.Fail || res.Result == policies.Error) {
+			run.Results = append(run.Results, st.result(res))
+		}
+	}
+	run.Tool.Driver.Rules = sarifRules(st.rules)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(sarifLog{Schema: SARIFSchema, Version: "2.1.0", Runs: []sarifRun{run}}); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestJUnitAndSARIFWrittenAsWhole: JUnit and SARIF, written an entry at a time with their counts
+// and rules put before the entries at the end, are what encoding the whole document writes, for
+// the sample, for a report with no results, and for one whose entries outgrow the spool's
+// memory (so that they are copied back from its file). Write and a streaming report both write
+// them this way (TestStreamWritesWhatWriteWrites).
+func TestJUnitAndSARIFWrittenAsWhole(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	large := &Report{Rules: []Rule{{Policy: "p", Rule: "r0"}}}
+	message := strings.Repeat("the image is not signed <by us> & ", 8)
+	for i := range 30000 {
+		pod := policies.Ref{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-" + strconv.Itoa(i)}
+		large.AddRequest(Location{File: "pods-" + strconv.Itoa(i/10000) + ".yaml", Line: 1 + 5*(i%10000)}, v1alpha1.Create, pod, []policies.Result{
+			{Policy: "p", Rule: "r" + strconv.Itoa(i%3), Resource: pod, Result: policies.Fail, Action: v1alpha1.Deny, Message: message},
+			{Policy: "p", Rule: "ok", Resource: pod, Result: policies.Pass, Action: v1alpha1.Deny},
+		})
+	}
+	for name, r := range map[string]*Report{"sample": sample(), "empty": {}, "large": large} {
+		for format, whole := range map[string]func(*testing.T, *Report) string{"junit": junitWhole, "sarif": sarifWhole} {
+			var got bytes.Buffer
+			if err := r.Write(&got, format); err != nil {
+				t.Fatalf("%s, -o %s: %v", name, format, err)
+			}
+			if want := whole(t, r); got.String() != want {
+				t.Errorf("%s, -o %s: %d bytes written, %d encoded whole; from byte %d:\n%.400s\nwant:\n%.400s", name, format, got.Len(), len(want),
+					firstDifference(got.String(), want), got.String()[firstDifference(got.String(), want):], want[firstDifference(got.String(), want):])
+			}
+			if name == "large" && got.Len() <= 8<<20 {
+				t.Errorf("-o %s of the large report is %d bytes: within the spool's memory", format, got.Len())
+			}
+		}
+	}
+	if left, _ := os.ReadDir(os.Getenv("TMPDIR")); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+// firstDifference is the index of the first byte where a and b differ.
+func firstDifference(a, b string) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }

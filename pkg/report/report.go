@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unique"
 
@@ -111,9 +112,11 @@ type Report struct {
 type stream struct {
 	w                 *bufio.Writer
 	format            string
-	written           int   // results written (json: a comma before each but the first)
-	resources, denied int   // resources written, and those the API server would deny (text)
-	err               error // the first result that did not encode
+	junit             *junitStream // junit: the cases, until Finish writes the counts before them
+	sarif             *sarifStream // sarif: the results, until Finish writes the rules before them
+	written           int          // results written (json: a comma before each but the first)
+	resources, denied int          // resources written, and those the API server would deny (text)
+	err               error        // the first result that did not encode
 }
 
 // Location is where a resource was read: its file, and the line its document starts on (0:
@@ -181,6 +184,12 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 		for i := range r.resultsOf(g) {
 			st.writeJSONResult(&r.Results[g.first+i])
 		}
+	case "junit":
+		st.junit.add(g, r.resultsOf(g))
+	case "sarif":
+		for i := range r.resultsOf(g) {
+			st.sarif.add(&r.Results[g.first+i])
+		}
 	default:
 		if r.writeText(st.w, g) {
 			st.denied++
@@ -190,20 +199,25 @@ func (r *Report) AddRequest(at Location, op v1alpha1.Operation, ref policies.Ref
 	r.Results = r.Results[:0]
 }
 
-// Streams are the formats Stream writes a resource at a time.
-var Streams = []string{"text", "json"}
-
-// Stream makes r write each resource it is given to w as it is added, in format (one of
-// Streams), keeping only the counts: Finish writes the rest. What is written is what Write would
-// write had r kept every result, and the memory a report of many resources takes stays that of
-// one. Call it before anything is added; it reports whether format can be streamed.
+// Stream makes r write each resource it is given as it is added, in format (one of Formats),
+// keeping only the counts: Finish writes the rest. Text and json go to w as they are added; the
+// testcases of junit and the results of sarif go to a spool (memory, then a temporary file),
+// and Finish writes what comes before them (the counts, the rules) and them to w. What is written
+// is what Write would write had r kept every result, and the memory a report of many resources
+// takes stays that of one. Call it before anything is added, with the Rules set; it reports
+// whether format can be streamed.
 func (r *Report) Stream(w io.Writer, format string) bool {
-	if len(r.groups) > 0 || r.stream != nil || (format != "text" && format != "json") {
+	if len(r.groups) > 0 || r.stream != nil || !slices.Contains(Formats, format) {
 		return false
 	}
 	r.stream = &stream{w: bufio.NewWriter(w), format: format}
-	if format == "json" {
+	switch format {
+	case "json":
 		_, _ = r.stream.w.WriteString(jsonHead)
+	case "junit":
+		r.stream.junit = &junitStream{}
+	case "sarif":
+		r.stream.sarif = newSARIFStream(r.Rules)
 	}
 	return true
 }
@@ -220,11 +234,22 @@ func (r *Report) Finish() error {
 	if st.err != nil {
 		return st.err
 	}
-	if st.format == "json" {
+	switch st.format {
+	case "json":
 		if err := writeJSONTail(st.w, st.written, r.Summary); err != nil {
 			return err
 		}
-	} else {
+	case "junit":
+		defer st.junit.close()
+		if err := st.junit.finish(st.w); err != nil {
+			return err
+		}
+	case "sarif":
+		defer st.sarif.close()
+		if err := st.sarif.finish(st.w); err != nil {
+			return err
+		}
+	default:
 		r.writeTextSummary(st.w, st.resources, st.denied)
 	}
 	return st.w.Flush()

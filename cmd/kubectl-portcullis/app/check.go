@@ -13,6 +13,7 @@ import (
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/portcullis-dev/portcullis/internal/spool"
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 	"github.com/portcullis-dev/portcullis/pkg/manifest"
 	"github.com/portcullis-dev/portcullis/pkg/policies"
@@ -38,9 +39,8 @@ type checkOptions struct {
 	verifyTimeout       time.Duration
 	trustedRoot         string
 	clusterOptions
-	// spool takes the output of check's report when it streams (text and json); check sets it
-	// before run.
-	spool *spool
+	// spool takes the output of check's report, which streams it; check sets it before run.
+	spool *spool.Spool
 }
 
 func newCheckCommand(s streams) *cobra.Command {
@@ -90,9 +90,9 @@ error, unreadable or invalid input, or an invalid policy.`,
 			if err := o.validate(report.Formats...); err != nil {
 				return err
 			}
-			// text and json are written a resource at a time, to the spool: nothing is
-			// printed unless the whole run succeeds.
-			o.spool = &spool{}
+			// Every format is written a resource at a time, to the spool: nothing is printed
+			// unless the whole run succeeds.
+			o.spool = &spool.Spool{}
 			defer func() { _ = o.spool.Close() }()
 			rep, err := o.run(cmd.Context(), s)
 			if err != nil {
@@ -218,8 +218,7 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 	return rep, nil
 }
 
-// newReport is the report of a run of check: streaming to the spool when the output format
-// allows.
+// newReport is the report of a run of check, streaming to the spool.
 func (o *checkOptions) newReport(engine *policies.Engine) *report.Report {
 	rep := &report.Report{Rules: report.RulesOf(engine), Quiet: o.quiet}
 	rep.Stream(o.spool, o.output)
