@@ -222,6 +222,11 @@ func (r *Report) Stream(w io.Writer, format string) bool {
 	return true
 }
 
+// WritesOnFinish reports whether a report streaming format writes nothing to its writer until
+// Finish (junit and sarif, whose entries wait in a spool of their own): a caller that prints only
+// a run that succeeded can give it the output itself.
+func WritesOnFinish(format string) bool { return format == "junit" || format == "sarif" }
+
 // Streaming reports whether r writes its resources as they are added (Stream).
 func (r *Report) Streaming() bool { return r.stream != nil }
 

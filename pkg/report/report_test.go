@@ -193,6 +193,9 @@ func TestStreamWritesWhatWriteWrites(t *testing.T) {
 				t.Fatalf("%s does not stream", format)
 			}
 			add(streamed)
+			if WritesOnFinish(format) && got.Len() != 0 {
+				t.Errorf("-o %s wrote %d bytes before Finish", format, got.Len())
+			}
 			if err := streamed.Finish(); err != nil {
 				t.Fatal(err)
 			}

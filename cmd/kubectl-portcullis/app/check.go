@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -39,8 +40,11 @@ type checkOptions struct {
 	verifyTimeout       time.Duration
 	trustedRoot         string
 	clusterOptions
-	// spool takes the output of check's report, which streams it; check sets it before run.
+	// spool takes the output of check's report, which streams it, until the run has succeeded;
+	// sink is where the report writes: the spool, or the output itself for a format that writes
+	// nothing before the run is finished. check sets both before run.
 	spool *spool.Spool
+	sink  io.Writer
 }
 
 func newCheckCommand(s streams) *cobra.Command {
@@ -90,9 +94,14 @@ error, unreadable or invalid input, or an invalid policy.`,
 			if err := o.validate(report.Formats...); err != nil {
 				return err
 			}
-			// Every format is written a resource at a time, to the spool: nothing is printed
-			// unless the whole run succeeds.
+			// Every format is written a resource at a time, to the spool (junit and sarif to
+			// spools of their own, until Finish): nothing is printed unless the whole run
+			// succeeds.
 			o.spool = &spool.Spool{}
+			o.sink = o.spool
+			if report.WritesOnFinish(o.output) {
+				o.sink = s.out
+			}
 			defer func() { _ = o.spool.Close() }()
 			rep, err := o.run(cmd.Context(), s)
 			if err != nil {
@@ -221,7 +230,7 @@ func (o *checkOptions) run(ctx context.Context, s streams) (*report.Report, erro
 // newReport is the report of a run of check, streaming to the spool.
 func (o *checkOptions) newReport(engine *policies.Engine) *report.Report {
 	rep := &report.Report{Rules: report.RulesOf(engine), Quiet: o.quiet}
-	rep.Stream(o.spool, o.output)
+	rep.Stream(o.sink, o.output)
 	return rep
 }
 
