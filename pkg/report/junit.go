@@ -137,7 +137,7 @@ func junitCase(g group, res *Result) JUnitCase {
 // the cases.
 type junitStream struct {
 	cases  spool.Spool
-	buf    bytes.Buffer // a case, encoded
+	enc    *xml.Encoder // into cases (it flushes each case)
 	suites []junitSuiteAt
 	err    error // the first case that did not encode
 }
@@ -147,6 +147,9 @@ type junitSuiteAt struct {
 	JUnitSuite // without its cases
 	from, to   int64
 }
+
+// junitCaseElement is a testcase's element.
+var junitCaseElement = xml.StartElement{Name: xml.Name{Local: "testcase"}}
 
 // junitCaseIndent is a testcase's indentation in the document: testsuites, testsuite, testcase.
 const junitCaseIndent = "    "
@@ -160,17 +163,13 @@ func (j *junitStream) add(g group, results []Result) {
 	suite := &j.suites[len(j.suites)-1]
 	for i := range results {
 		c := junitCase(g, &results[i])
-		j.buf.Reset()
-		j.buf.WriteByte('\n')
-		enc := xml.NewEncoder(&j.buf)
-		enc.Indent(junitCaseIndent, "  ")
-		if err := enc.EncodeElement(c, xml.StartElement{Name: xml.Name{Local: "testcase"}}); err != nil {
-			if j.err == nil {
-				j.err = err
-			}
-			continue
+		if j.enc == nil {
+			// One encoder for every case: it starts each after the first on a line of its own.
+			_, _ = j.cases.Write([]byte{'\n'})
+			j.enc = xml.NewEncoder(&j.cases)
+			j.enc.Indent(junitCaseIndent, "  ")
 		}
-		if _, err := j.cases.Write(j.buf.Bytes()); err != nil && j.err == nil {
+		if err := j.enc.EncodeElement(c, junitCaseElement); err != nil && j.err == nil {
 			j.err = err
 		}
 		suite.count(c)
