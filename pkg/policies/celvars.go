@@ -19,7 +19,8 @@ import (
 type celVars struct {
 	scope *celScope
 	in    *input
-	vals  []ref.Val // by the scope's variables' order; nil: not yet read
+	vals  []ref.Val  // by the scope's variables' order; nil: not yet read
+	act   activation // the scope's rules' and variables' (input.activation)
 }
 
 var (
@@ -29,7 +30,7 @@ var (
 
 // newCELVars returns the variables of s for in, none evaluated.
 func newCELVars(s *celScope, in *input) *celVars {
-	return &celVars{scope: s, in: in, vals: make([]ref.Val, len(s.variables))}
+	return &celVars{scope: s, in: in, vals: make([]ref.Val, len(s.variables)), act: activation{in: in, scope: s}}
 }
 
 // index is the place of the variable named key, or -1.
@@ -53,7 +54,7 @@ func (m *celVars) at(i int) ref.Val {
 	if v := m.vals[i]; v != nil {
 		return v
 	}
-	v := m.scope.variables[i].evaluate(m.in, activation{in: m.in, scope: m.scope})
+	v := m.scope.variables[i].evaluate(m.in, &m.act)
 	m.vals[i] = v
 	return v
 }

@@ -182,11 +182,26 @@ type input struct {
 	nsLabels  labels.Set
 	unchanged *bool
 	vars      []*celVars // the variables of the policies read so far, each evaluated lazily
+	act       activation // the CEL variables of the rules with neither params nor variables
+}
+
+// activation is what binds the CEL variables of a rule of scope s (nil: neither params nor
+// variables) for this request: one per scope, kept, as handing a program a new one would
+// allocate it on every rule's evaluation.
+func (in *input) activation(s *celScope) *activation {
+	if s == nil {
+		in.act.in = in
+		return &in.act
+	}
+	return &in.scopeVars(s).act
 }
 
 // variables returns the variables of the policy whose scope is s, for this request. A request's
 // rules are evaluated policy by policy, so the last policy's are looked at first.
-func (in *input) variables(s *celScope) ref.Val {
+func (in *input) variables(s *celScope) ref.Val { return in.scopeVars(s) }
+
+// scopeVars are the variables of scope s for this request, made on the first call.
+func (in *input) scopeVars(s *celScope) *celVars {
 	for i := len(in.vars) - 1; i >= 0; i-- {
 		if in.vars[i].scope == s {
 			return in.vars[i]

@@ -76,7 +76,7 @@ type celVariable struct {
 }
 
 // evaluate is the variable's value for one request, or the error that evaluating it gave.
-func (v *celVariable) evaluate(in *input, act activation) ref.Val {
+func (v *celVariable) evaluate(in *input, act *activation) ref.Val {
 	var out ref.Val
 	var err error
 	if v.untracked != nil && v.untrackedWithin.covers(in.bounds()) {

@@ -297,7 +297,7 @@ func FormatCost(c uint64) string {
 }
 
 func (r *celRule) evaluate(in *input) verdict {
-	act := activation{in: in, scope: r.scope}
+	act := in.activation(r.scope)
 	var out ref.Val
 	var err error
 	if prog := r.programFor(in); prog == r.untracked {
