@@ -23,8 +23,8 @@ type valPlan struct {
 	// fields are a struct's JSON fields by name, inlined ones flattened.
 	fields map[string]fieldPlan
 	// stringKeys: a map whose keys are strings (of any string type); stringMap: map[string]string
-	// itself, read without reflect.
-	stringKeys, stringMap bool
+	// itself, and resourceList: a Pod's requests and limits, read without reflect.
+	stringKeys, stringMap, resourceList bool
 }
 
 // fieldPlan is a struct field and the plan of its type.
@@ -44,8 +44,9 @@ const (
 	valUint
 	valFloat
 	valIntOrString
-	valBytes   // base64, as JSON writes bytes; a nil slice is null
-	valOwnJSON // converted as a whole, through its own JSON (Quantity, Time, RawExtension…)
+	valBytes    // base64, as JSON writes bytes; a nil slice is null
+	valQuantity // a resource.Quantity: its JSON's string, without going through the JSON
+	valOwnJSON  // converted as a whole, through its own JSON (Time, RawExtension…)
 	valPointer
 	valInterface
 	valList
@@ -98,6 +99,7 @@ func makePlan(t reflect.Type, made map[reflect.Type]*valPlan) *valPlan {
 		p.elem = makePlan(t.Elem(), made)
 		p.stringKeys = t.Key().Kind() == reflect.String
 		p.stringMap = t == typeStringMap
+		p.resourceList = t == typeResourceList
 	case valStruct:
 		entry := value.TypeReflectEntryOf(t)
 		p.fields = make(map[string]fieldPlan, len(entry.Fields()))
@@ -120,9 +122,14 @@ func planKind(t reflect.Type) valKind {
 		return valIntOrString
 	case typeBytes:
 		return valBytes
+	case typeQuantity:
+		return valQuantity
 	}
 	if t.Kind() == reflect.Interface {
 		return valInterface
+	}
+	if t.Kind() == reflect.Pointer && (t.Elem() == typeQuantity || t.Elem() == typeIntOrString) {
+		return valPointer // to the target's own kind, rather than through the pointer's JSON
 	}
 	if value.TypeReflectEntryOf(t).CanConvertToUnstructured() {
 		return valOwnJSON

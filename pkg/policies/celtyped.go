@@ -10,7 +10,9 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -129,8 +131,10 @@ func (a *typedArena) addField(found *readField, name string, val ref.Val) *readF
 }
 
 var (
-	typeIntOrString = reflect.TypeFor[intstr.IntOrString]()
-	typeBytes       = reflect.TypeFor[[]byte]()
+	typeIntOrString  = reflect.TypeFor[intstr.IntOrString]()
+	typeBytes        = reflect.TypeFor[[]byte]()
+	typeQuantity     = reflect.TypeFor[resource.Quantity]()
+	typeResourceList = reflect.TypeFor[corev1.ResourceList]()
 )
 
 // val is v (addressable, or a value of a kind that needs no address) as CEL sees it.
@@ -166,6 +170,14 @@ func (a *typedArena) valOf(p *valPlan, v reflect.Value) ref.Val {
 			return types.NullValue
 		}
 		return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
+	case valQuantity:
+		var q resource.Quantity
+		if v.CanAddr() {
+			q = *v.Addr().Interface().(*resource.Quantity) // a copy: String caches its text in it
+		} else {
+			q = v.Interface().(resource.Quantity)
+		}
+		return types.String(q.String())
 	case valOwnJSON:
 		switch v.Kind() {
 		case reflect.Pointer, reflect.Map, reflect.Slice:
@@ -439,6 +451,10 @@ func (m *typedMap) Find(key ref.Val) (ref.Val, bool) {
 	case m.plan.stringMap:
 		if e, ok := m.value.Interface().(map[string]string)[name]; ok {
 			result = types.String(e)
+		}
+	case m.plan.resourceList:
+		if q, ok := m.value.Interface().(corev1.ResourceList)[corev1.ResourceName(name)]; ok {
+			result = types.String(q.String()) // as its JSON writes it
 		}
 	case m.plan.stringKeys:
 		if e := m.value.MapIndex(reflect.ValueOf(name).Convert(m.value.Type().Key())); e.IsValid() {

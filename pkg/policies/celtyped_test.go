@@ -66,6 +66,9 @@ func TestTypedValMatchesUnstructured(t *testing.T) {
 			SecurityContext:               &corev1.PodSecurityContext{},
 			TerminationGracePeriodSeconds: new(int64),
 			Overhead:                      corev1.ResourceList{"x": resource.MustParse("1e3")},
+			Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{
+				EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("0.25Gi"))},
+			}}},
 		}},
 		&corev1.Namespace{},
 	)
