@@ -171,13 +171,10 @@ func (a *typedArena) valOf(p *valPlan, v reflect.Value) ref.Val {
 		}
 		return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
 	case valQuantity:
-		var q resource.Quantity
 		if v.CanAddr() {
-			q = *v.Addr().Interface().(*resource.Quantity) // a copy: String caches its text in it
-		} else {
-			q = v.Interface().(resource.Quantity)
+			return quantityVal(*v.Addr().Interface().(*resource.Quantity))
 		}
-		return types.String(q.String())
+		return quantityVal(v.Interface().(resource.Quantity))
 	case valOwnJSON:
 		switch v.Kind() {
 		case reflect.Pointer, reflect.Map, reflect.Slice:
@@ -223,6 +220,10 @@ func viaOwnJSON(p *valPlan, v reflect.Value) ref.Val {
 	}
 	return types.DefaultTypeAdapter.NativeToValue(u)
 }
+
+// quantityVal is q as CEL sees it: the string its JSON is. q is a copy, as String caches its
+// text in the Quantity it is called on, and the decoded object is read by others.
+func quantityVal(q resource.Quantity) ref.Val { return types.String(q.String()) }
 
 // addressable is v, copied to the heap when it has no address (a map's value, an interface's).
 func addressable(v reflect.Value) reflect.Value {
@@ -454,7 +455,7 @@ func (m *typedMap) Find(key ref.Val) (ref.Val, bool) {
 		}
 	case m.plan.resourceList:
 		if q, ok := m.value.Interface().(corev1.ResourceList)[corev1.ResourceName(name)]; ok {
-			result = types.String(q.String()) // as its JSON writes it
+			result = quantityVal(q)
 		}
 	case m.plan.stringKeys:
 		if e := m.value.MapIndex(reflect.ValueOf(name).Convert(m.value.Type().Key())); e.IsValid() {

@@ -187,7 +187,8 @@ type input struct {
 
 // activation is what binds the CEL variables of a rule of scope s (nil: neither params nor
 // variables) for this request: one per scope, kept, as handing a program a new one would
-// allocate it on every rule's evaluation.
+// allocate it on every rule's evaluation. The input's own is bound to it here rather than where
+// the input is made, so that every input has it, however it was made.
 func (in *input) activation(s *celScope) *activation {
 	if s == nil {
 		in.act.in = in
