@@ -25,7 +25,11 @@ import (
 //   - If not, its connection idle the longest is closed, once it has been idle for minIdle
 //     (reusedIdle times that if the client reuses its connections) and the new connection has
 //     waited for grace, at the TCP level, without a TLS alert, so that a client that does not
-//     read cannot stall Accept.
+//     read cannot stall Accept. Grace is waited once for the connections that queue one behind
+//     another: a new connection accepted within grace of the last one that waited for a slot
+//     waits from when the first of them was accepted, so a client that floods the port with
+//     connections does not hold every connection behind its own for grace each (the API
+//     server's among them: at 50 ms each, 64 queued ones delayed the next by 3 s).
 //
 // Closing a kept-alive connection is the last resort because HTTP/1.1 has no way to do it that
 // does not race with the client's next request on it, and the API server does not retry a review
@@ -48,6 +52,13 @@ type connLimit struct {
 
 	// beforeClose, when set (by tests), runs between choosing an idle connection and closing it.
 	beforeClose atomic.Pointer[func()]
+	// graceWaits counts the connections that waited for grace (read by tests).
+	graceWaits atomic.Uint64
+
+	// Only Accept's goroutine reads and writes these: when the last connection that had to wait
+	// got its slot (zero if the last one accepted did not wait), and when the connections that
+	// have since queued one behind another began to wait.
+	lastWaited, waitingSince time.Time
 
 	mu      sync.Mutex
 	conns   map[*limitedConn]struct{} // every connection open
@@ -77,12 +88,20 @@ func (l *connLimit) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	since := time.Now()
+	accepted := time.Now()
+	var since time.Time
 	for {
 		select {
 		case l.slots <- struct{}{}:
+			l.lastWaited = time.Time{}
+			if !since.IsZero() {
+				l.lastWaited = time.Now()
+			}
 			return l.admit(c), nil
 		default:
+		}
+		if since.IsZero() {
+			since = l.queuedSince(accepted)
 		}
 		closed, retry := l.free(time.Now(), since)
 		if closed {
@@ -97,6 +116,7 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
+			l.lastWaited = time.Now()
 			return l.admit(c), nil
 		case <-changed:
 		case <-ripe:
@@ -105,6 +125,16 @@ func (l *connLimit) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// queuedSince is since when a connection accepted at accepted, which finds no free slot, counts
+// as waiting: since it was accepted, or, if the last connection that waited got its slot within
+// grace before, since the first of those queued behind one another began to wait.
+func (l *connLimit) queuedSince(accepted time.Time) time.Time {
+	if l.lastWaited.IsZero() || accepted.Sub(l.lastWaited) > l.grace {
+		l.waitingSince = accepted
+	}
+	return l.waitingSince
 }
 
 // admit wraps c, which has a slot, and counts it open.
@@ -178,13 +208,13 @@ type client struct {
 	busy, fresh, idlest *limitedConn
 }
 
-// free frees a slot for a connection waiting since since, from the client that holds the most
-// connections. In order: it waits for a busy connection retired within retireWait to close;
-// retires a busy one, or a fresh one (the client uses its connections: closing an idle one
-// would race with its next request); or closes its longest-idle one, once it has been idle
-// for minIdle (reusedIdle times that if the client reuses its connections) and the new
-// connection has waited for grace. closed is whether it closed one (its slot is free); otherwise retry is how
-// long until free may do more (0: until a connection turns idle or busy).
+// free frees a slot for a connection waiting since since (queuedSince), from the client that
+// holds the most connections. In order: it waits for a busy connection retired within
+// retireWait to close; retires a busy one, or a fresh one (the client uses its connections:
+// closing an idle one would race with its next request); or closes its longest-idle one, once
+// it has been idle for minIdle (reusedIdle times that if the client reuses its connections) and
+// grace has passed since since. closed is whether it closed one (its slot is free); otherwise
+// retry is how long until free may do more (0: until a connection turns idle or busy).
 func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration) {
 	l.mu.Lock()
 	clients := make(map[string]*client)
@@ -237,8 +267,12 @@ func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration
 	if most.reuses {
 		floor *= reusedIdle
 	}
-	if wait := max(floor-now.Sub(victim.idleSince), l.grace-now.Sub(since)); wait > 0 {
+	idleWait, graceWait := floor-now.Sub(victim.idleSince), l.grace-now.Sub(since)
+	if wait := max(idleWait, graceWait); wait > 0 {
 		l.mu.Unlock()
+		if graceWait > idleWait {
+			l.graceWaits.Add(1)
+		}
 		return false, wait
 	}
 	if pendingInput(victim.Conn) {

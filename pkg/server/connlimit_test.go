@@ -353,3 +353,56 @@ func hammer(t *testing.T, addr, path string, bursts, clients, requests int, paus
 	}
 	return fmt.Sprintf("%d requests served, %d failed", served.Load(), failed.Load())
 }
+
+// TestConnectionLimitGraceOncePerQueue: connections that queue behind one another at the bound
+// wait for grace once between them, not once each: a client that floods the port would
+// otherwise hold every connection behind its own for grace each, the API server's among them.
+// Every one is still served, and each slot is still freed from the client holding the most.
+func TestConnectionLimitGraceOncePerQueue(t *testing.T) {
+	const bound, queued = 16, 8
+	s, addr := limitedServer(t, bound)
+	for range bound {
+		keptAliveFrom(t, addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	}
+	time.Sleep(DefaultWebhookServerOptions.MinIdleToClose) // all idle long enough to be closed
+	l := limit(t, s)
+	var wg sync.WaitGroup
+	for range queued {
+		wg.Go(func() { keptAliveFrom(t, addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}) })
+	}
+	wg.Wait()
+	c := s.Connections()
+	if c.IdleClosed != queued || c.Open != bound {
+		t.Errorf("%+v: want %d idle connections closed for the %d new ones, and %d open", c, queued, queued, bound)
+	}
+	// One waited; a stall of the test's host longer than grace between two of them starts a
+	// new queue, so a few may. Each waited before the change.
+	if n := l.graceWaits.Load(); n == 0 || n > queued/2 {
+		t.Errorf("%d of %d queued connections waited for grace, want 1 (a few on a host that stalls)", n, queued)
+	}
+}
+
+// TestQueuedSince: a connection accepted within grace of the last one that waited for a slot
+// waits from when the first of them was accepted; after a pause longer than grace, or once a
+// connection found a free slot, from when it was itself accepted.
+func TestQueuedSince(t *testing.T) {
+	l := newConnLimit(nil, 1, time.Second, 50*time.Millisecond)
+	t0 := time.Unix(1000, 0)
+	if got := l.queuedSince(t0); !got.Equal(t0) {
+		t.Errorf("the first: %v, want %v", got, t0)
+	}
+	l.lastWaited = t0.Add(60 * time.Millisecond) // got its slot after grace
+	if got := l.queuedSince(t0.Add(61 * time.Millisecond)); !got.Equal(t0) {
+		t.Errorf("queued behind it: %v, want %v", got, t0)
+	}
+	l.lastWaited = t0.Add(70 * time.Millisecond)
+	later := t0.Add(70*time.Millisecond + 51*time.Millisecond)
+	if got := l.queuedSince(later); !got.Equal(later) {
+		t.Errorf("after a pause longer than grace: %v, want %v", got, later)
+	}
+	l.lastWaited = time.Time{} // the last one found a free slot
+	next := later.Add(time.Millisecond)
+	if got := l.queuedSince(next); !got.Equal(next) {
+		t.Errorf("after a free slot: %v, want %v", got, next)
+	}
+}
