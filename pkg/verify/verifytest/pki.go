@@ -31,7 +31,6 @@ import (
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/attest"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/sign"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 	fulcio "github.com/sigstore/fulcio/pkg/certificate"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
@@ -132,7 +131,7 @@ func certChain(certs ...*x509.Certificate) map[string]any {
 	return map[string]any{"certificates": chain}
 }
 
-// Signer is a signing identity: an encrypted cosign key on disk and a certificate for it.
+// Signer is a signing identity: a key and a certificate for it, the certificate and its chain on disk.
 type Signer struct {
 	KeyPair
 	CertPath, ChainPath string
@@ -202,7 +201,7 @@ func (ca *CA) Issue(t testing.TB, c Cert) Signer {
 // --certificate-chain CHAIN --tlog-upload=false [--timestamp-server-url URL]`.
 func SignWithCert(t testing.TB, image string, s Signer, opts ...SignOption) {
 	t.Helper()
-	ko := options.KeyOpts{KeyRef: s.PrivateKeyPath, PassFunc: passFunc}
+	ko := options.KeyOpts{KeyRef: s.KeyRef}
 	for _, o := range opts {
 		o(&ko)
 	}
@@ -229,14 +228,14 @@ func Attest(t testing.TB, image string, key KeyPair, s *Signer, predicateType, p
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "predicate.json")
 	writeFile(t, path, []byte(predicate))
-	keyPath := key.PrivateKeyPath
+	keyPath := key.KeyRef
 	c := attest.AttestCommand{
-		KeyOpts:         options.KeyOpts{PassFunc: passFunc, NewBundleFormat: bundle},
+		KeyOpts:         options.KeyOpts{NewBundleFormat: bundle},
 		RegistryOptions: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true},
 		PredicatePath:   path, PredicateType: predicateType, TlogUpload: false, Timeout: 30 * time.Second, RekorEntryType: "dsse",
 	}
 	if s != nil {
-		keyPath, c.CertPath, c.CertChainPath = s.PrivateKeyPath, s.CertPath, s.ChainPath
+		keyPath, c.CertPath, c.CertChainPath = s.KeyRef, s.CertPath, s.ChainPath
 	}
 	c.KeyRef = keyPath
 	if err := c.Exec(t.Context(), image); err != nil {
@@ -251,8 +250,6 @@ func SLSAProvenance(buildType string) string {
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
-
-var passFunc cosign.PassFunc = func(bool) ([]byte, error) { return []byte(password), nil }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()

@@ -1,5 +1,6 @@
 // Package verifytest runs a real OCI registry on loopback (go-containerregistry's, in-process)
-// and signs images in it with cosign's own signing code path (`cosign sign --key`), for tests.
+// and signs images in it with cosign's own signing code path (`cosign sign --key`, the key held
+// in memory), for tests.
 package verifytest
 
 import (
@@ -7,8 +8,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/sign"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 )
 
 // Registry is an in-process registry that counts requests and can go down or slow down.
@@ -81,33 +79,11 @@ func (r *Registry) Push(t testing.TB, repoTag string) string {
 	return ref.Context().Digest(d.String()).String()
 }
 
-// KeyPair is a cosign key pair: the encrypted private key on disk, the public key in PEM.
-type KeyPair struct {
-	PrivateKeyPath string
-	PublicKey      string
-}
-
-const password = "test"
-
-// NewKeyPair generates a key pair as `cosign generate-key-pair` does.
-func NewKeyPair(t testing.TB) KeyPair {
-	t.Helper()
-	keys, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte(password), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "cosign.key")
-	if err := os.WriteFile(path, keys.PrivateBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return KeyPair{PrivateKeyPath: path, PublicKey: string(keys.PublicBytes)}
-}
-
 // Sign signs the image with the code path behind `cosign sign --key --tlog-upload=false
 // [--timestamp-server-url URL]`.
 func Sign(t testing.TB, image string, key KeyPair, opts ...SignOption) {
 	t.Helper()
-	ko := options.KeyOpts{KeyRef: key.PrivateKeyPath, PassFunc: passFunc}
+	ko := options.KeyOpts{KeyRef: key.KeyRef}
 	for _, o := range opts {
 		o(&ko)
 	}
