@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -93,13 +94,44 @@ func TestCertificateRotationUnderTraffic(t *testing.T) {
 }
 
 // TestCABundleRestored: a webhook configuration re-applied without caBundle gets it back.
+//
+// The server updates the configuration from its cache, which holds no managed fields: the
+// configuration keeps every field manager's entry it had.
 func TestCABundleRestored(t *testing.T) {
+	managers := func() map[string]bool {
+		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := e2e.client.Get(t.Context(), client.ObjectKey{Name: "portcullis-validating"}, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, f := range cfg.ManagedFields {
+			m[f.Manager+"/"+string(f.Operation)] = true
+		}
+		return m
+	}
+	// A field manager of its own: kubectl-label, owning the label.
+	if out, _, err := kubectl(t, "", "label", "validatingwebhookconfiguration", "portcullis-validating", "e2e.portcullis.dev/managed=yes"); err != nil {
+		t.Fatalf("kubectl label: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		_, _, _ = e2e.cluster.Kubectl(context.Background(), "", "label", "validatingwebhookconfiguration", "portcullis-validating", "e2e.portcullis.dev/managed-")
+	})
+	before := managers()
 	out, _, err := kubectl(t, "", "patch", "validatingwebhookconfiguration", "portcullis-validating", "--type=json",
 		"-p", `[{"op":"remove","path":"/webhooks/0/clientConfig/caBundle"}]`)
 	if err != nil {
 		t.Fatalf("kubectl patch: %v %s", err, out)
 	}
 	eventually(t, 10*time.Second, func() error { return readyOnce(t.Context()) })
+	after := managers()
+	for m := range before {
+		if !after[m] {
+			t.Errorf("the field manager %s lost its entry once the server restored the caBundle: before %v, after %v", m, before, after)
+		}
+	}
+	if !before["kubectl-label/Update"] {
+		t.Errorf("kubectl label left no field manager's entry: %v", before)
+	}
 }
 
 // TestTLSSettings: TLS 1.2 at least, and HTTP/1.1 only unless --enable-http2.

@@ -66,7 +66,11 @@ func buildManager(cfg *rest.Config, o *Options, whServer *server.WebhookServer) 
 		// when the lease is lost: controller-runtime's ends the process.
 		LeaderElection:          false,
 		GracefulShutdownTimeout: ptr.To(o.LameDuck + o.ShutdownTimeout),
-		Cache:                   cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o)},
+		// Nothing reads an object's managed fields, which are often most of a small object's
+		// size (a Namespace's, a Policy's); an Update of a cached object without them leaves
+		// the API server's as they were.
+		Cache: cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o),
+			DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
