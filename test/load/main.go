@@ -87,6 +87,12 @@ type result struct {
 	Stops      uint64  `json:"gc_stops,omitempty"`
 	SlowStops  uint64  `json:"gc_stops_over_10ms,omitempty"`
 	StoppingMs float64 `json:"gc_stopping_ms,omitempty"`
+	// OwnP99Ms bounds the p99 of the server's own handling of the attack's reviews, from the
+	// decoded review to the answer (its portcullis_admission_review_duration_seconds): the upper
+	// bound of the histogram's bucket that holds it. Beside P99Ms it tells a slow answer from
+	// one that waited outside the handler (in the network, TLS, the scheduler, the load
+	// generator). Zero for the no-op floor.
+	OwnP99Ms float64 `json:"own_p99_ms_at_most,omitempty"`
 }
 
 func main() {
@@ -390,6 +396,9 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 				if res.SlowStops > 0 {
 					fmt.Printf("            the server's GC took over 10 ms to stop the world %d times of %d (%.1f ms stopping in all)\n", res.SlowStops, res.Stops, res.StoppingMs)
 				}
+				if res.OwnP99Ms > 0 {
+					fmt.Printf("            the server's own handling (decoded review to answer): p99 at most %g ms\n", res.OwnP99Ms)
+				}
 			}
 			r := ratioOf(byName[targets[len(targets)-1].name], byName[targets[0].name])
 			ratios[rate] = append(ratios[rate], r)
@@ -483,6 +492,16 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 	if err != nil {
 		return result{}, err
 	}
+	ownP99 := 0.0
+	if t.metrics != "" {
+		handled, err := histogram(nil).add(countersAfter.samples, countersBefore.samples, reviewDuration)
+		if err != nil {
+			return result{}, err
+		}
+		if q := handled.quantileBound(0.99); q > 0 {
+			ownP99 = q * 1000
+		}
+	}
 	ok := float64(m.Requests) * m.Success
 	busy, steal := after.machine.sharesSince(before.machine)
 	c := countersAfter.since(countersBefore)
@@ -492,7 +511,7 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 		LoadCPUPerReview: float64((after.self - before.self).Microseconds()) / float64(max(m.Requests, 1)),
 		MachineBusy:      busy, Steal: steal, Failures: errorSummary(errs),
 		Retired: c.retired, IdleClosed: c.idleClosed, Judged: c.judged, Stops: c.stops, SlowStops: c.slowStops,
-		StoppingMs: c.stopping * 1000}, nil
+		StoppingMs: c.stopping * 1000, OwnP99Ms: ownP99}, nil
 }
 
 // serverCounters are counts the server's metrics give so far: connections retired and closed
@@ -502,6 +521,7 @@ func attackWith(t target, body []byte, rate int, d time.Duration, beside func(d 
 type serverCounters struct {
 	retired, idleClosed, judged, stops, slowStops uint64
 	stopping                                      float64
+	samples                                       map[string]float64 // every sample read
 }
 
 // since is what the counters rose by from before.
@@ -535,7 +555,7 @@ func readCounters(url string) (serverCounters, error) {
 		return serverCounters{}, err
 	}
 	return serverCounters{retired: uint64(m[0]), idleClosed: uint64(m[1]), judged: uint64(m[2]), stops: uint64(m[3]),
-		slowStops: uint64(m[3]) - within, stopping: m[4]}, nil
+		slowStops: uint64(m[3]) - within, stopping: m[4], samples: samples}, nil
 }
 
 // bucketAt returns, of the samples read, the count of histogram's smallest bucket whose upper

@@ -19,8 +19,9 @@ func TestMain(m *testing.M) {
 // TestBenchLoadRuns runs make bench-load once, small, in two rounds, with the noisy tenant, so
 // that a broken harness fails the build; its figures are measured with make bench-load, not
 // asserted here, beyond being there: every phase reviewed something, the floor's and the
-// server's phases read the CPU of the server, of the load generator and of the machine, and each
-// round measured both, the floor first in the first round and second in the second.
+// server's phases read the CPU of the server, of the load generator and of the machine (and the
+// server's, its own handling's p99), and each round measured both, the floor first in the first
+// round and second in the second.
 func TestBenchLoadRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane")
@@ -54,6 +55,10 @@ func TestBenchLoadRuns(t *testing.T) {
 		}
 		if r.Requests == 0 || r.Success == 0 || r.CPUPerReview <= 0 || r.LoadCPUPerReview <= 0 || r.MachineBusy <= 0 || r.MachineBusy > 1 {
 			t.Errorf("%s at %d/s: a figure is missing or out of range: %+v", r.Server, r.Rate, r)
+		}
+		// The server's own handling is read from its metrics; the floor has none.
+		if (r.Server == "portcullis") != (r.OwnP99Ms > 0) {
+			t.Errorf("%s at %d/s: own p99 %g ms: want one for the server only", r.Server, r.Rate, r.OwnP99Ms)
 		}
 	}
 	if !servers["noop"] || !servers["portcullis"] || len(results) < 6 {
