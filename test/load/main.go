@@ -87,9 +87,9 @@ type result struct {
 	Stops      uint64  `json:"gc_stops,omitempty"`
 	SlowStops  uint64  `json:"gc_stops_over_10ms,omitempty"`
 	StoppingMs float64 `json:"gc_stopping_ms,omitempty"`
-	// OwnP99Ms bounds the p99 of the server's own handling of the attack's reviews, from the
-	// decoded review to the answer (its portcullis_admission_review_duration_seconds): the upper
-	// bound of the histogram's bucket that holds it. Beside P99Ms it tells a slow answer from
+	// OwnP99Ms bounds the p99 of the server's own handling of the attack's reviews, decoding the
+	// object and judging it (its portcullis_admission_review_duration_seconds): the upper bound
+	// of the histogram's bucket that holds it. Beside P99Ms it tells a slow answer from
 	// one that waited outside the handler (in the network, TLS, the scheduler, the load
 	// generator). Zero for the no-op floor.
 	OwnP99Ms float64 `json:"own_p99_ms_at_most,omitempty"`
@@ -397,7 +397,7 @@ func measure(rateList string, duration time.Duration, body []byte, targets []tar
 					fmt.Printf("            the server's GC took over 10 ms to stop the world %d times of %d (%.1f ms stopping in all)\n", res.SlowStops, res.Stops, res.StoppingMs)
 				}
 				if res.OwnP99Ms > 0 {
-					fmt.Printf("            the server's own handling (decoded review to answer): p99 at most %g ms\n", res.OwnP99Ms)
+					fmt.Printf("            the server's own handling (decoding and judging the object): p99 at most %g ms\n", res.OwnP99Ms)
 				}
 			}
 			r := ratioOf(byName[targets[len(targets)-1].name], byName[targets[0].name])
