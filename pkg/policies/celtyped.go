@@ -34,6 +34,7 @@ type typedArena struct {
 	maps    blocks[typedMap]
 	fields  blocks[readField]
 	iters   blocks[typedListIterator]
+	vals    valSlab
 }
 
 // blocks are an arena's blocks of one kind of view, filled in order.
@@ -50,6 +51,7 @@ func (a *typedArena) reset() {
 	a.maps.reset()
 	a.fields.reset()
 	a.iters.reset()
+	a.vals.reset()
 }
 
 // arenaMaxBlocks bounds the blocks of any one kind of an arena that is reused: one that read a
@@ -78,6 +80,33 @@ const (
 	arenaMaxBlock   = 16
 	arenaMaxFields  = 32
 )
+
+// valSlab holds the element caches of an arena's lists: slices cut from one block, which the
+// arena keeps when it is reused. A list longer than a block has a cache of its own; when the
+// rest of the block is too short, a new block is made and the last is left to its lists.
+type valSlab struct{ block []ref.Val }
+
+// arenaValBlock is a valSlab's block, in elements: 1 KiB.
+const arenaValBlock = 64
+
+// cut is a cache for n elements, all nil.
+func (s *valSlab) cut(n int) []ref.Val {
+	if n > arenaValBlock {
+		return make([]ref.Val, n)
+	}
+	if len(s.block)+n > cap(s.block) {
+		s.block = make([]ref.Val, 0, arenaValBlock)
+	}
+	start := len(s.block)
+	s.block = s.block[:start+n]
+	return s.block[start : start+n : start+n]
+}
+
+// reset empties the block for another object's lists, clearing what it held.
+func (s *valSlab) reset() {
+	clear(s.block)
+	s.block = s.block[:0]
+}
 
 // toVal is typedToVal's value of obj, whose views a allocates.
 func (a *typedArena) toVal(obj any) ref.Val {
@@ -323,7 +352,7 @@ func (l *typedList) Get(index ref.Val) ref.Val {
 // at is element i, in range.
 func (l *typedList) at(i int) ref.Val {
 	if l.elems == nil {
-		l.elems = make([]ref.Val, l.value.Len())
+		l.elems = l.arena.vals.cut(l.value.Len())
 	}
 	if v := l.elems[i]; v != nil {
 		return v
