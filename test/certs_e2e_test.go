@@ -93,10 +93,8 @@ func TestCertificateRotationUnderTraffic(t *testing.T) {
 	}
 }
 
-// TestCABundleRestored: a webhook configuration re-applied without caBundle gets it back.
-//
-// The server updates the configuration from its cache, which holds no managed fields: the
-// configuration keeps every field manager's entry it had.
+// TestCABundleRestored: a webhook configuration re-applied without caBundle gets it back, and
+// the server's patch leaves every other field manager's entry in place.
 func TestCABundleRestored(t *testing.T) {
 	managers := func() map[string]bool {
 		var cfg admissionregistrationv1.ValidatingWebhookConfiguration

@@ -200,7 +200,7 @@ func (a *typedArena) valOf(p *valPlan, v reflect.Value) ref.Val {
 		}
 		return types.String(base64.StdEncoding.EncodeToString(v.Bytes()))
 	case valQuantity:
-		if v.CanAddr() {
+		if v.CanAddr() { // through its address: v.Interface() would copy it to the heap
 			return quantityVal(*v.Addr().Interface().(*resource.Quantity))
 		}
 		return quantityVal(v.Interface().(resource.Quantity))

@@ -67,8 +67,8 @@ func buildManager(cfg *rest.Config, o *Options, whServer *server.WebhookServer) 
 		LeaderElection:          false,
 		GracefulShutdownTimeout: ptr.To(o.LameDuck + o.ShutdownTimeout),
 		// Nothing reads an object's managed fields, which are often most of a small object's
-		// size (a Namespace's, a Policy's); an Update of a cached object without them leaves
-		// the API server's as they were.
+		// size (a Namespace's, a Policy's). What the server writes of a cached object (a
+		// policy's status) is a merge patch against a copy of it, which never mentions them.
 		Cache: cache.Options{NewInformer: newPatientInformer, ByObject: cacheByObject(o),
 			DefaultTransform: cache.TransformStripManagedFields()},
 	})

@@ -228,16 +228,16 @@ func Attest(t testing.TB, image string, key KeyPair, s *Signer, predicateType, p
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "predicate.json")
 	writeFile(t, path, []byte(predicate))
-	keyPath := key.KeyRef
+	keyRef := key.KeyRef
 	c := attest.AttestCommand{
 		KeyOpts:         options.KeyOpts{NewBundleFormat: bundle},
 		RegistryOptions: options.RegistryOptions{AllowInsecure: true, AllowHTTPRegistry: true},
 		PredicatePath:   path, PredicateType: predicateType, TlogUpload: false, Timeout: 30 * time.Second, RekorEntryType: "dsse",
 	}
 	if s != nil {
-		keyPath, c.CertPath, c.CertChainPath = s.KeyRef, s.CertPath, s.ChainPath
+		keyRef, c.CertPath, c.CertChainPath = s.KeyRef, s.CertPath, s.ChainPath
 	}
-	c.KeyRef = keyPath
+	c.KeyRef = keyRef
 	if err := c.Exec(t.Context(), image); err != nil {
 		t.Fatalf("cosign attest %s: %v", image, err)
 	}
