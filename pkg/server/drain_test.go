@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/transport"
 )
 
 // testServingCert is a self-signed certificate for 127.0.0.1.
@@ -128,5 +131,29 @@ func TestWebhookServerCertificateAndDrain(t *testing.T) {
 	if c, err := net.Dial("tcp", addr); err == nil {
 		_ = c.Close()
 		t.Error("still accepting after the drain")
+	}
+}
+
+// TestIdleTimeoutOutlastsTheAPIServers: the server keeps an idle connection open longer than
+// the API server's client does (client-go's transport, which the API server's webhook client is
+// built on), so that the client closes it first. Were the server to close first, a review the
+// API server sent on the connection as it closed would fail (a POST is not retried), and
+// failurePolicy would decide the object.
+func TestIdleTimeoutOutlastsTheAPIServers(t *testing.T) {
+	rt, err := transport.New(&transport.Config{TLS: transport.TLSConfig{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w, ok := rt.(utilnet.RoundTripperWrapper); ok; w, ok = rt.(utilnet.RoundTripperWrapper) {
+		rt = w.WrappedRoundTripper()
+	}
+	ht, ok := rt.(*http.Transport)
+	if !ok {
+		t.Fatalf("client-go's transport is a %T, want an *http.Transport", rt)
+	}
+	const margin = 10 * time.Second // the client's clock starts after the server's, a round trip later
+	if ht.IdleConnTimeout == 0 || DefaultWebhookServerOptions.IdleTimeout < ht.IdleConnTimeout+margin {
+		t.Errorf("the server closes a connection idle for %v; the API server keeps one %v: want at least %v more",
+			DefaultWebhookServerOptions.IdleTimeout, ht.IdleConnTimeout, margin)
 	}
 }

@@ -30,7 +30,11 @@ type WebhookServerOptions struct {
 	ReadTimeout       time.Duration
 	// WriteTimeout bounds a request from the end of its headers to the end of its response.
 	WriteTimeout time.Duration
-	// IdleTimeout bounds a kept-alive connection between requests.
+	// IdleTimeout bounds a kept-alive connection between requests. It must outlast the API
+	// server's own (client-go's transport keeps an idle connection 90 s), so that the client
+	// closes first: HTTP/1.1 has no way for a server to close a kept-alive connection that does
+	// not race with the client's next request on it, and the API server does not retry a review
+	// whose connection was closed under it.
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers.
 	MaxHeaderBytes int
@@ -61,7 +65,7 @@ var DefaultWebhookServerOptions = WebhookServerOptions{
 	ReadHeaderTimeout: 5 * time.Second,
 	ReadTimeout:       10 * time.Second,
 	WriteTimeout:      35 * time.Second,
-	IdleTimeout:       90 * time.Second, // the API server's keep-alive
+	IdleTimeout:       120 * time.Second, // the API server's keep-alive (90 s) and a margin
 	MaxHeaderBytes:    64 << 10,
 	MaxConnections:    512,
 	MinIdleToClose:    250 * time.Millisecond,
