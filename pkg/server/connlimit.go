@@ -25,7 +25,14 @@ import (
 //   - If not, its connection idle the longest is closed, once it has been idle for minIdle
 //     (reusedIdle times that if the client reuses its connections) and the new connection has
 //     waited for grace, at the TCP level, without a TLS alert, so that a client that does not
-//     read cannot stall Accept. Grace is waited once for the connections that queue one behind
+//     read cannot stall Accept. A connection that has carried no request yet (in its TLS
+//     handshake, or between it and its first request) counts as idle since it was accepted (a
+//     kept-alive one reading its next request's headers is idle too), and one whose request's
+//     body the server has waited for minIdle since its headers (the API server sends a review in
+//     one go) as idle since then: a client that completes no handshake, or sends its request a
+//     byte at a time, would otherwise hold its slots until the server's read timeouts, 5 or 10 s
+//     a connection, and a Pod could keep the bound full with a hundred new connections a second.
+//     A connection whose request is being judged is busy. Grace is waited once for the connections that queue one behind
 //     another: a new connection accepted within grace of the last one that waited for a slot
 //     waits from when the first of them was accepted, so a client that floods the port with
 //     connections does not hold every connection behind its own for grace each (the API
@@ -139,7 +146,7 @@ func (l *connLimit) queuedSince(accepted time.Time) time.Time {
 
 // admit wraps c, which has a slot, and counts it open.
 func (l *connLimit) admit(c net.Conn) *limitedConn {
-	lc := &limitedConn{Conn: c, l: l, client: clientOf(c)}
+	lc := &limitedConn{Conn: c, l: l, client: clientOf(c), acceptedAt: time.Now()}
 	l.mu.Lock()
 	l.conns[lc] = struct{}{}
 	l.mu.Unlock()
@@ -181,6 +188,7 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateActive:
 		lc.busy, lc.idleSince = true, time.Time{}
+		lc.waitingSince.Store(time.Now().UnixNano())
 		lc.requests++
 	case http.StateIdle:
 		lc.busy, lc.idleSince = false, time.Now()
@@ -204,8 +212,10 @@ type client struct {
 	closing bool
 	// busy is one of its busy connections not retired; fresh, the one idle the shortest among
 	// those not retired that have carried more than one request, if for less than minIdle (the
-	// client reuses it, and is about to send on it); idlest, the one idle the longest.
+	// client reuses it, and is about to send on it); idlest, the one idle the longest, since
+	// idlestSince (idleSince).
 	busy, fresh, idlest *limitedConn
+	idlestSince         time.Time
 }
 
 // free frees a slot for a connection waiting since since (queuedSince), from the client that
@@ -231,15 +241,19 @@ func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration
 		}
 		cl.reuses = cl.reuses || c.requests > 1
 		retired := !c.retiredAt.IsZero()
+		stalled := c.stalled(now, l.minIdle)
 		switch {
+		case stalled:
+			if cl.idlest == nil || stalledSince(c).Before(cl.idlestSince) {
+				cl.idlest, cl.idlestSince = c, stalledSince(c)
+			}
 		case c.busy && retired:
 			cl.closing = cl.closing || now.Sub(c.retiredAt) < retireWait
 		case c.busy:
 			cl.busy = c
-		case c.idleSince.IsZero(): // in its handshake
 		default:
-			if cl.idlest == nil || c.idleSince.Before(cl.idlest.idleSince) {
-				cl.idlest = c
+			if since := c.idle(); cl.idlest == nil || since.Before(cl.idlestSince) {
+				cl.idlest, cl.idlestSince = c, since
 			}
 			if !retired && c.requests > 1 && now.Sub(c.idleSince) < l.minIdle && (cl.fresh == nil || c.idleSince.After(cl.fresh.idleSince)) {
 				cl.fresh = c
@@ -259,15 +273,15 @@ func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration
 	case most.fresh != nil:
 		l.retire(most.fresh, now)
 		return false, retireWait
-	case most.idlest == nil:
+	case most.idlest == nil: // every one of its connections is busy and retired: each closes after its response
 		l.mu.Unlock()
-		return false, 0 // its connections are in their handshakes, which time out
+		return false, 0
 	}
 	victim, floor := most.idlest, l.minIdle
 	if most.reuses {
 		floor *= reusedIdle
 	}
-	idleWait, graceWait := floor-now.Sub(victim.idleSince), l.grace-now.Sub(since)
+	idleWait, graceWait := floor-now.Sub(most.idlestSince), l.grace-now.Sub(since)
 	if wait := max(idleWait, graceWait); wait > 0 {
 		l.mu.Unlock()
 		if graceWait > idleWait {
@@ -277,6 +291,9 @@ func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration
 	}
 	if pendingInput(victim.Conn) {
 		l.mu.Unlock()
+		if victim.busy || victim.requests == 0 {
+			return false, retireWait / 10 // its request or handshake goes on: it may yet stall
+		}
 		return false, 0 // its next request has arrived: it turns busy, to be retired
 	}
 	delete(l.conns, victim)
@@ -305,6 +322,12 @@ type limitedConn struct {
 	client string
 	// retire asks the server to answer the connection's next response with "Connection: close".
 	retire atomic.Bool
+	// acceptedAt is when it got its slot.
+	acceptedAt time.Time
+	// waitingSince is when the server began to wait on the client for the request it is
+	// serving, in Unix nanoseconds: from the end of the request's headers until its body is
+	// read, and again from its handler's return; 0 while the request is judged.
+	waitingSince atomic.Int64
 	// Under l.mu: whether a request is being served on it, since when it has been idle between
 	// requests (zero while busy, or before its first request), when it was retired, and how
 	// many requests it has carried.
@@ -312,6 +335,26 @@ type limitedConn struct {
 	idleSince time.Time
 	retiredAt time.Time
 	requests  int
+}
+
+// stalled is whether c, under l.mu, is busy with a request the server has waited on its client
+// for at least minIdle to read, or to send its response and discard the rest of its body.
+func (c *limitedConn) stalled(now time.Time, minIdle time.Duration) bool {
+	w := c.waitingSince.Load()
+	return c.busy && w != 0 && now.Sub(time.Unix(0, w)) >= minIdle
+}
+
+// stalledSince is since when the server has waited on c's client for its request.
+func stalledSince(c *limitedConn) time.Time { return time.Unix(0, c.waitingSince.Load()) }
+
+// idle is since when c, not busy, has been idle, under l.mu: since its last response, or, if it
+// has carried no request yet (in its TLS handshake, or before its first request), since it was
+// accepted.
+func (c *limitedConn) idle() time.Time {
+	if c.idleSince.IsZero() {
+		return c.acceptedAt
+	}
+	return c.idleSince
 }
 
 func (c *limitedConn) Close() error {

@@ -22,18 +22,37 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
 )
 
-// limitedServer serves /fast, and /slow in 20 ms, with at most max connections open; a
-// connection that sends nothing is cut off after a second.
+// limitedServer serves /fast, /slow in 20 ms and /judge in 600 ms, with at most max connections
+// open; a connection that sends nothing is cut off after a second.
 func limitedServer(t *testing.T, max int) (*WebhookServer, string) {
+	t.Helper()
+	return limitedServerCutting(t, max, time.Second, DefaultWebhookServerOptions.ReadTimeout)
+}
+
+// limitedServerCutting is limitedServer cutting off a connection that sends no request headers
+// after readHeader, and no request after read.
+func limitedServerCutting(t *testing.T, max int, readHeader, read time.Duration) (*WebhookServer, string) {
 	t.Helper()
 	cert := testServingCert(t)
 	o := DefaultWebhookServerOptions
 	o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }}
-	o.MaxConnections, o.ReadHeaderTimeout, o.LameDuck, o.ShutdownTimeout = max, time.Second, 0, time.Second
+	o.MaxConnections, o.ReadHeaderTimeout, o.ReadTimeout, o.LameDuck, o.ShutdownTimeout = max, readHeader, read, 0, time.Second
 	s := NewWebhookServer(o)
-	s.Register("/fast", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "answered") }))
-	s.Register("/slow", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// Each reads the request's body first, as a review's handler does.
+	s.Register("/fast", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = fmt.Fprint(w, "answered")
+	}))
+	s.Register("/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
 		time.Sleep(20 * time.Millisecond)
+		_, _ = fmt.Fprint(w, "answered")
+	}))
+	s.Register("/judge", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return
+		}
+		time.Sleep(600 * time.Millisecond)
 		_, _ = fmt.Fprint(w, "answered")
 	}))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,12 +94,39 @@ func keptAliveFrom(t *testing.T, addr string, from net.Addr) net.Conn {
 	return c
 }
 
+// dialFrom is a TLS connection from the local address from.
+func dialFrom(t *testing.T, addr string, from net.Addr) net.Conn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: from}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// post sends a POST with a small body to path on c and reads the answer.
+func post(c net.Conn, path string) error {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
+	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", path); err != nil {
+		return err
+	}
+	return answered(c)
+}
+
 func request(c net.Conn) error {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	defer func() { _ = c.SetDeadline(time.Time{}) }()
 	if _, err := fmt.Fprint(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		return err
 	}
+	return answered(c)
+}
+
+// answered reads a response from c, and fails unless its body is "answered".
+func answered(c net.Conn) error {
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		return err
@@ -149,46 +195,37 @@ portcullis_webhook_idle_connections_closed_total 1
 	}
 }
 
-// TestConnectionLimitWaitsForBusyConnections: connections that are not idle (here, ones that
-// never finish their TLS handshake) are not closed to free a slot; a new client waits until the
-// server cuts them off, and is then served.
+// TestConnectionLimitWaitsForBusyConnections: connections whose requests are being judged are
+// never closed to free a slot: they are retired, and a new client waits for one to answer (its
+// client then opens its next connection), and is then served. No request is lost.
 func TestConnectionLimitWaitsForBusyConnections(t *testing.T) {
 	s, addr := limitedServer(t, 2)
+	var wg sync.WaitGroup
 	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
+		wg.Go(func() {
+			c := dialFrom(t, addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)})
+			if err := post(c, "/judge"); err != nil {
+				t.Errorf("a review being judged: %v", err)
+			}
+		})
+	}
+	l := limit(t, s)
+	for deadline := time.Now().Add(5 * time.Second); s.Connections().Open < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the two reviews did not start")
 		}
-		t.Cleanup(func() { _ = c.Close() })
 	}
-	time.Sleep(100 * time.Millisecond) // both accepted
-	if open := s.Connections().Open; open != 2 {
-		t.Fatalf("%d connections open, want 2", open)
-	}
-	// Not accepted while both hold their slots (for a second): the handshake cannot finish.
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 400 * time.Millisecond}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+	time.Sleep(300 * time.Millisecond) // judged for longer than MinIdleToClose
+	// Not accepted before one of the two answers: the handshake cannot finish.
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 100 * time.Millisecond}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
 	if err == nil {
 		_ = conn.Close()
-		t.Fatal("a third connection was served while two held the server's two slots")
+		t.Fatal("a third connection was served while two reviews being judged held the server's two slots")
 	}
-	// The server cuts the stalled handshakes off after a second; a new client is then served.
-	deadline := time.Now().Add(10 * time.Second)
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	for {
-		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
-		if err == nil {
-			err = request(c)
-			_ = c.Close()
-		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no client was served after the stalled connections were cut off: %v", err)
-		}
-	}
-	if idleClosed := s.Connections().IdleClosed; idleClosed != 0 {
-		t.Errorf("%d connections closed as idle, want none: none was idle", idleClosed)
+	keptAliveFrom(t, addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	wg.Wait()
+	if c := s.Connections(); c.IdleClosed != 0 || c.Retired == 0 || l.open() > 2 {
+		t.Errorf("%+v: want none closed and one or more retired", c)
 	}
 }
 
@@ -299,6 +336,80 @@ func TestConnectionLimitTakesFromTheClientHoldingTheMost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConnectionLimitClosesStalledConnections: a Pod that holds the bound with connections that
+// stall (before or in their TLS handshake, between it and the first request, in a request's
+// headers or in its body) loses them once they have stalled as long as an idle one must have
+// been idle: the client it kept out is served at once, not after the server's read timeouts (5
+// s for the headers, 10 s for the body). On the old code, where such connections were spared,
+// the new client's handshake timed out.
+func TestConnectionLimitClosesStalledConnections(t *testing.T) {
+	for _, stall := range []string{"before the handshake", "in the handshake", "after the handshake", "in the headers", "in the body"} {
+		t.Run(stall, func(t *testing.T) {
+			const bound = 8
+			s, addr := limitedServerCutting(t, bound, DefaultWebhookServerOptions.ReadHeaderTimeout, DefaultWebhookServerOptions.ReadTimeout)
+			pod := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+			var held []net.Conn
+			for range bound {
+				c := stalled(t, addr, pod, stall)
+				held = append(held, c)
+			}
+			l := limit(t, s)
+			for deadline := time.Now().Add(5 * time.Second); l.open() < bound; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of the %d stalled connections accepted", l.open(), bound)
+				}
+			}
+			start := time.Now()
+			keptAliveFrom(t, addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}) // a 2 s dial timeout, handshake included
+			waited := time.Since(start)
+			lost := 0
+			for _, c := range held {
+				if closed(c, 10*time.Millisecond) {
+					lost++
+				}
+			}
+			t.Logf("served after %v; the Pod lost %d of its %d stalled connections", waited.Round(time.Millisecond), lost, bound)
+			if c := s.Connections(); lost != 1 || c.IdleClosed != 1 || c.Open != bound {
+				t.Errorf("%+v: the Pod lost %d stalled connections, want 1 closed for the new one, and %d open", c, lost, bound)
+			}
+		})
+	}
+}
+
+// stalled is a connection from from that stalls where stall says: before its TLS handshake
+// (no byte sent), in it (half a ClientHello sent), after it (no request sent), in a request's
+// headers (all but the blank line that ends them), or in its body (10 of the 100 bytes
+// announced, to /judge, which reads it).
+func stalled(t *testing.T, addr string, from net.Addr, stall string) net.Conn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: from}
+	var c net.Conn
+	var err error
+	switch stall {
+	case "before the handshake":
+		c, err = d.Dial("tcp", addr)
+	case "in the handshake":
+		if c, err = d.Dial("tcp", addr); err == nil {
+			// A TLS record header announcing a 512-byte ClientHello, and a few bytes of it.
+			_, err = c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03})
+		}
+	default:
+		c, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
+		switch {
+		case err != nil:
+		case stall == "in the headers":
+			_, err = fmt.Fprint(c, "POST /judge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+		case stall == "in the body":
+			_, err = fmt.Fprint(c, "POST /judge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // limit is s's connection bound, once it serves.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -240,8 +241,38 @@ func (s *WebhookServer) closingWhenAsked(h http.Handler) http.Handler {
 		if tc, ok := r.Context().Value(connKey{}).(*tls.Conn); ok {
 			cw.conn, _ = tc.NetConn().(*limitedConn)
 		}
+		if c := cw.conn; c != nil {
+			// The request is read once its body is: then the server judges it, and no longer
+			// waits on the client; it waits on it again from the handler's return until the
+			// connection turns idle (the response sent, the rest of an unread body discarded).
+			if r.ContentLength == 0 {
+				c.waitingSince.Store(0)
+			} else {
+				r.Body = &bodyRead{ReadCloser: r.Body, conn: c, left: r.ContentLength}
+			}
+			defer c.waitingSince.Store(time.Now().UnixNano())
+		}
 		h.ServeHTTP(cw, r)
 	})
+}
+
+// bodyRead tells its connection when the request's body has been read: its announced length
+// (left, -1 if none was), or to its end.
+type bodyRead struct {
+	io.ReadCloser
+	conn *limitedConn
+	left int64
+}
+
+func (b *bodyRead) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
+	if b.left == 0 || err != nil {
+		b.conn.waitingSince.Store(0)
+	}
+	return n, err
 }
 
 // closeWhenAsked decides on "Connection: close" when the response's header is written, so that a
