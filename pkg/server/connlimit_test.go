@@ -82,19 +82,14 @@ func keptAlive(t *testing.T, addr string) net.Conn { return keptAliveFrom(t, add
 // keptAliveFrom is keptAlive from the local address from (nil: any).
 func keptAliveFrom(t *testing.T, addr string, from net.Addr) net.Conn {
 	t.Helper()
-	d := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: from}
-	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback, a test certificate
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := dialFrom(t, addr, from)
 	if err := request(c); err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-// dialFrom is a TLS connection from the local address from.
+// dialFrom is a TLS connection from the local address from (nil: any), closed when the test ends.
 func dialFrom(t *testing.T, addr string, from net.Addr) net.Conn {
 	t.Helper()
 	d := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: from}
