@@ -32,11 +32,12 @@ import (
 //     one go) as idle since then: a client that completes no handshake, or sends its request a
 //     byte at a time, would otherwise hold its slots until the server's read timeouts, 5 or 10 s
 //     a connection, and a Pod could keep the bound full with a hundred new connections a second.
-//     A connection whose request is being judged is busy. Grace is waited once for the connections that queue one behind
-//     another: a new connection accepted within grace of the last one that waited for a slot
-//     waits from when the first of them was accepted, so a client that floods the port with
-//     connections does not hold every connection behind its own for grace each (the API
-//     server's among them: at 50 ms each, 64 queued ones delayed the next by 3 s).
+//     A connection whose request is being judged is busy. Grace is waited once for the
+//     connections that queue one behind another: a new connection accepted within grace of the
+//     last one that waited for a slot waits from when the first of them was accepted, so a
+//     client that floods the port with connections does not hold every connection behind its
+//     own for grace each (the API server's among them: at 50 ms each, 64 queued ones delayed
+//     the next by 3 s).
 //
 // Closing a kept-alive connection is the last resort because HTTP/1.1 has no way to do it that
 // does not race with the client's next request on it, and the API server does not retry a review

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -510,5 +511,35 @@ func TestQueuedSince(t *testing.T) {
 	next := later.Add(time.Millisecond)
 	if got := l.queuedSince(next); !got.Equal(next) {
 		t.Errorf("after a free slot: %v, want %v", got, next)
+	}
+}
+
+// TestWaitingOnTheClient: the server waits on a connection's client from the end of a request's
+// headers until its body is read, not while the request is judged, and again from the handler's
+// return (the response sent, the rest of an unread body discarded).
+func TestWaitingOnTheClient(t *testing.T) {
+	server, client := net.Pipe()
+	defer func() { _ = client.Close() }()
+	lc := &limitedConn{Conn: server}
+	ctx := context.WithValue(context.Background(), connKey{}, tls.Server(lc, &tls.Config{MinVersion: tls.VersionTLS12}))
+	s := &WebhookServer{}
+	var judged int64 = -1
+	h := s.closingWhenAsked(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lc.waitingSince.Load() == 0 {
+			t.Error("not waiting on the client before the body is read")
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		judged = lc.waitingSince.Load()
+		time.Sleep(50 * time.Millisecond)
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{}")).WithContext(ctx)
+	lc.waitingSince.Store(time.Now().UnixNano()) // the request's headers read (StateActive)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	returned := time.Now()
+	if judged != 0 {
+		t.Errorf("waiting on the client since %d while judging, want 0", judged)
+	}
+	if w := time.Unix(0, lc.waitingSince.Load()); returned.Sub(w) > 25*time.Millisecond {
+		t.Errorf("waiting on the client since %v after the handler's return, %v before it: want since its return", w, returned.Sub(w))
 	}
 }

@@ -250,7 +250,7 @@ func (s *WebhookServer) closingWhenAsked(h http.Handler) http.Handler {
 			} else {
 				r.Body = &bodyRead{ReadCloser: r.Body, conn: c, left: r.ContentLength}
 			}
-			defer c.waitingSince.Store(time.Now().UnixNano())
+			defer func() { c.waitingSince.Store(time.Now().UnixNano()) }()
 		}
 		h.ServeHTTP(cw, r)
 	})
