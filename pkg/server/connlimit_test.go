@@ -524,7 +524,7 @@ func TestWaitingOnTheClient(t *testing.T) {
 	ctx := context.WithValue(context.Background(), connKey{}, tls.Server(lc, &tls.Config{MinVersion: tls.VersionTLS12}))
 	s := &WebhookServer{}
 	var judged int64 = -1
-	h := s.closingWhenAsked(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := s.closingWhenAsked(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		if lc.waitingSince.Load() == 0 {
 			t.Error("not waiting on the client before the body is read")
 		}
