@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,6 +282,46 @@ func TestHostileTenant(t *testing.T) {
 	if fds > limit+100 {
 		t.Errorf("the server had %d files open under the connection flood, want at most --max-connections (%d) and its own", fds, limit)
 	}
+	// 6. Stalled handshakes at the bound: the Pod keeps connections open from its own address,
+	// none of which starts its TLS handshake, 2,000 more than --max-connections (the rest wait
+	// in the kernel's accept queue), and opens a new one for each the server closes. Meanwhile
+	// Pods are created through the API server, and a second API server (an HA control plane's,
+	// from 127.0.0.3) sends a review on a new connection every 200 ms, within the webhook's
+	// timeout (5 s): every one is answered. Before, the stalled connections kept their slots
+	// until the server's read-header timeout (5 s): about a hundred freed a second, and a new
+	// connection queued behind the Pod's 2,000 waited far past the review's timeout.
+	stall := keepStalled(s, limit+2000)
+	for deadline := time.Now().Add(30 * time.Second); s.openFiles(t) < limit; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled connections never held the server at its bound: %d files open", s.openFiles(t))
+		}
+	}
+	var stallCreates createdWhile
+	var fresh []error
+	var wg sync.WaitGroup
+	wg.Go(func() { stallCreates.createAtOnce(ctx, mallory, ns, 4, 5*time.Second) })
+	body := podReview(t, ns, nil)
+	for range 25 {
+		time.Sleep(200 * time.Millisecond)
+		fresh = append(fresh, reviewOnNewConnection(s, body, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}))
+	}
+	wg.Wait()
+	opened, cut := stall.stop()
+	peaks = append(peaks, peak{fmt.Sprintf("%d stalled handshakes, %d cut off", opened, cut), s.peakRSS(t)})
+	failed := slices.DeleteFunc(fresh, func(err error) bool { return err == nil })
+	t.Logf("stalled handshakes: %d opened, %d closed by the server; %d Pods created meanwhile, %d refused; %d of %d reviews on new connections answered",
+		opened, cut, stallCreates.created, len(stallCreates.errs), len(fresh)-len(failed), len(fresh))
+	if stallCreates.created == 0 {
+		t.Error("no Pod was created while stalled handshakes held the server at its bound")
+	}
+	for i, err := range append(stallCreates.errs, failed...) {
+		if i == 3 {
+			t.Errorf("... and %d more", len(stallCreates.errs)+len(failed)-i)
+			break
+		}
+		t.Errorf("while stalled handshakes held the server at its bound: %v", err)
+	}
+
 	for _, p := range peaks {
 		t.Logf("peak RSS, %s: %.1f MiB", p.phase, float64(p.rss)/(1<<20))
 		if p.rss >= deploymentMemoryLimit {
@@ -288,7 +329,7 @@ func TestHostileTenant(t *testing.T) {
 		}
 	}
 
-	// 6. SSRF: a Policy verifying every image, and Pods whose images point at an internal
+	// 7. SSRF: a Policy verifying every image, and Pods whose images point at an internal
 	// service and at the cloud metadata address. Nothing is dialled; the answer carries a fixed
 	// phrase, never the internal body.
 	var hits atomic.Int64
@@ -333,7 +374,7 @@ func TestHostileTenant(t *testing.T) {
 		t.Errorf("the internal server was reached %d times", n)
 	}
 
-	// 7. Secret probing. Another namespace's Secret: refused whether it exists or not, in the
+	// 8. Secret probing. Another namespace's Secret: refused whether it exists or not, in the
 	// same words. Its own namespace's: a private key and a missing Secret read the same.
 	if err := e2e.client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "real", Namespace: "kube-system"},
 		StringData: map[string]string{"cosign.pub": pub}}); err != nil {
@@ -403,6 +444,99 @@ func (w *createdWhile) create(ctx context.Context, c client.Client, ns string, s
 			w.created++
 		}
 	}
+}
+
+// createAtOnce creates Pods in ns as c, n at a time, for d.
+func (w *createdWhile) createAtOnce(ctx context.Context, c client.Client, ns string, n int, d time.Duration) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for g := range n {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("during-stall-%d-%d", g, i), Namespace: ns},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/app:1"}}}}
+				err := c.Create(ctx, pod, client.DryRunAll)
+				mu.Lock()
+				if err != nil {
+					w.errs = append(w.errs, err)
+				} else {
+					w.created++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// reviewOnNewConnection posts body to the server's validating path on a new connection from
+// from, within the webhook's timeout (5 s), and fails unless it is answered with a review.
+func reviewOnNewConnection(s *attackServer, body []byte, from net.Addr) error {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext:     (&net.Dialer{LocalAddr: from}).DialContext,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback, a test certificate
+	resp, err := hc.Post(s.url+app.ValidatePath, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("a review on a new connection: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"response"`)) {
+		return fmt.Errorf("a review on a new connection: status %d, %q, %v", resp.StatusCode, answer, err)
+	}
+	return nil
+}
+
+// stalledFlood keeps n connections// stalledFlood keeps n connections open to the server from tenantAddr, none of which sends a
+// byte, and opens a new one for each the server closes.
+type stalledFlood struct {
+	done        chan struct{}
+	wg          sync.WaitGroup
+	opened, cut atomic.Int64
+}
+
+func keepStalled(s *attackServer, n int) *stalledFlood {
+	f := &stalledFlood{done: make(chan struct{})}
+	addr := strings.TrimPrefix(s.url, "https://")
+	for range n {
+		f.wg.Go(func() {
+			d := &net.Dialer{Timeout: time.Second, LocalAddr: tenantAddr}
+			for {
+				select {
+				case <-f.done:
+					return
+				default:
+				}
+				conn, err := d.Dial("tcp", addr)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				f.opened.Add(1)
+				closed := make(chan struct{})
+				go func() { // a read ends when the server closes the connection
+					_, _ = conn.Read(make([]byte, 1))
+					close(closed)
+				}()
+				select {
+				case <-closed:
+					f.cut.Add(1)
+				case <-f.done:
+				}
+				_ = conn.Close()
+			}
+		})
+	}
+	return f
+}
+
+// stop closes the flood's connections, and returns how many it opened and how many the server
+// closed.
+func (f *stalledFlood) stop() (opened, cut int64) {
+	close(f.done)
+	f.wg.Wait()
+	return f.opened.Load(), f.cut.Load()
 }
 
 // stallConn is a connection the attack left hanging; closedBy reports whether the server closed

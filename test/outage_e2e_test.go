@@ -132,12 +132,12 @@ func withCodec(cfg *rest.Config) *rest.Config {
 	return cfg
 }
 
-// review posts a review of a Pod with labels straight to replica i and says what it answered:
-// "allowed", "denied: " and the message, or the failure.
-func (f *fleet) review(t *testing.T, i int, labels map[string]string) string {
+// podReview is an AdmissionReview of the creation of a Pod named probe in ns, with labels, as
+// the API server sends it.
+func podReview(t *testing.T, ns string, labels map[string]string) []byte {
 	t.Helper()
 	pod := corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default", Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns, Labels: labels},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1.27"}}}}
 	raw, err := json.Marshal(&pod)
 	if err != nil {
@@ -145,11 +145,19 @@ func (f *fleet) review(t *testing.T, i int, labels map[string]string) string {
 	}
 	body, err := json.Marshal(&admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{UID: types.UID("probe"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "default", Name: "probe",
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: ns, Name: "probe",
 			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return body
+}
+
+// review posts a review of a Pod with labels straight to replica i and says what it answered:
+// "allowed", "denied: " and the message, or the failure.
+func (f *fleet) review(t *testing.T, i int, labels map[string]string) string {
+	t.Helper()
+	body := podReview(t, "default", labels)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the replica's self-signed certificate
 	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", f.webhook[i], app.ValidatePath), "application/json", bytes.NewReader(body))
 	if err != nil {
