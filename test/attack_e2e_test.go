@@ -482,8 +482,11 @@ func reviewOnNewConnection(s *attackServer, body []byte, from net.Addr) error {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	answer, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"response"`)) {
-		return fmt.Errorf("a review on a new connection: status %d, %q, %v", resp.StatusCode, answer, err)
+	if err != nil {
+		return fmt.Errorf("a review on a new connection: reading the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"response"`)) {
+		return fmt.Errorf("a review on a new connection: status %d, %q", resp.StatusCode, answer)
 	}
 	return nil
 }
