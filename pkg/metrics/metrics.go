@@ -241,7 +241,7 @@ func WatchConnections(reg prometheus.Registerer, conns func() Connections) {
 		return float64(conns().Open)
 	}), prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "portcullis_webhook_idle_connections_closed_total",
-		Help: "Idle kept-alive connections the webhook server closed to free a slot for new ones at --max-connections.",
+		Help: "Connections the webhook server closed to free a slot for new ones at --max-connections: idle kept-alive ones, and ones stalled in their TLS handshake or in a request.",
 	}, func() float64 {
 		return float64(conns().IdleClosed)
 	}), prometheus.NewCounterFunc(prometheus.CounterOpts{

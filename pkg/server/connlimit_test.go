@@ -176,7 +176,7 @@ portcullis_webhook_connections 3
 # HELP portcullis_webhook_connections_retired_total Kept-alive connections the webhook server asked to close after their next response (Connection: close), to free a slot for new ones at --max-connections.
 # TYPE portcullis_webhook_connections_retired_total counter
 portcullis_webhook_connections_retired_total 0
-# HELP portcullis_webhook_idle_connections_closed_total Idle kept-alive connections the webhook server closed to free a slot for new ones at --max-connections.
+# HELP portcullis_webhook_idle_connections_closed_total Connections the webhook server closed to free a slot for new ones at --max-connections: idle kept-alive ones, and ones stalled in their TLS handshake or in a request.
 # TYPE portcullis_webhook_idle_connections_closed_total counter
 portcullis_webhook_idle_connections_closed_total 1
 `
