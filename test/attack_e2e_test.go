@@ -291,6 +291,7 @@ func TestHostileTenant(t *testing.T) {
 	// until the server's read-header timeout (5 s): about a hundred freed a second, and a new
 	// connection queued behind the Pod's 2,000 waited far past the review's timeout.
 	stall := keepStalled(s, limit+2000)
+	t.Cleanup(func() { stall.stop() }) // if the test stops before it does
 	for deadline := time.Now().Add(30 * time.Second); s.openFiles(t) < limit; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the stalled connections never held the server at its bound: %d files open", s.openFiles(t))
@@ -495,6 +496,7 @@ func reviewOnNewConnection(s *attackServer, body []byte, from net.Addr) error {
 // byte, and opens a new one for each the server closes.
 type stalledFlood struct {
 	done        chan struct{}
+	stopOnce    sync.Once
 	wg          sync.WaitGroup
 	opened, cut atomic.Int64
 }
@@ -537,7 +539,7 @@ func keepStalled(s *attackServer, n int) *stalledFlood {
 // stop closes the flood's connections, and returns how many it opened and how many the server
 // closed.
 func (f *stalledFlood) stop() (opened, cut int64) {
-	close(f.done)
+	f.stopOnce.Do(func() { close(f.done) })
 	f.wg.Wait()
 	return f.opened.Load(), f.cut.Load()
 }
