@@ -421,8 +421,7 @@ func TestHostileTenant(t *testing.T) {
 	}
 }
 
-// createdWhile is the Pods created, one after another, while a connection flood held the
-// server at its bound.
+// createdWhile is the Pods created while a connection flood held the server at its bound.
 type createdWhile struct {
 	started bool
 	created int
@@ -437,14 +436,23 @@ func (w *createdWhile) create(ctx context.Context, c client.Client, ns string, s
 			return
 		case <-time.After(10 * time.Millisecond):
 		}
-		pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("during-flood-%d", i), Namespace: ns},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/app:1"}}}}
-		if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
-			w.errs = append(w.errs, err)
-		} else {
-			w.created++
-		}
+		w.add(c.Create(ctx, floodPod(ns, fmt.Sprintf("during-flood-%d", i)), client.DryRunAll))
 	}
+}
+
+// add counts a creation's outcome.
+func (w *createdWhile) add(err error) {
+	if err != nil {
+		w.errs = append(w.errs, err)
+	} else {
+		w.created++
+	}
+}
+
+// floodPod is the Pod created, dry run, while a flood holds the server at its bound.
+func floodPod(ns, name string) *corev1.Pod {
+	return &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/app:1"}}}}
 }
 
 // createAtOnce creates Pods in ns as c, n at a time, for d.
@@ -455,15 +463,9 @@ func (w *createdWhile) createAtOnce(ctx context.Context, c client.Client, ns str
 	for g := range n {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
-				pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("during-stall-%d-%d", g, i), Namespace: ns},
-					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/app:1"}}}}
-				err := c.Create(ctx, pod, client.DryRunAll)
+				err := c.Create(ctx, floodPod(ns, fmt.Sprintf("during-stall-%d-%d", g, i)), client.DryRunAll)
 				mu.Lock()
-				if err != nil {
-					w.errs = append(w.errs, err)
-				} else {
-					w.created++
-				}
+				w.add(err)
 				mu.Unlock()
 			}
 		})
@@ -492,7 +494,7 @@ func reviewOnNewConnection(s *attackServer, body []byte, from net.Addr) error {
 	return nil
 }
 
-// stalledFlood keeps n connections// stalledFlood keeps n connections open to the server from tenantAddr, none of which sends a
+// stalledFlood keeps n connections open to the server from tenantAddr, none of which sends a
 // byte, and opens a new one for each the server closes.
 type stalledFlood struct {
 	done        chan struct{}
@@ -578,8 +580,8 @@ func (f *idleFlood) close() {
 }
 
 // openIdle opens n connections from tenantAddr, 64 at a time, each of which sends one request,
-// reads the answer and stays open: idle, kept alive. A connection the server does not take within 5 s counts as
-// failed.
+// reads the answer and stays open: idle, kept alive. A connection the server does not take
+// within 5 s counts as failed.
 func openIdle(t *testing.T, s *attackServer, n int) *idleFlood {
 	t.Helper()
 	f := &idleFlood{}
