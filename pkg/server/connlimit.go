@@ -213,8 +213,8 @@ type client struct {
 	closing bool
 	// busy is one of its busy connections not retired; fresh, the one idle the shortest among
 	// those not retired that have carried more than one request, if for less than minIdle (the
-	// client reuses it, and is about to send on it); idlest, the one idle the longest, since
-	// idlestSince (idleSince).
+	// client reuses it, and is about to send on it); idlest, the one idle the longest (stalled
+	// and new connections among them), since idlestSince.
 	busy, fresh, idlest *limitedConn
 	idlestSince         time.Time
 }
@@ -242,11 +242,11 @@ func (l *connLimit) free(now, since time.Time) (closed bool, retry time.Duration
 		}
 		cl.reuses = cl.reuses || c.requests > 1
 		retired := !c.retiredAt.IsZero()
-		stalled := c.stalled(now, l.minIdle)
+		stalledSince, stalled := c.stalled(now, l.minIdle)
 		switch {
 		case stalled:
-			if cl.idlest == nil || stalledSince(c).Before(cl.idlestSince) {
-				cl.idlest, cl.idlestSince = c, stalledSince(c)
+			if cl.idlest == nil || stalledSince.Before(cl.idlestSince) {
+				cl.idlest, cl.idlestSince = c, stalledSince
 			}
 		case c.busy && retired:
 			cl.closing = cl.closing || now.Sub(c.retiredAt) < retireWait
@@ -339,14 +339,16 @@ type limitedConn struct {
 }
 
 // stalled is whether c, under l.mu, is busy with a request the server has waited on its client
-// for at least minIdle to read, or to send its response and discard the rest of its body.
-func (c *limitedConn) stalled(now time.Time, minIdle time.Duration) bool {
+// for at least minIdle to read, or to send its response and discard the rest of its body, and
+// since when it has waited.
+func (c *limitedConn) stalled(now time.Time, minIdle time.Duration) (since time.Time, ok bool) {
 	w := c.waitingSince.Load()
-	return c.busy && w != 0 && now.Sub(time.Unix(0, w)) >= minIdle
+	if !c.busy || w == 0 {
+		return time.Time{}, false
+	}
+	since = time.Unix(0, w)
+	return since, now.Sub(since) >= minIdle
 }
-
-// stalledSince is since when the server has waited on c's client for its request.
-func stalledSince(c *limitedConn) time.Time { return time.Unix(0, c.waitingSince.Load()) }
 
 // idle is since when c, not busy, has been idle, under l.mu: since its last response, or, if it
 // has carried no request yet (in its TLS handshake, or before its first request), since it was

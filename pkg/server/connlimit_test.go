@@ -27,17 +27,17 @@ import (
 // open; a connection that sends nothing is cut off after a second.
 func limitedServer(t *testing.T, max int) (*WebhookServer, string) {
 	t.Helper()
-	return limitedServerCutting(t, max, time.Second, DefaultWebhookServerOptions.ReadTimeout)
+	return limitedServerCutting(t, max, time.Second)
 }
 
 // limitedServerCutting is limitedServer cutting off a connection that sends no request headers
-// after readHeader, and no request after read.
-func limitedServerCutting(t *testing.T, max int, readHeader, read time.Duration) (*WebhookServer, string) {
+// after readHeader.
+func limitedServerCutting(t *testing.T, max int, readHeader time.Duration) (*WebhookServer, string) {
 	t.Helper()
 	cert := testServingCert(t)
 	o := DefaultWebhookServerOptions
 	o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }}
-	o.MaxConnections, o.ReadHeaderTimeout, o.ReadTimeout, o.LameDuck, o.ShutdownTimeout = max, readHeader, read, 0, time.Second
+	o.MaxConnections, o.ReadHeaderTimeout, o.LameDuck, o.ShutdownTimeout = max, readHeader, 0, time.Second
 	s := NewWebhookServer(o)
 	// Each reads the request's body first, as a review's handler does.
 	s.Register("/fast", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +205,6 @@ func TestConnectionLimitWaitsForBusyConnections(t *testing.T) {
 			}
 		})
 	}
-	l := limit(t, s)
 	for deadline := time.Now().Add(5 * time.Second); s.Connections().Open < 2; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the two reviews did not start")
@@ -220,7 +219,7 @@ func TestConnectionLimitWaitsForBusyConnections(t *testing.T) {
 	}
 	keptAliveFrom(t, addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)})
 	wg.Wait()
-	if c := s.Connections(); c.IdleClosed != 0 || c.Retired == 0 || l.open() > 2 {
+	if c := s.Connections(); c.IdleClosed != 0 || c.Retired == 0 || c.Open > 2 {
 		t.Errorf("%+v: want none closed and one or more retired", c)
 	}
 }
@@ -344,7 +343,7 @@ func TestConnectionLimitClosesStalledConnections(t *testing.T) {
 	for _, stall := range []string{"before the handshake", "in the handshake", "after the handshake", "in the headers", "in the body"} {
 		t.Run(stall, func(t *testing.T) {
 			const bound = 8
-			s, addr := limitedServerCutting(t, bound, DefaultWebhookServerOptions.ReadHeaderTimeout, DefaultWebhookServerOptions.ReadTimeout)
+			s, addr := limitedServerCutting(t, bound, DefaultWebhookServerOptions.ReadHeaderTimeout)
 			pod := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 			var held []net.Conn
 			for range bound {
