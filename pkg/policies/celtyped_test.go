@@ -173,7 +173,7 @@ func showVal(v any) []byte {
 
 // corpusJSON is every object of the library's suites and the examples, and the benchmark's Pod
 // and Deployment, as JSON.
-func corpusJSON(t *testing.T) [][]byte {
+func corpusJSON(t testing.TB) [][]byte {
 	t.Helper()
 	files, _ := filepath.Glob("../../manifests/library/tests/*/*/*.yaml")
 	for _, glob := range []string{"../../manifests/library/tests/*/*.yaml", "../../examples/workloads/*.yaml"} {

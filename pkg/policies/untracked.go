@@ -155,7 +155,11 @@ func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrac
 		return nil, nil, err
 	}
 	prog, err := planShared(fast, ast, true, func() (cel.Program, error) {
-		return fast.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
+		prog, err := fast.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
+		if err != nil {
+			return nil, err
+		}
+		return withDirect(fast, ast, prog), nil // celdirect.go
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("planning the untracked program: %w", err)
