@@ -126,11 +126,10 @@ func compileDirect(env *cel.Env, ast *cel.Ast) (directEval, int, error) {
 	}
 	native := ast.NativeRep()
 	c := &directCompiler{
-		adapter:  env.CELTypeAdapter(),
-		provider: env.CELTypeProvider(),
-		refs:     native.ReferenceMap(),
-		typeMap:  native.TypeMap(),
-		fns:      env.Functions(),
+		adapter: env.CELTypeAdapter(),
+		refs:    native.ReferenceMap(),
+		typeMap: native.TypeMap(),
+		fns:     env.Functions(),
 	}
 	eval, err := c.compile(native.Expr())
 	if err != nil {
@@ -144,11 +143,10 @@ var errDirectUnsupported = fmt.Errorf("not compiled for direct evaluation")
 
 // directCompiler compiles one checked expression.
 type directCompiler struct {
-	adapter  types.Adapter
-	provider types.Provider
-	refs     map[int64]*celast.ReferenceInfo
-	typeMap  map[int64]*types.Type
-	fns      map[string]*decls.FunctionDecl
+	adapter types.Adapter
+	refs    map[int64]*celast.ReferenceInfo
+	typeMap map[int64]*types.Type
+	fns     map[string]*decls.FunctionDecl
 	// locals are the comprehension variables in scope, innermost last, and their slots.
 	locals []directLocal
 	slots  int
