@@ -609,16 +609,10 @@ func matching(str, pattern directEval) directEval {
 		case types.IsUnknownOrError(p):
 			return p
 		}
-		sv, ok := s.(types.String)
-		pv, ok2 := p.(types.String)
-		if !ok || !ok2 {
-			return errDirect
+		if out := cache.match(s, p); out != nil {
+			return out
 		}
-		re, err := cache.compile(string(pv))
-		if err != nil {
-			return errDirect
-		}
-		return types.Bool(re.MatchString(string(sv)))
+		return errDirect // not two strings: the interpreter tries its receiver
 	}
 }
 

@@ -1,13 +1,8 @@
 package policies
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,7 +10,6 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/portcullis-dev/portcullis/pkg/apis/v1alpha1"
 )
@@ -254,29 +248,10 @@ func directPrograms(tb testing.TB) []directTest {
 // repositoryPolicies are the library's, the examples' and the load harness's policies, compiled.
 func repositoryPolicies(tb testing.TB) []*CompiledPolicy {
 	tb.Helper()
-	var files []string
-	for _, glob := range []string{"../../manifests/library/*.yaml", "../../examples/policies/*.yaml", "../../test/load/policies/*.yaml"} {
-		more, _ := filepath.Glob(glob)
-		files = append(files, more...)
-	}
 	var docs []string
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				tb.Fatalf("%s: %v", f, err)
-			}
-			if bytes.Contains(doc, []byte("kind: ClusterPolicy")) || bytes.Contains(doc, []byte("kind: Policy\n")) {
-				docs = append(docs, string(doc))
-			}
+	for _, doc := range yamlDocuments(tb, "../../manifests/library/*.yaml", "../../examples/policies/*.yaml", "../../test/load/policies/*.yaml") {
+		if bytes.Contains(doc, []byte("kind: ClusterPolicy")) || bytes.Contains(doc, []byte("kind: Policy\n")) {
+			docs = append(docs, string(doc))
 		}
 	}
 	e := mustEngine(tb, time.Now(), docs...)

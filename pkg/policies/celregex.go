@@ -49,15 +49,10 @@ func (m *cachedMatch) Exec(frame *interpreter.ExecutionFrame) ref.Val {
 	case types.IsUnknownOrError(p):
 		return p
 	}
-	str, ok := s.(types.String)
-	pattern, ok2 := p.(types.String)
+	if out := m.cache.match(s, p); out != nil {
+		return types.LabelErrNode(m.ID(), out)
+	}
 	switch {
-	case ok && ok2:
-		re, err := m.cache.compile(string(pattern))
-		if err != nil {
-			return types.LabelErrNode(m.ID(), types.WrapErr(err)) // as types.String.Match does
-		}
-		return types.Bool(re.MatchString(string(str)))
 	case s.Type().HasTrait(traits.MatcherType):
 		return types.LabelErrNode(m.ID(), s.(traits.Matcher).Match(p))
 	case s.Type().HasTrait(traits.ReceiverType):
@@ -77,6 +72,21 @@ type regexCache struct {
 	mu       sync.Mutex
 	order    [regexCacheSize]string // the patterns in the order they came; a ring
 	n, next  int                    // how many are kept; the slot the next one takes
+}
+
+// match is s.matches(p) for two strings, the pattern compiled once; an error when p does not
+// compile (as types.String.Match gives), and nil when s or p is not a string.
+func (c *regexCache) match(s, p ref.Val) ref.Val {
+	str, ok := s.(types.String)
+	pattern, ok2 := p.(types.String)
+	if !ok || !ok2 {
+		return nil
+	}
+	re, err := c.compile(string(pattern))
+	if err != nil {
+		return types.WrapErr(err)
+	}
+	return types.Bool(re.MatchString(string(str)))
 }
 
 func (c *regexCache) compile(pattern string) (*regexp.Regexp, error) {

@@ -175,32 +175,13 @@ func showVal(v any) []byte {
 // and Deployment, as JSON.
 func corpusJSON(t testing.TB) [][]byte {
 	t.Helper()
-	files, _ := filepath.Glob("../../manifests/library/tests/*/*/*.yaml")
-	for _, glob := range []string{"../../manifests/library/tests/*/*.yaml", "../../examples/workloads/*.yaml"} {
-		more, _ := filepath.Glob(glob)
-		files = append(files, more...)
-	}
 	var out [][]byte
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	for _, doc := range yamlDocuments(t, "../../manifests/library/tests/*/*/*.yaml", "../../manifests/library/tests/*/*.yaml", "../../examples/workloads/*.yaml") {
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil || len(bytes.TrimSpace(js)) == 0 || string(js) == "null" {
+			continue
 		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			js, err := yaml.YAMLToJSON(doc)
-			if err != nil || len(bytes.TrimSpace(js)) == 0 || string(js) == "null" {
-				continue
-			}
-			out = append(out, js)
-		}
+		out = append(out, js)
 	}
 	for _, f := range []string{"testdata/bench/pod.json", "testdata/bench/deployment.json"} {
 		data, err := os.ReadFile(f)
@@ -334,4 +315,33 @@ func TestPlansOfRecursiveTypes(t *testing.T) {
 	if p.fields["next"].plan.elem != p || p.fields["kids"].plan.elem != p || p.fields["byKey"].plan.elem.elem != p {
 		t.Errorf("the plan of planNode does not refer to itself: %+v", p.fields)
 	}
+}
+
+// yamlDocuments are the YAML documents of the files the globs find, in order.
+func yamlDocuments(t testing.TB, globs ...string) [][]byte {
+	t.Helper()
+	var files []string
+	for _, glob := range globs {
+		more, _ := filepath.Glob(glob)
+		files = append(files, more...)
+	}
+	var out [][]byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			out = append(out, doc)
+		}
+	}
+	return out
 }
