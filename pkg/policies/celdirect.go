@@ -35,10 +35,11 @@ import (
 // the error (or value) it always did. So it can cost the rule at most one evaluation more, on
 // requests whose rules fail to evaluate, and it never answers differently: where CEL absorbs an
 // error (false && error is false), the answer does not depend on the error's text, and where it
-// does not, the interpreter runs. TestDirectAgrees holds the two equal on every expression of
-// the library, the load harness and the test policies, and on hand-written edge cases, over
-// objects with the fields present, absent, empty and of the wrong kind; FuzzDirectAgrees over
-// any Pod.
+// does not, the interpreter runs. TestDirectAgrees holds the two equal on every policy of the
+// library, the examples and the load harness, and on hand-written edge cases, over the test
+// objects (fields present, absent, empty; Pods, workloads, Services, Secrets, custom
+// resources), and requires direct evaluation to answer wherever the interpreter gives a value;
+// FuzzDirectAgrees does the same over any Pod.
 //
 // An expression with a construct it does not compile (a message literal, a map literal with
 // entries, a type's name, a call with no binding) keeps the interpreter alone.
@@ -52,8 +53,8 @@ type directFrame struct {
 	slots []ref.Val
 }
 
-// directProgram is an untracked program evaluated directly where it can be, by interpreted
-// otherwise. It is safe for concurrent use, as the interpreter's programs are.
+// directProgram is an untracked program evaluated directly where it can be, and by the
+// interpreter otherwise. It is safe for concurrent use, as the interpreter's programs are.
 type directProgram struct {
 	cel.Program // the interpreter's, for everything direct evaluation does not answer
 	eval        directEval

@@ -76,6 +76,21 @@ var directEdgeCases = []string{
 	`object.spec.containers.size() + object.spec.?initContainers.orValue([]).size()`,
 	`object.spec.containers.map(c, c.name).join(',')`, `object.metadata.name.indexOf('a')`,
 	`object.data.all(k, k != '')`, `object.spec.ports.all(p, p.?targetPort.orValue(0) != 'x')`,
+	// a custom resource's and a Secret's values: numbers, nulls, nested maps, bytes
+	`object.spec.replicas * 2 > 0`, `object.spec.ratio > 0.5`, `object.spec.?items.orValue([]).exists(i, i.enabled == true)`,
+	`object.spec.items.map(i, i.?weight.orValue(0.0))`, `object.spec.?nothing == optional.none()`,
+	`object.spec.labels.all(k, object.spec.labels[k].size() < 10)`, `object.spec.items[1].?name.orValue('') == 'b'`,
+	`has(object.spec.nullable)`, `object.spec.nullable == null`, `object.data['k'] != ''`,
+}
+
+// directExtraObjects are objects of the kinds the test objects lack: a custom resource (read
+// as unstructured JSON) and a Secret.
+var directExtraObjects = []string{
+	`{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "ns", "labels": {"app": "w"}},
+	  "spec": {"replicas": 3, "ratio": 0.75, "nullable": null, "labels": {"a": "b", "c": "dddddddddddd"},
+	           "items": [{"name": "a", "enabled": true, "weight": 1.5}, {"name": "b", "enabled": false}, {}]}}`,
+	`{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "ns"}, "type": "Opaque",
+	  "data": {"k": "AP8=", "empty": ""}, "stringData": {"a": "b"}}`,
 }
 
 // TestDirectAgrees holds direct evaluation (celdirect.go) to the interpreter: on every test
@@ -270,6 +285,13 @@ func directObjects(tb testing.TB) []*Resource {
 		if res, err := NewDecoder(false).Decode(js, nil); err == nil {
 			out = append(out, res)
 		}
+	}
+	for _, js := range directExtraObjects {
+		res, err := NewDecoder(false).Decode([]byte(js), nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, res)
 	}
 	return out
 }
