@@ -96,8 +96,8 @@ var directExtraObjects = []string{
 // TestDirectAgrees holds direct evaluation (celdirect.go) to the interpreter: on every test
 // object, every untracked program of every policy of the library, the examples and the load
 // harness, and every edge case above, gives the same value both ways whenever direct evaluation
-// answers, and direct evaluation never answers where the interpreter fails. It must answer most
-// of the time, or it would be a slower way to call the interpreter.
+// answers; direct evaluation never answers where the interpreter fails, and always answers
+// where the interpreter gives a value (or it would be a slower way to call the interpreter).
 func TestDirectAgrees(t *testing.T) {
 	objects := directObjects(t)
 	var answered, asked int
