@@ -23,7 +23,7 @@ import (
 // An untracked program (untracked.go) runs where its estimate already bounds its cost, so all
 // its interpreter does is walk the expression: resolve each attribute through the activation
 // and a chain of qualifiers, bind each comprehension's variables in an activation of their own,
-// and dispatch each call. That walk, not the functions called, is most of what a rule of the
+// and dispatch each call. That walk, not the functions called, is much of what a rule of the
 // usual shapes costs (field paths, optional fields with defaults, all and exists over lists,
 // string predicates, comparisons). A directProgram is the same checked expression compiled to Go
 // closures over the same CEL values, calling the same function bindings as the interpreter: the
@@ -517,7 +517,7 @@ func callBinding(impl *functions.Overload, args []directEval, overload string) (
 			}
 			return fn(l, r)
 		}, nil
-	case len(args) > 0 && impl.Function != nil && (len(args) > 2 || (len(args) == 1 && impl.Unary == nil) || (len(args) == 2 && impl.Binary == nil)):
+	case len(args) > 0 && impl.Function != nil: // more operands, or no unary or binary form
 		fn := impl.Function
 		return func(f *directFrame) ref.Val {
 			vals := make([]ref.Val, len(args))
@@ -619,6 +619,9 @@ func matching(str, pattern directEval) directEval {
 
 // list is a list literal, whose optional elements are left out when absent.
 func (c *directCompiler) list(l celast.ListExpr) (directEval, error) {
+	if lit := literalList(c.adapter, l); lit != nil {
+		return constant(lit), nil
+	}
 	elems := make([]directEval, len(l.Elements()))
 	for i, e := range l.Elements() {
 		var err error
@@ -634,9 +637,6 @@ func (c *directCompiler) list(l celast.ListExpr) (directEval, error) {
 		optional[i] = true
 	}
 	adapter := c.adapter
-	if constant := literalList(adapter, l); constant != nil {
-		return func(*directFrame) ref.Val { return constant }, nil
-	}
 	return func(f *directFrame) ref.Val {
 		vals := make([]ref.Val, 0, len(elems))
 		for i, elem := range elems {
