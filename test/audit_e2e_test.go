@@ -165,10 +165,17 @@ func checkAuditStatus(t *testing.T) {
 		}
 		return nil
 	})
-	out, _, err := kubectl(t, "", "get", "clusterpolicy", "audit-e2e-disallow-latest-tag")
-	if err != nil || !strings.Contains(out, "VIOLATIONS") || !strings.Contains(strings.Fields(strings.Split(out, "\n")[1])[3], "150") {
-		t.Errorf("kubectl get clusterpolicy: %v\n%s", err, out)
-	}
+	// Each policy's status is patched on its own: another policy's may come a moment later.
+	eventually(t, 20*time.Second, func() error {
+		out, _, err := kubectl(t, "", "get", "clusterpolicy", "audit-e2e-disallow-latest-tag")
+		if err != nil {
+			return fmt.Errorf("kubectl get clusterpolicy: %w", err)
+		}
+		if lines := strings.Split(out, "\n"); !strings.Contains(out, "VIOLATIONS") || len(lines) < 2 || len(strings.Fields(lines[1])) < 4 || !strings.Contains(strings.Fields(lines[1])[3], "150") {
+			return fmt.Errorf("kubectl get clusterpolicy: no 150 violations\n%s", out)
+		}
+		return nil
+	})
 }
 
 // checkReportCommand: kubectl portcullis report gives, per policy and namespace, the resources
