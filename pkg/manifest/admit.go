@@ -198,11 +198,29 @@ func Admit(ctx context.Context, engine *policies.Engine, inputs []Input, namespa
 	return out, nil
 }
 
-// ChunkSize is how many documents AdmitChunks holds decoded at once.
-const ChunkSize = 1024
+// ChunkSize is the most documents AdmitChunks holds decoded at once, and ChunkBytes the most
+// text: a chunk ends at whichever comes first. A chunk's objects are dropped once judged, so the
+// collector reuses their memory for the next chunk's; a larger chunk grows the heap instead,
+// and a new process pays a page fault for every page it grows by (1,024 ~7 KB Pods in one
+// chunk took a quarter more CPU than in chunks of 256 KiB). Small documents still go 1,024 at a
+// time, as each chunk waits for its slowest document.
+const (
+	ChunkSize  = 1024
+	ChunkBytes = 256 << 10
+)
 
-// AdmitChunks is Inputs then Admit, a chunk of documents at a time, so that only one chunk's
-// decoded and admitted objects are in memory at once, however many documents there are: each
+// chunkEnd is the end of the chunk of docs that starts at start.
+func chunkEnd(docs []Document, start int) int {
+	end, size := start, 0
+	for end < len(docs) && end-start < ChunkSize && (end == start || size+len(docs[end].JSON) <= ChunkBytes) {
+		size += len(docs[end].JSON)
+		end++
+	}
+	return end
+}
+
+// AdmitChunks is Inputs then Admit, a chunk of documents at a time (ChunkSize), so that only one
+// chunk's decoded and admitted objects are in memory at once, however many documents there are: each
 // chunk's results go to emit, in input order, and are dropped. The Namespace objects among all
 // the documents are known to every chunk, as to Admit. Every bad document is named, as by
 // Inputs, in an InvalidDocuments; once one is found, the chunks after it are decoded (to name
@@ -210,8 +228,9 @@ const ChunkSize = 1024
 func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, namespace string, namespaces []*corev1.Namespace, emit func([]Admitted)) error {
 	namespaces = append(slices.Clip(namespaces), namespaceObjects(docs)...)
 	var errs []error
-	for start := 0; start < len(docs); start += ChunkSize {
-		chunk := docs[start:min(start+ChunkSize, len(docs))]
+	for start, end := 0, 0; start < len(docs); start = end {
+		end = chunkEnd(docs, start)
+		chunk := docs[start:end]
 		inputs, err := Inputs(chunk, namespace)
 		if err != nil {
 			errs = append(errs, err)

@@ -82,3 +82,35 @@ spec:
 		t.Errorf("%d admitted after a bad document in the first chunk", emitted)
 	}
 }
+
+// A chunk ends at ChunkSize documents or ChunkBytes of text, whichever comes first, and holds
+// at least one document, however large.
+func TestChunkEnd(t *testing.T) {
+	docs := func(sizes ...int) []Document {
+		out := make([]Document, len(sizes))
+		for i, n := range sizes {
+			out[i].JSON = make([]byte, n)
+		}
+		return out
+	}
+	small := make([]int, ChunkSize+5)
+	for i := range small {
+		small[i] = 100
+	}
+	for _, c := range []struct {
+		name        string
+		docs        []Document
+		start, want int
+	}{
+		{"small documents, by count", docs(small...), 0, ChunkSize},
+		{"the rest", docs(small...), ChunkSize, ChunkSize + 5},
+		{"by bytes", docs(ChunkBytes/2, ChunkBytes/2, 1), 0, 2},
+		{"one too large", docs(ChunkBytes+1, 1), 0, 1},
+		{"after one too large", docs(ChunkBytes+1, 1, ChunkBytes), 1, 2},
+		{"empty", nil, 0, 0},
+	} {
+		if got := chunkEnd(c.docs, c.start); got != c.want {
+			t.Errorf("%s: chunkEnd = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
