@@ -159,7 +159,7 @@ opa-bin: ## Build opa into bin/ from the module proxy (tools/opa), for make benc
 	$(GO) build -modfile=tools/opa/go.mod -o $(BIN)/opa github.com/open-policy-agent/opa
 
 .PHONY: fuzz
-fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers), evaluation, policy compilation, JSON bounds, presized decoding, LIST pages and the review handler for FUZZTIME each
+fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers), evaluation, policy compilation, JSON bounds, presized and strict decoding, direct CEL evaluation, LIST pages and the review handler for FUZZTIME each
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz 'FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzReadHead -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzBlockYAMLToJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
@@ -168,6 +168,8 @@ fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers), evaluat
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzScanBounds -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzPresizedDecodeAgrees -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzStrictDecodersAgree -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzDirectAgrees -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/audit -run '^$$' -fuzz FuzzSplitPage -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/server -run '^$$' -fuzz FuzzReviewHandler -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 

@@ -143,6 +143,24 @@ func BenchmarkDecodePod(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodePodStrict is BenchmarkDecodePod with the CLI's decoder: strict (no unknown,
+// duplicate or miscased field), copying strings, and defaulting the Pod as the API server does
+// before admission.
+func BenchmarkDecodePodStrict(b *testing.B) {
+	data, err := os.ReadFile("testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	d := policies.NewDecoder(true)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Decode(data, &gvk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkMutatePod is the mutating webhook's engine work for the ~7 KB Pod with its probes
 // removed: one decode, defaultProbes (the library's default-probes, enforced) and the patches.
 func BenchmarkMutatePod(b *testing.B) {

@@ -294,18 +294,7 @@ func (d *Decoder) unmarshal(data []byte, obj runtime.Object) error {
 		}
 		return gojson.Unmarshal(data, obj)
 	}
-	strictErrs, err := sigsjson.UnmarshalStrict(data, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
-	if err != nil {
-		return err
-	}
-	if len(strictErrs) > 0 {
-		msgs := make([]string, len(strictErrs))
-		for i, e := range strictErrs {
-			msgs[i] = e.Error()
-		}
-		return fmt.Errorf("strict decoding: %s", strings.Join(msgs, "; "))
-	}
-	return nil
+	return unmarshalStrict(data, obj)
 }
 
 // Into decodes data strictly into a typed object, e.g. a policy.
