@@ -145,14 +145,19 @@ type Decoder struct {
 // the webhook decodes objects the API server has already validated and defaulted, and uses a
 // lenient one, which does neither.
 func NewDecoder(strict bool) *Decoder {
+	return &Decoder{scheme: decoderScheme(), strict: strict}
+}
+
+// decoderScheme is the decoders' scheme, built once (in about 0.2 ms) and only read after.
+var decoderScheme = sync.OnceValue(func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(fmt.Sprintf("building the scheme: %v", err)) // static registration; cannot fail
 		}
 	}
-	return &Decoder{scheme: s, strict: strict}
-}
+	return s
+})
 
 // SharingInput returns a lenient decoder whose Resources' strings refer to the JSON they were
 // decoded from instead of being copies of it: on a 7 KB Pod, 190 allocations fewer. That JSON must
