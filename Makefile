@@ -159,11 +159,12 @@ opa-bin: ## Build opa into bin/ from the module proxy (tools/opa), for make benc
 	$(GO) build -modfile=tools/opa/go.mod -o $(BIN)/opa github.com/open-policy-agent/opa
 
 .PHONY: fuzz
-fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers), evaluation, policy compilation, JSON bounds, presized and strict decoding, direct CEL evaluation, LIST pages and the review handler for FUZZTIME each
+fuzz: ## Fuzz manifest reading (and its one-pass YAML and JSON readers, and JSON validation), evaluation, policy compilation, JSON bounds, presized and strict decoding, direct CEL evaluation, LIST pages and the review handler for FUZZTIME each
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz 'FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzReadHead -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/manifest -run '^$$' -fuzz FuzzBlockYAMLToJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./internal/jsonscan -run '^$$' -fuzz FuzzMembers -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./internal/jsonscan -run '^$$' -fuzz FuzzValid -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzDecodeEvaluate -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./pkg/policies -run '^$$' -fuzz FuzzScanBounds -fuzztime $(FUZZTIME) -fuzzminimizetime 1s

@@ -250,3 +250,86 @@ func BenchmarkStringEnd(b *testing.B) {
 		}
 	}
 }
+
+// validCases are documents at the edges of JSON's grammar, for Valid against encoding/json.
+var validCases = []string{
+	``, ` `, `{}`, `[]`, ` {} `, `{} {}`, `{`, `}`, `[`, `]`, `{]`, `[}`, `[1,]`, `{"a":1,}`, `{,}`, `[,1]`,
+	`{"a"}`, `{"a":}`, `{"a" 1}`, `{"a":1 "b":2}`, `{1:2}`, `{'a':1}`, `{"a":1}x`, `"a"`, `"a`, `a"`,
+	`0`, `-0`, `01`, `-01`, `1.`, `.1`, `1.5`, `-1.5e10`, `1e`, `1e+`, `1E-3`, `1e03`, `+1`, `--1`, `-`, `1.e3`,
+	`0x10`, `1_000`, `Infinity`, `NaN`, `true`, `false`, `null`, `tru`, `nul`, `truex`, `True`, `nulll`,
+	`"\""`, `"\\"`, `"\/"`, `"\b\f\n\r\t"`, `"\u00e9"`, `"\u00E9"`, `"\u00g9"`, `"\u00e"`, `"\x"`, `"\'"`,
+	`"\`, `"\u`, "\"a\tb\"", "\"a\nb\"", "\"a\x00b\"", "\"\x1f\"", "\"\x7f\"", "\"\xff\xfe\"", `"é"`,
+	`"abcdefghijklmnopqrstuvwxyz"`, `"abcdefgh"`, `"abcdefg\"h"`, `"abcdefghi\\"`, `"12345678\u0041bcdefgh"`,
+	"\"abcdefg\x01hijk\"", "\"abcdefghijklm\x19\"", "\t\r\n {\"a\"\t:\n[1 , 2 ]\r}\n", "\v{}", "\f{}",
+	`{"a":{"b":[{"c":null},[],{}]},"d":"e"}`, `[[[[]]]]`, `[[[[]]]`, `{"a":[}`, `[{"a":1]}`,
+}
+
+// Valid says what encoding/json's Valid says: on validCases, every prefix of a Kubernetes
+// object, and nesting at and past encoding/json's bound.
+func TestValid(t *testing.T) {
+	cases := slices.Clone(validCases)
+	pod, err := os.ReadFile("../../pkg/policies/testdata/bench/pod.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pod {
+		cases = append(cases, string(pod[:i]))
+	}
+	for _, depth := range []int{maxDepth - 1, maxDepth, maxDepth + 1} {
+		cases = append(cases, strings.Repeat("[", depth)+strings.Repeat("]", depth),
+			strings.Repeat(`{"a":`, depth)+"1"+strings.Repeat("}", depth),
+			strings.Repeat("[", depth-1)+"{}"+strings.Repeat("]", depth-1))
+	}
+	for _, c := range cases {
+		if got, want := Valid([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("Valid(%.80q) = %v, encoding/json says %v", c, got, want)
+		}
+	}
+	if !Valid(pod) {
+		t.Error("the benchmark Pod is not valid")
+	}
+}
+
+// FuzzValid: Valid says what encoding/json's Valid says, on any bytes.
+func FuzzValid(f *testing.F) {
+	for _, c := range validCases {
+		f.Add([]byte(c))
+	}
+	if pod, err := os.ReadFile("../../pkg/policies/testdata/bench/pod.json"); err == nil {
+		f.Add(pod)
+	}
+	f.Fuzz(func(t *testing.T, js []byte) {
+		if got, want := Valid(js), json.Valid(js); got != want {
+			t.Errorf("Valid(%q) = %v, encoding/json says %v", js, got, want)
+		}
+	})
+}
+
+// BenchmarkValid checks a JSON List of 100 ~7 KB Pods, with encoding/json's Valid beside it.
+func BenchmarkValid(b *testing.B) {
+	pod, err := os.ReadFile("../../pkg/policies/testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	list := []byte(`{"apiVersion":"v1","kind":"List","items":[`)
+	for i := range 100 {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = append(list, pod...)
+	}
+	list = append(list, "]}"...)
+	for _, v := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{{"jsonscan", Valid}, {"encoding_json", json.Valid}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.SetBytes(int64(len(list)))
+			for b.Loop() {
+				if !v.valid(list) {
+					b.Fatal("not valid")
+				}
+			}
+		})
+	}
+}
