@@ -199,11 +199,15 @@ func escape(js []byte, j int) int {
 			return -1
 		}
 		for _, h := range js[j+2 : j+6] {
-			if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+			if !hex(h) {
 				return -1
 			}
 		}
 		return j + 6
 	}
 	return -1
+}
+
+func hex(b byte) bool {
+	return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F'
 }
