@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/golden"
+	"github.com/portcullis-dev/portcullis/internal/initgc"
 
 	"github.com/portcullis-dev/portcullis/pkg/verify/verifytest"
 )
@@ -432,5 +434,25 @@ func TestMutateInPlace(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "", "mutate", "-f", "-", "--policies", "testdata/mutate/policies.yaml", "-i"); code != ExitUsage || !strings.Contains(errOut, "-i writes the files given with -f") {
 		t.Errorf("-i with stdin: exit %d, %q", code, errOut)
+	}
+}
+
+// TestMain turns the collector on for the tests that do not call Main, as Main does.
+func TestMain(m *testing.M) {
+	initgc.Restore()
+	os.Exit(m.Run())
+}
+
+// Main turns the garbage collector back on, which internal/initgc holds off while the
+// program's packages initialize: without it, check would never collect.
+func TestMainTurnsTheCollectorOn(t *testing.T) {
+	prev := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(prev)
+	var out, errOut bytes.Buffer
+	if code := Main(t.Context(), []string{"version"}, strings.NewReader(""), &out, &errOut); code != ExitOK {
+		t.Fatalf("version: exit %d: %s", code, errOut.String())
+	}
+	if got := debug.SetGCPercent(prev); got < 0 {
+		t.Errorf("GOGC %d after Main: the collector is still off", got)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/portcullis-dev/portcullis/internal/initgc"
 )
 
 // Exit codes of every command.
@@ -30,7 +32,11 @@ type streams struct {
 }
 
 // Main runs the command line and returns the exit code.
+//
+// The garbage collector is off until Main is called (internal/initgc): the program's start
+// allocates what it keeps.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	initgc.Restore()
 	return run(ctx, args, streams{in: stdin, out: stdout, err: stderr, now: time.Now})
 }
 
