@@ -17,9 +17,9 @@ import (
 // The strict decoding of what the API server has not seen (the CLI's manifests, policies):
 // names matched case-sensitively, and an unknown or duplicate name refused, as the API server's
 // own strict decoding (sigs.k8s.io/json) does. That decoder is encoding/json's, reporting every
-// fault with its field path; on a 7 KB Pod it takes about twice what a decoder with the same
-// rules built for them takes, goccy's implementation of the JSON v2 semantics configured as
-// below. So a document goes through the fast one first, and only when it refuses the document
+// fault with its field path; on a 7 KB Pod it takes two and a half times what a decoder with
+// the same rules built in takes, goccy's implementation of the JSON v2 semantics configured as
+// below (BenchmarkDecodePodStrict: 131 against 54 µs). So a document goes through the fast one first, and only when it refuses the document
 // (any fault at all) through sigs.k8s.io/json, which says what is wrong in the words it always
 // did. TestStrictDecodersAgree and FuzzStrictDecodersAgree hold the two equal on what the fast
 // one accepts.
