@@ -23,7 +23,7 @@ import (
 // The general way parses into generic maps and marshals them again; this is several times
 // faster and allocates little, which is most of check's time on YAML input.
 func blockYAMLToJSON(doc []byte) (js []byte, ok bool) {
-	c := yconv{out: make([]byte, 0, len(doc)+len(doc)/4)}
+	c := yconv{out: make([]byte, 0, len(doc)+len(doc)/4), ls: make([]yline, 0, bytes.Count(doc, []byte{'\n'})+1)} // a line each at most
 	if !c.lines(doc) || len(c.ls) == 0 {
 		return nil, false
 	}
@@ -620,6 +620,9 @@ func resolveNumber(out []byte, s string) ([]byte, bool) {
 		return nil, true
 	}
 	plain := strings.ReplaceAll(s, "_", "")
+	if !numeric(plain) {
+		return nil, true // a byte no number below has, as "100m" and "64Mi": strconv's errors allocate
+	}
 	if i, err := strconv.ParseInt(plain, 0, 64); err == nil {
 		return strconv.AppendInt(out, i, 10), false
 	}
@@ -645,6 +648,20 @@ func resolveNumber(out []byte, s string) ([]byte, bool) {
 		}
 	}
 	return nil, true
+}
+
+// numeric is whether every byte of s can be part of a number resolveNumber parses: digits, hex
+// digits, the base prefixes' letters, signs and the decimal point.
+func numeric(s string) bool {
+	for i := range len(s) {
+		switch b := s[i]; {
+		case b >= '0' && b <= '9', b >= 'a' && b <= 'f', b >= 'A' && b <= 'F',
+			b == 'x', b == 'X', b == 'o', b == 'O', b == '+', b == '-', b == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // The timestamps YAML 1.1 resolves (as sigsyaml reads them, into strings again).
