@@ -3,11 +3,12 @@
 //
 // Initializing the packages the binaries link (client-go's and the API server's schemes, CEL's
 // library, cosign's verification stack) allocates about 10 MB, nearly all of it kept: with the
-// collector on, the heap's first goals (4 MB and up) make it run four or five times before
-// main, each cycle marking what will live anyway. For the CLI, which starts once per run in CI,
-// that was about a fifth of its start. The package imports nothing but runtime/debug, so it is
-// initialized before the packages that allocate (the runtime initializes a package as soon as
-// its imports are, taking the lowest import path first).
+// collector on, the heap's first goals (4 MB and up) made it run three to five times before
+// main, each cycle marking what lives anyway. For the CLI, which starts once per run in CI, that
+// was a sixth of the CPU its start takes (101 → 84 ms, `perf stat -r 15 kubectl-portcullis
+// version`) and 8% of its wall time (90 → 82 ms). The package imports nothing but runtime/debug,
+// so the runtime initializes it early (packages in import path order, as soon as their imports
+// are): in kubectl-portcullis, before the first collection would have run.
 package initgc
 
 import "runtime/debug"

@@ -23,7 +23,8 @@ import (
 // The general way parses into generic maps and marshals them again; this is several times
 // faster and allocates little, which is most of check's time on YAML input.
 func blockYAMLToJSON(doc []byte) (js []byte, ok bool) {
-	c := yconv{out: make([]byte, 0, len(doc)+len(doc)/4), ls: make([]yline, 0, bytes.Count(doc, []byte{'\n'})+1)} // a line each at most
+	// The JSON is about as long as the YAML, and there is at most a line each.
+	c := yconv{out: make([]byte, 0, len(doc)+len(doc)/4), ls: make([]yline, 0, bytes.Count(doc, []byte{'\n'})+1)}
 	if !c.lines(doc) || len(c.ls) == 0 {
 		return nil, false
 	}
