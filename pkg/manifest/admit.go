@@ -221,10 +221,11 @@ func chunkEnd(docs []Document, start int) int {
 
 // AdmitChunks is Inputs then Admit, a chunk of documents at a time (ChunkSize, ChunkBytes), so
 // that only one chunk's decoded and admitted objects are in memory at once, however many
-// documents there are: each chunk's results go to emit, in input order, and are dropped. The Namespace objects among all
-// the documents are known to every chunk, as to Admit. Every bad document is named, as by
-// Inputs, in an InvalidDocuments; once one is found, the chunks after it are decoded (to name
-// theirs) but not admitted. The text (JSON, Raw) of each admitted document is released.
+// documents there are: each chunk's results go to emit, in input order, and are dropped. The
+// Namespace objects among all the documents are known to every chunk, as to Admit. Every bad
+// document is named, as by Inputs, in an InvalidDocuments; once one is found, the chunks after
+// it are decoded (to name theirs) but not admitted. The text (JSON, Raw) of each admitted
+// document is released.
 func AdmitChunks(ctx context.Context, engine *policies.Engine, docs []Document, namespace string, namespaces []*corev1.Namespace, emit func([]Admitted)) error {
 	namespaces = append(slices.Clip(namespaces), namespaceObjects(docs)...)
 	var errs []error
