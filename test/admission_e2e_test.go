@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -134,7 +135,12 @@ func TestDeploymentsCreateAndUpdate(t *testing.T) {
 }
 
 // TestAuditOnly: the audit-only server admits what the same Deny policy would deny, and records it.
+// It is a process of its own, which gave back its binary's pages once ready
+// (--binary-page-release-interval): what it admits here runs on code mapped back since.
 func TestAuditOnly(t *testing.T) {
+	if e2e.auditLog != "" {
+		eventually(t, 20*time.Second, func() error { return gaveBackPages(e2e.auditLog) })
+	}
 	applyPolicy(t, libraryPolicy(t, "pod-security-baseline", "  enforcement: Deny\n"))
 	defer deletePolicy(t, "pod-security-baseline")
 	ns := newNamespace(t, map[string]string{auditOnlyLabel: "true"})
@@ -378,4 +384,29 @@ func scrapeMetrics(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// gaveBackPages reads a server's log for its first release of its binary's pages, which must
+// have left fewer of them resident.
+func gaveBackPages(logFile string) error {
+	data, err := os.ReadFile(logFile) //nolint:gosec // the e2e run's own file
+	if err != nil {
+		return err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		var entry struct {
+			Msg      string `json:"msg"`
+			Before   int64  `json:"residentBefore"`
+			After    int64  `json:"residentAfter"`
+			Mappings int    `json:"mappings"`
+		}
+		if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "gave back the binary's pages" {
+			continue
+		}
+		if entry.Mappings < 2 || entry.Before <= 0 || entry.After >= entry.Before {
+			return fmt.Errorf("%s: %s: want the code and read-only data mappings, fewer bytes resident after", logFile, line)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: no release of the binary's pages logged", logFile)
 }

@@ -44,6 +44,7 @@ var e2e struct {
 	client     client.Client
 	webhookURL string // the main server, self-managed certificates
 	auditURL   string // a second server with --audit-only and a user-provided certificate
+	auditLog   string // its log file (empty with E2E_VERBOSE: its log goes to stderr)
 	// secondMetricsURL serves the second server's metrics (plain HTTP): it leads when the main
 	// server has lost the lease, and then runs the leader's work, the audit included.
 	secondMetricsURL string
@@ -192,8 +193,9 @@ func setup(dir, assets string) error {
 	if err != nil {
 		return err
 	}
+	e2e.auditLog = logFile.Name()
 	if os.Getenv("E2E_VERBOSE") != "" {
-		logFile = os.Stderr
+		logFile, e2e.auditLog = os.Stderr, ""
 	}
 	auditProbe := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[4])
 	p, err := cluster.StartProcess(bin, logFile, "--kubeconfig", c.Kubeconfig, "--webhook-host", "127.0.0.1",

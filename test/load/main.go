@@ -38,7 +38,8 @@ var (
 	auditObjects int
 	auditCPU     string
 	serverGOGC   string
-	auditGOGC    string // the server's --audit-gogc; empty: its default
+	serverFlags  []string // -server-flags: more of the server's flags, to compare a setting
+	auditGOGC    string   // the server's --audit-gogc; empty: its default
 	// serverGOMAXPROCS, when set, is the server's GOMAXPROCS ("1": the scan shares admission's
 	// processor, as before the server gave the audit one of its own).
 	serverGOMAXPROCS string
@@ -118,6 +119,10 @@ func main() {
 	flag.IntVar(&rounds, "rounds", 3, "with -apiserver-creates: rounds of the two phases, without and with the webhook")
 	flag.DurationVar(&soakFor, "soak", 0, "instead of the rates: the soak, for this long, at the first rate, with 100 ClusterPolicies (make bench-soak)")
 	flag.BoolVar(&soakDistinct, "soak-distinct", false, "with -soak: every copy's CEL rules and params its own, so that no two policies share a CEL program or environment (make bench-soak SOAK_DISTINCT=1)")
+	flag.Func("server-flags", "more flags for the server, separated by spaces (e.g. --release-startup-pages=false), to measure a setting", func(v string) error {
+		serverFlags = append(serverFlags, strings.Fields(v)...)
+		return nil
+	})
 	flag.Parse()
 	if soakFor > 0 {
 		rate, _ := strconv.Atoi(strings.Split(*rates, ",")[0])
@@ -308,6 +313,10 @@ func start(ctx context.Context, root, dir string) (h *harness, err error) {
 		"--validating-webhook-configuration", "none", "--leader-elect=false",
 		"--metrics-bind-address", metrics, "--profiling", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probes),
 		"--metrics-secure=false"} // plain HTTP, for pprof on -metrics-addr (loopback)
+	if len(serverFlags) > 0 {
+		h.args = append(h.args, serverFlags...)
+		fmt.Printf("    the server runs with %s\n", strings.Join(serverFlags, " "))
+	}
 	if serverCPULimit > 0 {
 		if h.cgroup, err = newCPUCgroup(serverCPULimit); err != nil {
 			return nil, err

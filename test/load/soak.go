@@ -63,8 +63,8 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	}
 	fmt.Printf("==> soak: %d reviews/s for %s, RSS every %s (before the policies %.1f MiB, with them %.1f MiB)\n", rate, d, interval, rssBefore, loaded)
 	type sample struct {
-		at        time.Duration
-		rss, anon float64
+		at              time.Duration
+		rss, anon, file float64
 	}
 	var samples []sample
 	stop := make(chan struct{})
@@ -89,8 +89,13 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 					sampled <- err
 					return
 				}
-				samples = append(samples, sample{time.Since(start).Round(time.Second), rss, anon})
-				fmt.Printf("    %6s  RSS %6.1f MiB (anonymous %6.1f MiB)\n", samples[len(samples)-1].at, rss, anon)
+				file, err := procStatusMiB(h.srv.Pid(), "RssFile")
+				if err != nil {
+					sampled <- err
+					return
+				}
+				samples = append(samples, sample{time.Since(start).Round(time.Second), rss, anon, file})
+				fmt.Printf("    %6s  RSS %6.1f MiB (anonymous %6.1f MiB, the binary's pages %6.1f MiB)\n", samples[len(samples)-1].at, rss, anon, file)
 			}
 		}
 	}()
@@ -120,9 +125,9 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	if len(samples) == 0 {
 		return fmt.Errorf("no RSS sample in %s", d)
 	}
-	rss, anon := make([]float64, len(samples)), make([]float64, len(samples))
+	rss, anon, file := make([]float64, len(samples)), make([]float64, len(samples)), make([]float64, len(samples))
 	for i, s := range samples {
-		rss[i], anon[i] = s.rss, s.anon
+		rss[i], anon[i], file[i] = s.rss, s.anon, s.file
 	}
 	half := len(rss) / 2
 	firstHalf, secondHalf := slices.Max(rss[:max(half, 1)]), slices.Max(rss[half:])
@@ -132,6 +137,7 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 	fmt.Printf("| RSS under load: min / median / max / last | %.1f / %.1f / %.1f / %.1f MiB |\n", slices.Min(rss), median(rss), slices.Max(rss), rss[len(rss)-1])
 	fmt.Printf("| highest RSS, first half / second half | %.1f / %.1f MiB (%+.1f) |\n", firstHalf, secondHalf, secondHalf-firstHalf)
 	fmt.Printf("| anonymous RSS (heap, stacks; not the binary's pages): min / max / last | %.1f / %.1f / %.1f MiB |\n", slices.Min(anon), slices.Max(anon), anon[len(anon)-1])
+	fmt.Printf("| the binary's pages (file-backed RSS; --binary-page-release-interval): min / max / last | %.1f / %.1f / %.1f MiB |\n", slices.Min(file), slices.Max(file), file[len(file)-1])
 	fmt.Printf("| the machine's CPUs: busy (every process) / stolen by the hypervisor | %.0f%% / %.0f%% |\n", busy*100, steal*100)
 	// Up to 1% failed is reported, not fatal: on a starved machine (CI runs packages side by
 	// side) the server rightly answers some reviews 429 past its evaluation deadline, and some

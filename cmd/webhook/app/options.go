@@ -67,6 +67,9 @@ type Options struct {
 	// MemoryLimitRatio sets the Go runtime's soft memory limit to this share of the container's
 	// memory limit, unless GOMEMLIMIT is set.
 	MemoryLimitRatio float64
+	// PageRelease is how often the binary's mapped pages are given back (internal/exepages),
+	// first once the server is ready; 0: never.
+	PageRelease time.Duration
 
 	VerifyTimeout      time.Duration
 	InsecureRegistries []string
@@ -127,6 +130,7 @@ func NewOptions() *Options {
 		ReviewReadTimeout:    10 * time.Second,
 		MaxConnections:       server.DefaultWebhookServerOptions.MaxConnections,
 		MemoryLimitRatio:     0.9,
+		PageRelease:          5 * time.Minute,
 		VerifyTimeout:        2 * time.Second,
 		MaxExceptionLifetime: 90 * 24 * time.Hour,
 		Budget:               source.DefaultTenantBudget,
@@ -174,6 +178,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxConnections, "max-connections", o.MaxConnections, "connections the webhook server holds open at once, about 20 KiB each; at the bound new ones wait to be accepted while a slot is freed from the client holding the most: one of its connections in use answers with Connection: close, or, if it uses none, its longest-idle one is closed (see docs/security.md)")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "PEM CA bundle: require the API server to authenticate with a client certificate signed by it (see docs/security.md)")
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio, "unless GOMEMLIMIT is set, the Go runtime's soft memory limit as a share of the container's cgroup memory limit (0 disables)")
+	fs.DurationVar(&o.PageRelease, "binary-page-release-interval", o.PageRelease, "once ready, then this often, unmap the pages of the binary the process has mapped (clean copies of the file: starting maps about 36 MiB of them, serving uses a few); the ones in use come back from the page cache by a minor fault (Linux; 0: never; see docs/performance.md)")
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
 	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP, for testing; not a permission to reach private addresses (see --private-registries)")
 	fs.StringSliceVar(&o.PrivateRegistries, "private-registries", o.PrivateRegistries, "registries (host[:port]) that may resolve to loopback, link-local or private addresses; no other registry host, redirect or token realm may")
@@ -257,6 +262,9 @@ func (o *Options) validateServing(v *flagErrors) {
 	}
 	if o.MemoryLimitRatio < 0 || o.MemoryLimitRatio >= 1 {
 		bad("memory-limit-ratio", o.MemoryLimitRatio, "must be in [0, 1)")
+	}
+	if o.PageRelease < 0 || (o.PageRelease > 0 && o.PageRelease < 10*time.Second) {
+		bad("binary-page-release-interval", o.PageRelease, "must be 0 (never) or at least 10s: each release costs the pages in use a fault")
 	}
 	if o.ClientCAFile != "" {
 		if _, err := os.Stat(o.ClientCAFile); err != nil {

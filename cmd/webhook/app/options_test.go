@@ -89,3 +89,27 @@ func TestTUFFlags(t *testing.T) {
 		})
 	}
 }
+
+// --binary-page-release-interval: never, or no more often than every 10 s.
+func TestPageReleaseInterval(t *testing.T) {
+	for _, c := range []struct {
+		interval time.Duration
+		want     string // empty: valid
+	}{
+		{0, ""},
+		{10 * time.Second, ""},
+		{5 * time.Minute, ""},
+		{time.Second, "--binary-page-release-interval=1s: must be 0 (never) or at least 10s"},
+		{-time.Minute, "--binary-page-release-interval=-1m0s: must be 0 (never) or at least 10s"},
+	} {
+		o := NewOptions()
+		o.PageRelease = c.interval
+		err := o.Validate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: unexpected error: %v", c.interval, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one containing %q", c.interval, err, c.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/version"
 
@@ -34,6 +35,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/portcullis-dev/portcullis/certs"
+	"github.com/portcullis-dev/portcullis/internal/exepages"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/leader"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
@@ -179,7 +181,54 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 	if err := addHealthChecks(mgr, engines, whServer); err != nil {
 		return nil, nil, err
 	}
+	if o.PageRelease > 0 {
+		release := func(ctx context.Context) error { return releasePages(ctx, mgr.GetCache(), engines, o.PageRelease) }
+		if err := mgr.Add(everyReplica(release)); err != nil {
+			return nil, nil, err
+		}
+	}
 	return mgr, src, nil
+}
+
+// releasePages waits until the server is ready to admit (its informers synced, the policies
+// compiled once), then unmaps the pages of the binary the process has mapped
+// (internal/exepages), and again every interval: starting maps about 36 MiB of code and
+// tables, compiling policies, renewing certificates or an audit scan more, where serving uses a
+// few. It logs what the first release did, the others' at verbosity 1; a failure is logged, never
+// fatal.
+func releasePages(ctx context.Context, c cache.Cache, engines *source.EngineHolder, interval time.Duration) error {
+	if !c.WaitForCacheSync(ctx) {
+		return nil
+	}
+	log := ctrl.Log.WithName("exepages")
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for engines.Load() == nil {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+	tick.Reset(interval)
+	for first := true; ; first = false {
+		st, err := exepages.Release()
+		if err != nil {
+			log.Error(err, "could not give back the binary's pages (--binary-page-release-interval)")
+			return nil
+		}
+		l := log
+		if !first {
+			l = log.V(1)
+		}
+		l.Info("gave back the binary's pages", "residentBefore", st.Before, "residentAfter", st.After,
+			"mappings", st.Mappings, "skippedModified", st.Skipped)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // buildWebhookServer is the webhook server with its certificate: from src (self-managed) or
