@@ -67,7 +67,7 @@ test: envtest-bins build helm-bin opa-bin ## Run every test: unit, golden, fixtu
 	@echo "== running every test, with the race detector (the e2e tests start kube-apiserver and etcd)"
 	KUBEBUILDER_ASSETS=$(CURDIR)/bin/k8s $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(SLOW_TEST_PKGS) ./...
 	@echo "== every benchmark once (-benchtime 1x), so a broken one fails the build"
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/... ./internal/...
 	@echo "== the policy library's test suites"
 	$(BIN)/kubectl-portcullis test manifests/library
 	$(MAKE) --no-print-directory test-monitoring
@@ -130,7 +130,7 @@ lint: ## Run golangci-lint (v2, pinned in tools/go.mod)
 .PHONY: bench
 bench: ## Run the engine benchmarks (BENCHCOUNT runs each) into bin/bench-<commit>.txt, benchstat's input
 	@mkdir -p $(BIN)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/... | tee $(BIN)/bench-$(VERSION).txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./pkg/... ./internal/... | tee $(BIN)/bench-$(VERSION).txt
 	@echo "== wrote $(BIN)/bench-$(VERSION).txt; compare two with: go run golang.org/x/perf/cmd/benchstat@latest OLD NEW"
 
 .PHONY: bench-apiserver
