@@ -34,7 +34,6 @@ type Stats struct {
 type mapping struct {
 	start, end uint64
 	perms      string
-	path       string
 	rss        int64 // bytes
 	anonymous  int64 // bytes: pages of its own (copy-on-write), not the file's
 }
@@ -71,7 +70,7 @@ func parseSmaps(data []byte, path string) ([]mapping, error) {
 			if !ok || err1 != nil || err2 != nil || end <= start {
 				return nil, fmt.Errorf("smaps line %d: bad address range %q", line, fields[0])
 			}
-			out = append(out, mapping{start: start, end: end, perms: fields[1], path: p})
+			out = append(out, mapping{start: start, end: end, perms: fields[1]})
 			cur = &out[len(out)-1]
 			continue
 		}

@@ -299,8 +299,8 @@ func Split(file string, data []byte) ([]Document, error) {
 
 // toJSON converts a document to JSON. A document that is JSON already (a .json file, a List
 // from kubectl get -o json) is checked (jsonscan.Valid) and kept as it is: the YAML route would
-// parse it as YAML, build generic maps and write them again, for the same bytes. Block YAML as manifests
-// are written is converted in one pass (blockYAMLToJSON); the rest the general way.
+// parse it as YAML, build generic maps and write them again, for the same bytes. Block YAML as
+// manifests are written is converted in one pass (blockYAMLToJSON); the rest the general way.
 func toJSON(c chunk) ([]byte, error) {
 	if t := bytes.TrimSpace(c.raw); len(t) > 0 && t[0] == '{' && jsonscan.Valid(t) {
 		return t, nil

@@ -19,10 +19,10 @@ import (
 // own strict decoding (sigs.k8s.io/json) does. That decoder is encoding/json's, reporting every
 // fault with its field path; on a 7 KB Pod it takes two and a half times what a decoder with
 // the same rules built in takes, goccy's implementation of the JSON v2 semantics configured as
-// below (BenchmarkDecodePodStrict: 131 against 54 µs). So a document goes through the fast one first, and only when it refuses the document
-// (any fault at all) through sigs.k8s.io/json, which says what is wrong in the words it always
-// did. TestStrictDecodersAgree and FuzzStrictDecodersAgree hold the two equal on what the fast
-// one accepts.
+// below (BenchmarkDecodePodStrict: 131 against 54 µs). So a document goes through the fast one
+// first, and only when it refuses the document (any fault at all) through sigs.k8s.io/json,
+// which says what is wrong in the words it always did. TestStrictDecodersAgree and
+// FuzzStrictDecodersAgree hold the two equal on what the fast one accepts.
 var strictV2 = jsonv2.JoinOptions(
 	gojson.DefaultOptionsV1(),               // encoding/json's semantics (methods, nulls, numbers, bytes)...
 	jsonv2.MatchCaseInsensitiveNames(false), // ...but names exactly as written,

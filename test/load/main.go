@@ -709,17 +709,33 @@ func rssMiB(pid int) (float64, error) { return procStatusMiB(pid, "VmRSS") }
 
 // procStatusMiB reads a size field of /proc/PID/status (VmRSS, VmHWM) in MiB.
 func procStatusMiB(pid int, field string) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	mib, err := procStatusMiBs(pid, field)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
+	return mib[0], nil
+}
+
+// procStatusMiBs reads size fields of /proc/PID/status in MiB, from one reading of the file.
+func procStatusMiBs(pid int, fields ...string) ([]float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	mib := make([]float64, len(fields))
+	found := 0
+	for line := range strings.SplitSeq(string(data), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if i := slices.Index(fields, name); ok && i >= 0 {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024, nil
+			mib[i] = kb / 1024
+			found++
 		}
 	}
-	return 0, fmt.Errorf("no %s for %d", field, pid)
+	if found != len(fields) {
+		return nil, fmt.Errorf("not every one of %v in /proc/%d/status", fields, pid)
+	}
+	return mib, nil
 }
 
 // review wraps the Pod in an AdmissionReview as the API server sends it.

@@ -90,3 +90,18 @@ func TestBucketAt(t *testing.T) {
 		t.Error("no bucket: want an error")
 	}
 }
+
+// procStatusMiBs reads every field asked for from one reading of the status file, and says
+// when one is missing.
+func TestProcStatusMiBs(t *testing.T) {
+	mib, err := procStatusMiBs(os.Getpid(), "VmRSS", "RssAnon", "RssFile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mib[0] <= 0 || mib[1] <= 0 || mib[1]+mib[2] > mib[0]+1 {
+		t.Errorf("VmRSS, RssAnon, RssFile = %v MiB: want RSS at least anonymous plus file-backed", mib)
+	}
+	if _, err := procStatusMiBs(os.Getpid(), "VmRSS", "NoSuchField"); err == nil {
+		t.Error("a missing field gave no error")
+	}
+}

@@ -79,21 +79,12 @@ func soak(ctx context.Context, root string, h *harness, rate int, d, interval ti
 				sampled <- nil
 				return
 			case <-t.C:
-				rss, err := rssMiB(h.srv.Pid())
+				mib, err := procStatusMiBs(h.srv.Pid(), "VmRSS", "RssAnon", "RssFile")
 				if err != nil {
 					sampled <- err
 					return
 				}
-				anon, err := procStatusMiB(h.srv.Pid(), "RssAnon")
-				if err != nil {
-					sampled <- err
-					return
-				}
-				file, err := procStatusMiB(h.srv.Pid(), "RssFile")
-				if err != nil {
-					sampled <- err
-					return
-				}
+				rss, anon, file := mib[0], mib[1], mib[2]
 				samples = append(samples, sample{time.Since(start).Round(time.Second), rss, anon, file})
 				fmt.Printf("    %6s  RSS %6.1f MiB (anonymous %6.1f MiB, the binary's pages %6.1f MiB)\n", samples[len(samples)-1].at, rss, anon, file)
 			}
