@@ -70,6 +70,9 @@ type Options struct {
 	// PageRelease is how often the binary's mapped pages are given back (internal/exepages),
 	// first once the server is ready; 0: never.
 	PageRelease time.Duration
+	// GCCycleInterval is the time the garbage collector's pacing aims to leave between cycles
+	// while the server allocates fast (internal/gcpace); 0 (the default): Go's pacing alone.
+	GCCycleInterval time.Duration
 
 	VerifyTimeout      time.Duration
 	InsecureRegistries []string
@@ -179,6 +182,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "PEM CA bundle: require the API server to authenticate with a client certificate signed by it (see docs/security.md)")
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", o.MemoryLimitRatio, "unless GOMEMLIMIT is set, the Go runtime's soft memory limit as a share of the container's cgroup memory limit (0 disables)")
 	fs.DurationVar(&o.PageRelease, "binary-page-release-interval", o.PageRelease, "once ready, then this often, unmap the pages of the binary the process has mapped (clean copies of the file: starting maps about 36 MiB of them, serving uses a few); the ones in use come back from the page cache by a minor fault (Linux; 0: never; see docs/performance.md)")
+	fs.DurationVar(&o.GCCycleInterval, "gc-cycle-interval", o.GCCycleInterval, "latency for memory: while reviews allocate faster than GOGC's headroom holds for this long, raise GOGC so that the garbage collector runs about once this interval (every cycle pauses the process twice, and on a busy CPU those pauses make admission's p99); the heap grows by what this interval allocates, and back down with the load; GOGC never goes below the process's, and the soft memory limit still bounds the heap (0: Go's pacing alone; ignored when GOGC is set in the environment; see docs/performance.md)")
 	fs.DurationVar(&o.VerifyTimeout, "image-verification-timeout", o.VerifyTimeout, "deadline of one image verification (registry round trips); below --evaluation-timeout")
 	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "registries (host[:port]) reached over plain HTTP, for testing; not a permission to reach private addresses (see --private-registries)")
 	fs.StringSliceVar(&o.PrivateRegistries, "private-registries", o.PrivateRegistries, "registries (host[:port]) that may resolve to loopback, link-local or private addresses; no other registry host, redirect or token realm may")
@@ -265,6 +269,9 @@ func (o *Options) validateServing(v *flagErrors) {
 	}
 	if o.PageRelease < 0 || (o.PageRelease > 0 && o.PageRelease < 10*time.Second) {
 		bad("binary-page-release-interval", o.PageRelease, "must be 0 (never) or at least 10s: each release costs the pages in use a fault")
+	}
+	if o.GCCycleInterval < 0 || (o.GCCycleInterval > 0 && (o.GCCycleInterval < 100*time.Millisecond || o.GCCycleInterval > time.Minute)) {
+		bad("gc-cycle-interval", o.GCCycleInterval, "must be 0 (Go's pacing alone) or between 100ms and 1m")
 	}
 	if o.ClientCAFile != "" {
 		if _, err := os.Stat(o.ClientCAFile); err != nil {

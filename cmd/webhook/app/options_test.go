@@ -113,3 +113,40 @@ func TestPageReleaseInterval(t *testing.T) {
 		}
 	}
 }
+
+// --gc-cycle-interval: off, or between 100ms and a minute; a GOGC in the environment turns the
+// pacer off.
+func TestGCCycleInterval(t *testing.T) {
+	for _, c := range []struct {
+		interval time.Duration
+		want     string // empty: valid
+	}{
+		{0, ""},
+		{100 * time.Millisecond, ""},
+		{time.Second, ""},
+		{time.Minute, ""},
+		{50 * time.Millisecond, "--gc-cycle-interval=50ms: must be 0 (Go's pacing alone) or between 100ms and 1m"},
+		{2 * time.Minute, "--gc-cycle-interval=2m0s: must be 0"},
+		{-time.Second, "--gc-cycle-interval=-1s: must be 0"},
+	} {
+		o := NewOptions()
+		o.GCCycleInterval = c.interval
+		err := o.Validate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: unexpected error: %v", c.interval, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one containing %q", c.interval, err, c.want)
+		}
+	}
+	if gcPacer(0) != nil {
+		t.Error("a pacer for --gc-cycle-interval=0")
+	}
+	if p := gcPacer(time.Second); p == nil || p.Interval != time.Second {
+		t.Errorf("--gc-cycle-interval=1s: pacer %+v", p)
+	}
+	t.Setenv("GOGC", "200")
+	if gcPacer(time.Second) != nil {
+		t.Error("a pacer with GOGC set in the environment")
+	}
+}

@@ -36,6 +36,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/certs"
 	"github.com/portcullis-dev/portcullis/internal/exepages"
+	"github.com/portcullis-dev/portcullis/internal/gcpace"
 	"github.com/portcullis-dev/portcullis/pkg/intercept"
 	"github.com/portcullis-dev/portcullis/pkg/leader"
 	"github.com/portcullis-dev/portcullis/pkg/metrics"
@@ -187,7 +188,24 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 			return nil, nil, err
 		}
 	}
+	if pacer := gcPacer(o.GCCycleInterval); pacer != nil {
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error { pacer.Run(ctx); return nil })); err != nil {
+			return nil, nil, err
+		}
+	}
 	return mgr, src, nil
+}
+
+// gcPacer is the garbage collector's pacer (internal/gcpace) for --gc-cycle-interval; nil when it
+// is 0, or when GOGC is set in the environment: the operator paces the collector.
+func gcPacer(interval time.Duration) *gcpace.Pacer {
+	if interval <= 0 || os.Getenv("GOGC") != "" {
+		return nil
+	}
+	log := ctrl.Log.WithName("gcpace").V(1)
+	return &gcpace.Pacer{Interval: interval, Changed: func(percent int) {
+		log.Info("GOGC paced to the allocation rate (0: the process's own)", "percent", percent)
+	}}
 }
 
 // releasePages waits until the server is ready to admit (its informers synced, the policies
