@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,51 @@ func BenchmarkDecodeEvaluatePod(b *testing.B) {
 // BenchmarkDecodeEvaluateDeployment is the same for a Deployment, whose template the rules reach.
 func BenchmarkDecodeEvaluateDeployment(b *testing.B) {
 	benchDecodeEvaluate(b, "testdata/bench/deployment.json", schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"})
+}
+
+// BenchmarkEvaluateLibraryAudit is audit-only mode's common case: the whole library (without
+// verify-images, whose registries a benchmark of the engine must not call) judging the benchmark
+// Pod, which fails five of its rules, so that their messageExpressions run too.
+func BenchmarkEvaluateLibraryAudit(b *testing.B) {
+	files, err := filepath.Glob("../../manifests/library/*.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	files = slices.DeleteFunc(files, func(f string) bool {
+		return strings.Contains(f, "verify-images") || strings.HasSuffix(f, "kustomization.yaml")
+	})
+	engine, err := manifest.LoadEngine(files, nil, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile("testdata/bench/pod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	decoder := policies.NewDecoder(false).SharingInput()
+	res, err := decoder.Decode(data, &gvk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	failed := 0
+	for _, r := range engine.Evaluate(b.Context(), &policies.Request{Operation: v1alpha1.Create, Object: res}) {
+		if r.Result == policies.Fail {
+			failed++
+			if r.Message == "" || strings.HasPrefix(r.Message, "failed expression") {
+				b.Fatalf("%s/%s: no message from its messageExpression: %q", r.Policy, r.Rule, r.Message)
+			}
+		}
+	}
+	if failed != 5 {
+		b.Fatalf("%d rules failed, want 5", failed)
+	}
+	var buf []policies.Result
+	decodeEach(b, decoder, data, gvk, func(res *policies.Resource) {
+		req := &policies.Request{Operation: v1alpha1.Create, Object: res, Results: buf}
+		buf = engine.Evaluate(b.Context(), req)
+		req.Release()
+	})
 }
 
 // BenchmarkCompile100CEL compiles one policy of 100 CEL rules (target: < 50 ms): the

@@ -119,7 +119,7 @@ func main() {
 	flag.IntVar(&rounds, "rounds", 3, "with -apiserver-creates: rounds of the two phases, without and with the webhook")
 	flag.DurationVar(&soakFor, "soak", 0, "instead of the rates: the soak, for this long, at the first rate, with 100 ClusterPolicies (make bench-soak)")
 	flag.BoolVar(&soakDistinct, "soak-distinct", false, "with -soak: every copy's CEL rules and params its own, so that no two policies share a CEL program or environment (make bench-soak SOAK_DISTINCT=1)")
-	flag.Func("server-flags", "more flags for the server, separated by spaces (e.g. --release-startup-pages=false), to measure a setting", func(v string) error {
+	flag.Func("server-flags", "more flags for the server, separated by spaces (e.g. --gc-cycle-interval=1s), to measure a setting", func(v string) error {
 		serverFlags = append(serverFlags, strings.Fields(v)...)
 		return nil
 	})
