@@ -18,7 +18,11 @@ import (
 //
 //   - a loop over a list literal, as in [podSpec.containers, podSpec.?initContainers.orValue([])]
 //     .all(cs, cs.all(c, …)): the loop variable's path starts at the literal, which has none;
-//   - an optional field with a default, x.?f.orValue([]): a call's result has no path;
+//   - a loop over lists added together, as in (podSpec.containers +
+//     podSpec.?initContainers.orValue([])).all(c, …), the way a policy's variable often gathers
+//     every container: the sum is a call, whose result has no path either;
+//   - an optional field with a default, x.?f.orValue([]) or x.?f.?g.orValue([]): a call's result
+//     has no path;
 //   - an item of a split string, s.split('/')[i]: a list a call made has no size for its items.
 //
 // estimationAST rewrites each into what the estimator follows, and what costs at least as much
@@ -26,8 +30,12 @@ import (
 //
 //   - [e1, …, en].all(v, body) is cel.bind(v, e1, body) && … && cel.bind(v, en, body), and
 //     exists is the same with ||: each bind gives v the path and size of its element;
-//   - x.?f.orValue(d), where d is a literal no larger than any bound (an empty list or map, a
-//     number, a bool, a short string), is x.f: the field's value when set, else d;
+//   - (l1 + … + ln).all(v, body) is l1.all(v, body) && … && ln.all(v, body), and exists the same
+//     with ||: each loop gives v the path of its list's items (a sum of lists costs 1, the loops
+//     written out at least their own bookkeeping more);
+//   - x.?f.orValue(d), and x.?f.?g….orValue(d), where d is a literal no larger than any bound
+//     (an empty list or map, a number, a bool, a short string), is x.f (x.f.g…): the field's
+//     value when set, else d;
 //   - s.split(sep)[i] is s.split(sep).size() + i >= 0 ? s : s: what the split and the index cost,
 //     and more, and a string no longer than s, as any of its items is.
 //
@@ -42,6 +50,7 @@ const (
 	unrollLoopSlack    = 32
 	unrollElementSlack = 16
 	unrollDefaultSlack = 32
+	unrollChainSlack   = 8 // each further optional field of a default's chain: one call
 	unrollSplitSlack   = 8
 	// At most this many loops are rewritten (copies of nested ones included): past it, the
 	// expression is estimated as written.
@@ -55,7 +64,7 @@ const (
 func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 	a := ast.NativeRep()
 	if len(celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-		return isLiteralLoop(e) || isOptionalDefault(a, e) || isSplitItem(a, e)
+		return isLiteralLoop(e) || isConcatLoop(a, e) || isOptionalDefault(a, e) || isSplitItem(a, e)
 	})) == 0 {
 		return ast, 0 // the optimizer would check the expression again, for nothing
 	}
@@ -73,12 +82,13 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 
 // unroller is the optimizer that rewrites; it counts what it did.
 type unroller struct {
-	loops, elements, defaults, splits uint64
-	failed                            bool
+	loops, elements, defaults, chained, splits uint64
+	failed                                     bool
 }
 
 func (u *unroller) slack() uint64 {
-	return u.loops*unrollLoopSlack + u.elements*unrollElementSlack + u.defaults*unrollDefaultSlack + u.splits*unrollSplitSlack
+	return u.loops*unrollLoopSlack + u.elements*unrollElementSlack + u.defaults*unrollDefaultSlack +
+		u.chained*unrollChainSlack + u.splits*unrollSplitSlack
 }
 
 func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AST {
@@ -87,10 +97,13 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 		ctx.ClearMacroCall(id)
 	}
 	for _, e := range celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool { return isOptionalDefault(a, e) }) {
-		target := e.AsCall().Target().AsCall() // x.?f
-		x, f := target.Args()[0], target.Args()[1].AsLiteral().(types.String)
-		ctx.UpdateExpr(e, ctx.NewSelect(x, string(f)))
+		x, fields := optionalChain(e.AsCall().Target()) // x.?f.?g…
+		for _, f := range fields {
+			x = ctx.NewSelect(x, f)
+		}
+		ctx.UpdateExpr(e, x)
 		u.defaults++
+		u.chained += uint64(len(fields) - 1)
 	}
 	for _, e := range celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool { return isSplitItem(a, e) }) {
 		index := e.AsCall()
@@ -107,7 +120,9 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 	// Innermost loop first, one at a time, the tree read afresh after each: an outer loop's
 	// copies of its body then hold the inner one rewritten.
 	for {
-		loops := celast.MatchDescendants(celast.NavigateAST(a), isLiteralLoop)
+		loops := celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
+			return isLiteralLoop(e) || isConcatLoop(a, e)
+		})
 		if len(loops) == 0 {
 			return a
 		}
@@ -116,7 +131,11 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 			return a
 		}
 		e := slices.MaxFunc(loops, func(x, y celast.NavigableExpr) int { return x.Depth() - y.Depth() })
-		u.unroll(ctx, e)
+		if isLiteralLoop(e) {
+			u.unroll(ctx, e)
+		} else {
+			u.splitSum(ctx, e)
+		}
 	}
 }
 
@@ -148,15 +167,72 @@ func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	u.loops++
 }
 
-// isLiteralLoop matches the all and exists macros over a list literal with no optional elements:
-// a comprehension of one variable whose accumulator starts true (all) or false (exists), steps
-// by accumulator && body (all) or accumulator || body (exists), and is the result.
+// splitSum rewrites the loop e (isConcatLoop) into one loop over each list of the sum, joined as
+// all's and exists' steps are.
+func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
+	op := operators.LogicalOr
+	if e.AsComprehension().AccuInit().AsLiteral() == types.True {
+		op = operators.LogicalAnd
+	}
+	var joined celast.Expr
+	for _, list := range summands(e.AsComprehension().IterRange()) {
+		loop, _ := ctx.CopyAST(ctx.NewAST(e))
+		items, _ := ctx.CopyAST(ctx.NewAST(list))
+		ctx.UpdateExpr(loop.AsComprehension().IterRange(), items)
+		if joined == nil {
+			joined = loop
+		} else {
+			joined = ctx.NewCall(op, joined, loop)
+		}
+		u.elements++
+	}
+	ctx.UpdateExpr(e, joined)
+	u.loops++
+}
+
+// summands are the operands of a sum, l1 + … + ln, however it is grouped.
+func summands(e celast.Expr) []celast.Expr {
+	if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != operators.Add || len(e.AsCall().Args()) != 2 {
+		return []celast.Expr{e}
+	}
+	args := e.AsCall().Args()
+	return append(summands(args[0]), summands(args[1])...)
+}
+
+// isLiteralLoop matches the all and exists macros over a list literal with no optional elements
+// (isBoolLoop).
 func isLiteralLoop(e celast.NavigableExpr) bool {
+	if !isBoolLoop(e) {
+		return false
+	}
+	r := e.AsComprehension().IterRange()
+	return r.Kind() == celast.ListKind && len(r.AsList().OptionalIndices()) == 0
+}
+
+// isConcatLoop matches the all and exists macros (isBoolLoop) over a sum that the checker typed
+// as a list, or as dyn (podSpec's fields are): lists added together. A dyn sum of anything else
+// cannot be looped over, and costs no more than the loops over its operands are estimated at.
+func isConcatLoop(a *celast.AST, e celast.NavigableExpr) bool {
+	if !isBoolLoop(e) {
+		return false
+	}
+	r := e.AsComprehension().IterRange()
+	if r.Kind() != celast.CallKind || r.AsCall().FunctionName() != operators.Add {
+		return false
+	}
+	t := a.GetType(r.ID())
+	return t != nil && (t.Kind() == types.ListKind || t.Kind() == types.DynKind)
+}
+
+// isBoolLoop matches the all and exists macros: a comprehension of one variable whose
+// accumulator starts true (all) or false (exists), steps by accumulator && body (all) or
+// accumulator || body (exists), and is the result.
+func isBoolLoop(e celast.NavigableExpr) bool {
 	if e.Kind() != celast.ComprehensionKind {
 		return false
 	}
 	comp := e.AsComprehension()
-	if comp.HasIterVar2() || comp.IterRange().Kind() != celast.ListKind || len(comp.IterRange().AsList().OptionalIndices()) > 0 {
+	if comp.HasIterVar2() {
 		return false
 	}
 	accu := comp.AccuVar()
@@ -185,27 +261,44 @@ func readsIdent(e celast.Expr, name string) bool {
 	})) > 0
 }
 
-// isOptionalDefault matches x.?f.orValue(d) where x is not optional itself (x.f would not check)
-// and d is a literal no larger than any bound.
+// isOptionalDefault matches x.?f.orValue(d), or a chain x.?f.?g….orValue(d), where x is not
+// optional itself (x.f would not check) and d is a literal no larger than any bound.
 func isOptionalDefault(a *celast.AST, e celast.NavigableExpr) bool {
 	if e.Kind() != celast.CallKind {
 		return false
 	}
 	call := e.AsCall()
-	if call.FunctionName() != "orValue" || !call.IsMemberFunction() || len(call.Args()) != 1 || call.Target().Kind() != celast.CallKind {
+	if call.FunctionName() != "orValue" || !call.IsMemberFunction() || len(call.Args()) != 1 {
 		return false
 	}
-	target := call.Target().AsCall()
-	if target.FunctionName() != operators.OptSelect || len(target.Args()) != 2 || target.Args()[1].Kind() != celast.LiteralKind {
+	x, fields := optionalChain(call.Target())
+	if len(fields) == 0 {
 		return false
 	}
-	if _, isString := target.Args()[1].AsLiteral().(types.String); !isString {
-		return false
-	}
-	if t := a.GetType(target.Args()[0].ID()); t == nil || t.Kind() == types.OpaqueKind {
+	if t := a.GetType(x.ID()); t == nil || t.Kind() == types.OpaqueKind {
 		return false
 	}
 	return smallLiteral(call.Args()[0])
+}
+
+// optionalChain reads e as x.?f.?g…: x, and the fields in order; no fields when e is not an
+// optional field's selection by a string literal.
+func optionalChain(e celast.Expr) (celast.Expr, []string) {
+	var fields []string
+	for e.Kind() == celast.CallKind {
+		call := e.AsCall()
+		if call.FunctionName() != operators.OptSelect || len(call.Args()) != 2 || call.Args()[1].Kind() != celast.LiteralKind {
+			break
+		}
+		f, isString := call.Args()[1].AsLiteral().(types.String)
+		if !isString {
+			break
+		}
+		fields = append(fields, string(f))
+		e = call.Args()[0]
+	}
+	slices.Reverse(fields)
+	return e, fields
 }
 
 // isSplitItem matches s.split(sep)[i] (and s.split(sep, n)[i]) on a string (or dyn) s, indexed by an int.

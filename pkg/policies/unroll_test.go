@@ -18,6 +18,11 @@ func TestLiteralLoopsEstimatedAsWrittenOut(t *testing.T) {
 		"[podSpec.containers, podSpec.?initContainers.orValue([])].exists(cs, cs.exists(c, c.image.endsWith(':latest')))": "podSpec.containers.exists(c, c.image.endsWith(':latest')) || podSpec.?initContainers.orValue([]).exists(c, c.image.endsWith(':latest'))",
 		"[podSpec.containers].all(cs, cs.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0)))":               "podSpec.containers.all(c, c.?ports.orValue([]).all(p, p.?hostPort.orValue(0) == 0))",
 		"[podSpec.containers, podSpec.containers].all(a, [podSpec.containers].all(b, a.size() == b.size()))":              "podSpec.containers.size() == podSpec.containers.size() && podSpec.containers.size() == podSpec.containers.size()",
+		// Lists added together, as a policy's variable gathers every container, and chains of
+		// optional fields with a default.
+		"(podSpec.containers + podSpec.?initContainers.orValue([]) + podSpec.?ephemeralContainers.orValue([])).all(c, c.image.contains('@sha256:'))": "podSpec.containers.all(c, c.image.contains('@sha256:')) && podSpec.?initContainers.orValue([]).all(c, c.image.contains('@sha256:')) && podSpec.?ephemeralContainers.orValue([]).all(c, c.image.contains('@sha256:'))",
+		"(podSpec.containers + (podSpec.?initContainers.orValue([]) + podSpec.containers)).exists(c, c.name.endsWith('x'))":                          "podSpec.containers.exists(c, c.name.endsWith('x')) || podSpec.?initContainers.orValue([]).exists(c, c.name.endsWith('x')) || podSpec.containers.exists(c, c.name.endsWith('x'))",
+		"(podSpec.containers + podSpec.?initContainers.orValue([])).all(c, 'ALL' in c.?securityContext.?capabilities.?drop.orValue([]))":             "podSpec.containers.all(c, 'ALL' in c.securityContext.capabilities.drop) && podSpec.initContainers.all(c, 'ALL' in c.securityContext.capabilities.drop)",
 	} {
 		if got, want := mustCompileCEL(t, literal).untrackedWithin, mustCompileCEL(t, written).untrackedWithin; got == nil || !slices.Equal(got, want) {
 			t.Errorf("%s: untracked within %v, want %v (as written out)", literal, got, want)
@@ -26,6 +31,7 @@ func TestLiteralLoopsEstimatedAsWrittenOut(t *testing.T) {
 	for _, expr := range []string{
 		"[request.userInfo.groups].all(gs, gs.all(g, g != 'admins'))", // unbounded as written out
 		"[podSpec.containers, podSpec.?initContainers.orValue(podSpec.containers + podSpec.containers)].all(cs, cs.all(c, c.image.split('/').size() > 1))",
+		"(podSpec.containers + request.userInfo.groups).all(c, c.size() > 1)", // a summand unbounded
 	} {
 		rule := mustCompileCEL(t, expr)
 		if rule.untracked != nil {
@@ -48,6 +54,9 @@ func TestEstimationASTBounds(t *testing.T) {
 		"[podSpec.containers, podSpec.?initContainers.orValue([]), podSpec.?ephemeralContainers.orValue([])].all(cs, cs.all(c, c.image.contains('@') || (c.image.split('/')[c.image.split('/').size() - 1].contains(':') && !c.image.endsWith(':latest'))))",
 		"podSpec.containers.all(c, c.image.split(':', 2)[0].size() < 500 && c.image.split('/')[0].matches('^[a-z.]+$'))",
 		"podSpec.containers.all(c, c.?securityContext.orValue({}).size() >= 0 && c.?resources.?limits.orValue({}).size() >= 0 && c.?name.orValue('x') != '')",
+		"(podSpec.containers + podSpec.?initContainers.orValue([]) + podSpec.?ephemeralContainers.orValue([])).all(c, 'ALL' in c.?securityContext.?capabilities.?drop.orValue([]) && c.?securityContext.?capabilities.?add.orValue([]).all(cap, cap == 'NET_BIND_SERVICE'))",
+		"(podSpec.containers + podSpec.?initContainers.orValue([])).exists(c, c.image.split('/')[0].contains('.') || c.?env.orValue([]).exists(e, e.name.size() > 200))",
+		"podSpec.?securityContext.?sysctls.orValue([]).all(s, s.name.startsWith('kernel.shm') || s.?value.orValue('') == '')",
 	}
 	env := testCompiler.env
 	decoder := NewDecoder(true)

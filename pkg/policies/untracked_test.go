@@ -337,7 +337,8 @@ func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
 			}
 		}
 	}
-	if len(rules) < 20 {
+	// 33 of the library's 38 CEL rules: the five left read lists a filter or a join made.
+	if len(rules) < 33 {
 		t.Fatalf("only %d library rules run untracked", len(rules))
 	}
 	// Their variables: each run both ways too, afresh (the variables it reads evaluated anew).
