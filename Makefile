@@ -138,12 +138,12 @@ bench-apiserver: envtest-bins ## Create the benchmark Pod CREATES times (dry run
 	$(GO) run ./test/load -root . -apiserver-creates $(CREATES) -rounds $(ROUNDS)
 
 .PHONY: bench-soak
-bench-soak: envtest-bins ## The server with 100 ClusterPolicies (copies of the library's; SOAK_DISTINCT=1: none sharing a CEL program) under SOAK_RATE reviews/s for SOAK (default 500/s, 10m): RSS every 10 s, one table
-	$(GO) run ./test/load -root . -soak $(SOAK) -rates $(SOAK_RATE) $(if $(SOAK_DISTINCT),-soak-distinct)
+bench-soak: envtest-bins ## The server with 100 ClusterPolicies (copies of the library's; SOAK_DISTINCT=1: none sharing a CEL program) under SOAK_RATE reviews/s for SOAK (default 500/s, 10m): RSS every 10 s, one table (SERVER_FLAGS: more flags for the server)
+	$(GO) run ./test/load -root . -soak $(SOAK) -rates $(SOAK_RATE) $(if $(SOAK_DISTINCT),-soak-distinct) $(if $(SERVER_FLAGS),-server-flags "$(SERVER_FLAGS)")
 
 .PHONY: bench-load
-bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant; LOAD_ROUNDS: alternate the phases that many times, medians of the ratios; SERVER_GOGC, SERVER_GOMAXPROCS: the server's, not the floor's; SERVER_CPU_LIMIT: the server in a cgroup with that CPU quota, as root; SERVER_CPUS: the CPUs it may run on)
-	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE) -load-rounds $(LOAD_ROUNDS) $(if $(SERVER_GOGC),-server-gogc $(SERVER_GOGC)) $(if $(SERVER_GOMAXPROCS),-server-gomaxprocs $(SERVER_GOMAXPROCS)) $(if $(SERVER_CPU_LIMIT),-server-cpu-limit $(SERVER_CPU_LIMIT)) $(if $(SERVER_CPUS),-server-cpus $(SERVER_CPUS))
+bench-load: envtest-bins ## Load the webhook over HTTPS at fixed rates; p50/p99, CPU per review, RSS, vs a no-op floor (TENANT_RATE: beside a costly tenant; LOAD_ROUNDS: alternate the phases that many times, medians of the ratios; SERVER_GOGC, SERVER_GOMAXPROCS: the server's, not the floor's; SERVER_CPU_LIMIT: the server in a cgroup with that CPU quota, as root; SERVER_CPUS: the CPUs it may run on; SERVER_FLAGS: more flags for the server, e.g. --gc-cycle-interval=1s)
+	$(GO) run ./test/load -root . -rates $(RATES) -duration $(DURATION) -tenant-rate $(TENANT_RATE) -load-rounds $(LOAD_ROUNDS) $(if $(SERVER_GOGC),-server-gogc $(SERVER_GOGC)) $(if $(SERVER_GOMAXPROCS),-server-gomaxprocs $(SERVER_GOMAXPROCS)) $(if $(SERVER_CPU_LIMIT),-server-cpu-limit $(SERVER_CPU_LIMIT)) $(if $(SERVER_CPUS),-server-cpus $(SERVER_CPUS)) $(if $(SERVER_FLAGS),-server-flags "$(SERVER_FLAGS)")
 
 .PHONY: bench-audit
 bench-audit: envtest-bins ## Audit N Pods (default 10000) in a real API server: scan objects/s, peak RSS, report bytes, admission p99 during scans vs idle and vs the API server listing alone, at the first of RATES (PIN=1: the control plane on CPU 0, the server and load on CPU 1; AUDIT_GOGC: the server's --audit-gogc; SERVER_GOGC, SERVER_GOMAXPROCS: the server's GOGC and GOMAXPROCS; AUDIT_ROUNDS: alternate the phases that many times, medians of the ratios)

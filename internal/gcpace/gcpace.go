@@ -4,7 +4,7 @@
 //
 //   - an audit scan, for as long as it runs (Raise): its garbage would otherwise about double
 //     the collector's cycles beside admission's;
-//   - the pacer (Pacer.Run, the server's --gc-cycle-interval, off by default), while the process
+//   - the pacer (Pacer.Run, the server's --gc-cycle-interval, 500ms by default), while the process
 //     allocates fast: it gives the heap the headroom that the bytes allocated in one interval
 //     need, so that the collector runs about once an interval rather than as often as a small
 //     live heap's GOGC makes it.

@@ -71,7 +71,7 @@ type Options struct {
 	// first once the server is ready; 0: never.
 	PageRelease time.Duration
 	// GCCycleInterval is the time the garbage collector's pacing aims to leave between cycles
-	// while the server allocates fast (internal/gcpace); 0 (the default): Go's pacing alone.
+	// while the server allocates fast (internal/gcpace); 0: Go's pacing alone.
 	GCCycleInterval time.Duration
 
 	VerifyTimeout      time.Duration
@@ -134,6 +134,7 @@ func NewOptions() *Options {
 		MaxConnections:       server.DefaultWebhookServerOptions.MaxConnections,
 		MemoryLimitRatio:     0.9,
 		PageRelease:          5 * time.Minute,
+		GCCycleInterval:      500 * time.Millisecond,
 		VerifyTimeout:        2 * time.Second,
 		MaxExceptionLifetime: 90 * 24 * time.Hour,
 		Budget:               source.DefaultTenantBudget,
