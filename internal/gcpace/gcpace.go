@@ -35,22 +35,14 @@ import (
 const MaxPercent = 1000
 
 // The process's GOGC and who holds it raised.
-var state struct {
+var state = struct {
 	sync.Mutex
-	held    bool        // GOGC is raised above base, by a scan or the pacer
-	base    int         // while held: the GOGC to put back
-	set     int         // while held: the GOGC last set
-	raises  map[int]int // the running scans' percents, counted
-	pacer   int         // the pacer's percent; 0: it asks for nothing
-	percent func() int  // the GOGC in force (tests replace it)
-	apply   func(int)   // sets GOGC (tests replace it)
-}
-
-func init() {
-	state.raises = map[int]int{}
-	state.percent = Percent
-	state.apply = func(p int) { debug.SetGCPercent(p) }
-}
+	held   bool        // GOGC is raised above base, by a scan or the pacer
+	base   int         // while held: the GOGC to put back
+	set    int         // while held: the GOGC last set
+	raises map[int]int // the running scans' percents, counted
+	pacer  int         // the pacer's percent; 0: it asks for nothing
+}{raises: map[int]int{}}
 
 // Raise raises GOGC to at least percent until the returned function is called; raises that
 // overlap keep the highest of them. It never lowers GOGC and leaves it off; a percent of 0 or
@@ -92,7 +84,7 @@ func update() {
 		want = max(want, p)
 	}
 	if !state.held {
-		current := state.percent()
+		current := Percent()
 		if current < 0 || want <= current {
 			return // off, or already as high: left alone
 		}
@@ -102,7 +94,7 @@ func update() {
 	if target == state.set {
 		return
 	}
-	state.apply(target)
+	debug.SetGCPercent(target)
 	state.set = target
 	if target == state.base {
 		state.held = false
@@ -142,8 +134,9 @@ var paceSamples = []string{
 	"/gc/scan/globals:bytes", // the same for the globals
 }
 
-// Run paces the collector until ctx ends, then asks for nothing more.
-func (p *Pacer) Run(ctx context.Context) {
+// Run paces the collector until ctx ends, then asks for nothing more. It returns false at once
+// when the runtime does not give the figures it reads.
+func (p *Pacer) Run(ctx context.Context) bool {
 	every := p.Sample
 	if every <= 0 {
 		every = time.Second
@@ -153,6 +146,11 @@ func (p *Pacer) Run(ctx context.Context) {
 		samples[i].Name = name
 	}
 	metrics.Read(samples)
+	for _, s := range samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return false
+		}
+	}
 	last, lastAt := samples[0].Value.Uint64(), time.Now()
 	var rate float64 // bytes a second, as estimated
 	asked := 0
@@ -167,7 +165,7 @@ func (p *Pacer) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return true
 		case <-tick.C:
 		}
 		metrics.Read(samples)

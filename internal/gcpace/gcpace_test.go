@@ -108,7 +108,12 @@ func TestPacer(t *testing.T) {
 	changes := make(chan int, 64)
 	p := &Pacer{Interval: time.Second, Sample: 20 * time.Millisecond, Changed: func(percent int) { changes <- percent }}
 	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if !p.Run(ctx) {
+			t.Error("the runtime does not give the pacer's figures")
+		}
+	}()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for Percent() <= 100 {

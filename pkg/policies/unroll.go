@@ -103,7 +103,7 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 		}
 		ctx.UpdateExpr(e, x)
 		u.defaults++
-		u.chained += uint64(len(fields) - 1)
+		u.chained += uint64(len(fields) - 1) //nolint:gosec // isOptionalDefault matched: at least one field
 	}
 	for _, e := range celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool { return isSplitItem(a, e) }) {
 		index := e.AsCall()

@@ -189,7 +189,13 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 		}
 	}
 	if pacer := gcPacer(o.GCCycleInterval); pacer != nil {
-		if err := mgr.Add(everyReplica(func(ctx context.Context) error { pacer.Run(ctx); return nil })); err != nil {
+		pace := func(ctx context.Context) error {
+			if !pacer.Run(ctx) {
+				ctrl.Log.Info("the Go runtime does not give the allocation figures --gc-cycle-interval reads: Go's pacing alone")
+			}
+			return nil
+		}
+		if err := mgr.Add(everyReplica(pace)); err != nil {
 			return nil, nil, err
 		}
 	}
