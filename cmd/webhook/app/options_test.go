@@ -90,20 +90,18 @@ func TestTUFFlags(t *testing.T) {
 	}
 }
 
-// --binary-page-release-interval: never, or no more often than every 10 s.
-func TestPageReleaseInterval(t *testing.T) {
-	for _, c := range []struct {
-		interval time.Duration
-		want     string // empty: valid
-	}{
-		{0, ""},
-		{10 * time.Second, ""},
-		{5 * time.Minute, ""},
-		{time.Second, "--binary-page-release-interval=1s: must be 0 (never) or at least 10s"},
-		{-time.Minute, "--binary-page-release-interval=-1m0s: must be 0 (never) or at least 10s"},
-	} {
+// intervalCase is a duration flag's value and the error its validation gives (empty: valid).
+type intervalCase struct {
+	interval time.Duration
+	want     string
+}
+
+// checkInterval validates the options with each case's interval set by set.
+func checkInterval(t *testing.T, set func(*Options, time.Duration), cases []intervalCase) {
+	t.Helper()
+	for _, c := range cases {
 		o := NewOptions()
-		o.PageRelease = c.interval
+		set(o, c.interval)
 		err := o.Validate()
 		switch {
 		case c.want == "" && err != nil:
@@ -114,13 +112,21 @@ func TestPageReleaseInterval(t *testing.T) {
 	}
 }
 
+// --binary-page-release-interval: never, or no more often than every 10 s.
+func TestPageReleaseInterval(t *testing.T) {
+	checkInterval(t, func(o *Options, d time.Duration) { o.PageRelease = d }, []intervalCase{
+		{0, ""},
+		{10 * time.Second, ""},
+		{5 * time.Minute, ""},
+		{time.Second, "--binary-page-release-interval=1s: must be 0 (never) or at least 10s"},
+		{-time.Minute, "--binary-page-release-interval=-1m0s: must be 0 (never) or at least 10s"},
+	})
+}
+
 // --gc-cycle-interval: off, or between 100ms and a minute; a GOGC in the environment turns the
 // pacer off.
 func TestGCCycleInterval(t *testing.T) {
-	for _, c := range []struct {
-		interval time.Duration
-		want     string // empty: valid
-	}{
+	checkInterval(t, func(o *Options, d time.Duration) { o.GCCycleInterval = d }, []intervalCase{
 		{0, ""},
 		{100 * time.Millisecond, ""},
 		{time.Second, ""},
@@ -128,17 +134,7 @@ func TestGCCycleInterval(t *testing.T) {
 		{50 * time.Millisecond, "--gc-cycle-interval=50ms: must be 0 (Go's pacing alone) or between 100ms and 1m"},
 		{2 * time.Minute, "--gc-cycle-interval=2m0s: must be 0"},
 		{-time.Second, "--gc-cycle-interval=-1s: must be 0"},
-	} {
-		o := NewOptions()
-		o.GCCycleInterval = c.interval
-		err := o.Validate()
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: unexpected error: %v", c.interval, err)
-		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%s: error %v, want one containing %q", c.interval, err, c.want)
-		}
-	}
+	})
 	if gcPacer(0) != nil {
 		t.Error("a pacer for --gc-cycle-interval=0")
 	}
