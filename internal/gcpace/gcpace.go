@@ -15,8 +15,9 @@
 // of a few MB, GOGC 100 gives it as much again, and the collector ran six times a second: the
 // reviews in flight during those pauses made admission's p99 (docs/performance.md). The
 // headroom the pacer adds is the allocation rate times the interval: it is memory for latency,
-// it follows the load and goes back down with it, it never lowers the operator's GOGC, and the
-// soft memory limit (GOMEMLIMIT, or the server's --memory-limit-ratio) still bounds the heap.
+// it follows the load and goes back down with it, it never lowers the operator's GOGC, it is at
+// most a quarter of the soft memory limit (GOMEMLIMIT, or the server's --memory-limit-ratio),
+// and that limit still bounds the heap.
 //
 // A GOGC of off is left alone.
 package gcpace
@@ -33,6 +34,13 @@ import (
 // MaxPercent is the highest GOGC the pacer sets: with the soft memory limit unset, the heap it
 // allows is at most eleven times what is live.
 const MaxPercent = 1000
+
+// limitShare is the most headroom the pacer gives the heap, as a share of the soft memory limit
+// when one is set: a quarter keeps the heap it allows clear of the limit, where the collector
+// would run as often as it must anyway, and leaves the rest of the container's memory (the
+// binary's pages, the live heap) its room. Reviews a tenant makes costly raise the headroom no
+// further.
+const limitShare = 4
 
 // The process's GOGC and who holds it raised.
 var state = struct {
@@ -173,7 +181,7 @@ func (p *Pacer) Run(ctx context.Context) bool {
 		rate = estimate(rate, float64(allocs-last)/now.Sub(lastAt).Seconds(), now.Sub(lastAt))
 		last, lastAt = allocs, now
 		scanned := samples[1].Value.Uint64() + samples[2].Value.Uint64() + samples[3].Value.Uint64()
-		if want := percentFor(rate, p.Interval, scanned); want != asked {
+		if want := percentFor(min(rate*p.Interval.Seconds(), maxHeadroom()), scanned); want != asked {
 			asked = want
 			setPacer(want)
 			p.changed(want)
@@ -201,14 +209,22 @@ func estimate(previous, measured float64, elapsed time.Duration) float64 {
 // step rounds the pacer's percents, so that GOGC does not change at every sample.
 const step = 25
 
-// percentFor is the GOGC whose headroom holds what rate allocates in interval, for a heap whose
-// collection scans scanned bytes (the live heap, stacks and globals: GOGC is a percentage of
-// those), rounded up to a step, at most MaxPercent; 0 when GOGC 100 holds it (the base applies).
-func percentFor(rate float64, interval time.Duration, scanned uint64) int {
-	if scanned == 0 || rate <= 0 {
+// maxHeadroom is the most headroom the pacer gives: a share of the soft memory limit, or no
+// bound but MaxPercent when there is none.
+func maxHeadroom() float64 {
+	if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
+		return float64(limit / limitShare)
+	}
+	return math.Inf(1)
+}
+
+// percentFor is the GOGC whose headroom holds headroom bytes, for a heap whose collection scans
+// scanned bytes (the live heap, stacks and globals: GOGC is a percentage of those), rounded up to
+// a step, at most MaxPercent; 0 when GOGC 100 holds it (the base applies).
+func percentFor(headroom float64, scanned uint64) int {
+	if scanned == 0 || headroom <= 0 {
 		return 0
 	}
-	headroom := rate * interval.Seconds()
 	percent := math.Ceil(100*headroom/float64(scanned)/step) * step
 	switch {
 	case percent <= 100:

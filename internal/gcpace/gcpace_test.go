@@ -60,28 +60,36 @@ func TestRaise(t *testing.T) {
 	wantPercent(t, "after both", 100)
 }
 
-// TestPercentFor: the headroom is what the rate allocates in the interval, as a percentage of
-// what a collection scans, rounded up to a step and bounded.
+// TestPercentFor: the headroom as a percentage of what a collection scans, rounded up to a step
+// and bounded; the pacer's headroom is the rate times the interval, within a share of the soft
+// memory limit.
 func TestPercentFor(t *testing.T) {
 	const mb = 1 << 20
 	for _, c := range []struct {
-		rate     float64 // bytes a second
-		interval time.Duration
+		headroom float64 // bytes
 		scanned  uint64
 		want     int
 	}{
-		{0, time.Second, 10 * mb, 0},                   // idle
-		{5 * mb, time.Second, 10 * mb, 0},              // GOGC 100 holds it
-		{10 * mb, time.Second, 10 * mb, 0},             // exactly
-		{11 * mb, time.Second, 10 * mb, 125},           // 110%, rounded up to a step
-		{62 * mb, 500 * time.Millisecond, 8 * mb, 400}, // 387.5%
-		{62 * mb, time.Second, 8 * mb, 775},
-		{1 << 40, time.Second, 8 * mb, MaxPercent}, // bounded
-		{62 * mb, time.Second, 0, 0},               // nothing known yet
+		{0, 10 * mb, 0},               // idle
+		{5 * mb, 10 * mb, 0},          // GOGC 100 holds it
+		{10 * mb, 10 * mb, 0},         // exactly
+		{11 * mb, 10 * mb, 125},       // 110%, rounded up to a step
+		{31 * mb, 8 * mb, 400},        // 387.5%: 62 MB/s for half a second
+		{1 << 40, 8 * mb, MaxPercent}, // bounded
+		{62 * mb, 0, 0},               // nothing known yet
 	} {
-		if got := percentFor(c.rate, c.interval, c.scanned); got != c.want {
-			t.Errorf("percentFor(%.0f B/s, %s, %d B) = %d, want %d", c.rate, c.interval, c.scanned, got, c.want)
+		if got := percentFor(c.headroom, c.scanned); got != c.want {
+			t.Errorf("percentFor(%.0f B, %d B) = %d, want %d", c.headroom, c.scanned, got, c.want)
 		}
+	}
+
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	if got := maxHeadroom(); !math.IsInf(got, 1) {
+		t.Errorf("no memory limit: headroom at most %v, want no bound", got)
+	}
+	debug.SetMemoryLimit(230 * mb)
+	if got := maxHeadroom(); got != 230*mb/limitShare {
+		t.Errorf("a 230 MiB limit: headroom at most %v, want %v", got, 230*mb/limitShare)
 	}
 }
 
