@@ -21,6 +21,8 @@ import (
 //   - a loop over lists added together, as in (podSpec.containers +
 //     podSpec.?initContainers.orValue([])).all(c, …), the way a policy's variable often gathers
 //     every container: the sum is a call, whose result has no path either;
+//   - a loop over a filter's result, as in podSpec.?volumes.orValue([]).filter(v,
+//     has(v.hostPath)).all(v, …): the filter's result has no path;
 //   - an optional field with a default, x.?f.orValue([]) or x.?f.?g.orValue([]): a call's result
 //     has no path;
 //   - an item of a split string, s.split('/')[i]: a list a call made has no size for its items.
@@ -33,6 +35,8 @@ import (
 //   - (l1 + … + ln).all(v, body) is l1.all(v, body) && … && ln.all(v, body), and exists the same
 //     with ||: each loop gives v the path of its list's items (a sum of lists costs 1, the loops
 //     written out at least their own bookkeeping more);
+//   - l.filter(w, p).all(v, body) (or exists) is l.filter(w, p).size() >= 0 && l.all(v, body):
+//     what the filter costs, and the loop over every item it could keep;
 //   - x.?f.orValue(d), and x.?f.?g….orValue(d), where d is a literal no larger than any bound
 //     (an empty list or map, a number, a bool, a short string), is x.f (x.f.g…): the field's
 //     value when set, else d;
@@ -64,7 +68,7 @@ const (
 func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 	a := ast.NativeRep()
 	if len(celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-		return isLiteralLoop(e) || isConcatLoop(a, e) || isOptionalDefault(a, e) || isSplitItem(a, e)
+		return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e) || isOptionalDefault(a, e) || isSplitItem(a, e)
 	})) == 0 {
 		return ast, 0 // the optimizer would check the expression again, for nothing
 	}
@@ -121,7 +125,7 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 	// copies of its body then hold the inner one rewritten.
 	for {
 		loops := celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-			return isLiteralLoop(e) || isConcatLoop(a, e)
+			return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e)
 		})
 		if len(loops) == 0 {
 			return a
@@ -131,9 +135,12 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 			return a
 		}
 		e := slices.MaxFunc(loops, func(x, y celast.NavigableExpr) int { return x.Depth() - y.Depth() })
-		if isLiteralLoop(e) {
+		switch {
+		case isLiteralLoop(e):
 			u.unroll(ctx, e)
-		} else {
+		case isFilterLoop(e):
+			u.unfilter(ctx, e)
+		default:
 			u.splitSum(ctx, e)
 		}
 	}
@@ -190,6 +197,19 @@ func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	u.loops++
 }
 
+// unfilter rewrites the loop e (isFilterLoop) into the filter's cost and the loop over the
+// filter's own range.
+func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
+	filter := e.AsComprehension().IterRange()
+	loop, _ := ctx.CopyAST(ctx.NewAST(e))
+	items, _ := ctx.CopyAST(ctx.NewAST(filter.AsComprehension().IterRange()))
+	ctx.UpdateExpr(loop.AsComprehension().IterRange(), items)
+	kept, _ := ctx.CopyAST(ctx.NewAST(filter))
+	cost := ctx.NewCall(operators.GreaterEquals, ctx.NewMemberCall("size", kept), ctx.NewLiteral(types.IntZero))
+	ctx.UpdateExpr(e, ctx.NewCall(operators.LogicalAnd, cost, loop))
+	u.loops++
+}
+
 // summands are the operands of a sum, l1 + … + ln, however it is grouped.
 func summands(e celast.Expr) []celast.Expr {
 	if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != operators.Add || len(e.AsCall().Args()) != 2 {
@@ -222,6 +242,39 @@ func isConcatLoop(a *celast.AST, e celast.NavigableExpr) bool {
 	}
 	t := a.GetType(r.ID())
 	return t != nil && (t.Kind() == types.ListKind || t.Kind() == types.DynKind)
+}
+
+// isFilterLoop matches the all and exists macros (isBoolLoop) over the filter macro's result.
+func isFilterLoop(e celast.NavigableExpr) bool {
+	return isBoolLoop(e) && isFilter(e.AsComprehension().IterRange())
+}
+
+// isFilter matches the filter macro: a comprehension of one variable whose accumulator starts as
+// an empty list, steps by p ? accumulator + [variable] : accumulator, and is the result.
+func isFilter(e celast.Expr) bool {
+	if e.Kind() != celast.ComprehensionKind {
+		return false
+	}
+	comp := e.AsComprehension()
+	accu, v := comp.AccuVar(), comp.IterVar()
+	if comp.HasIterVar2() || comp.AccuInit().Kind() != celast.ListKind || comp.AccuInit().AsList().Size() != 0 ||
+		comp.Result().Kind() != celast.IdentKind || comp.Result().AsIdent() != accu || comp.LoopStep().Kind() != celast.CallKind {
+		return false
+	}
+	step := comp.LoopStep().AsCall()
+	if step.FunctionName() != operators.Conditional || len(step.Args()) != 3 || !isIdent(step.Args()[2], accu) || step.Args()[1].Kind() != celast.CallKind {
+		return false
+	}
+	add := step.Args()[1].AsCall()
+	if add.FunctionName() != operators.Add || len(add.Args()) != 2 || !isIdent(add.Args()[0], accu) || add.Args()[1].Kind() != celast.ListKind {
+		return false
+	}
+	kept := add.Args()[1].AsList()
+	return kept.Size() == 1 && len(kept.OptionalIndices()) == 0 && isIdent(kept.Elements()[0], v)
+}
+
+func isIdent(e celast.Expr, name string) bool {
+	return e.Kind() == celast.IdentKind && e.AsIdent() == name
 }
 
 // isBoolLoop matches the all and exists macros: a comprehension of one variable whose

@@ -23,6 +23,8 @@ func TestLiteralLoopsEstimatedAsWrittenOut(t *testing.T) {
 		"(podSpec.containers + podSpec.?initContainers.orValue([]) + podSpec.?ephemeralContainers.orValue([])).all(c, c.image.contains('@sha256:'))": "podSpec.containers.all(c, c.image.contains('@sha256:')) && podSpec.?initContainers.orValue([]).all(c, c.image.contains('@sha256:')) && podSpec.?ephemeralContainers.orValue([]).all(c, c.image.contains('@sha256:'))",
 		"(podSpec.containers + (podSpec.?initContainers.orValue([]) + podSpec.containers)).exists(c, c.name.endsWith('x'))":                          "podSpec.containers.exists(c, c.name.endsWith('x')) || podSpec.?initContainers.orValue([]).exists(c, c.name.endsWith('x')) || podSpec.containers.exists(c, c.name.endsWith('x'))",
 		"(podSpec.containers + podSpec.?initContainers.orValue([])).all(c, 'ALL' in c.?securityContext.?capabilities.?drop.orValue([]))":             "podSpec.containers.all(c, 'ALL' in c.securityContext.capabilities.drop) && podSpec.initContainers.all(c, 'ALL' in c.securityContext.capabilities.drop)",
+		// A loop over a filter's result: the filter, and the loop over all it could keep.
+		"podSpec.?volumes.orValue([]).filter(v, has(v.hostPath)).all(v, !v.hostPath.path.contains('..'))": "podSpec.?volumes.orValue([]).filter(v, has(v.hostPath)).size() >= 0 && podSpec.?volumes.orValue([]).all(v, !v.hostPath.path.contains('..'))",
 	} {
 		if got, want := mustCompileCEL(t, literal).untrackedWithin, mustCompileCEL(t, written).untrackedWithin; got == nil || !slices.Equal(got, want) {
 			t.Errorf("%s: untracked within %v, want %v (as written out)", literal, got, want)
@@ -57,6 +59,8 @@ func TestEstimationASTBounds(t *testing.T) {
 		"(podSpec.containers + podSpec.?initContainers.orValue([]) + podSpec.?ephemeralContainers.orValue([])).all(c, 'ALL' in c.?securityContext.?capabilities.?drop.orValue([]) && c.?securityContext.?capabilities.?add.orValue([]).all(cap, cap == 'NET_BIND_SERVICE'))",
 		"(podSpec.containers + podSpec.?initContainers.orValue([])).exists(c, c.image.split('/')[0].contains('.') || c.?env.orValue([]).exists(e, e.name.size() > 200))",
 		"podSpec.?securityContext.?sysctls.orValue([]).all(s, s.name.startsWith('kernel.shm') || s.?value.orValue('') == '')",
+		"podSpec.?volumes.orValue([]).filter(v, has(v.hostPath)).all(v, !v.hostPath.path.contains('..') && v.name.size() < 300)",
+		"(podSpec.containers + podSpec.?initContainers.orValue([])).filter(c, c.image.contains(':')).exists(c, c.image.endsWith(':latest'))",
 	}
 	env := testCompiler.env
 	decoder := NewDecoder(true)

@@ -337,8 +337,8 @@ func TestUntrackedAgreesOnTheLibrary(t *testing.T) {
 			}
 		}
 	}
-	// 33 of the library's 38 CEL rules: the five left read lists a filter or a join made.
-	if len(rules) < 33 {
+	// 34 of the library's 38 CEL rules: the four left read what a filter, a map or a join made.
+	if len(rules) < 34 {
 		t.Fatalf("only %d library rules run untracked", len(rules))
 	}
 	// Their variables: each run both ways too, afresh (the variables it reads evaluated anew).
