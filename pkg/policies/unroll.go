@@ -13,7 +13,7 @@ import (
 // What CEL's estimator cannot follow, rewritten for the estimate only.
 //
 // The estimator sizes a value by its path from a variable: podSpec.containers.@items.image is a
-// string of at most chars characters. Three idioms of pod policies lose the path, and with it every
+// string of at most chars characters. Five idioms of pod policies lose the path, and with it every
 // size below them, so that the estimate is unbounded and the rule is always tracked:
 //
 //   - a loop over a list literal, as in [podSpec.containers, podSpec.?initContainers.orValue([])]
