@@ -149,52 +149,51 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 // unroll rewrites the loop e (isLiteralLoop) into its binds.
 func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	comp := e.AsComprehension()
-	all := comp.AccuInit().AsLiteral() == types.True
-	op := operators.LogicalOr
-	if all {
-		op = operators.LogicalAnd
-	}
 	body := comp.LoopStep().AsCall().Args()[1]
-	var joined celast.Expr
+	var binds []celast.Expr
 	for _, elem := range comp.IterRange().AsList().Elements() {
 		init, _ := ctx.CopyAST(ctx.NewAST(elem))
 		remaining, _ := ctx.CopyAST(ctx.NewAST(body))
 		bind, _ := ctx.NewBindMacro(ctx.NewLiteral(types.True).ID(), comp.IterVar(), init, remaining)
-		if joined == nil {
-			joined = bind
-		} else {
-			joined = ctx.NewCall(op, joined, bind)
-		}
-		u.elements++
+		binds = append(binds, bind)
 	}
+	joined := joinSteps(ctx, comp, binds)
 	if joined == nil { // an empty list: all is true, exists false
-		joined = ctx.NewLiteral(types.Bool(all))
+		joined = ctx.NewLiteral(comp.AccuInit().AsLiteral())
 	}
 	ctx.UpdateExpr(e, joined)
 	u.loops++
+	u.elements += uint64(len(binds))
 }
 
 // splitSum rewrites the loop e (isConcatLoop) into one loop over each list of the sum, joined as
 // all's and exists' steps are.
 func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
-	op := operators.LogicalOr
-	if e.AsComprehension().AccuInit().AsLiteral() == types.True {
-		op = operators.LogicalAnd
-	}
-	var joined celast.Expr
+	var loops []celast.Expr
 	for _, list := range summands(e.AsComprehension().IterRange()) {
 		loop, _ := ctx.CopyAST(ctx.NewAST(e))
 		items, _ := ctx.CopyAST(ctx.NewAST(list))
 		ctx.UpdateExpr(loop.AsComprehension().IterRange(), items)
-		if joined == nil {
-			joined = loop
-		} else {
-			joined = ctx.NewCall(op, joined, loop)
-		}
-		u.elements++
+		loops = append(loops, loop)
 	}
-	ctx.UpdateExpr(e, joined)
+	ctx.UpdateExpr(e, joinSteps(ctx, e.AsComprehension(), loops))
 	u.loops++
+	u.elements += uint64(len(loops))
+}
+
+// joinSteps joins parts with the operator of the step of comp (isBoolLoop): && for all, || for
+// exists; nil when there are none.
+func joinSteps(ctx *cel.OptimizerContext, comp celast.ComprehensionExpr, parts []celast.Expr) celast.Expr {
+	op := comp.LoopStep().AsCall().FunctionName()
+	var joined celast.Expr
+	for _, p := range parts {
+		if joined == nil {
+			joined = p
+		} else {
+			joined = ctx.NewCall(op, joined, p)
+		}
+	}
+	return joined
 }
 
 // unfilter rewrites the loop e (isFilterLoop) into the filter's cost and the loop over the
@@ -258,7 +257,7 @@ func isFilter(e celast.Expr) bool {
 	comp := e.AsComprehension()
 	accu, v := comp.AccuVar(), comp.IterVar()
 	if comp.HasIterVar2() || comp.AccuInit().Kind() != celast.ListKind || comp.AccuInit().AsList().Size() != 0 ||
-		comp.Result().Kind() != celast.IdentKind || comp.Result().AsIdent() != accu || comp.LoopStep().Kind() != celast.CallKind {
+		!isIdent(comp.Result(), accu) || comp.LoopStep().Kind() != celast.CallKind {
 		return false
 	}
 	step := comp.LoopStep().AsCall()
@@ -289,7 +288,7 @@ func isBoolLoop(e celast.NavigableExpr) bool {
 		return false
 	}
 	accu := comp.AccuVar()
-	if comp.AccuInit().Kind() != celast.LiteralKind || comp.Result().Kind() != celast.IdentKind || comp.Result().AsIdent() != accu {
+	if comp.AccuInit().Kind() != celast.LiteralKind || !isIdent(comp.Result(), accu) {
 		return false
 	}
 	init, isBool := comp.AccuInit().AsLiteral().(types.Bool)
@@ -301,8 +300,7 @@ func isBoolLoop(e celast.NavigableExpr) bool {
 	if init {
 		want = operators.LogicalAnd
 	}
-	return step.FunctionName() == want && len(step.Args()) == 2 &&
-		step.Args()[0].Kind() == celast.IdentKind && step.Args()[0].AsIdent() == accu &&
+	return step.FunctionName() == want && len(step.Args()) == 2 && isIdent(step.Args()[0], accu) &&
 		!readsIdent(step.Args()[1], accu)
 }
 

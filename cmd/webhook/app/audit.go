@@ -121,11 +121,15 @@ func buildAudit(mgr ctrl.Manager, cfg *rest.Config, o *Options, engines *source.
 
 // scanGOGC is the GOGC scans run with: none of their own when GOGC is set in the environment.
 func scanGOGC(flag int) int {
-	if os.Getenv("GOGC") != "" {
+	if operatorGOGC() {
 		return 0
 	}
 	return flag
 }
+
+// operatorGOGC reports whether GOGC is set in the environment: the operator paces the collector,
+// and neither the audit's scans nor the pacer (--gc-cycle-interval) raise it.
+func operatorGOGC() bool { return os.Getenv("GOGC") != "" }
 
 // pagesConfig is the configuration of the client that reads the scan's LIST pages.
 func pagesConfig(cfg *rest.Config) *rest.Config {

@@ -205,7 +205,7 @@ func NewManager(cfg *rest.Config, o *Options, reg prometheus.Registerer) (ctrl.M
 // gcPacer is the garbage collector's pacer (internal/gcpace) for --gc-cycle-interval; nil when it
 // is 0, or when GOGC is set in the environment: the operator paces the collector.
 func gcPacer(interval time.Duration) *gcpace.Pacer {
-	if interval <= 0 || os.Getenv("GOGC") != "" {
+	if interval <= 0 || operatorGOGC() {
 		return nil
 	}
 	log := ctrl.Log.WithName("gcpace").V(1)
