@@ -65,25 +65,15 @@ type celScope struct {
 
 type celVariable struct {
 	name    string
-	program cel.Program
+	twinned // its programs, as a rule's
 	cost    uint64
 	// needs are what the variable reads that only a request has, its variables' included.
 	needs []string
-	// untracked is program without runtime cost tracking, for requests within untrackedWithin,
-	// as a rule's (untracked.go); nil when there is none.
-	untracked       cel.Program
-	untrackedWithin untrackedBounds
 }
 
 // evaluate is the variable's value for one request, or the error that evaluating it gave.
 func (v *celVariable) evaluate(in *input, act *activation) ref.Val {
-	var out ref.Val
-	var err error
-	if v.untracked != nil && v.untrackedWithin.covers(in.bounds()) {
-		out, _, err = v.untracked.Eval(act) // bounded before it runs, as a rule's twin
-	} else {
-		out, _, err = v.program.ContextEval(in.ctx, act)
-	}
+	out, err := v.eval(in, act)
 	if err != nil {
 		return types.NewErr("variable %q: %v", v.name, err)
 	}
@@ -191,24 +181,20 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		}
 	}
 	scope.env = env
-	if withUntracked && len(errs) == 0 {
+	if len(errs) == 0 { // else the policy is not evaluated: its rules compile to report their errors
 		// Once every variable is declared (the untracked environment is built once, with all of
 		// them); each is estimated with the ones before it, which are all it may read, inlined.
 		for i, v := range scope.variables {
 			before := *scope
 			before.inline = scope.inline[:reads[i]]
-			var err error
-			if v.untracked, v.untrackedWithin, err = untracked(env, asts[i], &before); err != nil {
+			planned, twinErr, err := planTwinned(env, asts[i], &before, withUntracked)
+			if twinErr != nil {
+				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), twinErr))
+			}
+			if err != nil {
 				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
 			}
-		}
-	}
-	if len(errs) == 0 { // else the policy is not evaluated: its rules compile to report their errors
-		for i, v := range scope.variables {
-			// With a twin, planned when a request past its bounds first needs it, as a rule's.
-			if v.program, err = planTracked(env, asts[i], v.untracked != nil); err != nil {
-				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), err))
-			}
+			v.twinned = planned
 		}
 	}
 	return env, scope, cost, errs

@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -105,19 +104,56 @@ var costEstimator = &library.CostEstimator{SizeEstimator: referenceSizes{}}
 // celRule is a compiled boolean expression with its message.
 type celRule struct {
 	expression string
-	program    cel.Program
+	twinned    // the expression's programs
 	message    string
-	messageExp cel.Program // nil when not set
-	cost       uint64      // estimated: the expression's plus the message expression's
+	messageExp *twinned // nil when not set
+	cost       uint64   // estimated: the expression's plus the message expression's
 	// needs names what the expressions read that only a request has (oldObject,
 	// request.userInfo); a background scan skips the rule, saying so.
 	needs []string
 	// scope is the policy's params and variables; nil when it has neither.
 	scope *celScope
-	// untracked is program without runtime cost tracking, for requests within untrackedWithin,
-	// where the estimate bounds its cost (untracked.go); nil when there is none.
-	untracked       cel.Program
+}
+
+// twinned is an expression's program, and its twin without runtime cost tracking, for requests
+// within untrackedWithin, where the estimate bounds its cost (untracked.go).
+type twinned struct {
+	program         cel.Program
+	untracked       cel.Program // nil when there is none
 	untrackedWithin untrackedBounds
+}
+
+// planTwinned plans the checked ast in env: with withUntracked its twin, where there is one
+// (twinErr: planning it failed), and the tracked program, planned when a request past the twin's
+// bounds first needs it (lazyProgram, envs.go).
+func planTwinned(env *cel.Env, ast *cel.Ast, scope *celScope, withUntracked bool) (t twinned, twinErr, err error) {
+	if withUntracked {
+		t.untracked, t.untrackedWithin, twinErr = untracked(env, ast, scope)
+	}
+	t.program, err = planTracked(env, ast, t.untracked != nil)
+	return t, twinErr, err
+}
+
+// programFor is the untracked program when the request is within its bound, else the tracked.
+func (t *twinned) programFor(in *input) cel.Program {
+	if t.untracked != nil && t.untrackedWithin.covers(in.bounds()) {
+		return t.untracked
+	}
+	return t.program
+}
+
+// eval runs programFor(in). The twin's cost is bounded before it runs, so there is nothing to
+// interrupt: Eval spares it the cancelable context that ContextEval makes for every evaluation.
+// The review's deadline stops the tracked program, and the engine checks it between rules.
+func (t *twinned) eval(in *input, act interpreter.Activation) (ref.Val, error) {
+	var out ref.Val
+	var err error
+	if prog := t.programFor(in); prog == t.untracked {
+		out, _, err = prog.Eval(act)
+	} else {
+		out, _, err = prog.ContextEval(in.ctx, act)
+	}
+	return out, err
 }
 
 // requestTimeNeeds implements backgroundSkipper.
@@ -132,31 +168,22 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		errs = append(errs, field.Required(path.Child("expression"), "a boolean CEL expression"))
 	} else {
 		ast, cost, needs, err := checkTyped(env, r.Expression, cel.BoolType, scope)
-		switch {
-		case err != nil:
+		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
-		case withUntracked:
-			if rule.untracked, rule.untrackedWithin, err = untracked(env, ast, scope); err != nil {
-				errs = append(errs, field.InternalError(path.Child("expression"), err))
-			}
-		}
-		if ast != nil {
-			// With a twin, the tracked program runs only for requests past its bounds: planned
-			// when one first comes.
-			if rule.program, err = planTracked(env, ast, rule.untracked != nil); err != nil {
-				errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
-			}
+		} else {
+			errs = append(errs, rule.plan(&rule.twinned, env, ast, withUntracked, path.Child("expression"), r.Expression)...)
 		}
 		rule.cost, rule.needs = cost, needs
 	}
 	if r.MessageExpression != "" {
-		// It runs only when the rule fails: planned then, for a rule that will be evaluated.
+		// It runs only when the rule fails, and its tracked program is planned then (for a rule
+		// that will be evaluated), as is that of an expression with a twin.
 		ast, cost, needs, err := checkTyped(env, r.MessageExpression, cel.StringType, scope)
-		if err == nil {
-			rule.messageExp, err = planTracked(env, ast, withUntracked)
-		}
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
+		} else {
+			rule.messageExp = &twinned{}
+			errs = append(errs, rule.plan(rule.messageExp, env, ast, withUntracked, path.Child("messageExpression"), r.MessageExpression)...)
 		}
 		rule.cost = addCost(rule.cost, cost)
 		for _, n := range needs {
@@ -169,6 +196,20 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		errs = append(errs, field.Invalid(path.Child("message"), r.Message, "must be one line"))
 	}
 	return rule, errs
+}
+
+// plan plans one of the rule's expressions (planTwinned) into t; what fails is reported at path.
+func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked bool, path *field.Path, expr string) field.ErrorList {
+	var errs field.ErrorList
+	planned, twinErr, err := planTwinned(env, ast, r.scope, withUntracked)
+	if twinErr != nil {
+		errs = append(errs, field.InternalError(path, twinErr))
+	}
+	if err != nil {
+		errs = append(errs, field.Invalid(path, expr, err.Error()))
+	}
+	*t = planned
+	return errs
 }
 
 // compileTyped compiles expr, which must have type want (nil: any), and estimates its cost; an
@@ -298,15 +339,7 @@ func FormatCost(c uint64) string {
 
 func (r *celRule) evaluate(in *input) verdict {
 	act := in.activation(r.scope)
-	var out ref.Val
-	var err error
-	if prog := r.programFor(in); prog == r.untracked {
-		// Its cost is bounded before it runs (untracked.go), so there is nothing to interrupt:
-		// Eval spares it the cancelable context that ContextEval makes for every evaluation.
-		out, _, err = prog.Eval(act)
-	} else {
-		out, _, err = prog.ContextEval(in.ctx, act)
-	}
+	out, err := r.eval(in, act)
 	if err != nil {
 		return evalError(fmt.Errorf("expression %q: %w", r.expression, err))
 	}
@@ -317,22 +350,14 @@ func (r *celRule) evaluate(in *input) verdict {
 	if ok {
 		return pass()
 	}
-	return fail(r.failureMessage(in.ctx, act))
-}
-
-// programFor is the untracked program when the request is within its bound, else the tracked.
-func (r *celRule) programFor(in *input) cel.Program {
-	if r.untracked != nil && r.untrackedWithin.covers(in.bounds()) {
-		return r.untracked
-	}
-	return r.program
+	return fail(r.failureMessage(in, act))
 }
 
 // failureMessage follows ValidatingAdmissionPolicy: messageExpression when it yields a non-empty
 // one-line string, else message, else the failed expression.
-func (r *celRule) failureMessage(ctx context.Context, act interpreter.Activation) string {
+func (r *celRule) failureMessage(in *input, act interpreter.Activation) string {
 	if r.messageExp != nil {
-		if out, _, err := r.messageExp.ContextEval(ctx, act); err == nil {
+		if out, err := r.messageExp.eval(in, act); err == nil {
 			if s, ok := out.(types.String); ok && strings.TrimSpace(string(s)) != "" && !strings.Contains(string(s), "\n") {
 				return string(s)
 			}

@@ -13,7 +13,7 @@ import (
 // What CEL's estimator cannot follow, rewritten for the estimate only.
 //
 // The estimator sizes a value by its path from a variable: podSpec.containers.@items.image is a
-// string of at most chars characters. Five idioms of pod policies lose the path, and with it every
+// string of at most chars characters. Six idioms of pod policies lose the path, and with it every
 // size below them, so that the estimate is unbounded and the rule is always tracked:
 //
 //   - a loop over a list literal, as in [podSpec.containers, podSpec.?initContainers.orValue([])]
@@ -25,23 +25,41 @@ import (
 //     has(v.hostPath)).all(v, …): the filter's result has no path;
 //   - an optional field with a default, x.?f.orValue([]) or x.?f.?g.orValue([]): a call's result
 //     has no path;
-//   - an item of a split string, s.split('/')[i]: a list a call made has no size for its items.
+//   - an item of a split string, s.split('/')[i]: a list a call made has no size for its items;
+//   - a join of what the map or filter macro made, as in l.filter(c, …).map(c, c.name).join(', '),
+//     the way a messageExpression names what failed: the Kubernetes estimate of join sizes the
+//     list's items by their path, and a macro's result has none.
 //
 // estimationAST rewrites each into what the estimator follows, and what costs at least as much
-// but for a few units of the loop's own bookkeeping, which the slack it returns covers:
+// but for a few units of the loop's own bookkeeping, which the slack it returns covers. Loops
+// are all, exists, map and filter:
 //
 //   - [e1, …, en].all(v, body) is cel.bind(v, e1, body) && … && cel.bind(v, en, body), and
 //     exists is the same with ||: each bind gives v the path and size of its element;
-//   - (l1 + … + ln).all(v, body) is l1.all(v, body) && … && ln.all(v, body), and exists the same
-//     with ||: each loop gives v the path of its list's items (a sum of lists costs 1, the loops
-//     written out at least their own bookkeeping more);
+//     [e1, …, en].map(v, f) is [cel.bind(v, e1, f), …, cel.bind(v, en, f)], and a filter, or a
+//     map that filters, the same with p ? f : f (f = v for a filter);
+//   - (l1 + … + ln).all(v, body) is l1.all(v, body) && … && ln.all(v, body), exists the same with
+//     ||, and map and filter the same with +: each loop gives v the path of its list's items (a
+//     sum of lists costs 1, the loops written out at least their own bookkeeping more);
 //   - l.filter(w, p).all(v, body) (or exists) is l.filter(w, p).size() >= 0 && l.all(v, body):
-//     what the filter costs, and the loop over every item it could keep;
+//     what the filter costs, and the loop over every item it could keep; a map or filter over a
+//     filter is l.filter(w, p).size() >= 0 ? l.map(v, …) : [];
+//   - a loop over a choice, (c ? l1 : l2).all(v, body), is c ? l1.all(v, body) : l2.all(v, body),
+//     and so for the other loops, a loop over an empty list literal being its first value (the
+//     rewrite above leaves such choices);
 //   - x.?f.orValue(d), and x.?f.?g….orValue(d), where d is a literal no larger than any bound
 //     (an empty list or map, a number, a bool, a short string), is x.f (x.f.g…): the field's
 //     value when set, else d;
 //   - s.split(sep)[i] is s.split(sep).size() + i >= 0 ? s : s: what the split and the index cost,
-//     and more, and a string no longer than s, as any of its items is.
+//     and more, and a string no longer than s, as any of its items is;
+//   - (not a rewrite) string(x) of a number or bool is sized by boundedEstimator: at most 32
+//     characters;
+//   - l.join(sep), where l is a map's or filter's result (or a sum or choice of them, as the
+//     rewrites above leave it), is @join(l', sep, k), where l' is l with each item the macro
+//     keeps, f, written @elem(f, k): two functions only the estimator knows (boundedEstimator),
+//     declared for the estimate alone and named so that no expression can call them. @elem
+//     costs nothing and notes the largest size of f; @join is estimated as Kubernetes estimates a
+//     join, with the items that size: the list's size times theirs, and the separators.
 //
 // The program that runs is planned from the expression as written; only its estimate is taken on
 // the rewritten one (untracked). TestEstimationASTBounds holds the tracked program's actual cost
@@ -56,6 +74,7 @@ const (
 	unrollDefaultSlack = 32
 	unrollChainSlack   = 8 // each further optional field of a default's chain: one call
 	unrollSplitSlack   = 8
+	unrollFilterSlack  = 16 // a map or filter over a filter: the conditional and its empty list
 	// At most this many loops are rewritten (copies of nested ones included): past it, the
 	// expression is estimated as written.
 	maxUnrolledLoops = 64
@@ -68,9 +87,15 @@ const (
 func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 	a := ast.NativeRep()
 	if len(celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-		return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e) || isOptionalDefault(a, e) || isSplitItem(a, e)
-	})) == 0 {
+		return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e) || isChoiceLoop(e) || isOptionalDefault(a, e) || isSplitItem(a, e)
+	})) == 0 && !hasMacroJoin(a) {
 		return ast, 0 // the optimizer would check the expression again, for nothing
+	}
+	if hasMacroJoin(a) { // the rewritten expression calls @elem and @join: checked where they are declared
+		var err error
+		if env, err = estimationEnv(env); err != nil {
+			return ast, 0
+		}
 	}
 	u := &unroller{}
 	opt, err := cel.NewStaticOptimizer(u)
@@ -78,7 +103,7 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 		return ast, 0
 	}
 	out, iss := opt.Optimize(env, ast)
-	if iss.Err() != nil || u.failed || (u.loops == 0 && u.defaults == 0 && u.splits == 0) {
+	if iss.Err() != nil || u.failed || (u.loops == 0 && u.defaults == 0 && u.splits == 0 && u.joins == 0) {
 		return ast, 0
 	}
 	return out, u.slack()
@@ -86,13 +111,15 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 
 // unroller is the optimizer that rewrites; it counts what it did.
 type unroller struct {
-	loops, elements, defaults, chained, splits uint64
-	failed                                     bool
+	loops, elements, defaults, chained, splits, unfiltered, joins uint64
+	failed                                                        bool
 }
 
+// slack is what the rewrites may leave out. A join's rewrite leaves out nothing: @join is
+// estimated as the join is, at a size no smaller.
 func (u *unroller) slack() uint64 {
 	return u.loops*unrollLoopSlack + u.elements*unrollElementSlack + u.defaults*unrollDefaultSlack +
-		u.chained*unrollChainSlack + u.splits*unrollSplitSlack
+		u.chained*unrollChainSlack + u.splits*unrollSplitSlack + u.unfiltered*unrollFilterSlack
 }
 
 func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AST {
@@ -125,9 +152,10 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 	// copies of its body then hold the inner one rewritten.
 	for {
 		loops := celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-			return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e)
+			return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e) || isChoiceLoop(e)
 		})
 		if len(loops) == 0 {
+			u.sizeJoins(ctx, a)
 			return a
 		}
 		if u.loops == maxUnrolledLoops {
@@ -140,22 +168,41 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 			u.unroll(ctx, e)
 		case isFilterLoop(e):
 			u.unfilter(ctx, e)
+		case isChoiceLoop(e):
+			u.unchoose(ctx, e)
 		default:
 			u.splitSum(ctx, e)
 		}
 	}
 }
 
-// unroll rewrites the loop e (isLiteralLoop) into its binds.
+// unroll rewrites the loop e (isLiteralLoop) into its binds: joined as all's and exists' steps
+// are, or a list of them for map and filter.
 func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	comp := e.AsComprehension()
-	body := comp.LoopStep().AsCall().Args()[1]
+	var body celast.Expr
+	if kept, ok := loopItem(e); ok {
+		body, _ = ctx.CopyAST(ctx.NewAST(kept.AsList().Elements()[0]))
+		if step := comp.LoopStep().AsCall(); step.FunctionName() == operators.Conditional {
+			p, _ := ctx.CopyAST(ctx.NewAST(step.Args()[0]))
+			other, _ := ctx.CopyAST(ctx.NewAST(body))
+			body = ctx.NewCall(operators.Conditional, p, body, other)
+		}
+	} else {
+		body = comp.LoopStep().AsCall().Args()[1]
+	}
 	var binds []celast.Expr
 	for _, elem := range comp.IterRange().AsList().Elements() {
 		init, _ := ctx.CopyAST(ctx.NewAST(elem))
 		remaining, _ := ctx.CopyAST(ctx.NewAST(body))
 		bind, _ := ctx.NewBindMacro(ctx.NewLiteral(types.True).ID(), comp.IterVar(), init, remaining)
 		binds = append(binds, bind)
+	}
+	if isListLoop(e) {
+		ctx.UpdateExpr(e, ctx.NewList(binds, nil))
+		u.loops++
+		u.elements += uint64(len(binds))
+		return
 	}
 	joined := joinSteps(ctx, comp, binds)
 	if joined == nil { // an empty list: all is true, exists false
@@ -167,7 +214,7 @@ func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 }
 
 // splitSum rewrites the loop e (isConcatLoop) into one loop over each list of the sum, joined as
-// all's and exists' steps are.
+// the loop's own steps are (joinSteps).
 func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	var loops []celast.Expr
 	for _, list := range summands(e.AsComprehension().IterRange()) {
@@ -181,10 +228,14 @@ func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	u.elements += uint64(len(loops))
 }
 
-// joinSteps joins parts with the operator of the step of comp (isBoolLoop): && for all, || for
-// exists; nil when there are none.
+// joinSteps joins parts, loops like comp, as comp's steps join its items: && for all, || for
+// exists (the operator of the step of a bool loop), + for map and filter (a list loop); nil when
+// there are none.
 func joinSteps(ctx *cel.OptimizerContext, comp celast.ComprehensionExpr, parts []celast.Expr) celast.Expr {
-	op := comp.LoopStep().AsCall().FunctionName()
+	op := operators.Add
+	if comp.AccuInit().Kind() == celast.LiteralKind {
+		op = comp.LoopStep().AsCall().FunctionName()
+	}
 	var joined celast.Expr
 	for _, p := range parts {
 		if joined == nil {
@@ -197,7 +248,7 @@ func joinSteps(ctx *cel.OptimizerContext, comp celast.ComprehensionExpr, parts [
 }
 
 // unfilter rewrites the loop e (isFilterLoop) into the filter's cost and the loop over the
-// filter's own range.
+// filter's own range: && a bool loop, ? : [] a list loop.
 func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	filter := e.AsComprehension().IterRange()
 	loop, _ := ctx.CopyAST(ctx.NewAST(e))
@@ -205,8 +256,87 @@ func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	ctx.UpdateExpr(loop.AsComprehension().IterRange(), items)
 	kept, _ := ctx.CopyAST(ctx.NewAST(filter))
 	cost := ctx.NewCall(operators.GreaterEquals, ctx.NewMemberCall("size", kept), ctx.NewLiteral(types.IntZero))
-	ctx.UpdateExpr(e, ctx.NewCall(operators.LogicalAnd, cost, loop))
+	if isBoolLoop(e) {
+		ctx.UpdateExpr(e, ctx.NewCall(operators.LogicalAnd, cost, loop))
+	} else {
+		ctx.UpdateExpr(e, ctx.NewCall(operators.Conditional, cost, loop, ctx.NewList(nil, nil)))
+		u.unfiltered++
+	}
 	u.loops++
+}
+
+// unchoose rewrites the loop e (isChoiceLoop) into the choice of the loops over each list.
+func (u *unroller) unchoose(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
+	choice := e.AsComprehension().IterRange().AsCall()
+	loopOver := func(list celast.Expr) celast.Expr {
+		if list.Kind() == celast.ListKind && list.AsList().Size() == 0 {
+			init, _ := ctx.CopyAST(ctx.NewAST(e.AsComprehension().AccuInit()))
+			return init
+		}
+		loop, _ := ctx.CopyAST(ctx.NewAST(e))
+		items, _ := ctx.CopyAST(ctx.NewAST(list))
+		ctx.UpdateExpr(loop.AsComprehension().IterRange(), items)
+		return loop
+	}
+	c, _ := ctx.CopyAST(ctx.NewAST(choice.Args()[0]))
+	ctx.UpdateExpr(e, ctx.NewCall(operators.Conditional, c, loopOver(choice.Args()[1]), loopOver(choice.Args()[2])))
+	u.loops++
+}
+
+// sizeJoins rewrites every join of a map's or filter's result (isMacroJoin) into @join, the
+// innermost first: an outer one's items then hold the inner one's @join. A join whose list
+// (once the loops are rewritten) is not one the rewrite follows is left as it is.
+func (u *unroller) sizeJoins(ctx *cel.OptimizerContext, a *celast.AST) {
+	joins := celast.MatchDescendants(celast.NavigateAST(a), isMacroJoin)
+	slices.SortStableFunc(joins, func(x, y celast.NavigableExpr) int { return y.Depth() - x.Depth() })
+	for _, e := range joins {
+		call := e.AsCall()
+		k := ctx.NewLiteral(types.Int(u.joins))
+		if !u.markItems(ctx, call.Target(), k) {
+			continue
+		}
+		list, _ := ctx.CopyAST(ctx.NewAST(call.Target()))
+		sep := ctx.NewLiteral(types.String(""))
+		if len(call.Args()) == 1 {
+			sep, _ = ctx.CopyAST(ctx.NewAST(call.Args()[0]))
+		}
+		ctx.UpdateExpr(e, ctx.NewCall(joinEstimate, list, sep, k))
+		u.joins++
+	}
+}
+
+// markItems writes each item list keeps as @elem(item, k): the item of a map's or filter's step,
+// of each list of a sum, of each branch of a choice, of a list literal. false when list is none
+// of these (it may have been marked in part: @elem changes no estimate but the join's).
+func (u *unroller) markItems(ctx *cel.OptimizerContext, list celast.Expr, k celast.Expr) bool {
+	mark := func(item celast.Expr) {
+		kept, _ := ctx.CopyAST(ctx.NewAST(item))
+		key, _ := ctx.CopyAST(ctx.NewAST(k))
+		ctx.UpdateExpr(item, ctx.NewCall(elemEstimate, kept, key))
+	}
+	if kept, ok := loopItem(list); ok {
+		mark(kept.AsList().Elements()[0])
+		return true
+	}
+	switch list.Kind() {
+	case celast.ListKind:
+		if len(list.AsList().OptionalIndices()) > 0 {
+			return false
+		}
+		for _, item := range list.AsList().Elements() {
+			mark(item)
+		}
+		return true
+	case celast.CallKind:
+		call := list.AsCall()
+		switch {
+		case call.FunctionName() == operators.Add && len(call.Args()) == 2:
+			return u.markItems(ctx, call.Args()[0], k) && u.markItems(ctx, call.Args()[1], k)
+		case call.FunctionName() == operators.Conditional && len(call.Args()) == 3:
+			return u.markItems(ctx, call.Args()[1], k) && u.markItems(ctx, call.Args()[2], k)
+		}
+	}
+	return false
 }
 
 // summands are the operands of a sum, l1 + … + ln, however it is grouped.
@@ -218,21 +348,22 @@ func summands(e celast.Expr) []celast.Expr {
 	return append(summands(args[0]), summands(args[1])...)
 }
 
-// isLiteralLoop matches the all and exists macros over a list literal with no optional elements
-// (isBoolLoop).
+// isLiteralLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over a
+// list literal with no optional elements.
 func isLiteralLoop(e celast.NavigableExpr) bool {
-	if !isBoolLoop(e) {
+	if !isBoolLoop(e) && !isListLoop(e) {
 		return false
 	}
 	r := e.AsComprehension().IterRange()
 	return r.Kind() == celast.ListKind && len(r.AsList().OptionalIndices()) == 0
 }
 
-// isConcatLoop matches the all and exists macros (isBoolLoop) over a sum that the checker typed
-// as a list, or as dyn (podSpec's fields are): lists added together. A dyn sum of anything else
-// cannot be looped over, and costs no more than the loops over its operands are estimated at.
+// isConcatLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over a
+// sum that the checker typed as a list, or as dyn (podSpec's fields are): lists added together.
+// A dyn sum of anything else cannot be looped over, and costs no more than the loops over its
+// operands are estimated at.
 func isConcatLoop(a *celast.AST, e celast.NavigableExpr) bool {
-	if !isBoolLoop(e) {
+	if !isBoolLoop(e) && !isListLoop(e) {
 		return false
 	}
 	r := e.AsComprehension().IterRange()
@@ -243,33 +374,92 @@ func isConcatLoop(a *celast.AST, e celast.NavigableExpr) bool {
 	return t != nil && (t.Kind() == types.ListKind || t.Kind() == types.DynKind)
 }
 
-// isFilterLoop matches the all and exists macros (isBoolLoop) over the filter macro's result.
+// isFilterLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over the
+// filter macro's result.
 func isFilterLoop(e celast.NavigableExpr) bool {
-	return isBoolLoop(e) && isFilter(e.AsComprehension().IterRange())
+	return (isBoolLoop(e) || isListLoop(e)) && isFilter(e.AsComprehension().IterRange())
 }
 
-// isFilter matches the filter macro: a comprehension of one variable whose accumulator starts as
-// an empty list, steps by p ? accumulator + [variable] : accumulator, and is the result.
-func isFilter(e celast.Expr) bool {
-	if e.Kind() != celast.ComprehensionKind {
+// isChoiceLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over a
+// choice, c ? l1 : l2.
+func isChoiceLoop(e celast.NavigableExpr) bool {
+	if !isBoolLoop(e) && !isListLoop(e) {
 		return false
+	}
+	r := e.AsComprehension().IterRange()
+	return r.Kind() == celast.CallKind && r.AsCall().FunctionName() == operators.Conditional && len(r.AsCall().Args()) == 3
+}
+
+// isListLoop matches the map and filter macros (loopItem).
+func isListLoop(e celast.Expr) bool {
+	_, ok := loopItem(e)
+	return ok
+}
+
+// isFilter matches the filter macro: the loop (loopItem) whose step is p ? accumulator +
+// [variable] : accumulator.
+func isFilter(e celast.Expr) bool {
+	kept, ok := loopItem(e)
+	return ok && e.AsComprehension().LoopStep().AsCall().FunctionName() == operators.Conditional &&
+		isIdent(kept.AsList().Elements()[0], e.AsComprehension().IterVar())
+}
+
+// loopItem reads e as the map or filter macro, a comprehension of one variable whose accumulator
+// starts as an empty list, steps by accumulator + [f] or by p ? accumulator + [f] : accumulator,
+// and is the result: it returns the list literal [f]; false when e is not one.
+func loopItem(e celast.Expr) (celast.Expr, bool) {
+	if e.Kind() != celast.ComprehensionKind {
+		return nil, false
 	}
 	comp := e.AsComprehension()
-	accu, v := comp.AccuVar(), comp.IterVar()
+	accu := comp.AccuVar()
 	if comp.HasIterVar2() || comp.AccuInit().Kind() != celast.ListKind || comp.AccuInit().AsList().Size() != 0 ||
 		!isIdent(comp.Result(), accu) || comp.LoopStep().Kind() != celast.CallKind {
-		return false
+		return nil, false
 	}
-	step := comp.LoopStep().AsCall()
-	if step.FunctionName() != operators.Conditional || len(step.Args()) != 3 || !isIdent(step.Args()[2], accu) || step.Args()[1].Kind() != celast.CallKind {
-		return false
+	step := comp.LoopStep()
+	if c := step.AsCall(); c.FunctionName() == operators.Conditional && len(c.Args()) == 3 && isIdent(c.Args()[2], accu) && !readsIdent(c.Args()[0], accu) {
+		step = c.Args()[1]
 	}
-	add := step.Args()[1].AsCall()
+	if step.Kind() != celast.CallKind {
+		return nil, false
+	}
+	add := step.AsCall()
 	if add.FunctionName() != operators.Add || len(add.Args()) != 2 || !isIdent(add.Args()[0], accu) || add.Args()[1].Kind() != celast.ListKind {
+		return nil, false
+	}
+	kept := add.Args()[1]
+	if kept.AsList().Size() != 1 || len(kept.AsList().OptionalIndices()) != 0 || readsIdent(kept, accu) {
+		return nil, false
+	}
+	return kept, true
+}
+
+// isMacroJoin matches l.join() and l.join(sep) where l is the result of the map or filter macro,
+// a list literal, lists added together or a choice of lists: what has no path for the estimate
+// of join to size its items by.
+func isMacroJoin(e celast.NavigableExpr) bool {
+	if e.Kind() != celast.CallKind {
 		return false
 	}
-	kept := add.Args()[1].AsList()
-	return kept.Size() == 1 && len(kept.OptionalIndices()) == 0 && isIdent(kept.Elements()[0], v)
+	call := e.AsCall()
+	if call.FunctionName() != "join" || !call.IsMemberFunction() || len(call.Args()) > 1 {
+		return false
+	}
+	switch l := call.Target(); l.Kind() {
+	case celast.ComprehensionKind:
+		return isListLoop(l)
+	case celast.ListKind:
+		return true
+	case celast.CallKind:
+		return l.AsCall().FunctionName() == operators.Add || l.AsCall().FunctionName() == operators.Conditional
+	}
+	return false
+}
+
+// hasMacroJoin reports whether a holds a join isMacroJoin matches.
+func hasMacroJoin(a *celast.AST) bool {
+	return len(celast.MatchDescendants(celast.NavigateAST(a), isMacroJoin)) > 0
 }
 
 func isIdent(e celast.Expr, name string) bool {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/overloads"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 	corev1 "k8s.io/api/core/v1"
@@ -117,7 +120,7 @@ func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrac
 	estimated, slack := estimationAST(env, estimated)
 	within := func(items, chars int) bool {
 		sizes := boundedSizes{items: uint64(1) << items, chars: uint64(1) << chars, params: params}
-		est, err := env.EstimateCost(estimated, boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}})
+		est, err := env.EstimateCost(estimated, newBoundedEstimator(sizes))
 		return err == nil && addSlack(est.Max, slack) <= MaxExpressionCost
 	}
 	// For each items bound, the most chars within the limit: fewer as items grow (an estimate
@@ -369,8 +372,41 @@ func jsonName(f reflect.StructField) (string, bool) {
 
 // boundedEstimator is the Kubernetes libraries' estimator over boundedSizes, which also sizes
 // optional fields (x.?f.orValue(d)): a field of what the request bounds is bounded as it is, and
-// orValue is the larger of its value and its default.
-type boundedEstimator struct{ *library.CostEstimator }
+// orValue is the larger of its value and its default. It also estimates the two functions of an
+// estimation AST's joins (unroll.go): @elem(f, k) costs nothing and notes the largest size of the
+// items of join k, and @join(l, sep, k) is estimated as the Kubernetes libraries estimate
+// l.join(sep), with items of that size. One estimator serves one estimate.
+type boundedEstimator struct {
+	*library.CostEstimator
+	items map[int64]uint64 // join k's items: the largest size, math.MaxUint64 when unknown
+}
+
+func newBoundedEstimator(sizes boundedSizes) boundedEstimator {
+	return boundedEstimator{&library.CostEstimator{SizeEstimator: sizes}, map[int64]uint64{}}
+}
+
+// The functions of an estimation AST's joins: declared in the environment that checks it alone
+// (estimationEnv), and named so that no expression can call them.
+const (
+	elemEstimate = "@elem"
+	joinEstimate = "@join"
+)
+
+// estimationEnvs are the environments extended with elemEstimate and joinEstimate, by the
+// environment they extend; held while an estimate is taken.
+var estimationEnvs = newInterner[*cel.Env, cel.Env]()
+
+// estimationEnv is env with elemEstimate and joinEstimate declared, without implementations:
+// only estimated, never planned.
+func estimationEnv(env *cel.Env) (*cel.Env, error) {
+	return estimationEnvs.get(env, func() (*cel.Env, error) {
+		item := cel.TypeParamType("T")
+		return env.Extend(
+			cel.Function(elemEstimate, cel.Overload(elemEstimate+"_any", []*cel.Type{item, cel.IntType}, item)),
+			cel.Function(joinEstimate, cel.Overload(joinEstimate+"_dyn", []*cel.Type{cel.DynType, cel.StringType, cel.IntType}, cel.StringType)),
+		)
+	})
+}
 
 func (b boundedEstimator) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
 	one := checker.FixedCostEstimate(1) // what CEL charges both
@@ -389,8 +425,41 @@ func (b boundedEstimator) EstimateCallCost(function, overloadID string, target *
 		if value != nil && def != nil {
 			return &checker.CallEstimate{CostEstimate: one, ResultSize: &checker.SizeEstimate{Min: 0, Max: max(value.Max, def.Max)}}
 		}
+	case function == overloads.TypeConvertString && len(args) == 1 && convertedSizes[overloadID] > 0:
+		// CEL sizes no conversion to a string; these are short.
+		return &checker.CallEstimate{CostEstimate: one, ResultSize: &checker.SizeEstimate{Min: 0, Max: convertedSizes[overloadID]}}
+	case function == elemEstimate && len(args) == 2:
+		item, k := sizeOf(b, args[0]), joinKey(args[1])
+		largest := uint64(math.MaxUint64)
+		if item != nil {
+			largest = item.Max
+		}
+		b.items[k] = max(b.items[k], largest)
+		return &checker.CallEstimate{ResultSize: item}
+	case function == joinEstimate && len(args) == 3:
+		list, sep := sizeOf(b, args[0]), sizeOf(b, args[1])
+		item, noted := b.items[joinKey(args[2])]
+		if list == nil || sep == nil || !noted {
+			return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 0, Max: math.MaxUint64}}
+		}
+		// As library.CostEstimator estimates join: the items, the separators between them, and
+		// twice the result's traversal.
+		size := list.Multiply(checker.SizeEstimate{Min: 0, Max: item})
+		seps := checker.SizeEstimate{Min: list.Min - min(list.Min, 1), Max: list.Max - min(list.Max, 1)}
+		size = size.Add(sep.Multiply(seps))
+		return &checker.CallEstimate{CostEstimate: size.MultiplyByCostFactor(2 * common.StringTraversalCostFactor), ResultSize: &size}
 	}
 	return b.CostEstimator.EstimateCallCost(function, overloadID, target, args)
+}
+
+// convertedSizes are the most characters string(x) makes of a number or a bool: -9223372036854775808,
+// 18446744073709551615, -1.7976931348623157e+308 (and room), false.
+var convertedSizes = map[string]uint64{overloads.IntToString: 20, overloads.UintToString: 20, overloads.DoubleToString: 32, overloads.BoolToString: 5}
+
+// joinKey is the k of @elem(f, k) and @join(l, sep, k): an int literal.
+func joinKey(n checker.AstNode) int64 {
+	k, _ := n.Expr().AsLiteral().(types.Int)
+	return int64(k)
 }
 
 // sizeOf is the size CEL computed for n, or the estimator's; nil when neither knows it.
