@@ -101,18 +101,35 @@ func BenchmarkDecodeEvaluateDeployment(b *testing.B) {
 	benchDecodeEvaluate(b, "testdata/bench/deployment.json", schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"})
 }
 
-// BenchmarkEvaluateLibraryAudit is audit-only mode's common case: the whole library (without
-// verify-images, whose registries a benchmark of the engine must not call) judging the benchmark
-// Pod, which fails five of its rules, so that their messageExpressions run too.
-func BenchmarkEvaluateLibraryAudit(b *testing.B) {
+// libraryFiles are the library's policies, without verify-images, whose registries a benchmark
+// of the engine must not call.
+func libraryFiles(b *testing.B) []string {
 	files, err := filepath.Glob("../../manifests/library/*.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
-	files = slices.DeleteFunc(files, func(f string) bool {
+	return slices.DeleteFunc(files, func(f string) bool {
 		return strings.Contains(f, "verify-images") || strings.HasSuffix(f, "kustomization.yaml")
 	})
-	engine, err := manifest.LoadEngine(files, nil, time.Now)
+}
+
+// BenchmarkLoadLibrary reads and compiles the library (libraryFiles): what a replica does for
+// each of its policies as it starts, its twins' estimates included.
+func BenchmarkLoadLibrary(b *testing.B) {
+	files := libraryFiles(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := manifest.LoadEngine(files, nil, time.Now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvaluateLibraryAudit is audit-only mode's common case: the whole library
+// (libraryFiles) judging the benchmark Pod, which fails five of its rules, so that their
+// messageExpressions run too.
+func BenchmarkEvaluateLibraryAudit(b *testing.B) {
+	engine, err := manifest.LoadEngine(libraryFiles(b), nil, time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -260,7 +260,8 @@ func lazyOf(p cel.Program) *lazyProgram {
 // TestTrackedProgramsPlannedWhenNeeded: a rule's, variable's or message expression's tracked
 // program, when it has an untracked twin, is planned when first run: a request within the twins'
 // bounds runs none of them, failing or not, one of unknown bounds the tracked programs, which
-// answer as the twins did.
+// answer as the twins did. The message's twin too is planned when a failing request first needs
+// it.
 func TestTrackedProgramsPlannedWhenNeeded(t *testing.T) {
 	c, err := NewCompiler()
 	if err != nil {
@@ -284,6 +285,10 @@ func TestTrackedProgramsPlannedWhenNeeded(t *testing.T) {
 	if rule.untracked == nil || variable.untracked == nil || rule.messageExp.untracked == nil {
 		t.Fatal("the rule, its variable or its message has no untracked twin")
 	}
+	messageTwin := lazyOf(rule.messageExp.untracked)
+	if messageTwin == nil || messageTwin.planned.Load() {
+		t.Fatalf("the message's twin: %v, want lazy and not planned", messageTwin)
+	}
 	e := NewEngine([]*CompiledPolicy{cp}, nil, time.Now)
 	evaluate := func(manifest string, unknownBounds bool) Result {
 		t.Helper()
@@ -302,6 +307,9 @@ func TestTrackedProgramsPlannedWhenNeeded(t *testing.T) {
 	if r := evaluate(testPod, false); r.Result != Pass {
 		t.Fatalf("within bounds: %+v", r)
 	}
+	if messageTwin.planned.Load() {
+		t.Error("the message's twin planned by a passing request")
+	}
 	for name, l := range programs {
 		if l.planned.Load() {
 			t.Errorf("%s tracked program planned by a request within the twin's bounds", name)
@@ -315,6 +323,9 @@ func TestTrackedProgramsPlannedWhenNeeded(t *testing.T) {
 		if l.planned.Load() {
 			t.Errorf("%s tracked program planned by a failing request within the twins' bounds", name)
 		}
+	}
+	if !messageTwin.planned.Load() {
+		t.Error("the message's twin not planned by the failing request that ran it")
 	}
 	if r := evaluate(elsewhere, true); r.Result != within.Result || r.Message != within.Message {
 		t.Errorf("tracked: %+v; untracked: %+v", r, within)

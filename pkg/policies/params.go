@@ -187,7 +187,7 @@ func (c *Compiler) compileScope(spec *v1alpha1.PolicySpec, withUntracked bool, p
 		for i, v := range scope.variables {
 			before := *scope
 			before.inline = scope.inline[:reads[i]]
-			planned, twinErr, err := planTwinned(env, asts[i], &before, withUntracked)
+			planned, twinErr, err := planTwinned(env, asts[i], &before, withUntracked, false)
 			if twinErr != nil {
 				errs = append(errs, field.InternalError(path.Child("variables").Index(i).Child("expression"), twinErr))
 			}

@@ -125,10 +125,10 @@ type twinned struct {
 
 // planTwinned plans the checked ast in env: with withUntracked its twin, where there is one
 // (twinErr: planning it failed), and the tracked program, planned when a request past the twin's
-// bounds first needs it (lazyProgram, envs.go).
-func planTwinned(env *cel.Env, ast *cel.Ast, scope *celScope, withUntracked bool) (t twinned, twinErr, err error) {
+// bounds first needs it (lazyProgram, envs.go). lazyTwin plans the twin when it first runs too.
+func planTwinned(env *cel.Env, ast *cel.Ast, scope *celScope, withUntracked, lazyTwin bool) (t twinned, twinErr, err error) {
 	if withUntracked {
-		t.untracked, t.untrackedWithin, twinErr = untracked(env, ast, scope)
+		t.untracked, t.untrackedWithin, twinErr = untracked(env, ast, scope, lazyTwin)
 	}
 	t.program, err = planTracked(env, ast, t.untracked != nil)
 	return t, twinErr, err
@@ -171,19 +171,19 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		} else {
-			errs = append(errs, rule.plan(&rule.twinned, env, ast, withUntracked, path.Child("expression"), r.Expression)...)
+			errs = append(errs, rule.plan(&rule.twinned, env, ast, withUntracked, false, path.Child("expression"), r.Expression)...)
 		}
 		rule.cost, rule.needs = cost, needs
 	}
 	if r.MessageExpression != "" {
-		// It runs only when the rule fails, and its tracked program is planned then (for a rule
-		// that will be evaluated), as is that of an expression with a twin.
+		// It runs only when the rule fails: its programs, tracked and untracked, are planned
+		// then (for a rule that will be evaluated).
 		ast, cost, needs, err := checkTyped(env, r.MessageExpression, cel.StringType, scope)
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		} else {
 			rule.messageExp = &twinned{}
-			errs = append(errs, rule.plan(rule.messageExp, env, ast, withUntracked, path.Child("messageExpression"), r.MessageExpression)...)
+			errs = append(errs, rule.plan(rule.messageExp, env, ast, withUntracked, true, path.Child("messageExpression"), r.MessageExpression)...)
 		}
 		rule.cost = addCost(rule.cost, cost)
 		for _, n := range needs {
@@ -199,9 +199,9 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 }
 
 // plan plans one of the rule's expressions (planTwinned) into t; what fails is reported at path.
-func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked bool, path *field.Path, expr string) field.ErrorList {
+func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked, lazyTwin bool, path *field.Path, expr string) field.ErrorList {
 	var errs field.ErrorList
-	planned, twinErr, err := planTwinned(env, ast, r.scope, withUntracked)
+	planned, twinErr, err := planTwinned(env, ast, r.scope, withUntracked, lazyTwin)
 	if twinErr != nil {
 		errs = append(errs, field.InternalError(path, twinErr))
 	}

@@ -107,8 +107,9 @@ var untrackedEnv = sync.OnceValues(func() (*cel.Env, error) {
 // request's size does not bound. A policy's params are sized by their values; its variables
 // are estimated inlined, where they are read, as their definitions: a variable's cost counts at
 // every read (it is evaluated once, by its own tracked program), and its value is sized as the
-// expression that makes it.
-func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrackedBounds, error) {
+// expression that makes it. lazy plans the program when it first runs (lazyProgram): a message
+// expression's, which runs only when its rule fails.
+func untracked(env *cel.Env, ast *cel.Ast, scope *celScope, lazy bool) (cel.Program, untrackedBounds, error) {
 	estimated, params := ast, map[string]any(nil)
 	if scope != nil {
 		var ok bool
@@ -157,13 +158,18 @@ func untracked(env *cel.Env, ast *cel.Ast, scope *celScope) (cel.Program, untrac
 	if err != nil {
 		return nil, nil, err
 	}
-	prog, err := planShared(fast, ast, true, func() (cel.Program, error) {
+	plan := func() (cel.Program, error) {
 		prog, err := fast.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(celconfig.CheckFrequency), cachedMatches)
 		if err != nil {
 			return nil, err
 		}
 		return withDirect(fast, ast, prog), nil // celdirect.go
-	})
+	}
+	if lazy {
+		eager := plan
+		plan = func() (cel.Program, error) { return &lazyProgram{plan: eager}, nil }
+	}
+	prog, err := planShared(fast, ast, true, plan)
 	if err != nil {
 		return nil, nil, fmt.Errorf("planning the untracked program: %w", err)
 	}
