@@ -86,18 +86,22 @@ const (
 // and no slack when there is nothing to rewrite, or the rewrite fails.
 func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 	a := ast.NativeRep()
-	if len(celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-		return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e) || isChoiceLoop(e) || isOptionalDefault(a, e) || isSplitItem(a, e)
-	})) == 0 && !hasMacroJoin(a) {
+	u := &unroller{}
+	rewrites, joins := false, false
+	celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
+		joins = joins || isMacroJoin(e)
+		rewrites = rewrites || joins || isOptionalDefault(a, e) || isSplitItem(a, e) || loopOver(a, e) != overNone
+		return false
+	})
+	if !rewrites {
 		return ast, 0 // the optimizer would check the expression again, for nothing
 	}
-	if hasMacroJoin(a) { // the rewritten expression calls @elem and @join: checked where they are declared
+	if joins { // the rewritten expression calls @elem and @join: checked where they are declared
 		var err error
 		if env, err = estimationEnv(env); err != nil {
 			return ast, 0
 		}
 	}
-	u := &unroller{}
 	opt, err := cel.NewStaticOptimizer(u)
 	if err != nil {
 		return ast, 0
@@ -152,7 +156,7 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 	// copies of its body then hold the inner one rewritten.
 	for {
 		loops := celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
-			return isLiteralLoop(e) || isConcatLoop(a, e) || isFilterLoop(e) || isChoiceLoop(e)
+			return loopOver(a, e) != overNone
 		})
 		if len(loops) == 0 {
 			u.sizeJoins(ctx, a)
@@ -163,12 +167,12 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 			return a
 		}
 		e := slices.MaxFunc(loops, func(x, y celast.NavigableExpr) int { return x.Depth() - y.Depth() })
-		switch {
-		case isLiteralLoop(e):
+		switch loopOver(a, e) {
+		case overLiteral:
 			u.unroll(ctx, e)
-		case isFilterLoop(e):
+		case overFilter:
 			u.unfilter(ctx, e)
-		case isChoiceLoop(e):
+		case overChoice:
 			u.unchoose(ctx, e)
 		default:
 			u.splitSum(ctx, e)
@@ -176,7 +180,7 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 	}
 }
 
-// unroll rewrites the loop e (isLiteralLoop) into its binds: joined as all's and exists' steps
+// unroll rewrites the loop e over a list literal (loopOver) into its binds: joined as all's and exists' steps
 // are, or a list of them for map and filter.
 func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	comp := e.AsComprehension()
@@ -213,7 +217,7 @@ func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	u.elements += uint64(len(binds))
 }
 
-// splitSum rewrites the loop e (isConcatLoop) into one loop over each list of the sum, joined as
+// splitSum rewrites the loop e over a sum (loopOver) into one loop over each list of the sum, joined as
 // the loop's own steps are (joinSteps).
 func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	var loops []celast.Expr
@@ -223,6 +227,8 @@ func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 		ctx.UpdateExpr(loop.AsComprehension().IterRange(), items)
 		loops = append(loops, loop)
 	}
+	// A map's or filter's becomes a sum of lists that keeps the loop's id, and with it its type:
+	// a loop over it is split in turn.
 	ctx.UpdateExpr(e, joinSteps(ctx, e.AsComprehension(), loops))
 	u.loops++
 	u.elements += uint64(len(loops))
@@ -247,7 +253,7 @@ func joinSteps(ctx *cel.OptimizerContext, comp celast.ComprehensionExpr, parts [
 	return joined
 }
 
-// unfilter rewrites the loop e (isFilterLoop) into the filter's cost and the loop over the
+// unfilter rewrites the loop e over a filter (loopOver) into the filter's cost and the loop over the
 // filter's own range: && a bool loop, ? : [] a list loop.
 func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	filter := e.AsComprehension().IterRange()
@@ -265,7 +271,7 @@ func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	u.loops++
 }
 
-// unchoose rewrites the loop e (isChoiceLoop) into the choice of the loops over each list.
+// unchoose rewrites the loop e over a choice (loopOver) into the choice of the loops over each list.
 func (u *unroller) unchoose(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	choice := e.AsComprehension().IterRange().AsCall()
 	loopOver := func(list celast.Expr) celast.Expr {
@@ -348,46 +354,51 @@ func summands(e celast.Expr) []celast.Expr {
 	return append(summands(args[0]), summands(args[1])...)
 }
 
-// isLiteralLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over a
-// list literal with no optional elements.
-func isLiteralLoop(e celast.NavigableExpr) bool {
-	if !isBoolLoop(e) && !isListLoop(e) {
-		return false
+// What a loop the unroller rewrites loops over.
+type overShape int
+
+const (
+	overNone    overShape = iota
+	overLiteral           // a list literal with no optional elements
+	overSum               // lists added together
+	overFilter            // the filter macro's result
+	overChoice            // c ? l1 : l2
+)
+
+// loopOver is what e loops over when it is the all, exists, map or filter macro (isBoolLoop,
+// isListLoop) over a shape the unroller rewrites; overNone otherwise. The range is read first:
+// reading the loop's own shape walks its body. A sum is one the checker typed as a list, or as
+// dyn (podSpec's fields are): a dyn sum of anything else cannot be looped over, and costs no more
+// than the loops over its operands are estimated at.
+func loopOver(a *celast.AST, e celast.Expr) overShape {
+	if e.Kind() != celast.ComprehensionKind {
+		return overNone
 	}
 	r := e.AsComprehension().IterRange()
-	return r.Kind() == celast.ListKind && len(r.AsList().OptionalIndices()) == 0
-}
-
-// isConcatLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over a
-// sum that the checker typed as a list, or as dyn (podSpec's fields are): lists added together.
-// A dyn sum of anything else cannot be looped over, and costs no more than the loops over its
-// operands are estimated at.
-func isConcatLoop(a *celast.AST, e celast.NavigableExpr) bool {
-	if !isBoolLoop(e) && !isListLoop(e) {
-		return false
+	shape := overNone
+	switch r.Kind() {
+	case celast.ListKind:
+		if len(r.AsList().OptionalIndices()) == 0 {
+			shape = overLiteral
+		}
+	case celast.CallKind:
+		switch call := r.AsCall(); {
+		case call.FunctionName() == operators.Add:
+			if t := a.GetType(r.ID()); t != nil && (t.Kind() == types.ListKind || t.Kind() == types.DynKind) {
+				shape = overSum
+			}
+		case call.FunctionName() == operators.Conditional && len(call.Args()) == 3:
+			shape = overChoice
+		}
+	case celast.ComprehensionKind:
+		if isFilter(r) {
+			shape = overFilter
+		}
 	}
-	r := e.AsComprehension().IterRange()
-	if r.Kind() != celast.CallKind || r.AsCall().FunctionName() != operators.Add {
-		return false
+	if shape == overNone || (!isBoolLoop(e) && !isListLoop(e)) {
+		return overNone
 	}
-	t := a.GetType(r.ID())
-	return t != nil && (t.Kind() == types.ListKind || t.Kind() == types.DynKind)
-}
-
-// isFilterLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over the
-// filter macro's result.
-func isFilterLoop(e celast.NavigableExpr) bool {
-	return (isBoolLoop(e) || isListLoop(e)) && isFilter(e.AsComprehension().IterRange())
-}
-
-// isChoiceLoop matches the all, exists, map and filter macros (isBoolLoop, isListLoop) over a
-// choice, c ? l1 : l2.
-func isChoiceLoop(e celast.NavigableExpr) bool {
-	if !isBoolLoop(e) && !isListLoop(e) {
-		return false
-	}
-	r := e.AsComprehension().IterRange()
-	return r.Kind() == celast.CallKind && r.AsCall().FunctionName() == operators.Conditional && len(r.AsCall().Args()) == 3
+	return shape
 }
 
 // isListLoop matches the map and filter macros (loopItem).
@@ -457,11 +468,6 @@ func isMacroJoin(e celast.NavigableExpr) bool {
 	return false
 }
 
-// hasMacroJoin reports whether a holds a join isMacroJoin matches.
-func hasMacroJoin(a *celast.AST) bool {
-	return len(celast.MatchDescendants(celast.NavigateAST(a), isMacroJoin)) > 0
-}
-
 func isIdent(e celast.Expr, name string) bool {
 	return e.Kind() == celast.IdentKind && e.AsIdent() == name
 }
@@ -469,7 +475,7 @@ func isIdent(e celast.Expr, name string) bool {
 // isBoolLoop matches the all and exists macros: a comprehension of one variable whose
 // accumulator starts true (all) or false (exists), steps by accumulator && body (all) or
 // accumulator || body (exists), and is the result.
-func isBoolLoop(e celast.NavigableExpr) bool {
+func isBoolLoop(e celast.Expr) bool {
 	if e.Kind() != celast.ComprehensionKind {
 		return false
 	}
