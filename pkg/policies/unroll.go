@@ -63,7 +63,8 @@ import (
 //
 // The program that runs is planned from the expression as written; only its estimate is taken on
 // the rewritten one (untracked). TestEstimationASTBounds holds the tracked program's actual cost
-// within the rewritten estimate plus the slack, on the library's suites.
+// within the rewritten estimate plus the slack, on the library's suites and on Pods of long
+// lists and strings.
 
 // Per rewrite, the units of cost the rewritten expression may leave out: a loop's list literal
 // (CEL charges 10 to create one) and, for each element, its iteration's condition and step (a
@@ -180,8 +181,8 @@ func (u *unroller) Optimize(ctx *cel.OptimizerContext, a *celast.AST) *celast.AS
 	}
 }
 
-// unroll rewrites the loop e over a list literal (loopOver) into its binds: joined as all's and exists' steps
-// are, or a list of them for map and filter.
+// unroll rewrites the loop e over a list literal (loopOver) into its binds: joined as all's and
+// exists' steps are, or a list of them for map and filter.
 func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	comp := e.AsComprehension()
 	var body celast.Expr
@@ -217,8 +218,8 @@ func (u *unroller) unroll(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	u.elements += uint64(len(binds))
 }
 
-// splitSum rewrites the loop e over a sum (loopOver) into one loop over each list of the sum, joined as
-// the loop's own steps are (joinSteps).
+// splitSum rewrites the loop e over a sum (loopOver) into one loop over each list of the sum,
+// joined as the loop's own steps are (joinSteps).
 func (u *unroller) splitSum(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	var loops []celast.Expr
 	for _, list := range summands(e.AsComprehension().IterRange()) {
@@ -253,8 +254,8 @@ func joinSteps(ctx *cel.OptimizerContext, comp celast.ComprehensionExpr, parts [
 	return joined
 }
 
-// unfilter rewrites the loop e over a filter (loopOver) into the filter's cost and the loop over the
-// filter's own range: && a bool loop, ? : [] a list loop.
+// unfilter rewrites the loop e over a filter (loopOver) into the filter's cost and the loop over
+// the filter's own range: && a bool loop, ? : [] a list loop.
 func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	filter := e.AsComprehension().IterRange()
 	loop, _ := ctx.CopyAST(ctx.NewAST(e))
@@ -274,7 +275,7 @@ func (u *unroller) unfilter(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 // unchoose rewrites the loop e over a choice (loopOver) into the choice of the loops over each list.
 func (u *unroller) unchoose(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 	choice := e.AsComprehension().IterRange().AsCall()
-	loopOver := func(list celast.Expr) celast.Expr {
+	over := func(list celast.Expr) celast.Expr {
 		if list.Kind() == celast.ListKind && list.AsList().Size() == 0 {
 			init, _ := ctx.CopyAST(ctx.NewAST(e.AsComprehension().AccuInit()))
 			return init
@@ -285,7 +286,7 @@ func (u *unroller) unchoose(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 		return loop
 	}
 	c, _ := ctx.CopyAST(ctx.NewAST(choice.Args()[0]))
-	ctx.UpdateExpr(e, ctx.NewCall(operators.Conditional, c, loopOver(choice.Args()[1]), loopOver(choice.Args()[2])))
+	ctx.UpdateExpr(e, ctx.NewCall(operators.Conditional, c, over(choice.Args()[1]), over(choice.Args()[2])))
 	u.loops++
 }
 

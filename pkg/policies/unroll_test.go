@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/cel-go/cel"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -168,4 +169,20 @@ func largePods(t *testing.T) [][]byte {
 		out = append(out, js)
 	}
 	return out
+}
+
+// TestEstimationFunctionsUncallable: @elem and @join, which the estimator trusts, cannot be
+// written in an expression, even in the environment that declares them.
+func TestEstimationFunctionsUncallable(t *testing.T) {
+	declaring, err := estimationEnv(testCompiler.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []*cel.Env{testCompiler.env, declaring} {
+		for _, expr := range []string{"@join(['a'], ',', 0) == ''", "['a'].map(x, @elem(x, 0)).size() == 1", "`@join`(['a'], ',', 0) == ''"} {
+			if _, iss := env.Compile(expr); iss.Err() == nil {
+				t.Errorf("%s compiled", expr)
+			}
+		}
+	}
 }
