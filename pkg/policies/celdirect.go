@@ -178,6 +178,9 @@ func (c *directCompiler) compile(e celast.Expr) (directEval, error) {
 			return constant(types.NewRefValMap(c.adapter, map[ref.Val]ref.Val{})), nil
 		}
 	case celast.ComprehensionKind:
+		if collect, err := c.collect(e); collect != nil || err != nil {
+			return collect, err
+		}
 		return c.comprehension(e.AsComprehension())
 	}
 	return nil, errDirectUnsupported
@@ -719,16 +722,8 @@ func (c *directCompiler) comprehension(comp celast.ComprehensionExpr) (directEva
 				return errDirect
 			}
 			foldable.Fold(directFolder{loop, f})
-		} else {
-			iterable, ok := r.(traits.Iterable)
-			if !ok || !r.Type().HasTrait(traits.IterableType) {
-				return errDirect
-			}
-			for it := iterable.Iterator(); it.HasNext() == types.True; {
-				if !loop.next(f, loop.adapter.NativeToValue(it.Next()), nil) {
-					break
-				}
-			}
+		} else if !each(loop.adapter, r, func(v ref.Val) bool { return loop.next(f, v, nil) }) {
+			return errDirect
 		}
 		out := result(f)
 		if mutable && !types.IsUnknownOrError(out) {
@@ -740,6 +735,101 @@ func (c *directCompiler) comprehension(comp celast.ComprehensionExpr) (directEva
 			}
 		}
 		return out
+	}, nil
+}
+
+// each calls fn with each element of the list r (each key of the map r) in turn while fn returns
+// true; false when r cannot be iterated. A list is read by index: its iterator would be one more
+// allocation per loop.
+func each(adapter types.Adapter, r ref.Val, fn func(ref.Val) bool) bool {
+	if !r.Type().HasTrait(traits.IterableType) {
+		return false
+	}
+	if l, ok := r.(traits.Lister); ok && r.Type() == types.ListType {
+		n, ok := l.Size().(types.Int)
+		if !ok {
+			return false
+		}
+		for i := types.IntZero; i < n; i++ {
+			v := l.Get(i)
+			if types.IsError(v) { // an index in range: a list that cannot be read so
+				return false
+			}
+			if !fn(v) {
+				break
+			}
+		}
+		return true
+	}
+	iterable, ok := r.(traits.Iterable)
+	if !ok {
+		return false
+	}
+	for it := iterable.Iterator(); it.HasNext() == types.True; {
+		if !fn(adapter.NativeToValue(it.Next())) {
+			break
+		}
+	}
+	return true
+}
+
+// collect is the map and filter macros (loopItem) whose loop condition is true: the items kept,
+// gathered in one slice and made a list at the end, where the comprehension would make a list of
+// each item to append it. Any item or predicate that is not a value (a predicate that is not a
+// bool) leaves the evaluation to the interpreter. nil, and no error, for any other comprehension.
+func (c *directCompiler) collect(e celast.Expr) (directEval, error) {
+	kept, ok := loopItem(e)
+	comp := e.AsComprehension()
+	if !ok || comp.LoopCondition().Kind() != celast.LiteralKind || comp.LoopCondition().AsLiteral() != types.True {
+		return nil, nil
+	}
+	iterRange, err := c.compile(comp.IterRange())
+	if err != nil {
+		return nil, err
+	}
+	scope := len(c.locals)
+	c.local(comp.AccuVar()) // read by neither the item nor the predicate (loopItem)
+	iter := c.local(comp.IterVar())
+	var pred directEval
+	if step := comp.LoopStep().AsCall(); step.FunctionName() == operators.Conditional {
+		if pred, err = c.compile(step.Args()[0]); err != nil {
+			return nil, err
+		}
+	}
+	item, err := c.compile(kept.AsList().Elements()[0])
+	if err != nil {
+		return nil, err
+	}
+	c.locals = c.locals[:scope]
+	adapter := c.adapter
+	return func(f *directFrame) ref.Val {
+		r := iterRange(f)
+		if types.IsUnknownOrError(r) {
+			return r
+		}
+		var vals []ref.Val
+		failed := false
+		iterated := each(adapter, r, func(v ref.Val) bool {
+			f.slots[iter] = v
+			if pred != nil {
+				if keep, isBool := pred(f).(types.Bool); !isBool {
+					failed = true
+					return false
+				} else if !keep {
+					return true
+				}
+			}
+			if v = item(f); types.IsUnknownOrError(v) {
+				failed = true
+				return false
+			}
+			vals = append(vals, v)
+			return true
+		})
+		if !iterated || failed {
+			return errDirect
+		}
+		return types.NewRefValList(adapter, vals)
 	}, nil
 }
 
