@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -255,6 +256,43 @@ func lazyOf(p cel.Program) *lazyProgram {
 		return l
 	}
 	return nil
+}
+
+// TestUntwinnedMessagePlannedWhenNeeded: a message expression with no twin (it reads what the
+// request does not bound) is planned when its rule first fails, as before messages had twins.
+func TestUntwinnedMessagePlannedWhenNeeded(t *testing.T) {
+	c, err := NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := scopedPolicy("untwinned", "", "object.metadata.name != 'bad'")
+	p.Spec.Rules[0].CEL.MessageExpression = "'bad, for ' + request.userInfo.groups.join(', ')"
+	cp, err := c.CompileClusterPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	message := cp.rules[0].eval.(*celRule).messageExp
+	tracked := lazyOf(message.program)
+	if message.untracked != nil || tracked == nil || tracked.planned.Load() {
+		t.Fatalf("the message: twin %v, tracked %v; want no twin, the tracked program lazy and not planned", message.untracked, tracked)
+	}
+	e := NewEngine([]*CompiledPolicy{cp}, nil, time.Now)
+	evaluate := func(manifest string) Result {
+		t.Helper()
+		req := &Request{Operation: v1alpha1.Create, Object: mustResource(t, manifest), UserInfo: authenticationv1.UserInfo{Groups: []string{"dev"}}}
+		results := e.Evaluate(context.Background(), req)
+		if len(results) != 1 {
+			t.Fatalf("got %+v", results)
+		}
+		return results[0]
+	}
+	if r := evaluate(testPod); r.Result != Pass || tracked.planned.Load() {
+		t.Fatalf("passing: %+v, the message planned: %v", r, tracked.planned.Load())
+	}
+	bad := strings.Replace(testPod, "name: web", "name: bad", 1)
+	if r := evaluate(bad); r.Result != Fail || r.Message != "bad, for dev" || !tracked.planned.Load() {
+		t.Fatalf("failing: %+v, the message planned: %v", r, tracked.planned.Load())
+	}
 }
 
 // TestTrackedProgramsPlannedWhenNeeded: a rule's, variable's or message expression's tracked

@@ -125,12 +125,14 @@ type twinned struct {
 
 // planTwinned plans the checked ast in env: with withUntracked its twin, where there is one
 // (twinErr: planning it failed), and the tracked program, planned when a request past the twin's
-// bounds first needs it (lazyProgram, envs.go). lazyTwin plans the twin when it first runs too.
-func planTwinned(env *cel.Env, ast *cel.Ast, scope *celScope, withUntracked, lazyTwin bool) (t twinned, twinErr, err error) {
+// bounds first needs it (lazyProgram, envs.go). With withUntracked, seldom plans both when they
+// first run: a message expression's, which runs only when its rule fails.
+func planTwinned(env *cel.Env, ast *cel.Ast, scope *celScope, withUntracked, seldom bool) (t twinned, twinErr, err error) {
+	seldom = seldom && withUntracked
 	if withUntracked {
-		t.untracked, t.untrackedWithin, twinErr = untracked(env, ast, scope, lazyTwin)
+		t.untracked, t.untrackedWithin, twinErr = untracked(env, ast, scope, seldom)
 	}
-	t.program, err = planTracked(env, ast, t.untracked != nil)
+	t.program, err = planTracked(env, ast, t.untracked != nil || seldom)
 	return t, twinErr, err
 }
 
@@ -199,9 +201,9 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 }
 
 // plan plans one of the rule's expressions (planTwinned) into t; what fails is reported at path.
-func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked, lazyTwin bool, path *field.Path, expr string) field.ErrorList {
+func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked, seldom bool, path *field.Path, expr string) field.ErrorList {
 	var errs field.ErrorList
-	planned, twinErr, err := planTwinned(env, ast, r.scope, withUntracked, lazyTwin)
+	planned, twinErr, err := planTwinned(env, ast, r.scope, withUntracked, seldom)
 	if twinErr != nil {
 		errs = append(errs, field.InternalError(path, twinErr))
 	}
