@@ -116,8 +116,9 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 
 // unroller is the optimizer that rewrites; it counts what it did.
 type unroller struct {
-	loops, elements, defaults, chained, splits, unfiltered, joins uint64
-	failed                                                        bool
+	loops, elements, defaults, chained, splits, unfiltered uint64
+	joins                                                  int64 // each join rewritten is @join's k
+	failed                                                 bool
 }
 
 // slack is what the rewrites may leave out. A join's rewrite leaves out nothing: @join is
