@@ -85,6 +85,8 @@ func TestEstimationASTBounds(t *testing.T) {
 		"podSpec.containers.map(c, c.name + ':' + c.?ports.orValue([]).map(p, string(int(p.containerPort))).join('/')).join()",
 		"'found ' + string(podSpec.containers.size()) + ' containers, ' + string(podSpec.containers.all(c, c.name.size() < 10)) + ': ' + podSpec.containers.map(c, c.image).join(';')",
 		"(podSpec.?hostNetwork.orValue(false) ? podSpec.containers : podSpec.containers.filter(c, c.name != 'x')).map(c, c.name).join(', ')",
+		"podSpec.containers.map(c, string(c.name)).join(',')", // string() of a dyn operand, a string here: as long as it
+
 	}
 	env := testCompiler.env
 	decoder := NewDecoder(true)

@@ -431,9 +431,11 @@ func (b boundedEstimator) EstimateCallCost(function, overloadID string, target *
 		if value != nil && def != nil {
 			return &checker.CallEstimate{CostEstimate: one, ResultSize: &checker.SizeEstimate{Min: 0, Max: max(value.Max, def.Max)}}
 		}
-	case function == overloads.TypeConvertString && len(args) == 1 && convertedSizes[overloadID] > 0:
-		// CEL sizes no conversion to a string; these are short.
-		return &checker.CallEstimate{CostEstimate: one, ResultSize: &checker.SizeEstimate{Min: 0, Max: convertedSizes[overloadID]}}
+	case function == overloads.TypeConvertString && len(args) == 1 && args[0].Type() != nil && convertedSizes[args[0].Type().Kind()] > 0:
+		// CEL sizes no conversion to a string; these are short. Only of an operand typed so: a
+		// dyn one has every conversion's overload, whose result sizes CEL joins, leaving out
+		// those it has none for (string(s) is as long as s).
+		return &checker.CallEstimate{CostEstimate: one, ResultSize: &checker.SizeEstimate{Min: 0, Max: convertedSizes[args[0].Type().Kind()]}}
 	case function == elemEstimate && len(args) == 2:
 		item, k := sizeOf(b, args[0]), joinKey(args[1])
 		largest := uint64(math.MaxUint64)
@@ -458,9 +460,9 @@ func (b boundedEstimator) EstimateCallCost(function, overloadID string, target *
 	return b.CostEstimator.EstimateCallCost(function, overloadID, target, args)
 }
 
-// convertedSizes are the most characters string(x) makes of a number or a bool: -9223372036854775808,
-// 18446744073709551615, -1.7976931348623157e+308 (and room), false.
-var convertedSizes = map[string]uint64{overloads.IntToString: 20, overloads.UintToString: 20, overloads.DoubleToString: 32, overloads.BoolToString: 5}
+// convertedSizes are the most characters string(x) makes of a number or a bool, by x's type:
+// -9223372036854775808, 18446744073709551615, -1.7976931348623157e+308 (and room), false.
+var convertedSizes = map[types.Kind]uint64{types.IntKind: 20, types.UintKind: 20, types.DoubleKind: 32, types.BoolKind: 5}
 
 // joinKey is the k of @elem(f, k) and @join(l, sep, k): an int literal.
 func joinKey(n checker.AstNode) int64 {
