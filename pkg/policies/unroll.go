@@ -116,9 +116,8 @@ func estimationAST(env *cel.Env, ast *cel.Ast) (*cel.Ast, uint64) {
 
 // unroller is the optimizer that rewrites; it counts what it did.
 type unroller struct {
-	loops, elements, defaults, chained, splits, unfiltered uint64
-	joins                                                  int64 // each join rewritten is @join's k
-	failed                                                 bool
+	loops, elements, defaults, chained, splits, unfiltered, joins uint64
+	failed                                                        bool
 }
 
 // slack is what the rewrites may leave out. A join's rewrite leaves out nothing: @join is
@@ -297,9 +296,9 @@ func (u *unroller) unchoose(ctx *cel.OptimizerContext, e celast.NavigableExpr) {
 func (u *unroller) sizeJoins(ctx *cel.OptimizerContext, a *celast.AST) {
 	joins := celast.MatchDescendants(celast.NavigateAST(a), isMacroJoin)
 	slices.SortStableFunc(joins, func(x, y celast.NavigableExpr) int { return y.Depth() - x.Depth() })
-	for _, e := range joins {
+	for i, e := range joins {
 		call := e.AsCall()
-		k := ctx.NewLiteral(types.Int(u.joins))
+		k := ctx.NewLiteral(types.Int(i)) // its own, whether or not its items can all be marked
 		if !u.markItems(ctx, call.Target(), k) {
 			continue
 		}
