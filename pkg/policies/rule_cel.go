@@ -173,7 +173,9 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("expression"), r.Expression, err.Error()))
 		} else {
-			errs = append(errs, rule.plan(&rule.twinned, env, ast, withUntracked, false, path.Child("expression"), r.Expression)...)
+			var e field.ErrorList
+			rule.twinned, e = rule.plan(env, ast, withUntracked, false, path.Child("expression"), r.Expression)
+			errs = append(errs, e...)
 		}
 		rule.cost, rule.needs = cost, needs
 	}
@@ -184,8 +186,9 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 		if err != nil {
 			errs = append(errs, field.Invalid(path.Child("messageExpression"), r.MessageExpression, err.Error()))
 		} else {
-			rule.messageExp = &twinned{}
-			errs = append(errs, rule.plan(rule.messageExp, env, ast, withUntracked, true, path.Child("messageExpression"), r.MessageExpression)...)
+			message, e := rule.plan(env, ast, withUntracked, true, path.Child("messageExpression"), r.MessageExpression)
+			rule.messageExp = &message
+			errs = append(errs, e...)
 		}
 		rule.cost = addCost(rule.cost, cost)
 		for _, n := range needs {
@@ -200,8 +203,8 @@ func compileCEL(r *v1alpha1.CELRule, env *cel.Env, scope *celScope, withUntracke
 	return rule, errs
 }
 
-// plan plans one of the rule's expressions (planTwinned) into t; what fails is reported at path.
-func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked, seldom bool, path *field.Path, expr string) field.ErrorList {
+// plan plans one of the rule's expressions (planTwinned); what fails is reported at path.
+func (r *celRule) plan(env *cel.Env, ast *cel.Ast, withUntracked, seldom bool, path *field.Path, expr string) (twinned, field.ErrorList) {
 	var errs field.ErrorList
 	planned, twinErr, err := planTwinned(env, ast, r.scope, withUntracked, seldom)
 	if twinErr != nil {
@@ -210,8 +213,7 @@ func (r *celRule) plan(t *twinned, env *cel.Env, ast *cel.Ast, withUntracked, se
 	if err != nil {
 		errs = append(errs, field.Invalid(path, expr, err.Error()))
 	}
-	*t = planned
-	return errs
+	return planned, errs
 }
 
 // compileTyped compiles expr, which must have type want (nil: any), and estimates its cost; an

@@ -52,8 +52,8 @@ import (
 //     value when set, else d;
 //   - s.split(sep)[i] is s.split(sep).size() + i >= 0 ? s : s: what the split and the index cost,
 //     and more, and a string no longer than s, as any of its items is;
-//   - (not a rewrite) string(x) of a number or bool is sized by boundedEstimator: at most 32
-//     characters;
+//   - (not a rewrite) string(x) of an operand typed as a number or bool is sized by
+//     boundedEstimator: at most 32 characters;
 //   - l.join(sep), where l is a map's or filter's result (or a sum or choice of them, as the
 //     rewrites above leave it), is @join(l', sep, k), where l' is l with each item the macro
 //     keeps, f, written @elem(f, k): two functions only the estimator knows (boundedEstimator),
